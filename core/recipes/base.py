@@ -1,0 +1,165 @@
+"""What a recipe is, what it builds, and the runnable variant it hands back.
+
+A recipe has a stable name, parameters with defaults, an availability check that says why
+it cannot run here, a ``build`` step that writes its artifact (safetensors / ONNX / JSON) into a
+folder, and a ``load`` step that turns that folder into a runnable :class:`Variant`.
+Every variant has the same call: token ids and attention mask in, one float32 array out
+(the last hidden state for embedders, logits for classifiers and causal LMs).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import RecipeError
+from ..tasks import TASKS
+
+ProgressFn = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: str
+    choices: tuple[str, ...] = ()
+    help: str = ""
+
+    def check(self, recipe: str, value: str) -> str:
+        if self.choices and value not in self.choices:
+            raise RecipeError(f"'{recipe}' parameter {self.name}={value} is not allowed; choose one of {', '.join(self.choices)}.")
+        return value
+
+
+@dataclass
+class BuildContext:
+    """What a build or load step may use: the source, its fp32 model (loaded on demand) and calibration texts."""
+
+    source: object                      # core.sources.Source
+    device: str = "cpu"
+    threads: int | None = None
+    calibration_texts: list[str] = field(default_factory=list)
+    max_length: int = 128
+    progress: ProgressFn | None = None
+    _loaded: object = None
+
+    @property
+    def task(self) -> str:
+        return self.source.task
+
+    def loaded(self):
+        """The fp32 model and tokenizer (eager attention, so exports and traces are clean)."""
+        if self._loaded is None:
+            from ..sources import load_model
+
+            self._loaded = load_model(self.source)
+        return self._loaded
+
+    def tokenizer(self):
+        return self.loaded().tokenizer
+
+    def say(self, fraction: float, message: str) -> None:
+        if self.progress:
+            self.progress(fraction, message)
+
+
+@dataclass
+class Variant:
+    """A runnable compressed (or reference) model."""
+
+    name: str                      # the spec, e.g. "dynamic-int8:engine=x86"
+    task: str
+    run: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    param_bytes: int
+    notes: list[str] = field(default_factory=list)
+    device: str = "cpu"
+    module: object = None          # the torch module, where there is one (weights page, generation)
+    sync: Callable[[], None] = lambda: None
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return self.run(input_ids, attention_mask)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    family: str
+    summary: str
+    build: Callable[[BuildContext, dict, Path], dict | None]
+    load: Callable[[BuildContext, dict, Path], Variant]
+    params: tuple[Param, ...] = ()
+    tasks: tuple[str, ...] = TASKS
+    check: Callable[[str], str | None] = lambda device: None   # reason it cannot run on ``device``, or None
+    deprecated: str | None = None
+    reference: bool = False
+
+    def defaults(self) -> dict:
+        return {p.name: p.default() if callable(p.default) else p.default for p in self.params}
+
+    def resolve_params(self, given: dict) -> dict:
+        known = {p.name: p for p in self.params}
+        for key in given:
+            if key not in known:
+                allowed = ", ".join(known) or "none"
+                raise RecipeError(f"'{self.name}' has no parameter '{key}'; its parameters are: {allowed}.")
+        params = self.defaults()
+        for key, value in given.items():
+            params[key] = known[key].check(self.name, str(value))
+        return params
+
+    def unavailable_reason(self, device: str = "cpu", task: str | None = None) -> str | None:
+        if task and task not in self.tasks:
+            return f"{self.name} does not apply to {task} models"
+        return self.check(device)
+
+    def describe(self, device: str = "cpu") -> dict:
+        reason = self.unavailable_reason(device)
+        return {
+            "name": self.name,
+            "family": self.family,
+            "summary": self.summary,
+            "params": {p.name: {"default": self.defaults()[p.name], "choices": list(p.choices), "help": p.help} for p in self.params},
+            "tasks": list(self.tasks),
+            "available": reason is None,
+            "reason": reason,
+            "deprecated": self.deprecated,
+        }
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    recipe: str
+    params: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def label(self) -> str:
+        return ":".join([self.recipe] + [f"{k}={v}" for k, v in self.params])
+
+    def as_dict(self) -> dict:
+        return dict(self.params)
+
+
+def parse_spec(text: str) -> VariantSpec:
+    """``name`` or ``name:key=value[:key=value...]`` -> VariantSpec (names checked by the registry)."""
+    parts = [p.strip() for p in str(text).strip().split(":")]
+    if not parts[0]:
+        raise RecipeError("Empty variant name; give one like fp32, onnx-int8 or dynamic-int8:engine=x86.")
+    params = []
+    for part in parts[1:]:
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip() or not value.strip():
+            raise RecipeError(f"Variant parameter '{part}' in '{text}' must be written key=value, e.g. dynamic-int8:engine=x86.")
+        params.append((key.strip(), value.strip()))
+    return VariantSpec(parts[0], tuple(params))
+
+
+def write_json(path: Path, data: dict) -> None:
+    Path(path).write_text(json.dumps(data, indent=2, default=str))
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,220 @@
+"""PyTorch-native recipes: fp32 reference, bf16, fp16, dynamic int8 (torch.ao and torchao), TorchScript."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+from pathlib import Path
+
+from .. import env
+from ..sources import model_class, skeleton
+from .base import BuildContext, Param, Recipe, read_json, write_json
+from .torch_common import conv1d_to_linear, example_inputs, make_wrapper, quantizable_linears, save_state, torch_variant
+
+AO_DEPRECATION = (
+    "torch.ao.quantization is deprecated by PyTorch in favour of torchao "
+    "(torchao.quantization.quantize_ with Int8DynamicActivationInt8WeightConfig)."
+)
+TS_DEPRECATION = "TorchScript is deprecated by PyTorch (in maintenance only); torch.export / torch.compile are its successors."
+
+
+# -- full-precision family: the reference and its half-precision copies -----------------------
+def _save_pretrained(dtype_name: str):
+    def build(ctx: BuildContext, params: dict, out: Path) -> dict:
+        import torch
+
+        model = ctx.loaded().model
+        if dtype_name != "float32":
+            model = copy.deepcopy(model).to(getattr(torch, dtype_name))
+        model.save_pretrained(str(out / "model"), safe_serialization=True)
+        return {"dtype": dtype_name}
+
+    return build
+
+
+def _load_pretrained(dtype_name: str, notes_fn=None):
+    def load(ctx: BuildContext, params: dict, art: Path):
+        import torch
+
+        dtype = getattr(torch, dtype_name)
+        model = model_class(ctx.task).from_pretrained(str(art / "model"), dtype=dtype, use_safetensors=True, trust_remote_code=False, attn_implementation="sdpa").eval()
+        model.to(ctx.device)
+        notes = notes_fn(ctx) if notes_fn else []
+        return torch_variant("", ctx.task, model, device=ctx.device, notes=notes)
+
+    return load
+
+
+def _bf16_notes(ctx: BuildContext) -> list[str]:
+    if ctx.device == "cpu" and not env.has_native_bf16():
+        return ["This CPU has no native bf16 instructions (avx512_bf16/AMX), so bf16 matmuls are emulated and usually slower than fp32."]
+    if ctx.device == "cpu" and not env.has_amx():
+        return ["This CPU has avx512_bf16 but no AMX: bf16 halves the weights, but expect little or no speed-up over fp32."]
+    return []
+
+
+def _needs_cuda(device: str) -> str | None:
+    if not env.cuda_available():
+        return "fp16 needs a CUDA GPU: this machine has none (on CPU, fp16 matmuls are emulated and slow; use bf16)."
+    if device != "cuda":
+        return "fp16 runs on CUDA only: choose device cuda (on CPU use bf16)."
+    return None
+
+
+def _bf16_check(device: str) -> str | None:
+    if device == "cuda" and env.cuda_available():
+        import torch
+
+        if not torch.cuda.is_bf16_supported():
+            return "This GPU does not support bf16."
+    return None
+
+
+# -- dynamic int8 (torch.ao) -----------------------------------------------------------------
+def _engine_param() -> Param:
+    return Param("engine", env.default_quant_engine(), ("x86", "fbgemm", "onednn", "qnnpack"), "PyTorch quantized kernel library")
+
+
+def _dynamic_qconfig(engine: str):
+    from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig
+
+    return default_dynamic_qconfig if engine == "qnnpack" else per_channel_dynamic_qconfig
+
+
+def _quantize_dynamic(model, names, engine):
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+
+    torch.backends.quantized.engine = engine
+    qconfig = _dynamic_qconfig(engine)
+    return quantize_dynamic(model, {n: qconfig for n in names}, dtype=torch.qint8, inplace=True)
+
+
+def _dynamic_notes(engine: str) -> list[str]:
+    notes = [AO_DEPRECATION]
+    if engine == "qnnpack" and env.is_x86():
+        notes.append("Engine qnnpack is the ARM/mobile kernel library: on this x86 CPU it is typically 2-6x slower than fp32; use engine=x86 (fbgemm/onednn).")
+    if engine in ("x86", "fbgemm", "onednn") and not env.is_x86():
+        notes.append(f"Engine {engine} targets x86 CPUs; on this {env.cpu_info()['arch']} CPU use qnnpack.")
+    if env.is_x86() and not env.has_vnni():
+        notes.append("This CPU has no VNNI instructions, so int8 matmuls gain little over fp32.")
+    return notes
+
+
+def build_dynamic_int8(ctx: BuildContext, params: dict, out: Path) -> dict:
+    import torch
+
+    engine = params["engine"]
+    model = copy.deepcopy(ctx.loaded().model)
+    converted = conv1d_to_linear(model)
+    names = quantizable_linears(model)
+    ctx.say(0.3, f"quantizing {len(names)} Linear layers (engine {engine})")
+    _quantize_dynamic(model, names, engine)
+    tensors, quantized = {}, set(names)
+    for name in names:
+        w, b = model.get_submodule(name)._packed_params._weight_bias()
+        tensors[f"{name}.weight_int8"] = w.int_repr()
+        if w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+            tensors[f"{name}.weight_scale"] = w.q_per_channel_scales().float()
+            tensors[f"{name}.weight_zero_point"] = w.q_per_channel_zero_points().to(torch.int32)
+        else:
+            tensors[f"{name}.weight_scale"] = torch.tensor([w.q_scale()], dtype=torch.float32)
+            tensors[f"{name}.weight_zero_point"] = torch.tensor([w.q_zero_point()], dtype=torch.int32)
+        if b is not None:
+            tensors[f"{name}.bias"] = b
+    for key, value in model.state_dict().items():
+        owner = key.rsplit(".", 1)[0]
+        if owner.split("._packed_params")[0] in quantized or not isinstance(value, torch.Tensor) or value.is_quantized:
+            continue
+        if value.dtype.is_floating_point or value.dtype in (torch.int64, torch.int32):
+            tensors[key] = value
+    save_state(out / "weights.safetensors", tensors)
+    write_json(out / "quantized.json", {"engine": engine, "modules": names, "conv1d_converted": converted, "per_channel": engine != "qnnpack"})
+    return {"quantized_layers": len(names)}
+
+
+def load_dynamic_int8(ctx: BuildContext, params: dict, art: Path):
+    import torch
+    from safetensors.torch import load_file
+
+    meta = read_json(art / "quantized.json")
+    tensors = load_file(str(art / "weights.safetensors"))
+    model = skeleton(ctx.source)
+    if meta["conv1d_converted"]:
+        conv1d_to_linear(model)
+    names = meta["modules"]
+    float_state = {k: v for k, v in tensors.items() if not k.rsplit(".", 1)[-1].startswith("weight_") and k.rsplit(".", 1)[0] not in names}
+    model.load_state_dict(float_state, strict=False)
+    _quantize_dynamic(model, names, meta["engine"])
+    for name in names:
+        int8, scale, zp = (tensors[f"{name}.weight_{k}"] for k in ("int8", "scale", "zero_point"))
+        if meta["per_channel"]:
+            q = torch._make_per_channel_quantized_tensor(int8, scale.double(), zp.long(), 0)
+        else:
+            q = torch._make_per_tensor_quantized_tensor(int8, float(scale[0]), int(zp[0]))
+        model.get_submodule(name).set_weight_bias(q, tensors.get(f"{name}.bias"))
+    engine = meta["engine"]
+    wrapper = make_wrapper(model, ctx.task)
+
+    class EngineScoped(torch.nn.Module):  # the quantized engine is process-global: pin it on every call
+        def forward(self, ids, mask):
+            torch.backends.quantized.engine = engine
+            return wrapper(ids, mask)
+
+    return torch_variant("", ctx.task, model, notes=_dynamic_notes(engine), forward_module=EngineScoped())
+
+
+# -- torchao int8 (the maintained successor) ----------------------------------------------------
+def _torchao_check(device: str) -> str | None:
+    if importlib.util.find_spec("torchao") is None:
+        return "torchao is not installed here (pip install torchao)."
+    return None
+
+
+def build_torchao_int8(ctx: BuildContext, params: dict, out: Path) -> dict:
+    # torchao's int8 tensors are not safetensors-native: the artifact stores the int8 weights and
+    # per-channel scales (the same values torchao computes), and load re-applies quantize_.
+    from .weight_only import quantize_weights_to_file
+
+    return quantize_weights_to_file(ctx, out, scheme="absmax", granularity="channel")
+
+
+def load_torchao_int8(ctx: BuildContext, params: dict, art: Path):
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+    from .weight_only import load_dequantized
+
+    model = load_dequantized(ctx, art)
+    quantize_(model, Int8DynamicActivationInt8WeightConfig())
+    notes = ["torchao int8 dynamic activation + int8 weight (per-channel) via quantize_; torchao targets GPUs first and its CPU kernels may be slower than fp32."]
+    return torch_variant("", ctx.task, model, notes=notes)
+
+
+# -- TorchScript ------------------------------------------------------------------------------
+def load_torchscript(ctx: BuildContext, params: dict, art: Path):
+    import torch
+
+    model = model_class(ctx.task).from_pretrained(str(art / "model"), use_safetensors=True, trust_remote_code=False, attn_implementation="eager").eval()
+    model.config.return_dict = True
+    wrapper = make_wrapper(model, ctx.task)
+    ids, mask = example_inputs(ctx.tokenizer())
+    with torch.inference_mode():
+        traced = torch.jit.freeze(torch.jit.trace(wrapper, (ids, mask), check_trace=False, strict=False))
+    notes = [TS_DEPRECATION, "The store keeps safetensors weights and re-traces at load: TorchScript archives contain pickles, which the store never loads."]
+    return torch_variant("", ctx.task, model, notes=notes, forward_module=traced)
+
+
+RECIPES = [
+    Recipe("fp32", "torch", "PyTorch float32: the reference every other variant is compared with", _save_pretrained("float32"), _load_pretrained("float32"), reference=True),
+    Recipe("bf16", "torch", "PyTorch bfloat16 weights and activations (CPU and CUDA)", _save_pretrained("bfloat16"), _load_pretrained("bfloat16", _bf16_notes), check=_bf16_check),
+    Recipe("fp16", "torch", "PyTorch float16 (CUDA only)", _save_pretrained("float16"), _load_pretrained("float16"), check=_needs_cuda),
+    Recipe(
+        "dynamic-int8", "torch", "PyTorch post-training dynamic quantization of Linear layers (int8 weights, activations quantized on the fly)",
+        build_dynamic_int8, load_dynamic_int8, params=(_engine_param(),), check=lambda d: "dynamic-int8 runs on CPU only." if d != "cpu" else None, deprecated=AO_DEPRECATION,
+    ),
+    Recipe(
+        "torchao-int8", "torch", "torchao int8 dynamic activations + int8 weights (the maintained successor of torch.ao)",
+        build_torchao_int8, load_torchao_int8, check=_torchao_check,
+    ),
+    Recipe("torchscript", "torch", "TorchScript trace of the fp32 model", _save_pretrained("float32"), load_torchscript, deprecated=TS_DEPRECATION),
+]

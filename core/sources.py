@@ -1,0 +1,209 @@
+"""Where a model comes from: a bundled name, a Hugging Face hub id, or a local folder.
+
+``resolve(name)`` turns any of the three into a :class:`Source` (a local HF-format folder, its
+task and a fingerprint) without loading weights; ``load_model(source)`` loads it. Weights are only
+ever read from safetensors, and ``trust_remote_code`` is never enabled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .errors import SourceError
+from .tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING, check_task, infer_task
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+HUB_TIMEOUT_S = 3.0
+HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "merges.txt", "vocab.*"]
+
+
+@dataclass
+class Source:
+    name: str          # what the user typed (bundled name, hub id or folder)
+    kind: str          # "bundled" | "hub" | "local"
+    path: Path         # a local Hugging Face-format folder
+    task: str
+    fingerprint: str   # hash of the weights, or the hub revision
+    labels: list[str] = field(default_factory=list)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "path": str(self.path), "task": self.task, "fingerprint": self.fingerprint}
+
+
+@dataclass
+class LoadedModel:
+    source: Source
+    model: object      # a torch.nn.Module in eval mode
+    tokenizer: object  # a fast tokenizer
+
+    @property
+    def task(self) -> str:
+        return self.source.task
+
+
+# -- fingerprints -----------------------------------------------------------------------------
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
+def fingerprint_folder(path: Path) -> str:
+    """sha256 over the weight files and config (memoised on size and mtime)."""
+    files = sorted(p for p in path.rglob("*") if p.is_file() and (p.suffix in (".safetensors", ".json", ".onnx")) and p.name != "manifest.json")
+    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    if stamp not in _FINGERPRINTS:
+        digest = hashlib.sha256()
+        for p in files:
+            digest.update(p.relative_to(path).as_posix().encode())
+            with open(p, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+        _FINGERPRINTS[stamp] = digest.hexdigest()[:24]
+    return _FINGERPRINTS[stamp]
+
+
+# -- folders ----------------------------------------------------------------------------------
+def _read_config(path: Path) -> dict:
+    cfg = path / "config.json"
+    if not cfg.is_file():
+        raise SourceError(f"'{path}' is not a model folder: it has no config.json. Point to a folder saved with save_pretrained (config.json + *.safetensors).")
+    try:
+        return json.loads(cfg.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise SourceError(f"'{path}/config.json' cannot be read as JSON ({err.__class__.__name__}); re-save the model with save_pretrained.") from None
+
+
+def folder_source(path: Path, name: str, kind: str, task: str | None, fingerprint: str | None = None) -> Source:
+    path = Path(path).expanduser().resolve()
+    if not path.is_dir():
+        raise SourceError(f"Model folder '{name}' does not exist; give a bundled name, a hub id or an existing folder.")
+    config = _read_config(path)
+    if not any(path.glob("*.safetensors")):
+        if any(path.glob("*.bin")) or any(path.glob("*.pt")) or any(path.glob("*.pth")):
+            raise SourceError(f"'{name}' has only pickled weights (*.bin/*.pt); the lab loads safetensors only. Re-save it with save_pretrained(safe_serialization=True).")
+        raise SourceError(f"'{name}' is not a model folder: it has no *.safetensors weights.")
+    is_st = (path / "modules.json").is_file() or (path / "sentence_bert_config.json").is_file()
+    inferred = infer_task(config.get("architectures"), is_sentence_transformer=is_st)
+    task = check_task(task) if task else inferred
+    if task is None:
+        raise SourceError(f"Cannot tell the task of '{name}' from its config; choose one of embedding, classification, causal-lm.")
+    labels = [config["id2label"][k] for k in sorted(config.get("id2label", {}), key=int)] if task == CLASSIFICATION else []
+    return Source(name=name, kind=kind, path=path, task=task, fingerprint=fingerprint or fingerprint_folder(path), labels=labels)
+
+
+# -- the hub ----------------------------------------------------------------------------------
+def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").strip() in ("1", "true", "yes"):
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    host = urlparse(endpoint).hostname or "huggingface.co"
+    port = urlparse(endpoint).port or 443
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def hub_source(hub_id: str, task: str | None, revision: str | None = None) -> Source:
+    from huggingface_hub import snapshot_download
+
+    try:  # already downloaded once: no network needed
+        path = snapshot_download(hub_id, revision=revision, allow_patterns=HUB_FILES, local_files_only=True)
+    except Exception:
+        path = None
+    if path is None:
+        from .bundled import BUNDLED
+
+        if not hub_reachable():
+            raise SourceError(
+                f"Model '{hub_id}' is not bundled or cached here and the Hugging Face hub cannot be reached; "
+                f"use a bundled model ({', '.join(BUNDLED)}) or a local folder in Hugging Face format."
+            )
+        try:
+            path = snapshot_download(hub_id, revision=revision, allow_patterns=HUB_FILES, etag_timeout=10)
+        except Exception as err:
+            raise SourceError(f"Model '{hub_id}' could not be fetched from the Hugging Face hub ({err.__class__.__name__}); check the id and your network.") from None
+    revision_sha = Path(path).name  # snapshots/<commit sha>
+    return folder_source(Path(path), hub_id, "hub", task, fingerprint=f"hub:{hub_id}@{revision_sha}")
+
+
+# -- entry point ------------------------------------------------------------------------------
+def resolve(name: str, task: str | None = None, *, store=None, progress=None, allow_local: bool = True) -> Source:
+    """Turn a bundled name, local folder or hub id into a :class:`Source` (building bundled models if needed)."""
+    from .bundled import BUNDLED, bundled_source
+
+    name = (name or "").strip()
+    if not name:
+        raise SourceError("No model given: name a bundled model (" + ", ".join(BUNDLED) + "), a hub id or a local folder.")
+    if name in BUNDLED:
+        return bundled_source(name, task, store=store, progress=progress)
+    looks_like_path = name.startswith((".", "/", "~")) or os.sep in name and Path(name).expanduser().exists()
+    if looks_like_path or Path(name).expanduser().is_dir():
+        if not allow_local:
+            raise SourceError("Local model folders are disabled on this hosted lab; use a bundled model or a hub id.")
+        return folder_source(Path(name), name, "local", task)
+    if HUB_ID.match(name):
+        return hub_source(name, task)
+    raise SourceError(f"'{name}' is not a bundled model, an existing folder or a valid hub id; bundled models are: {', '.join(BUNDLED)}.")
+
+
+MODEL_CLASSES = {EMBEDDING: "AutoModel", CLASSIFICATION: "AutoModelForSequenceClassification", CAUSAL_LM: "AutoModelForCausalLM"}
+
+
+def model_class(task: str):
+    import transformers
+
+    return getattr(transformers, MODEL_CLASSES[task])
+
+
+def quiet_transformers() -> None:
+    """No progress bars or advisory chatter from transformers on the user's terminal."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def load_tokenizer(source: Source):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(source.path), trust_remote_code=False)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token or tok.unk_token
+    if source.task == CAUSAL_LM:
+        tok.padding_side = "right"
+    return tok
+
+
+def load_model(source: Source, *, dtype=None, attn: str = "eager") -> LoadedModel:
+    """Load the fp32 (or ``dtype``) model and tokenizer from a resolved source, in eval mode."""
+    quiet_transformers()
+    kwargs = dict(trust_remote_code=False, use_safetensors=True, attn_implementation=attn)
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    try:
+        model = model_class(source.task).from_pretrained(str(source.path), **kwargs)
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
+        raise SourceError(f"'{source.name}' could not be loaded as a {source.task} model: {first[:200]}") from None
+    model.eval()
+    return LoadedModel(source=source, model=model, tokenizer=load_tokenizer(source))
+
+
+def skeleton(source: Source, dtype=None):
+    """The model architecture from the source's config, randomly initialised (weights come from an artifact)."""
+    from transformers import AutoConfig
+
+    quiet_transformers()
+    config = AutoConfig.from_pretrained(str(source.path), trust_remote_code=False)
+    config._attn_implementation = "eager"
+    model = model_class(source.task).from_config(config, attn_implementation="eager")
+    if dtype is not None:
+        model = model.to(dtype)
+    return model.eval()

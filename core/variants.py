@@ -1,0 +1,69 @@
+"""Build-or-fetch a variant through the store, then load it: source -> recipe -> store -> Variant."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+
+from . import env
+from .errors import RecipeError
+from .recipes import BuildContext, Variant, resolve
+from .store import ModelStore, StoreEntry, make_key
+
+RECIPE_FORMAT = 1  # bump when an artifact layout changes
+
+
+@dataclass
+class LoadedVariant:
+    variant: Variant
+    entry: StoreEntry
+    load_s: float
+
+    @property
+    def label(self) -> str:
+        return self.variant.name
+
+
+def variant_key(source, recipe_name: str, params: dict, calibration_texts: list[str] | None = None) -> str:
+    versions = {k: v for k, v in env.library_versions().items() if k in ("torch", "transformers", "onnxruntime", "onnx", "torchao")}
+    calib = hashlib.sha256(json.dumps(calibration_texts or []).encode()).hexdigest()[:12] if recipe_name.endswith("static") else ""
+    return make_key(kind="variant", fingerprint=source.fingerprint, task=source.task, recipe=recipe_name, params=params, versions=versions, calibration=calib, format=RECIPE_FORMAT)
+
+
+def is_stored(source, spec: str, store: ModelStore | None = None) -> bool:
+    recipe, params, _ = resolve(spec)
+    return variant_key(source, recipe.name, params) in (store or ModelStore())
+
+
+def get_variant(source, spec: str, *, store: ModelStore | None = None, device: str = "cpu", threads: int | None = None,
+                progress=None, calibration_texts: list[str] | None = None, max_length: int = 128, context: BuildContext | None = None) -> LoadedVariant:
+    """The runnable variant for ``spec`` on ``source``: built once into the store, loaded from it every time.
+
+    Pass one ``context`` across several calls to load the fp32 model once.
+    """
+    store = store or ModelStore()
+    recipe, params, label = resolve(spec)
+    reason = recipe.unavailable_reason(device, source.task)
+    if reason:
+        raise RecipeError(f"Variant '{label}' cannot run here: {reason}")
+    ctx = context or BuildContext(source=source)
+    ctx.device, ctx.threads, ctx.progress, ctx.max_length = device, threads, progress, max_length
+    ctx.calibration_texts = calibration_texts or []
+    key = variant_key(source, recipe.name, params, calibration_texts)
+    describe = {"kind": "variant", "model": source.name, "fingerprint": source.fingerprint, "task": source.task, "recipe": recipe.name, "params": params, "label": label}
+
+    def build(tmp):
+        ctx.say(0.05, f"building {label}")
+        return recipe.build(ctx, params, tmp) or {}
+
+    entry = store.get_or_build(key, build, describe)
+    ctx.say(0.9, f"loading {label}")
+    started = time.perf_counter()
+    variant = recipe.load(ctx, params, entry.path)
+    load_s = time.perf_counter() - started
+    variant.name = label
+    if recipe.deprecated and recipe.deprecated not in variant.notes:
+        variant.notes.insert(0, recipe.deprecated)
+    return LoadedVariant(variant, entry, load_s)
