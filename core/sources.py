@@ -196,6 +196,15 @@ def load_model(source: Source, *, dtype=None, attn: str = "eager") -> LoadedMode
     return LoadedModel(source=source, model=model, tokenizer=load_tokenizer(source))
 
 
+def max_positions(config) -> int | None:
+    """How many tokens the model can attend to, from its config (None when it does not say)."""
+    for attr in ("n_positions", "max_position_embeddings"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 def skeleton(source: Source, dtype=None):
     """The model architecture from the source's config, randomly initialised (weights come from an artifact)."""
     from transformers import AutoConfig

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from . import env
 from .errors import RecipeError
 from .recipes import BuildContext, Variant, resolve
+from .sources import max_positions
 from .store import ModelStore, StoreEntry, make_key
 
 RECIPE_FORMAT = 1  # bump when an artifact layout changes
@@ -49,7 +50,8 @@ def get_variant(source, spec: str, *, store: ModelStore | None = None, device: s
     if reason:
         raise RecipeError(f"Variant '{label}' cannot run here: {reason}")
     ctx = context or BuildContext(source=source)
-    ctx.device, ctx.threads, ctx.progress, ctx.max_length = device, threads, progress, max_length
+    ctx.device, ctx.threads, ctx.progress = device, threads, progress
+    ctx.max_length = min(max_length, max_positions(ctx.loaded().model.config) or max_length)
     ctx.calibration_texts = calibration_texts or []
     key = variant_key(source, recipe.name, params, calibration_texts)
     describe = {"kind": "variant", "model": source.name, "fingerprint": source.fingerprint, "task": source.task, "recipe": recipe.name, "params": params, "label": label}

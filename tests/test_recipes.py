@@ -1,0 +1,209 @@
+"""Every recipe builds and runs on the real MiniLM and on tiny random GPT-2 / BERT-classifier models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core import env
+from core.errors import RecipeError
+from core.recipes import RECIPES, BuildContext, available, expand, parse_spec, resolve
+from core.sources import resolve as resolve_source
+from core.store import ModelStore
+from core.variants import get_variant
+from tiny_models import make_tiny_bert_classifier, make_tiny_gpt2
+
+TEXTS = ["Quantization maps floats onto a few integer levels.", "The quick brown fox jumps over the lazy dog near the river bank today.", "Short."]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return ModelStore(tmp_path_factory.mktemp("store"))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    return {
+        "minilm": resolve_source("minilm"),
+        "gpt2": resolve_source(str(make_tiny_gpt2(root / "gpt2"))),
+        "bert-cls": resolve_source(str(make_tiny_bert_classifier(root / "bert"))),
+    }
+
+
+@pytest.fixture(scope="module")
+def outputs(models, store):
+    """Every available recipe on every model: {(model, recipe): (LoadedVariant, output, mask)}."""
+    result = {}
+    for key, source in models.items():
+        ctx = BuildContext(source=source)
+        enc = ctx.tokenizer()(TEXTS, padding=True, truncation=True, max_length=32, return_tensors="np")
+        for name in available(source.task):
+            lv = get_variant(source, name, store=store, context=ctx)
+            result[(key, name)] = (lv, lv.variant(enc["input_ids"], enc["attention_mask"]), enc["attention_mask"])
+    return result
+
+
+def _pooled(out, mask):
+    m = mask[..., None].astype(np.float32)
+    emb = (out * m).sum(1) / m.sum(1)
+    return emb / np.linalg.norm(emb, axis=1, keepdims=True)
+
+
+def _valid(out, mask):
+    """Only positions that are real tokens (padding positions are undefined for every variant)."""
+    return out[mask.astype(bool)] if out.ndim == 3 else out
+
+
+CPU_RECIPES = ["fp32", "bf16", "dynamic-int8", "torchscript", "absmax-int8", "zeropoint-int8", "onnx-fp32", "onnx-int8", "onnx-int8-static"]
+
+
+@pytest.mark.parametrize("model", ["minilm", "gpt2", "bert-cls"])
+def test_every_cpu_recipe_builds_and_runs(outputs, models, model):
+    task = models[model].task
+    built = {name for (m, name) in outputs if m == model}
+    assert set(CPU_RECIPES) <= built, f"missing on {model}: {set(CPU_RECIPES) - built}"
+    for name in built:
+        lv, out, mask = outputs[(model, name)]
+        ref = outputs[(model, "fp32")][1]
+        assert out.dtype == np.float32 and out.shape == ref.shape, name
+        assert np.isfinite(_valid(out, mask)).all(), name
+        assert lv.variant.name == name and lv.variant.task == task
+        assert lv.entry.size_bytes > 0 and lv.variant.param_bytes > 0
+
+
+@pytest.mark.parametrize("model", ["minilm", "gpt2", "bert-cls"])
+@pytest.mark.parametrize("name,atol", [("onnx-fp32", 1e-4), ("torchscript", 1e-4)])
+def test_fp32_equivalent_recipes_match_fp32(outputs, model, name, atol):
+    _, ref, mask = outputs[(model, "fp32")]
+    _, out, _ = outputs[(model, name)]
+    np.testing.assert_allclose(_valid(out, mask), _valid(ref, mask), atol=atol, rtol=1e-3)
+
+
+@pytest.mark.parametrize("model", ["minilm", "gpt2", "bert-cls"])
+def test_bf16_within_tolerance(outputs, model):
+    _, ref, mask = outputs[(model, "fp32")]
+    _, out, _ = outputs[(model, "bf16")]
+    a, b = _valid(out, mask).reshape(len(_valid(ref, mask)), -1), _valid(ref, mask).reshape(len(_valid(ref, mask)), -1)
+    cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    assert cos.min() > 0.99
+
+
+def test_minilm_int8_quality_is_close_but_not_identical(outputs):
+    _, ref, mask = outputs[("minilm", "fp32")]
+    for name, floor in [("dynamic-int8", 0.9), ("absmax-int8", 0.98), ("zeropoint-int8", 0.98), ("onnx-int8", 0.97), ("onnx-int8-static", 0.9)]:
+        _, out, _ = outputs[("minilm", name)]
+        cos = (_pooled(out, mask) * _pooled(ref, mask)).sum(1)
+        assert cos.min() > floor, (name, cos)
+        assert not np.allclose(out, ref), f"{name} returned fp32 outputs unchanged"
+
+
+@pytest.mark.parametrize("model,ratio", [("minilm", 0.70), ("gpt2", 0.60)])
+def test_int8_recipes_shrink_the_artifact(outputs, model, ratio):
+    fp32 = outputs[(model, "fp32")][0].entry.size_bytes
+    for name in ["dynamic-int8", "absmax-int8", "zeropoint-int8", "onnx-int8", "onnx-int8-static"]:
+        size = outputs[(model, name)][0].entry.size_bytes
+        assert size < ratio * fp32, f"{name} on {model}: {size} vs fp32 {fp32}"
+    assert outputs[(model, "bf16")][0].entry.size_bytes < 0.55 * fp32
+
+
+def test_weight_only_artifact_holds_real_int8(outputs):
+    from safetensors import safe_open
+
+    lv = outputs[("minilm", "absmax-int8")][0]
+    with safe_open(str(lv.entry.path / "weights.safetensors"), "pt") as fh:
+        q = [k for k in fh.keys() if k.endswith(".q")]
+        assert len(q) == 37  # 6 layers x (q, k, v, out, intermediate, output) + the pooler
+        t = fh.get_tensor(q[0])
+        assert str(t.dtype) == "torch.int8" and t.abs().max() == 127
+
+
+def test_absmax_and_zeropoint_formulas():
+    import torch
+
+    from core.recipes.weight_only import dequantize_tensor, quantize_tensor
+
+    w = torch.tensor([[-1.0, 0.5, 2.0], [0.1, -0.2, 0.05]])
+    q, scale, zp = quantize_tensor(w, "absmax", "tensor")
+    assert zp is None and scale.item() == pytest.approx(127 / 2.0)
+    assert q.tolist() == torch.round(w * 127 / 2.0).to(torch.int8).tolist()
+    q, scale, zp = quantize_tensor(w, "absmax", "channel")
+    assert scale.tolist() == pytest.approx([127 / 2.0, 127 / 0.2])
+    np.testing.assert_allclose(dequantize_tensor(q, scale).numpy(), w.numpy(), atol=0.5 / scale.min().item())
+    q, scale, zp = quantize_tensor(w, "zeropoint", "tensor")
+    s = 255 / 3.0
+    assert scale.item() == pytest.approx(s) and zp.item() == round(-s * -1.0) - 128
+    assert q.min().item() == -128 and q.max().item() == 127
+    np.testing.assert_allclose(dequantize_tensor(q, scale, zp).numpy(), w.numpy(), atol=1 / s)
+
+
+def test_gpt2_conv1d_layers_are_quantized_and_tied_head_left_alone(outputs, models):
+    import json
+
+    lv = outputs[("gpt2", "dynamic-int8")][0]
+    meta = json.loads((lv.entry.path / "quantized.json").read_text())
+    assert meta["conv1d_converted"] == 8  # 2 layers x (c_attn, c_proj, c_fc, mlp c_proj)
+    assert "lm_head" not in meta["modules"] and len(meta["modules"]) == 8
+    weights = json.loads((outputs[("gpt2", "absmax-int8")][0].entry.path / "quantized.json").read_text())["weights"]
+    assert all(info["transposed"] for info in weights.values()) and len(weights) == 8
+
+
+def test_qnnpack_on_x86_is_explained(models, store):
+    if not env.is_x86():
+        pytest.skip("qnnpack is the right engine on this non-x86 CPU")
+    lv = get_variant(models["gpt2"], "dynamic-int8:engine=qnnpack", store=store)
+    assert lv.variant.name == "dynamic-int8:engine=qnnpack"
+    assert any("qnnpack" in n and "slower" in n for n in lv.variant.notes)
+
+
+def test_weight_only_scope_all_rounds_layernorm_too(models, store):
+    lv = get_variant(models["gpt2"], "absmax-int8:scope=all:granularity=tensor", store=store)
+    import json
+
+    weights = json.loads((lv.entry.path / "quantized.json").read_text())["weights"]
+    assert any("ln_" in name for name in weights) and any("wte" in name for name in weights)
+
+
+def test_fp16_unavailable_on_cpu_with_reason():
+    reason = RECIPES["fp16"].unavailable_reason("cpu")
+    if env.cuda_available():
+        pytest.skip("this machine has CUDA: fp16 on cpu is refused for device, tested below")
+    assert reason and "CUDA" in reason
+    assert "fp16" not in available("embedding", "cpu")
+    with pytest.raises(RecipeError, match="fp16"):
+        expand("fp32,fp16", "embedding")
+
+
+@pytest.mark.skipif(not env.cuda_available(), reason="no CUDA GPU on this machine; fp16/bf16 CUDA paths run where one exists")
+def test_fp16_and_onnx_on_cuda(models, store):  # pragma: no cover - needs a GPU
+    source = models["minilm"]
+    ctx = BuildContext(source=source)
+    enc = ctx.tokenizer()(TEXTS, padding=True, return_tensors="np")
+    ref = get_variant(source, "fp32", store=store, context=ctx).variant(enc["input_ids"], enc["attention_mask"])
+    for name in ("fp16", "bf16", "onnx-fp32"):
+        out = get_variant(source, name, store=store, device="cuda", context=ctx).variant(enc["input_ids"], enc["attention_mask"])
+        cos = (_pooled(out, enc["attention_mask"]) * _pooled(ref, enc["attention_mask"])).sum(1)
+        assert cos.min() > 0.99
+
+
+def test_spec_parsing_and_errors():
+    assert parse_spec("dynamic-int8:engine=qnnpack").as_dict() == {"engine": "qnnpack"}
+    recipe, params, label = resolve("absmax-int8:granularity=channel")
+    assert label == "absmax-int8" and params["granularity"] == "channel"
+    assert resolve("absmax-int8:granularity=tensor")[2] == "absmax-int8:granularity=tensor"
+    with pytest.raises(RecipeError, match="Unknown variant 'int4'"):
+        resolve("int4")
+    with pytest.raises(RecipeError, match="no parameter 'bits'"):
+        resolve("absmax-int8:bits=4")
+    with pytest.raises(RecipeError, match="not allowed"):
+        resolve("dynamic-int8:engine=cuda")
+    with pytest.raises(RecipeError, match="key=value"):
+        resolve("dynamic-int8:x86")
+    assert "onnx-int8" in expand("all", "embedding") and "fp16" not in expand("all", "embedding")
+
+
+def test_every_recipe_describes_itself():
+    for recipe in RECIPES.values():
+        d = recipe.describe("cpu")
+        assert d["name"] == recipe.name and isinstance(d["available"], bool)
+        assert d["available"] or d["reason"]
