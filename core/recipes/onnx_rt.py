@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 import shutil
 from pathlib import Path
@@ -10,7 +12,8 @@ import numpy as np
 
 from .. import env
 from .base import BuildContext, Param, Recipe, Variant, read_json, write_json
-from .torch_common import example_inputs, make_wrapper
+from .export_graph import additive_encoder_wrapper, classic_attention_for
+from .torch_common import conv1d_to_linear, example_inputs, make_wrapper
 
 GRAPH = "model.onnx"
 OPSET = 17
@@ -22,10 +25,16 @@ def export_onnx(ctx: BuildContext, path: Path) -> None:
     import torch
 
     loaded = ctx.loaded()
-    wrapper = make_wrapper(loaded.model, ctx.task)
+    model = loaded.model
+    if any(type(m).__name__ == "Conv1D" for m in model.modules()):  # GPT-2: addmm exports as Gemm, which int8 skips
+        model = copy.deepcopy(model)
+        conv1d_to_linear(model)
+    encoder = fusion_type(ctx) == "bert" and ctx.task != "causal-lm"
+    wrapper = additive_encoder_wrapper(model, ctx.task) if encoder else make_wrapper(model, ctx.task)
     ids, mask = example_inputs(loaded.tokenizer)
     out_axes = {0: "batch"} if ctx.task == "classification" else {0: "batch", 1: "sequence"}
-    with torch.inference_mode(), _quiet():
+    attention = classic_attention_for(model) if encoder else contextlib.nullcontext()
+    with torch.inference_mode(), _quiet(), attention:
         torch.onnx.export(
             wrapper, (ids, mask), str(path), dynamo=False, opset_version=OPSET, do_constant_folding=True,
             input_names=["input_ids", "attention_mask"], output_names=["output"],
@@ -50,17 +59,26 @@ class _quiet:
         self._w.__exit__(*exc)
 
 
-def optimize_graph(ctx: BuildContext, raw: Path, out: Path) -> list[str]:
+def fusion_type(ctx: BuildContext) -> str | None:
+    return FUSION_TYPES.get(getattr(ctx.loaded().model.config, "model_type", ""), None)
+
+
+def optimize_graph(ctx: BuildContext, raw: Path, out: Path, fuse_attention: bool = True) -> list[str]:
     """ONNX Runtime's transformer optimizer (attention, LayerNorm, GELU fusion); falls back to the raw graph."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
-    model_type = FUSION_TYPES.get(getattr(ctx.loaded().model.config, "model_type", ""), None)
+    model_type = fusion_type(ctx)
+    config = ctx.loaded().model.config
     if model_type is None:
         shutil.copy(raw, out)
         return [f"No transformer fusion pattern for model type '{ctx.loaded().model.config.model_type}': the graph runs with ONNX Runtime's generic optimizations only."]
     try:
         with _quiet():
-            opt = optimize_model(str(raw), model_type=model_type, num_heads=0, hidden_size=0, opt_level=1, use_gpu=False)
+            heads, hidden = getattr(config, "num_attention_heads", 0) or 0, getattr(config, "hidden_size", 0) or 0
+            options = FusionOptions(model_type)
+            options.enable_attention = fuse_attention
+            opt = optimize_model(str(raw), model_type=model_type, num_heads=heads, hidden_size=hidden, opt_level=1, use_gpu=False, optimization_options=options)
             opt.save_model_to_file(str(out))
         fused = {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
         return [f"Fused operators: {', '.join(f'{k} x{v}' for k, v in sorted(fused.items()))}."] if fused else []
@@ -69,12 +87,12 @@ def optimize_graph(ctx: BuildContext, raw: Path, out: Path) -> list[str]:
         return [f"Transformer fusion failed ({err.__class__.__name__}); running the unfused graph."]
 
 
-def build_fp32_graph(ctx: BuildContext, out: Path) -> list[str]:
+def build_fp32_graph(ctx: BuildContext, out: Path, fuse_attention: bool = True) -> list[str]:
     raw = out / "raw.onnx"
     ctx.say(0.2, "exporting to ONNX")
     export_onnx(ctx, raw)
-    ctx.say(0.5, "fusing attention / LayerNorm / GELU")
-    notes = optimize_graph(ctx, raw, out / GRAPH)
+    ctx.say(0.5, "fusing attention / LayerNorm / GELU" if fuse_attention else "fusing LayerNorm / GELU")
+    notes = optimize_graph(ctx, raw, out / GRAPH, fuse_attention)
     raw.unlink()
     return notes
 
@@ -143,7 +161,7 @@ def build_onnx_int8_static(ctx: BuildContext, params: dict, out: Path) -> dict:
 
     tmp = out / "fp32"
     tmp.mkdir()
-    notes = build_fp32_graph(ctx, tmp)
+    notes = build_fp32_graph(ctx, tmp, fuse_attention=False)  # QDQ quantizes MatMuls, not the fused Attention op
     names = [i.name for i in ort.InferenceSession(str(tmp / GRAPH), providers=["CPUExecutionProvider"]).get_inputs()]
     reader = _Calibration(ctx, names)
     ctx.say(0.7, f"calibrating static int8 on {sum(len(b[names[0]]) for b in reader.batches)} texts")

@@ -1,0 +1,126 @@
+"""Accuracy-aware search: per-layer sensitivity and a mixed-precision ONNX Runtime int8 variant.
+
+Sensitivity: quantize one weight node (MatMul / fused Attention) at a time, everything else fp32,
+and measure how far the output moves from fp32 on the calibration texts. Mixed precision: quantize
+everything, then give the most sensitive nodes back their fp32 weights, one at a time, until the
+output fidelity meets the target (or the ``max_fp32`` cap is reached). The artifact records the
+sensitivity table, which the Weights page shows.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ..tasks import EMBEDDING
+from .base import BuildContext, Param, Recipe, write_json
+from .onnx_rt import GRAPH, _cpu_only, _quiet, build_fp32_graph, load_onnx, make_session, weight_type_for_cpu
+
+QUANTIZABLE = ("MatMul", "Attention")
+
+
+def fidelity(task: str, out: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> float:
+    """Mean cosine to fp32: of mean-pooled embeddings for embedders, of each real position's output otherwise."""
+    if task == EMBEDDING:
+        m = mask[..., None].astype(np.float32)
+        a, b = (out * m).sum(1) / m.sum(1), (ref * m).sum(1) / m.sum(1)
+    else:
+        keep = mask.astype(bool) if out.ndim == 3 else slice(None)
+        a, b = out[keep].reshape(-1, out.shape[-1]), ref[keep].reshape(-1, ref.shape[-1])
+    cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)
+    return float(cos.mean())
+
+
+def quantizable_nodes(graph: Path) -> list[str]:
+    import onnx
+
+    model = onnx.load(str(graph), load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    return [n.name for n in model.graph.node if n.op_type in QUANTIZABLE and any(i in inits for i in n.input[1:2])]
+
+
+class _Probe:
+    """Quantizes the fp32 graph with some nodes excluded and scores the result against fp32."""
+
+    def __init__(self, ctx: BuildContext, fp32_graph: Path, work: Path, weight_type: str):
+        from .. import calibration
+
+        self.ctx, self.fp32, self.work, self.weight_type = ctx, fp32_graph, work, weight_type
+        texts = (ctx.calibration_texts or calibration.default_texts(ctx.task))[:32]
+        enc = ctx.tokenizer()(texts, padding=True, truncation=True, max_length=ctx.max_length, return_tensors="np")
+        session = make_session(fp32_graph, threads=ctx.threads)
+        self.names = [i.name for i in session.get_inputs()]
+        self.feeds = {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask")}
+        self.ref = self._run(session)
+
+    def _run(self, session) -> np.ndarray:
+        return session.run(["output"], {k: self.feeds[k] for k in self.names})[0]
+
+    def quantize(self, out: Path, exclude: list[str] | None = None, only: list[str] | None = None) -> Path:
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        with _quiet():
+            quantize_dynamic(
+                str(self.fp32), str(out), op_types_to_quantize=list(QUANTIZABLE), per_channel=True,
+                weight_type=QuantType.QInt8 if self.weight_type == "int8" else QuantType.QUInt8,
+                nodes_to_exclude=exclude or None, nodes_to_quantize=only or None,
+                extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
+        return out
+
+    def score(self, graph: Path) -> float:
+        out = self._run(make_session(graph, threads=self.ctx.threads))
+        return fidelity(self.ctx.task, out, self.ref, self.feeds["attention_mask"])
+
+
+def sensitivity(probe: _Probe, nodes: list[str], say=lambda f, m: None) -> list[dict]:
+    """Fidelity loss when only that node is int8, most sensitive first."""
+    rows = []
+    for i, node in enumerate(nodes):
+        say(0.3 + 0.4 * i / max(len(nodes), 1), f"sensitivity {i + 1}/{len(nodes)}: {node}")
+        score = probe.score(probe.quantize(probe.work / "one.onnx", only=[node]))
+        rows.append({"node": node, "fidelity": score, "loss": 1.0 - score})
+    return sorted(rows, key=lambda r: r["loss"], reverse=True)
+
+
+def build_onnx_int8_mixed(ctx: BuildContext, params: dict, out: Path) -> dict:
+    target, cap = float(params["target"]), int(params["max_fp32"])
+    work = out / "work"
+    work.mkdir()
+    notes = build_fp32_graph(ctx, work)
+    probe = _Probe(ctx, work / GRAPH, work, weight_type_for_cpu("auto"))
+    nodes = quantizable_nodes(work / GRAPH)
+    table = sensitivity(probe, nodes, ctx.say)
+    kept: list[str] = []
+    score = probe.score(probe.quantize(work / "all.onnx"))
+    trail = [{"fp32_nodes": 0, "fidelity": score}]
+    for row in table:
+        if score >= target or len(kept) >= cap:
+            break
+        kept.append(row["node"])
+        ctx.say(0.75, f"keeping {len(kept)} node(s) in fp32: fidelity {score:.4f}")
+        score = probe.score(probe.quantize(work / "mixed.onnx", exclude=kept))
+        trail.append({"fp32_nodes": len(kept), "fidelity": score})
+    probe.quantize(out / GRAPH, exclude=kept)
+    shutil.rmtree(work)
+    met = "meets" if score >= target else "does not reach"
+    notes.append(f"Mixed precision: {len(kept)} of {len(nodes)} weight nodes kept fp32 (most sensitive first); calibration fidelity {score:.4f} {met} the target {target}.")
+    write_json(out / "onnx.json", {"notes": notes})
+    write_json(out / "sensitivity.json", {"target": target, "nodes": table, "kept_fp32": kept, "trail": trail, "final_fidelity": score})
+    return {"kept_fp32": kept, "final_fidelity": score}
+
+
+RECIPES = [
+    Recipe(
+        "onnx-int8-mixed", "onnx", "ONNX Runtime dynamic int8 with the most sensitive layers kept fp32, chosen by per-layer sensitivity to meet a fidelity target",
+        build_onnx_int8_mixed, load_onnx,
+        params=(
+            Param("target", "0.995", help="output fidelity (cosine to fp32) to reach on the calibration texts"),
+            Param("max_fp32", "4", help="most weight nodes left in fp32"),
+        ),
+        check=_cpu_only,
+    ),
+]
