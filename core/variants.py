@@ -51,7 +51,7 @@ def get_variant(source, spec: str, *, store: ModelStore | None = None, device: s
         raise RecipeError(f"Variant '{label}' cannot run here: {reason}")
     ctx = context or BuildContext(source=source)
     ctx.device, ctx.threads, ctx.progress = device, threads, progress
-    ctx.max_length = min(max_length, max_positions(ctx.loaded().model.config) or max_length)
+    ctx.max_length = min(max_length, max_positions(ctx.config()) or max_length)
     ctx.calibration_texts = calibration_texts or []
     key = variant_key(source, recipe.name, params, calibration_texts)
     describe = {"kind": "variant", "model": source.name, "fingerprint": source.fingerprint, "task": source.task, "recipe": recipe.name, "params": params, "label": label}

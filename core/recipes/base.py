@@ -46,21 +46,36 @@ class BuildContext:
     max_length: int = 128
     progress: ProgressFn | None = None
     _loaded: object = None
+    _tokenizer: object = None
+    _config: object = None
 
     @property
     def task(self) -> str:
         return self.source.task
 
     def loaded(self):
-        """The fp32 model and tokenizer (eager attention, so exports and traces are clean)."""
+        """The fp32 model and tokenizer (eager attention, so exports and traces are clean); only builds need it."""
         if self._loaded is None:
             from ..sources import load_model
 
             self._loaded = load_model(self.source)
+            self._tokenizer = self._loaded.tokenizer
         return self._loaded
 
     def tokenizer(self):
-        return self.loaded().tokenizer
+        """The tokenizer alone: loading a stored variant must not load the fp32 model too."""
+        if self._tokenizer is None:
+            from ..sources import load_tokenizer
+
+            self._tokenizer = load_tokenizer(self.source)
+        return self._tokenizer
+
+    def config(self):
+        if self._config is None:
+            from transformers import AutoConfig
+
+            self._config = self._loaded.model.config if self._loaded else AutoConfig.from_pretrained(str(self.source.path), trust_remote_code=False)
+        return self._config
 
     def say(self, fraction: float, message: str) -> None:
         if self.progress:

@@ -60,7 +60,7 @@ class _quiet:
 
 
 def fusion_type(ctx: BuildContext) -> str | None:
-    return FUSION_TYPES.get(getattr(ctx.loaded().model.config, "model_type", ""), None)
+    return FUSION_TYPES.get(getattr(ctx.config(), "model_type", ""), None)
 
 
 def optimize_graph(ctx: BuildContext, raw: Path, out: Path, fuse_attention: bool = True) -> list[str]:
@@ -69,10 +69,10 @@ def optimize_graph(ctx: BuildContext, raw: Path, out: Path, fuse_attention: bool
     from onnxruntime.transformers.optimizer import optimize_model
 
     model_type = fusion_type(ctx)
-    config = ctx.loaded().model.config
+    config = ctx.config()
     if model_type is None:
         shutil.copy(raw, out)
-        return [f"No transformer fusion pattern for model type '{ctx.loaded().model.config.model_type}': the graph runs with ONNX Runtime's generic optimizations only."]
+        return [f"No transformer fusion pattern for model type '{config.model_type}': the graph runs with ONNX Runtime's generic optimizations only."]
     try:
         with _quiet():
             heads, hidden = getattr(config, "num_attention_heads", 0) or 0, getattr(config, "hidden_size", 0) or 0

@@ -1,0 +1,335 @@
+"""Evaluation data: CSV / TSV / JSONL / TXT files (or uploaded bytes) checked and turned into a :class:`Dataset`.
+
+Every problem a person can fix (a missing, empty, binary, mis-encoded or malformed file, or one that lacks the
+columns a task needs) is a :class:`~core.errors.DataError` with a one-line message naming the file and the fix.
+
+Columns (names are matched case-insensitively, surrounding spaces ignored):
+
+* embedding:       ``text``  or  ``sentence1,sentence2[,score]`` (pairs; with ``score`` the report adds Spearman)
+* classification:  ``text,label``
+* causal-lm:       a ``.txt`` file (the whole text), or a ``text`` column whose rows are joined by blank lines
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import DataError
+from .tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING, check_task
+
+SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
+SAMPLE_FILES = {EMBEDDING: "embedding_pairs.csv", CLASSIFICATION: "classification_test.csv", CAUSAL_LM: "causal_lm.txt"}
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+FORMATS = ("csv", "tsv", "jsonl", "txt")
+BINARY_MAGIC = {
+    b"PK\x03\x04": "a zip archive (xlsx/docx/zip)", b"\x1f\x8b": "gzip data", b"%PDF": "a PDF", b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image", b"\x7fELF": "an executable", b"SQLite format 3": "an SQLite database",
+    b"\xd0\xcf\x11\xe0": "an old Office document (xls/doc)", b"PAR1": "a Parquet file", b"\x93NUMPY": "a NumPy array",
+    b"\x80\x04": "a Python pickle", b"\x80\x05": "a Python pickle",
+}
+
+csv.field_size_limit(DEFAULT_MAX_BYTES)
+
+
+@dataclass
+class Dataset:
+    name: str
+    task: str
+    texts: list[str]                                   # the texts the models see (pairs: all sentence1 then all sentence2)
+    labels: list[str] | None = None                    # classification gold labels, one per text
+    pairs: list[tuple[str, str, float]] | None = None  # embedding pairs with gold similarity scores
+    raw_text: str | None = None                        # causal-lm: the whole text perplexity is computed over
+    columns: list[str] = field(default_factory=list)
+    rows: int = 0
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "task": self.task, "texts": self.texts, "labels": self.labels,
+                "pairs": [list(p) for p in self.pairs] if self.pairs is not None else None,
+                "raw_text": self.raw_text, "columns": self.columns, "rows": self.rows}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Dataset":
+        pairs = [(str(a), str(b), float(s)) for a, b, s in d["pairs"]] if d.get("pairs") is not None else None
+        return cls(name=d["name"], task=d["task"], texts=list(d["texts"]), labels=d.get("labels"), pairs=pairs,
+                   raw_text=d.get("raw_text"), columns=list(d.get("columns") or []), rows=int(d.get("rows", 0)))
+
+    def summary(self) -> dict:
+        return {"name": self.name, "rows": self.rows, "texts": len(self.texts), "columns": self.columns}
+
+
+def sample_path(task: str) -> Path:
+    """The bundled sample file for ``task``."""
+    return SAMPLES / SAMPLE_FILES[check_task(task)]
+
+
+def detect_task(dataset_columns) -> str | None:
+    """The task a set of column names suits, or None (a plain text file has no columns: causal-lm is a guess the caller makes)."""
+    cols = {str(c).strip().lower() for c in dataset_columns or []}
+    if {"text", "label"} <= cols:
+        return CLASSIFICATION
+    if {"sentence1", "sentence2"} <= cols or cols == {"text"}:
+        return EMBEDDING
+    return None
+
+
+# -- reading and decoding -----------------------------------------------------------------------
+def _read(path_or_bytes, name: str | None, max_bytes: int) -> tuple[bytes, str]:
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        blob = bytes(path_or_bytes)
+        name = name or "uploaded data"
+        if len(blob) > max_bytes:
+            raise DataError(f"'{name}' is {len(blob) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB: use a smaller sample.")
+        return blob, name
+    if path_or_bytes is None or str(path_or_bytes).strip() == "":
+        raise DataError("No data file given: pass a CSV, TSV, JSONL or TXT file.")
+    path = Path(str(path_or_bytes)).expanduser()
+    name = name or path.name
+    if not path.exists():
+        raise DataError(f"Data file '{path}' does not exist; check the path.")
+    if path.is_dir():
+        raise DataError(f"'{path}' is a folder, not a data file; pass a CSV, TSV, JSONL or TXT file.")
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise DataError(f"'{name}' is {size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB: use a smaller sample.")
+        return path.read_bytes(), name
+    except PermissionError:
+        raise DataError(f"Data file '{path}' cannot be read (permission denied).") from None
+    except OSError as err:
+        raise DataError(f"Data file '{path}' cannot be read ({err.strerror or err.__class__.__name__}).") from None
+
+
+def _decode(blob: bytes, name: str) -> str:
+    if not blob.strip():
+        raise DataError(f"'{name}' is empty; it needs at least one row of text.")
+    if blob.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            text = blob.decode("utf-16")
+        except UnicodeDecodeError:
+            raise DataError(f"'{name}' starts with a UTF-16 byte-order mark but is not valid UTF-16; re-save it as UTF-8.") from None
+    else:
+        head = blob[:16]
+        for magic, what in BINARY_MAGIC.items():
+            if head.startswith(magic):
+                raise DataError(f"'{name}' is {what}, not text; export it as CSV, TSV, JSONL or TXT (UTF-8).")
+        if b"\x00" in blob[:65536]:
+            raise DataError(f"'{name}' looks binary (it contains NUL bytes); give a text file: CSV, TSV, JSONL or TXT in UTF-8.")
+        try:
+            text = blob.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise DataError(f"'{name}' is not valid UTF-8 (byte 0x{blob[err.start]:02x} at position {err.start}); re-save it with UTF-8 encoding.") from None
+    if not text.strip():
+        raise DataError(f"'{name}' is empty; it needs at least one row of text.")
+    controls = sum(1 for ch in text[:65536] if ord(ch) < 32 and ch not in "\t\n\r\f\v")
+    if controls > max(8, len(text[:65536]) // 100):
+        raise DataError(f"'{name}' looks binary (it is full of control characters); give a text file: CSV, TSV, JSONL or TXT in UTF-8.")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _guess_format(name: str, text: str) -> str:
+    suffix = Path(name).suffix.lower().lstrip(".")
+    if suffix in ("csv", "tsv", "txt"):
+        return suffix
+    if suffix in ("jsonl", "ndjson", "json"):
+        return "jsonl"
+    first = next((line for line in text.split("\n") if line.strip()), "")
+    if first.lstrip().startswith("{"):
+        return "jsonl"
+    if "\t" in first:
+        return "tsv"
+    if "," in first:
+        return "csv"
+    return "txt"
+
+
+# -- parsing ------------------------------------------------------------------------------------
+def _parse_delimited(text: str, name: str, delimiter: str) -> tuple[list[str], list[dict]]:
+    kind = "TSV" if delimiter == "\t" else "CSV"
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, strict=True)
+    try:
+        header = next(reader, None)
+        while header is not None and not any(h.strip() for h in header):
+            header = next(reader, None)
+        if header is None:
+            raise DataError(f"'{name}' is empty; it needs a header row and at least one data row.")
+        columns = [h.strip().lower() for h in header]
+        if any(not c for c in columns):
+            raise DataError(f"'{name}' is a malformed {kind}: its header row has an empty column name (line {reader.line_num}).")
+        dupes = sorted({c for c in columns if columns.count(c) > 1})
+        if dupes:
+            raise DataError(f"'{name}' is a malformed {kind}: column {', '.join(dupes)} appears twice in the header.")
+        rows = []
+        for values in reader:
+            if not any(v.strip() for v in values):
+                continue  # blank line
+            if len(values) != len(columns):
+                raise DataError(
+                    f"'{name}' is a malformed {kind}: line {reader.line_num} has {len(values)} fields but the header has {len(columns)}"
+                    + (" (quote fields that contain commas)." if kind == "CSV" else ".")
+                )
+            rows.append(dict(zip(columns, values)))
+    except csv.Error as err:
+        raise DataError(f"'{name}' is a malformed {kind} near line {reader.line_num}: {err}.") from None
+    return columns, rows
+
+
+def _parse_jsonl(text: str, name: str) -> tuple[list[str], list[dict]]:
+    stripped = text.strip()
+    rows: list[dict] = []
+    if stripped.startswith("["):  # a JSON array of objects is accepted too
+        try:
+            data = json.loads(stripped)
+        except ValueError as err:
+            raise DataError(f"'{name}' is malformed JSON: {err.msg} at line {err.lineno}.") from None
+        items = list(enumerate(data, 1))
+    else:
+        items = []
+        for lineno, line in enumerate(text.split("\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                items.append((lineno, json.loads(line)))
+            except ValueError as err:
+                raise DataError(f"'{name}' is malformed JSONL: line {lineno} is not valid JSON ({err.msg}).") from None
+    columns: list[str] = []
+    for lineno, item in items:
+        if not isinstance(item, dict):
+            raise DataError(f"'{name}' is malformed JSONL: record {lineno} is a {type(item).__name__}, not an object like {{\"text\": ...}}.")
+        row = {}
+        for key, value in item.items():
+            key = str(key).strip().lower()
+            if key not in columns:
+                columns.append(key)
+            row[key] = "" if value is None else (value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+        rows.append(row)
+    return columns, rows
+
+
+def _need(columns: list[str], needed: tuple[str, ...], name: str, task: str, hint: str) -> None:
+    missing = [c for c in needed if c not in columns]
+    if missing:
+        have = ", ".join(columns) if columns else "none"
+        raise DataError(f"'{name}' has no {', '.join(missing)} column{'s' if len(missing) > 1 else ''} needed for {task} (it has: {have}); {hint}.")
+
+
+def _nonempty(rows: list[dict], name: str) -> None:
+    if not rows:
+        raise DataError(f"'{name}' has a header but no data rows.")
+
+
+def _from_table(columns: list[str], rows: list[dict], task: str, name: str, fmt: str) -> Dataset:
+    _nonempty(rows, name)
+    if task == CLASSIFICATION:
+        _need(columns, ("text", "label"), name, task, "give text,label columns")
+        texts, labels = [], []
+        for i, row in enumerate(rows, 1):
+            t, lab = (row.get("text") or "").strip(), (row.get("label") or "").strip()
+            if not t:
+                continue
+            if not lab:
+                raise DataError(f"'{name}' row {i} has text but an empty label; every row needs a label.")
+            texts.append(t)
+            labels.append(lab)
+        if not texts:
+            raise DataError(f"'{name}' has no rows with text.")
+        return Dataset(name, task, texts, labels=labels, columns=columns, rows=len(texts))
+    if task == EMBEDDING:
+        if "sentence1" in columns and "sentence2" in columns:
+            s1, s2, scores = [], [], []
+            has_score = "score" in columns
+            for i, row in enumerate(rows, 1):
+                a, b = (row.get("sentence1") or "").strip(), (row.get("sentence2") or "").strip()
+                if not a or not b:
+                    raise DataError(f"'{name}' row {i} has an empty sentence1 or sentence2.")
+                if has_score:
+                    raw = (row.get("score") or "").strip()
+                    try:
+                        score = float(raw)
+                    except ValueError:
+                        score = math.nan
+                    if not math.isfinite(score):
+                        raise DataError(f"'{name}' row {i}: score '{raw[:30]}' is not a number.")
+                    scores.append(score)
+                s1.append(a)
+                s2.append(b)
+            pairs = list(zip(s1, s2, scores)) if has_score else None
+            return Dataset(name, task, s1 + s2, pairs=pairs, columns=columns, rows=len(s1))
+        if "text" not in columns:
+            have = ", ".join(columns)
+            raise DataError(f"'{name}' has no text column (or sentence1,sentence2 columns) needed for embedding (it has: {have}); rename the column to text.")
+        texts = [(row.get("text") or "").strip() for row in rows]
+        texts = [t for t in texts if t]
+        if not texts:
+            raise DataError(f"'{name}' has no rows with text.")
+        return Dataset(name, task, texts, columns=columns, rows=len(texts))
+    # causal-lm from a table: rows of a text column, joined as paragraphs
+    _need(columns, ("text",), name, task, "give a text column, or a plain .txt file")
+    texts = [(row.get("text") or "").strip() for row in rows]
+    texts = [t for t in texts if t]
+    if not texts:
+        raise DataError(f"'{name}' has no rows with text.")
+    return Dataset(name, task, texts, raw_text="\n\n".join(texts), columns=columns, rows=len(texts))
+
+
+def _from_txt(text: str, task: str, name: str) -> Dataset:
+    if task == CAUSAL_LM:
+        raw = text.strip("\n")
+        paragraphs = [p.strip() for p in raw.split("\n\n") if p.strip()]
+        if len(paragraphs) < 2:
+            paragraphs = [line.strip() for line in raw.split("\n") if line.strip()]
+        return Dataset(name, task, paragraphs, raw_text=raw, columns=[], rows=len(paragraphs))
+    if task == CLASSIFICATION:
+        raise DataError(f"'{name}' is plain text; classification needs labels: give a CSV/TSV/JSONL file with text,label columns.")
+    lines = [line.strip() for line in text.split("\n") if line.strip()]
+    return Dataset(name, task, lines, columns=["text"], rows=len(lines))
+
+
+def load_dataset(path_or_bytes, task: str, name: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES, fmt: str | None = None) -> Dataset:
+    """Read and check evaluation data for ``task`` from a path or uploaded bytes (``name`` gives the file name of bytes).
+
+    Raises :class:`DataError` (one line) for anything the person can fix.
+    """
+    check_task(task)
+    blob, name = _read(path_or_bytes, name, max_bytes)
+    text = _decode(blob, name)
+    fmt = fmt or _guess_format(name, text)
+    if fmt not in FORMATS:
+        raise DataError(f"Unknown data format '{fmt}'; use one of {', '.join(FORMATS)}.")
+    if fmt == "txt":
+        return _from_txt(text, task, name)
+    if fmt == "jsonl":
+        columns, rows = _parse_jsonl(text, name)
+    else:
+        columns, rows = _parse_delimited(text, name, "\t" if fmt == "tsv" else ",")
+    return _from_table(columns, rows, task, name, fmt)
+
+
+def map_labels(labels: list[str], model_labels: list[str], name: str = "data") -> list[int]:
+    """Gold label strings -> the model's class ids (by id2label name, case-insensitive; or by index when the
+    model's labels are generic LABEL_n). Labels the model does not know raise a DataError naming them."""
+    if not model_labels:
+        raise DataError("The model has no id2label in its config, so labels cannot be matched; add id2label to config.json.")
+    exact = {lab: i for i, lab in enumerate(model_labels)}
+    folded = {lab.strip().lower(): i for i, lab in enumerate(model_labels)}
+    generic = all(lab.upper().startswith("LABEL_") for lab in model_labels)
+    out, unknown = [], []
+    for lab in labels:
+        if lab in exact:
+            out.append(exact[lab])
+        elif lab.strip().lower() in folded:
+            out.append(folded[lab.strip().lower()])
+        elif generic and lab.strip().isdigit() and int(lab) < len(model_labels):
+            out.append(int(lab))
+        else:
+            out.append(-1)
+            if lab not in unknown:
+                unknown.append(lab)
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown[:6]) + (" ..." if len(unknown) > 6 else "")
+        raise DataError(f"'{name}' has label{'s' if len(unknown) > 1 else ''} {shown} that the model does not know; its labels are: {', '.join(model_labels)}.")
+    return out

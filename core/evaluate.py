@@ -1,0 +1,534 @@
+"""The evaluation engine: check the request, then measure each variant in a fresh worker process and assemble the report.
+
+    config = EvalConfig(task="embedding", model="minilm", variants=["fp32", "onnx-int8"])
+    report = run_evaluation(config, progress=print)
+
+Flow: ``validate`` checks everything cheap first (task, model, variants, numbers, data file) and raises a
+:class:`QlabError` subclass with a one-line message. ``run_evaluation`` then resolves the model (training a bundled
+one on first use), writes the dataset as JSON into a private temp folder, and for every variant starts
+``python -m core.runner`` (a build worker first when the artifact is not stored yet, then a measuring worker).
+fp32 runs first: its outputs are saved as .npy and every other variant's quality is computed against them on the
+very same inputs. If fp32 is not among the requested variants it still runs, for quality only.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+from . import data as data_mod
+from .errors import QlabError, RecipeError, SourceError
+from .recommend import TASK_BUDGET, budgets_for, default_batch_size, recommend
+from .report import REFERENCE, Report, VariantResult, finite
+from .tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING, TASKS, infer_task
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MAX_BATCH = 1024
+MAX_SEQ = 8192
+# progress: each artifact to build counts one unit, each variant to measure one unit, split by phase like this
+PHASES = {"build": (0.0, 0.1), "load": (0.0, 0.1), "quality": (0.1, 0.35), "latency": (0.35, 1.0), "done": (1.0, 1.0)}
+
+
+class Cancelled(QlabError):
+    """The evaluation was stopped on request (should_stop() returned True)."""
+
+
+class WorkerError(RuntimeError):
+    """A worker process died without a result (a crash, not bad input)."""
+
+
+@dataclass
+class EvalConfig:
+    task: str
+    model: str
+    variants: list[str]
+    data: str | None = None                 # path; None = the task's bundled sample
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
+    seq_lengths: list[int] = field(default_factory=lambda: [16, 64])
+    threads: int | None = None
+    device: str = "cpu"
+    max_length: int = 128
+    budgets: dict | None = None             # {"min_cosine": 0.99, "max_accuracy_drop": 1.0, "max_ppl_increase": 2.0}
+    recommend_batch_size: int | None = None
+    allow_local: bool = True
+    stride: int | None = None               # causal-lm perplexity window stride; default half the context
+    protocol: dict | None = None            # latency protocol overrides (core.bench.Protocol fields)
+    data_bytes: bytes | None = field(default=None, repr=False)   # an upload, instead of ``data`` (then ``data`` is its name)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("data_bytes", None)
+        return d
+
+
+@dataclass
+class Plan:
+    config: EvalConfig
+    source: object | None            # core.sources.Source, None until a bundled model is built
+    dataset: data_mod.Dataset
+    max_positions: int | None = None
+
+
+# -- validation ---------------------------------------------------------------------------------------
+def _ints(values, what: str, lo: int, hi: int) -> list[int]:
+    if isinstance(values, (int, str)):
+        values = [values]
+    out = []
+    for v in values or []:
+        try:
+            n = int(str(v).strip())
+        except ValueError:
+            raise QlabError(f"{what} must be whole numbers, got '{v}'.") from None
+        if not lo <= n <= hi:
+            raise QlabError(f"{what} must be between {lo} and {hi}, got {n}.")
+        if n not in out:
+            out.append(n)
+    if not out:
+        raise QlabError(f"Give at least one value for {what}.")
+    return out
+
+
+def _config_json(path: Path) -> dict:
+    try:
+        return json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def max_positions(path: Path) -> int | None:
+    cfg = _config_json(path)
+    for key in ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length"):
+        if isinstance(cfg.get(key), int) and cfg[key] > 0:
+            return int(cfg[key])
+    return None
+
+
+def check_task_fit(path: Path, task: str, name: str) -> None:
+    """A model whose config says it does another task cannot be evaluated for ``task`` (an embedding can be taken from a classifier's encoder)."""
+    cfg = _config_json(path)
+    is_st = (Path(path) / "modules.json").is_file() or (Path(path) / "sentence_bert_config.json").is_file()
+    inferred = infer_task(cfg.get("architectures"), is_sentence_transformer=is_st)
+    if inferred is None or inferred == task or (task == EMBEDDING and inferred == CLASSIFICATION):
+        return
+    arch = ", ".join(cfg.get("architectures") or []) or "?"
+    raise SourceError(f"Model '{name}' is a {inferred} model ({arch}); it cannot do {task}. Pick a {task} model or --task {inferred}.")
+
+
+def _resolve_model(config: EvalConfig, build: bool, progress=None):
+    """The Source, or None for a bundled model that is not built yet (when ``build`` is False)."""
+    from .bundled import BUNDLED, bundled_path
+    from .sources import resolve
+
+    name = (config.model or "").strip()
+    if name in BUNDLED:
+        model = BUNDLED[name]
+        if model.task != config.task:
+            others = ", ".join(n for n, m in BUNDLED.items() if m.task == config.task)
+            raise SourceError(f"Bundled model '{name}' does {model.task}, not {config.task}; pick a {config.task} model ({others}).")
+        if not build and bundled_path(name, build=False) is None:
+            return None
+        return resolve(name, config.task, progress=progress, allow_local=config.allow_local)
+    source = resolve(name, config.task, allow_local=config.allow_local)
+    check_task_fit(source.path, config.task, name)
+    return source
+
+
+def _load_data(config: EvalConfig) -> data_mod.Dataset:
+    if config.data_bytes is not None:
+        return data_mod.load_dataset(config.data_bytes, config.task, name=config.data or "upload")
+    if config.data:
+        return data_mod.load_dataset(config.data, config.task)
+    return data_mod.load_dataset(data_mod.sample_path(config.task), config.task)
+
+
+def _check_labels(source, dataset: data_mod.Dataset) -> list[int] | None:
+    if dataset.task != CLASSIFICATION or source is None:
+        return None
+    return data_mod.map_labels(dataset.labels or [], source.labels, dataset.name)
+
+
+def _check_positions(config: EvalConfig, source) -> int | None:
+    if source is None:
+        return None
+    limit = max_positions(source.path)
+    if limit:
+        too_long = [s for s in config.seq_lengths if s > limit]
+        if too_long:
+            raise QlabError(f"Sequence length {too_long[0]} is longer than model '{config.model}' accepts ({limit} positions); use --seq-lengths up to {limit}.")
+    return limit
+
+
+def _plan(config: EvalConfig, build: bool = False, progress=None) -> Plan:
+    from . import recipes
+    from .tasks import check_task
+
+    if config is None or not isinstance(config, EvalConfig):
+        raise QlabError("Evaluation needs an EvalConfig.")
+    check_task(config.task)
+    if config.device not in ("cpu", "cuda"):
+        raise QlabError(f"Unknown device '{config.device}'; choose cpu or cuda.")
+    if config.device == "cuda":
+        from .env import cuda_available
+
+        if not cuda_available():
+            raise QlabError("Device cuda was asked for but this machine has no CUDA GPU; use --device cpu.")
+    batch_sizes = _ints(config.batch_sizes, "batch sizes", 1, MAX_BATCH)
+    seq_lengths = _ints(config.seq_lengths, "sequence lengths", 2, MAX_SEQ)
+    threads = None if config.threads in (None, 0, "") else _ints([config.threads], "threads", 1, 1024)[0]
+    max_length = _ints([config.max_length], "max length", 2, MAX_SEQ)[0]
+    stride = None if config.stride in (None, 0) else _ints([config.stride], "stride", 1, MAX_SEQ)[0]
+    rec_bs = config.recommend_batch_size
+    if rec_bs is not None:
+        rec_bs = _ints([rec_bs], "recommend batch size", 1, MAX_BATCH)[0]
+        if rec_bs not in batch_sizes:
+            raise QlabError(f"Recommend batch size {rec_bs} is not in the batch sizes measured ({', '.join(map(str, batch_sizes))}); add it to --batch-sizes.")
+    else:
+        rec_bs = default_batch_size(batch_sizes)
+    budgets = {}
+    for key, value in (config.budgets or {}).items():
+        if key not in TASK_BUDGET.values():
+            raise QlabError(f"Unknown budget '{key}'; budgets are: {', '.join(TASK_BUDGET.values())}.")
+        if value is None:
+            continue
+        try:
+            budgets[key] = float(value)
+        except (TypeError, ValueError):
+            raise QlabError(f"Budget {key} must be a number, got '{value}'.") from None
+        if not math.isfinite(budgets[key]) or budgets[key] < 0 or (key == "min_cosine" and budgets[key] > 1):
+            raise QlabError(f"Budget {key}={value} is out of range.")
+    if config.protocol:
+        from .bench import Protocol
+
+        try:
+            Protocol(**config.protocol)
+        except TypeError as err:
+            raise QlabError(f"Unknown latency protocol setting: {err}.") from None
+    variant_spec = config.variants if config.variants else []
+    labels = recipes.expand(",".join(variant_spec) if isinstance(variant_spec, (list, tuple)) else str(variant_spec), config.task, config.device)
+    if not labels:
+        raise RecipeError(f"No variant can run here for {config.task}.")
+    if not (config.model or "").strip():
+        raise SourceError("No model given: name a bundled model (minilm, minilm-classifier, demo-gpt), a hub id or a local folder.")
+    dataset = _load_data(config)
+    if config.task == CAUSAL_LM and not (dataset.raw_text or "").strip():
+        raise data_mod.DataError(f"'{dataset.name}' has no text to compute perplexity over.")
+    source = _resolve_model(config, build=build, progress=progress)
+    _check_labels(source, dataset)
+    positions = _check_positions(replace(config, seq_lengths=seq_lengths), source)
+    clean = replace(config, model=config.model.strip(), variants=labels, batch_sizes=batch_sizes, seq_lengths=seq_lengths, threads=threads,
+                    max_length=max_length, stride=stride, recommend_batch_size=rec_bs, budgets=budgets_for(budgets))
+    return Plan(clean, source, dataset, positions)
+
+
+def validate(config: EvalConfig) -> EvalConfig:
+    """The checked, normalised config (variants expanded to canonical labels, defaults filled in).
+
+    Raises a :class:`QlabError` subclass with a one-line message for bad input. Fast: nothing is built or run
+    (a bundled model that still has to be trained is checked after training, by run_evaluation).
+    """
+    return _plan(config, build=False).config
+
+
+# -- workers ------------------------------------------------------------------------------------------
+def _worker_env(threads: int | None) -> dict:
+    from .runner import thread_env
+
+    env = dict(os.environ)
+    env.update(thread_env(threads))
+    env["PYTHONPATH"] = str(PROJECT_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    # Threads that sleep instead of spinning while they wait: on a shared (busy) machine, spinning OpenMP threads
+    # fight the other processes and one fp32 forward pass can take 50x longer; on an idle machine the cost is small.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    env["PYTHONWARNINGS"] = "ignore"
+    return env
+
+
+def run_worker(job: dict, job_dir: Path, on_event: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None,
+               poll_s: float = 0.2) -> dict:
+    """Run ``python -m core.runner`` on ``job`` and return its result dict; kill it and raise Cancelled on request."""
+    tag = f"{job['mode']}-{uuid.uuid4().hex[:8]}"
+    job = dict(job, result=str(job_dir / f"{tag}.result.json"))
+    job_path = job_dir / f"{tag}.job.json"
+    job_path.write_text(json.dumps(job), encoding="utf-8")
+    log_path = job_dir / f"{tag}.log"
+    with open(log_path, "w", encoding="utf-8") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "core.runner", str(job_path)], stdout=subprocess.PIPE, stderr=log,
+                                stdin=subprocess.DEVNULL, env=_worker_env(job.get("threads")), cwd=str(PROJECT_ROOT), text=True, bufsize=1)
+        lines: queue.Queue = queue.Queue()
+
+        def pump():
+            for line in proc.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        try:
+            finished = False
+            while not finished:
+                if should_stop and should_stop():
+                    proc.kill()
+                    proc.wait()
+                    raise Cancelled("Evaluation cancelled.")
+                try:
+                    line = lines.get(timeout=poll_s)
+                except queue.Empty:
+                    continue
+                if line is None:
+                    finished = True
+                    continue
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue  # not protocol: ignore
+                if isinstance(event, dict) and event.get("event") == "progress" and on_event:
+                    on_event(event)
+            proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    result_path = Path(job["result"])
+    if result_path.is_file():
+        result = json.loads(result_path.read_text(encoding="utf-8"))
+        if "error" in result:
+            if result.get("kind") == "user":
+                raise QlabError(result["error"])
+            raise WorkerError(result["error"])
+        return result
+    tail = [ln.strip() for ln in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()][-1:]
+    raise WorkerError(f"worker for {job['variant']} exited with code {proc.returncode} without a result" + (f": {tail[0][:300]}" if tail else ""))
+
+
+# -- notes ------------------------------------------------------------------------------------------
+CAUSES = (
+    ("qnnpack", "the qnnpack engine (ARM kernels) runs on this x86 CPU; use engine=x86"),
+    ("no native bf16", "bf16 is emulated on this CPU (no avx512_bf16/AMX)"),
+    ("no AMX", "no AMX on this CPU, so bf16 matmuls gain little"),
+    ("no VNNI", "this CPU has no VNNI, so int8 matmuls gain little over fp32"),
+    ("Weight-only", "weight-only int8 is dequantized to fp32 at load, so it computes exactly like fp32 (the gap is noise)"),
+    ("torchao", "torchao's CPU int8 kernels are slow"),
+    ("fell back", "a fallback: "),
+    ("fusion failed", "the graph runs unfused"),
+    ("No transformer fusion", "the graph runs unfused"),
+)
+
+
+def slow_notes(result: VariantResult, ref: VariantResult, batch_sizes: list[int], environment: dict, tolerance: float = 1.05) -> list[str]:
+    """'slower than fp32 at batch N (X ms vs Y ms); likely cause: ...' for every batch size where the variant lost
+    (by more than ``tolerance`` and beyond fp32's own p90, so noise on a busy machine is not explained as a cause)."""
+    if result.variant == REFERENCE or result.error or ref is None or ref.error:
+        return []
+    out = []
+    for b in batch_sizes:
+        mine, theirs = result.p50_at(b), ref.p50_at(b)
+        if not mine or not theirs or mine <= theirs * tolerance:
+            continue
+        ref_p90 = _geo([c.p90_ms for c in ref.latency if c.batch_size == b])
+        if ref_p90 and mine <= ref_p90:   # within fp32's own run-to-run spread: not a real slowdown
+            continue
+        causes = []
+        for needle, cause in CAUSES:
+            hit = next((n for n in result.notes if needle.lower() in n.lower()), None)
+            if hit and cause not in causes:
+                causes.append(cause + (hit.rstrip(".") if cause.endswith(": ") else ""))
+        threads, cores = environment.get("threads"), environment.get("cores")
+        if threads and cores and threads > cores:
+            causes.append(f"{threads} threads on {cores} logical cores oversubscribe the CPU")
+        if not causes:
+            if "int8" in result.variant and b <= 2:
+                causes.append(f"at batch {b} the cost of quantizing activations on the fly outweighs the faster int8 matmuls")
+            elif "int8" in result.variant:
+                causes.append("int8 quantize/dequantize overhead outweighs the faster matmuls at these sizes")
+            else:
+                causes.append("per-call overhead of this runtime at these sizes")
+        out.append(f"Slower than fp32 at batch {b} ({mine:.2f} ms vs {theirs:.2f} ms p50); likely cause: {'; '.join(causes)}.")
+    return out
+
+
+def _geo(values: list[float]) -> float | None:
+    values = [v for v in values if v and v > 0]
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+
+
+# -- the run ------------------------------------------------------------------------------------------
+def _emit(progress, **event) -> None:
+    if progress:
+        progress(event)
+
+
+def run_evaluation(config: EvalConfig, progress: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None) -> dict:
+    """Measure every requested variant; returns the report dict (see core.report.Report).
+
+    progress events: {"variant", "index", "total", "phase": build|load|quality|latency|done, "fraction": 0..1 overall, "message"}.
+    should_stop() returning True kills the running worker and raises Cancelled.
+    """
+    from .store import ModelStore
+    from .variants import is_stored
+
+    started = time.perf_counter()
+    load_start = _load_average()
+    plan = _plan(config, build=False)
+    cfg = plan.config
+    measured_ref = REFERENCE in cfg.variants
+    slots = [REFERENCE] + [v for v in cfg.variants if v != REFERENCE]   # fp32 first: everyone's quality is measured against it
+    total = len(slots)
+
+    if plan.source is None:  # a bundled model that is trained on first use
+        def model_progress(fraction, message):
+            if should_stop and should_stop():
+                raise Cancelled("Evaluation cancelled.")
+            _emit(progress, variant=cfg.model, index=0, total=total, phase="build", fraction=0.0, message=f"preparing {cfg.model}: {message}")
+
+        _emit(progress, variant=cfg.model, index=0, total=total, phase="build", fraction=0.0, message=f"preparing bundled model {cfg.model} (first use)")
+        plan = _plan(config, build=True, progress=model_progress)
+        cfg = plan.config
+    source, dataset = plan.source, plan.dataset
+    gold = _check_labels(source, dataset)
+    limit = plan.max_positions
+    context = min(cfg.max_length, limit) if limit else cfg.max_length
+    stride = min(cfg.stride or max(1, context // 2), context)
+    store = ModelStore()
+
+    run_dir = Path(tempfile.mkdtemp(prefix="qlab-run-"))
+    ref_dir = run_dir / "reference"
+    ref_dir.mkdir()
+    dataset_path = run_dir / "dataset.json"
+    dataset_path.write_text(json.dumps({**dataset.to_dict(), "gold": gold}), encoding="utf-8")
+    base_job = {
+        "source": {"name": source.name, "kind": source.kind, "path": str(source.path), "task": source.task, "fingerprint": source.fingerprint, "labels": list(source.labels)},
+        "dataset": str(dataset_path), "data_name": dataset.name, "ref_dir": str(ref_dir), "device": cfg.device, "threads": cfg.threads,
+        "max_length": context, "context": context, "stride": stride, "batch_sizes": cfg.batch_sizes, "seq_lengths": cfg.seq_lengths,
+        "recommend_batch_size": cfg.recommend_batch_size, "protocol": cfg.protocol or {},
+    }
+    missing = [label for label in slots if not is_stored(source, label, store)]
+    units = len(missing) + len(slots)
+    state = {"done": 0.0}
+
+    def report(label: str, phase: str, done: float, message: str) -> None:
+        state["done"] = max(state["done"], min(done, units))   # never moves backwards
+        _emit(progress, variant=label, index=slots.index(label), total=total, phase=phase, fraction=state["done"] / units, message=message)
+
+    results: list[VariantResult] = []
+    reference: dict = {}
+    environment: dict = {}
+    builds: dict = {}
+    try:
+        if missing:  # one worker builds every missing artifact (sharing one fp32 model); measuring workers only load
+            def on_build(event):
+                label = event.get("variant") if event.get("variant") in missing else missing[0]
+                report(label, "build", missing.index(label) + float(event.get("fraction") or 0.0), event.get("message", ""))
+
+            report(missing[0], "build", 0.0, f"building {', '.join(missing)}")
+            builds = run_worker(dict(base_job, mode="build", variants=missing, variant=missing[0]), run_dir, on_build, should_stop)["builds"]
+            ref_build = builds.get(REFERENCE, {})
+            if "error" in ref_build:
+                if ref_build.get("kind") == "user":
+                    raise QlabError(ref_build["error"])
+                raise WorkerError(f"the fp32 reference could not be built: {ref_build['error']}")
+
+        for index, label in enumerate(slots):
+            is_ref = index == 0
+            quality_only = is_ref and not measured_ref
+            base = len(missing) + index
+
+            def on_event(event, label=label, base=base):
+                lo, hi = PHASES.get(event.get("phase"), (0.0, 1.0))
+                report(label, event.get("phase"), base + lo + (hi - lo) * min(1.0, max(0.0, float(event.get("fraction") or 0.0))), event.get("message", ""))
+
+            build_info = builds.get(label)
+            try:
+                if build_info and "error" in build_info:
+                    raise (QlabError if build_info.get("kind") == "user" else WorkerError)(build_info["error"])
+                report(label, "load", base, f"loading {label}")
+                raw = run_worker(dict(base_job, mode="measure", variant=label, reference=is_ref, quality_only=quality_only), run_dir, on_event, should_stop)
+            except Cancelled:
+                raise
+            except (QlabError, WorkerError) as err:
+                if is_ref:
+                    if isinstance(err, QlabError):
+                        raise
+                    raise WorkerError(f"the fp32 reference could not be computed: {err}") from None
+                results.append(VariantResult(variant=label, error=str(err), notes=[]))
+                report(label, "done", base + 1, f"{label} failed: {err}")
+                continue
+            environment = environment or raw.get("environment", {})
+            raw.pop("environment", None)
+            raw.pop("worker_s", None)
+            if build_info is not None:
+                raw["cache_hit"] = bool(build_info.get("cache_hit"))
+                raw["build_s"] = build_info.get("build_s", raw.get("build_s"))
+            result = VariantResult.from_dict(raw)
+            result.is_reference = label == REFERENCE
+            if is_ref:
+                reference = {"variant": REFERENCE, "quality": dict(result.quality), "size_bytes": result.size_bytes, "measured": measured_ref}
+            if not quality_only:
+                results.append(result)
+            report(label, "done", base + 1, f"{label} done")
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+    # quality relative to fp32, computed notes, recommendation
+    ref_q = reference.get("quality", {})
+    ref_result = next((r for r in results if r.variant == REFERENCE), None)
+    for r in results:
+        if r.error:
+            continue
+        if cfg.task == CLASSIFICATION and ref_q.get("accuracy") is not None:
+            r.quality["accuracy_drop_pt"] = (ref_q["accuracy"] - r.quality["accuracy"]) * 100.0
+        if cfg.task == CAUSAL_LM and ref_q.get("perplexity"):
+            r.quality["perplexity_increase_pct"] = (r.quality["perplexity"] / ref_q["perplexity"] - 1.0) * 100.0
+        r.notes = r.notes + slow_notes(r, ref_result, cfg.batch_sizes, environment)
+    rec = recommend(results, cfg.task, cfg.budgets, cfg.recommend_batch_size, reference_quality=ref_q)
+    settings = {
+        "variants": cfg.variants, "batch_sizes": cfg.batch_sizes, "seq_lengths": cfg.seq_lengths, "threads": cfg.threads, "device": cfg.device,
+        "max_length": context, "recommend_batch_size": cfg.recommend_batch_size, "protocol": _protocol_dict(cfg.protocol),
+        "speed_summary": "geometric mean of end-to-end p50 over the seq-length sweep",
+        "elapsed_s": round(time.perf_counter() - started, 2),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
+        "load_average": {"start": load_start, "end": _load_average()},
+    }
+    if cfg.task == CAUSAL_LM:
+        settings.update(context=context, stride=stride)
+    if rec is None:
+        settings["no_recommendation_reason"] = "no measured variant stays within the quality budget" + ("" if measured_ref else " (add fp32 to the variants to always have an answer)")
+    report = Report(
+        task=cfg.task, model=cfg.model, environment=environment, results=results, recommended=rec, budgets=cfg.budgets,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), run_id=uuid.uuid4().hex,
+        data={"name": dataset.name, "rows": dataset.rows, "texts": len(dataset.texts), "columns": dataset.columns,
+              "path": str(cfg.data) if cfg.data else str(data_mod.sample_path(cfg.task)) if cfg.data_bytes is None else cfg.data or "upload"},
+        settings=settings, reference=reference,
+    )
+    return finite(report.to_dict())
+
+
+def _load_average() -> float | None:
+    """1-minute load average: a report read later shows whether the machine was busy while it was measured."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def _protocol_dict(overrides: dict | None) -> dict:
+    from .bench import Protocol
+
+    return Protocol(**(overrides or {})).to_dict()
+
+
+__all__ = ["EvalConfig", "Cancelled", "WorkerError", "validate", "run_evaluation", "TASKS"]

@@ -1,0 +1,99 @@
+"""Pick the variant to use: the fastest one at the chosen batch size whose quality loss stays within the budget.
+
+Speed = geometric mean of the end-to-end p50 over the seq-length sweep at that batch size (see core.report).
+Budgets (defaults): embeddings cosine fidelity >= 0.99; classification accuracy drop <= 1 point;
+causal LMs perplexity increase <= 2 %. fp32 always meets the budget, so when it is measured there is always an answer.
+"""
+
+from __future__ import annotations
+
+from .report import REFERENCE, VariantResult
+from .tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING
+
+DEFAULT_BUDGETS = {"min_cosine": 0.99, "max_accuracy_drop": 1.0, "max_ppl_increase": 2.0}
+TASK_BUDGET = {EMBEDDING: "min_cosine", CLASSIFICATION: "max_accuracy_drop", CAUSAL_LM: "max_ppl_increase"}
+
+
+def budgets_for(budgets: dict | None) -> dict:
+    out = dict(DEFAULT_BUDGETS)
+    out.update({k: float(v) for k, v in (budgets or {}).items() if v is not None})
+    return out
+
+
+def default_batch_size(batch_sizes: list[int]) -> int:
+    """1 when the sweep has it (the interactive case), else the first requested batch size."""
+    return 1 if 1 in batch_sizes else batch_sizes[0]
+
+
+def check_budget(task: str, quality: dict, ref_quality: dict, budgets: dict) -> tuple[bool | None, str]:
+    """(within budget?, words). None when the metric is missing."""
+    b = budgets_for(budgets)
+    if task == EMBEDDING:
+        cos = quality.get("cosine_fidelity")
+        if cos is None:
+            return None, "no cosine fidelity"
+        ok = cos >= b["min_cosine"] - 1e-12
+        return ok, f"cosine fidelity {cos:.4f} {'>=' if ok else '<'} {b['min_cosine']:g}"
+    if task == CLASSIFICATION:
+        acc, ref = quality.get("accuracy"), ref_quality.get("accuracy")
+        if acc is None or ref is None:
+            return None, "no accuracy"
+        drop = (ref - acc) * 100.0
+        ok = drop <= b["max_accuracy_drop"] + 1e-9
+        change = f"accuracy {acc * 100:.1f}% ({round(-drop, 1) + 0.0:+.1f} pt vs fp32's {ref * 100:.1f}%)"
+        return ok, f"{change}, {'within' if ok else 'beyond'} the {b['max_accuracy_drop']:g} pt budget"
+    ppl, ref = quality.get("perplexity"), ref_quality.get("perplexity")
+    if ppl is None or not ref:
+        return None, "no perplexity"
+    inc = (ppl / ref - 1.0) * 100.0
+    ok = inc <= b["max_ppl_increase"] + 1e-9
+    return ok, f"perplexity {ppl:.3f} ({round(inc, 1) + 0.0:+.1f}% vs fp32's {ref:.3f}), {'within' if ok else 'beyond'} the {b['max_ppl_increase']:g}% budget"
+
+
+def _as_result(r) -> VariantResult:
+    return r if isinstance(r, VariantResult) else VariantResult.from_dict(r)
+
+
+def recommend(results, task: str, budgets: dict | None, batch_size: int, reference_quality: dict | None = None) -> dict | None:
+    """{"variant", "reason", "batch_size", "p50_ms", "speedup"} for the fastest variant within budget, or None."""
+    rs = [_as_result(r) for r in results]
+    ref = next((r for r in rs if r.variant == REFERENCE and not r.error), None)
+    ref_q = reference_quality or (ref.quality if ref else {}) or {}
+    ref_p50 = ref.p50_at(batch_size) if ref else None
+    candidates, rejected = [], []
+    for r in rs:
+        if r.error:
+            continue
+        p50 = r.p50_at(batch_size)
+        if p50 is None:
+            continue
+        if r.variant == REFERENCE:
+            ok, words = True, "the reference"
+        else:
+            ok, words = check_budget(task, r.quality, ref_q, budgets)
+        (candidates if ok else rejected).append((p50, r.variant, words))
+    if not candidates:
+        return None
+    candidates.sort()
+    p50, best, words = candidates[0]
+    faster_rejected = sorted(x for x in rejected if x[0] < p50)
+    if best == REFERENCE:
+        reason = f"fp32 is the fastest within budget at batch {batch_size} ({p50:.2f} ms p50)"
+        if faster_rejected:
+            rp50, rname, rwords = faster_rejected[0]
+            reason += f"; {rname} is faster ({rp50:.2f} ms) but its {rwords}"
+        elif len(candidates) + len(rejected) > 1:
+            reason += "; no quantized variant beats it here"
+        speedup = 1.0
+    elif ref_p50:
+        speedup = ref_p50 / p50
+        relation = f"{speedup:.1f}x faster than" if speedup >= 1.05 else ("as fast as" if speedup > 0.95 else f"{1 / speedup:.1f}x slower than")
+        reason = f"{best} is {relation} fp32 at batch {batch_size} ({p50:.2f} ms vs {ref_p50:.2f} ms p50) with {words}"
+        if faster_rejected:
+            rp50, rname, rwords = faster_rejected[0]
+            reason += f"; {rname} is faster still but its {rwords}"
+    else:
+        speedup = None
+        runner_up = f", ahead of {candidates[1][1]} ({candidates[1][0]:.2f} ms)" if len(candidates) > 1 else ""
+        reason = f"{best} is the fastest within budget at batch {batch_size} ({p50:.2f} ms p50{runner_up}) with {words}; fp32 speed was not measured"
+    return {"variant": best, "reason": reason, "batch_size": batch_size, "p50_ms": p50, "speedup": speedup}

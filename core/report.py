@@ -1,0 +1,353 @@
+"""The evaluation report: dataclasses with a JSON round trip, a flat CSV export, the CLI text table, and
+``compare_to_reference`` (speed-up, size ratio and quality change of each variant vs fp32, in words).
+
+Summary speed of a variant at a batch size = the geometric mean of its end-to-end p50 over the seq-length sweep
+(each seq length counts equally in relative terms; one long sequence does not drown the short ones).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+from .errors import QlabError
+from .tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING
+
+SCHEMA_VERSION = 1
+REFERENCE = "fp32"
+
+# per task: (primary metric, label in tables, higher is better)
+PRIMARY = {
+    EMBEDDING: ("cosine_fidelity", "cosine", True),
+    CLASSIFICATION: ("accuracy", "accuracy", True),
+    CAUSAL_LM: ("perplexity", "perplexity", False),
+}
+
+
+class ReportError(QlabError):
+    """A file that is not a Quantization Lab report (or of an unknown schema)."""
+
+
+@dataclass
+class LatencyCell:
+    batch_size: int
+    seq_len: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    std_ms: float
+    throughput_per_s: float
+    forward_p50_ms: float
+    forward_mean_ms: float | None = None
+    iterations: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LatencyCell":
+        return cls(**_known(cls, d))
+
+
+@dataclass
+class VariantResult:
+    variant: str
+    size_bytes: int = 0
+    param_bytes: int = 0
+    build_s: float | None = None
+    cache_hit: bool = False
+    load_s: float | None = None
+    peak_rss_bytes: int | None = None              # the measuring worker's peak resident memory
+    quality: dict = field(default_factory=dict)
+    latency: list[LatencyCell] = field(default_factory=list)
+    dataset_throughput: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+    is_reference: bool = False
+    baseline_rss_bytes: int | None = None          # the worker's memory with libraries imported, before loading the variant
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "VariantResult":
+        d = _known(cls, d)
+        d["latency"] = [LatencyCell.from_dict(c) for c in d.get("latency") or []]
+        return cls(**d)
+
+    # -- derived ---------------------------------------------------------------------------------
+    def cell(self, batch_size: int, seq_len: int) -> LatencyCell | None:
+        return next((c for c in self.latency if c.batch_size == batch_size and c.seq_len == seq_len), None)
+
+    def p50_at(self, batch_size: int) -> float | None:
+        """Geometric mean of end-to-end p50 (ms) over the seq-length sweep at ``batch_size``."""
+        values = [c.p50_ms for c in self.latency if c.batch_size == batch_size and c.p50_ms and c.p50_ms > 0]
+        return float(math.exp(sum(math.log(v) for v in values) / len(values))) if values else None
+
+
+@dataclass
+class Report:
+    task: str
+    model: str
+    environment: dict
+    results: list[VariantResult]
+    recommended: dict | None = None
+    budgets: dict = field(default_factory=dict)
+    created: str = ""
+    run_id: str = ""
+    data: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+    reference: dict = field(default_factory=dict)   # fp32's quality (always computed, even when fp32 is not a requested variant)
+    schema: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Report":
+        if not isinstance(d, dict) or not {"task", "model", "results"} <= set(d):
+            raise ReportError("Not a Quantization Lab report: it has no task, model and results.")
+        if int(d.get("schema", SCHEMA_VERSION)) > SCHEMA_VERSION:
+            raise ReportError(f"Report schema {d.get('schema')} is newer than this lab understands ({SCHEMA_VERSION}); update the lab.")
+        d = _known(cls, d)
+        d["results"] = [VariantResult.from_dict(r) for r in d["results"]]
+        d.setdefault("environment", {})
+        return cls(**d)
+
+    def result(self, variant: str) -> VariantResult | None:
+        return next((r for r in self.results if r.variant == variant), None)
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        return self.settings.get("batch_sizes") or sorted({c.batch_size for r in self.results for c in r.latency})
+
+    @property
+    def seq_lengths(self) -> list[int]:
+        return self.settings.get("seq_lengths") or sorted({c.seq_len for r in self.results for c in r.latency})
+
+
+def _known(cls, d: dict) -> dict:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in dict(d).items() if k in names}
+
+
+def as_report(report) -> Report:
+    return report if isinstance(report, Report) else Report.from_dict(report)
+
+
+# -- JSON / CSV ---------------------------------------------------------------------------------
+def finite(obj):
+    """The same structure with NaN/inf floats replaced by None (JSON has no such numbers)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def report_to_json(report, indent: int = 2) -> str:
+    d = report.to_dict() if isinstance(report, Report) else report
+    return json.dumps(finite(d), indent=indent, default=_json_default, allow_nan=False)
+
+
+def _json_default(obj):
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+def report_from_json(text: str | bytes) -> Report:
+    try:
+        d = json.loads(text)
+    except ValueError as err:
+        raise ReportError(f"Not a Quantization Lab report: invalid JSON ({err.__class__.__name__}).") from None
+    return Report.from_dict(d)
+
+
+CSV_COLUMNS = ["run_id", "task", "model", "variant", "batch_size", "seq_len", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms",
+               "throughput_per_s", "forward_p50_ms", "size_bytes", "param_bytes", "peak_rss_bytes", "load_s", "build_s", "cache_hit"]
+
+
+def report_to_csv(report) -> str:
+    """One row per variant x batch size x seq length, with the variant's quality metrics repeated on each row."""
+    rep = as_report(report)
+    qkeys = sorted({k for r in rep.results for k, v in r.quality.items() if isinstance(v, (int, float)) or v is None})
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS + qkeys + ["error"], extrasaction="ignore")
+    writer.writeheader()
+    for r in rep.results:
+        base = {"run_id": rep.run_id, "task": rep.task, "model": rep.model, "variant": r.variant, "size_bytes": r.size_bytes,
+                "param_bytes": r.param_bytes, "peak_rss_bytes": r.peak_rss_bytes, "load_s": r.load_s, "build_s": r.build_s,
+                "cache_hit": r.cache_hit, "error": r.error or "", **{k: r.quality.get(k) for k in qkeys}}
+        for c in r.latency or [None]:
+            row = dict(base)
+            if c is not None:
+                row.update({k: getattr(c, k) for k in ("batch_size", "seq_len", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "throughput_per_s", "forward_p50_ms")})
+            writer.writerow(row)
+    return out.getvalue()
+
+
+# -- comparison with fp32 -------------------------------------------------------------------------
+def reference_quality(rep: Report) -> dict:
+    ref = rep.result(REFERENCE)
+    return (ref.quality if ref and not ref.error else None) or rep.reference.get("quality") or {}
+
+
+def quality_delta(task: str, quality: dict, ref_quality: dict) -> tuple[float | None, str]:
+    """(delta, unit) of the task's primary metric vs fp32: cosine difference, accuracy points, perplexity percent."""
+    metric, _, _ = PRIMARY[task]
+    value, ref = quality.get(metric), ref_quality.get(metric)
+    if value is None:
+        return None, ""
+    if task == EMBEDDING:
+        return value - 1.0, "cosine"          # cosine fidelity is already measured against fp32 (fp32 = 1)
+    if ref is None:
+        return None, ""
+    if task == CLASSIFICATION:
+        return (value - ref) * 100.0, "pt"
+    return (value / ref - 1.0) * 100.0 if ref else None, "%"
+
+
+def _ratio_words(ratio: float, more: str, less: str) -> str:
+    if ratio is None or not math.isfinite(ratio):
+        return ""
+    if 0.95 <= ratio <= 1.05:
+        return f"same {'speed' if more == 'faster' else 'size'} as fp32"
+    return f"{ratio:.1f}x {more}" if ratio > 1 else f"{1 / ratio:.1f}x {less}"
+
+
+def delta_words(task: str, delta: float | None) -> str:
+    if delta is None:
+        return ""
+    if task == EMBEDDING:
+        return f"cosine {1 + delta:.4f}"
+    if task == CLASSIFICATION:
+        return f"{round(delta, 1) + 0.0:+.1f} pt accuracy"
+    return f"{round(delta, 1) + 0.0:+.1f}% perplexity"
+
+
+def compare_to_reference(report, batch_size: int | None = None) -> list[dict]:
+    """Per variant: speed-up (fp32 p50 / variant p50 at ``batch_size``), size ratio (fp32 size / variant size),
+    quality delta of the task's primary metric, and the three in words ("3.1x faster, 4.0x smaller, -0.4 pt accuracy")."""
+    rep = as_report(report)
+    bs = batch_size or (rep.recommended or {}).get("batch_size") or rep.settings.get("recommend_batch_size") or (rep.batch_sizes[0] if rep.batch_sizes else None)
+    ref = rep.result(REFERENCE)
+    ref_ok = ref is not None and not ref.error
+    ref_p50 = ref.p50_at(bs) if ref_ok else None
+    ref_size = ref.size_bytes if ref_ok else rep.reference.get("size_bytes")
+    ref_q = reference_quality(rep)
+    rows = []
+    for r in rep.results:
+        p50 = r.p50_at(bs) if not r.error else None
+        speedup = ref_p50 / p50 if ref_p50 and p50 else None
+        size_ratio = ref_size / r.size_bytes if ref_size and r.size_bytes else None
+        delta, unit = quality_delta(rep.task, r.quality, ref_q) if not r.error else (None, "")
+        words = [] if not r.error else [f"failed: {r.error}"]
+        if r.variant != REFERENCE and not r.error:
+            words = [w for w in (_ratio_words(speedup, "faster", "slower"), _ratio_words(size_ratio, "smaller", "larger"), delta_words(rep.task, delta)) if w]
+        rows.append({"variant": r.variant, "batch_size": bs, "p50_ms": p50, "speedup": speedup, "size_ratio": size_ratio,
+                     "quality_delta": delta, "quality_unit": unit, "words": ", ".join(words) if words else ("reference" if r.variant == REFERENCE else "")})
+    return rows
+
+
+# -- text table -----------------------------------------------------------------------------------
+def _fmt(value, spec: str, missing: str = "-") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return missing
+    return format(value, spec)
+
+
+def _metric_fmt(task: str, value) -> str:
+    if task == EMBEDDING:
+        return _fmt(value, ".4f")
+    if task == CLASSIFICATION:
+        return _fmt(None if value is None else value * 100, ".1f") + ("%" if value is not None else "")
+    return _fmt(value, ".3f")
+
+
+def _delta_fmt(task: str, delta) -> str:
+    if delta is None:
+        return "-"
+    if task == EMBEDDING:
+        return f"{round(delta, 4) + 0.0:+.4f}"
+    return f"{round(delta, 1) + 0.0:+.1f}{' pt' if task == CLASSIFICATION else '%'}"
+
+
+def _render(headers: list[str], rows: list[list[str]], right: set[int]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def format_table(report, batch_size: int | None = None) -> str:
+    """The table the CLI prints: variant, size MB, size ratio vs fp32, p50 ms per batch size (geo-mean over the seq
+    sweep), speed-up vs fp32, quality metric, delta vs fp32, cache hit; then the recommendation and notes."""
+    rep = as_report(report)
+    comparison = {row["variant"]: row for row in compare_to_reference(rep, batch_size)}
+    bs_rec = next(iter(comparison.values()))["batch_size"] if comparison else batch_size
+    metric, metric_label, _ = PRIMARY[rep.task]
+    seqs = ",".join(str(s) for s in rep.seq_lengths)
+    headers = ["variant", "size MB", "x smaller"] + [f"p50 ms b={b}" for b in rep.batch_sizes] + [f"x faster b={bs_rec}", metric_label, "delta", "cached"]
+    extra = []
+    if rep.task == EMBEDDING and any("spearman" in r.quality for r in rep.results):
+        extra = ["spearman"]
+        headers.insert(-1, "spearman")
+    if rep.task == CLASSIFICATION:
+        extra = ["f1_macro"]
+        headers.insert(-1, "F1 macro")
+    if rep.task == CAUSAL_LM:
+        extra = ["token_accuracy"]
+        headers.insert(-1, "next-token acc")
+    rows = []
+    for r in rep.results:
+        c = comparison[r.variant]
+        if r.error:
+            rows.append([r.variant, "-", "-"] + ["-"] * len(rep.batch_sizes) + ["-", "failed", "-"] + ["-"] * len(extra) + ["-"])
+            continue
+        cells = [r.variant + (" *" if rep.recommended and rep.recommended.get("variant") == r.variant else ""),
+                 _fmt(r.size_bytes / 1e6 if r.size_bytes else None, ".1f"),
+                 _fmt(c["size_ratio"], ".2f") + ("x" if c["size_ratio"] else "")]
+        cells += [_fmt(r.p50_at(b), ".2f") for b in rep.batch_sizes]
+        cells += [_fmt(c["speedup"], ".2f") + ("x" if c["speedup"] else ""), _metric_fmt(rep.task, r.quality.get(metric)), _delta_fmt(rep.task, c["quality_delta"])]
+        for key in extra:
+            v = r.quality.get(key)
+            cells.append(_fmt(v * 100 if key == "token_accuracy" and v is not None else v, ".1f" if key == "token_accuracy" else ".4f") + ("%" if key == "token_accuracy" and v is not None else ""))
+        cells.append("yes" if r.cache_hit else "no")
+        rows.append(cells)
+    right = set(range(1, len(headers) - 1))
+    load = (rep.settings.get("load_average") or {}).get("start")
+    busy = f" | load avg {load:.1f} at start" + (" (busy machine: timings are noisy)" if load > (rep.environment.get("cores") or 1) * 0.75 else "") if load is not None else ""
+    out = [f"{rep.task} | model {rep.model} | data {rep.data.get('name', '?')} ({rep.data.get('rows', '?')} rows) | "
+           f"{rep.environment.get('cpu', '?')}, {rep.environment.get('threads', '?')} threads, {rep.environment.get('device', 'cpu')}{busy}", "",
+           _render(headers, rows, right), "",
+           f"p50 = median end-to-end latency (tokenization included), geometric mean over seq lengths {seqs}; size = artifact on disk.",
+           ]
+    tput = [(r.variant, r.dataset_throughput) for r in rep.results if not r.error and r.dataset_throughput.get("sorted")]
+    if tput:
+        out.append(f"Whole dataset at batch {tput[0][1].get('batch_size', bs_rec)}, texts/s sorted by length / in data order: "
+                   + ", ".join(f"{v} {t['sorted']['texts_per_s']:.0f} / {t['unsorted']['texts_per_s']:.0f}" for v, t in tput) + ".")
+    mem = [(r.variant, r.peak_rss_bytes, r.baseline_rss_bytes) for r in rep.results if not r.error and r.peak_rss_bytes]
+    if mem:
+        out.append("Peak memory of each worker (libraries alone): " + ", ".join(
+            f"{v} {p / 1e6:.0f} MB" + (f" ({b / 1e6:.0f} MB)" if b else "") for v, p, b in mem) + ".")
+    if rep.task == EMBEDDING:
+        ref_sp = reference_quality(rep).get("spearman_fp32") or reference_quality(rep).get("spearman")
+        out.append("cosine = mean cosine similarity to fp32's sentence embedding (fp32 = 1)" + (f"; fp32's own spearman vs gold scores: {ref_sp:.4f}." if ref_sp is not None else "."))
+    rec = rep.recommended
+    out.append("")
+    out.append(f"Recommended: {rec['variant']} - {rec['reason']}" if rec else "Recommended: none - " + (rep.settings.get("no_recommendation_reason") or "no variant stays within the quality budget."))
+    notes = [(r.variant, n) for r in rep.results for n in ([f"FAILED: {r.error}"] if r.error else []) + r.notes]
+    if notes:
+        out += ["", "Notes:"]
+        out += [f"  {v}: {n}" for v, n in notes]
+    return "\n".join(out)

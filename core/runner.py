@@ -1,0 +1,300 @@
+"""One variant, measured in a fresh worker process: ``python -m core.runner JOB.json``.
+
+The parent (core.evaluate) writes a job file (JSON only; nothing user-supplied is ever pickled) and starts this
+module with OMP/MKL thread counts already in its environment, so torch and ONNX Runtime start with the right
+number of threads. The worker speaks JSON lines on its stdout (its real stdout; anything libraries print is
+sent to stderr instead):
+
+    {"event": "progress", "phase": "build|load|quality|latency", "fraction": 0..1 within the phase, "message": "..."}
+    {"event": "done", "ok": true}
+
+and writes its result (or ``{"error": ..., "kind": "user|crash"}``) to the job's ``result`` path.
+
+Modes: ``build`` builds the artifact into the store and exits (so the measuring worker's peak RSS is not inflated
+by the build); ``measure`` loads the variant, computes quality on the dataset (saving fp32's outputs as .npy into
+the run's reference folder when it is the reference, reading them with ``allow_pickle=False`` otherwise) and runs
+the latency protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+QUALITY_BATCH = 16
+
+
+def thread_env(threads: int | None) -> dict:
+    return {k: str(threads) for k in THREAD_VARS} if threads else {}
+
+
+class Channel:
+    """JSON lines to the parent on the original stdout; fd 1 is pointed at stderr so stray prints cannot corrupt it."""
+
+    def __init__(self):
+        self._out = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+        sys.stdout.flush()
+        os.dup2(2, 1)
+        sys.stdout = sys.stderr
+
+    def send(self, **event) -> None:
+        self._out.write(json.dumps(event, default=str) + "\n")
+        self._out.flush()
+
+    def progress(self, phase: str, fraction: float, message: str) -> None:
+        self.send(event="progress", phase=phase, fraction=round(float(fraction), 4), message=message)
+
+
+def peak_rss_bytes() -> int:
+    peak = 0
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    except (ImportError, OSError):
+        pass
+    try:
+        import psutil
+
+        peak = max(peak, psutil.Process().memory_info().rss)
+    except Exception:
+        pass
+    return int(peak)
+
+
+def _current_rss() -> int | None:
+    try:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+    except Exception:
+        return None
+
+
+def _preimport(source, label: str) -> None:
+    """Import what a torch variant's first from_pretrained would import lazily (transformers' modeling code, the
+    architecture's module, optional integrations), so ``load_s`` times loading the weights, not importing libraries."""
+    from .recipes import resolve
+
+    if resolve(label)[0].family == "onnx":
+        return
+    try:
+        from transformers import AutoConfig
+
+        import transformers.activations  # noqa: F401
+        import transformers.modeling_utils  # noqa: F401
+
+        from .sources import model_class
+
+        config = AutoConfig.from_pretrained(str(source.path), trust_remote_code=False)
+        model_class(source.task)._model_mapping[type(config)]
+    except Exception:  # only an optimisation of what load_s measures
+        pass
+
+
+def _source(job: dict):
+    from .sources import Source
+
+    s = dict(job["source"])
+    s["path"] = Path(s["path"])
+    return Source(**s)
+
+
+def _batches(n: int, size: int):
+    for i in range(0, n, size):
+        yield slice(i, min(i + size, n))
+
+
+def _encode(tokenizer, texts, max_length):
+    import numpy as np
+
+    enc = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="np")
+    return enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
+
+
+def compute_quality(job: dict, variant, tokenizer, channel: Channel) -> dict:
+    """Quality of ``variant`` on the dataset, against fp32's saved outputs (or saving them, for the reference)."""
+    import numpy as np
+
+    from . import metrics
+    from .tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING
+
+    data = json.loads(Path(job["dataset"]).read_text(encoding="utf-8"))
+    ref_dir = Path(job["ref_dir"])
+    is_ref = job["reference"]
+    task, max_length = job["source"]["task"], job["max_length"]
+    texts = data["texts"]
+
+    if task in (EMBEDDING, CLASSIFICATION):
+        outputs = []
+        n = len(texts)
+        for k, sl in enumerate(_batches(n, QUALITY_BATCH)):
+            ids, mask = _encode(tokenizer, texts[sl], max_length)
+            out = variant(ids, mask)
+            variant.sync()
+            outputs.append(metrics.mean_pool(out, mask) if task == EMBEDDING else np.asarray(out, dtype=np.float32))
+            channel.progress("quality", (sl.stop) / n, f"quality {sl.stop}/{n} texts")
+        result = np.concatenate(outputs, axis=0)
+        if task == EMBEDDING:
+            if is_ref:
+                np.save(ref_dir / "embeddings.npy", result, allow_pickle=False)
+            ref = np.load(ref_dir / "embeddings.npy", allow_pickle=False)
+            scores = [p[2] for p in data["pairs"]] if data.get("pairs") else None
+            return metrics.embedding_quality(result, ref, scores)
+        pred = result.argmax(axis=1).astype(np.int64)
+        if is_ref:
+            np.save(ref_dir / "predictions.npy", pred, allow_pickle=False)
+        ref_pred = np.load(ref_dir / "predictions.npy", allow_pickle=False)
+        return metrics.classification_quality(pred, np.asarray(data["gold"], dtype=np.int64), ref_pred)
+
+    assert task == CAUSAL_LM
+    ids = tokenizer(data["raw_text"], add_special_tokens=False)["input_ids"]
+    if len(ids) < 2:
+        from .errors import DataError
+
+        raise DataError(f"'{job['data_name']}' is {len(ids)} token long; perplexity needs at least 2 tokens of text.")
+    channel.progress("quality", 0.05, f"perplexity over {len(ids)} tokens (context {job['context']}, stride {job['stride']})")
+
+    def run(batch, mask):
+        out = variant(batch, mask)
+        variant.sync()
+        return out
+
+    scores = metrics.causal_lm_scores(run, ids, job["context"], job["stride"], keep_predictions=True)
+    pred = scores.pop("predictions")
+    if is_ref:
+        np.save(ref_dir / "next_tokens.npy", pred, allow_pickle=False)
+    scores["top1_agreement"] = metrics.top1_agreement(pred, np.load(ref_dir / "next_tokens.npy", allow_pickle=False))
+    return scores
+
+
+def run_job(job: dict, channel: Channel) -> dict:
+    threads = job.get("threads")
+    for key, value in thread_env(threads).items():
+        os.environ.setdefault(key, value)
+    import torch
+
+    if threads:
+        torch.set_num_threads(int(threads))
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:
+            pass
+
+    from . import bench
+    from .env import environment
+    from .sources import load_tokenizer, quiet_transformers
+    from .store import ModelStore
+    from .variants import get_variant
+
+    quiet_transformers()
+    from .recipes import BuildContext
+
+    source = _source(job)
+    store = ModelStore()
+    label = job.get("variant")
+    phase = {"name": "build"}
+
+    def on_progress(fraction: float, message: str) -> None:
+        if message.startswith("loading"):
+            phase["name"] = "load"
+        channel.progress(phase["name"], fraction if phase["name"] == "build" else 0.5, message)
+
+    if job["mode"] == "build":  # every missing artifact, sharing one fp32 model
+        from .errors import QlabError
+
+        context = BuildContext(source=source)
+        builds = {}
+        for label in job["variants"]:
+            def on_build(fraction, message, label=label):
+                channel.send(event="progress", phase="build", variant=label, fraction=round(float(fraction), 4), message=message)
+
+            on_build(0.0, f"building {label}")
+            try:
+                loaded = get_variant(source, label, store=store, device=job["device"], threads=threads, progress=on_build,
+                                     max_length=job["max_length"], context=context)
+                builds[label] = {"cache_hit": loaded.entry.cache_hit, "build_s": loaded.entry.meta.get("build_s"), "size_bytes": loaded.entry.size_bytes}
+                del loaded
+            except QlabError as err:
+                builds[label] = {"error": str(err), "kind": "user"}
+            except Exception as err:  # one recipe failing on this model must not stop the others
+                traceback.print_exc()
+                first = (str(err).strip().splitlines() or [""])[0][:300]
+                builds[label] = {"error": f"build failed: {err.__class__.__name__}: {first}".rstrip(": "), "kind": "crash"}
+            on_build(1.0, f"{label} built" if "error" not in builds[label] else f"{label} failed")
+        return {"builds": builds}
+
+    channel.progress("load", 0.0, f"loading {label}")
+    phase["name"] = "build"
+    _preimport(source, label)
+    baseline_rss = _current_rss()   # libraries imported, variant not loaded yet
+    tokenizer = load_tokenizer(source)
+    loaded = get_variant(source, label, store=store, device=job["device"], threads=threads, progress=on_progress, max_length=job["max_length"],
+                         context=BuildContext(source=source, _tokenizer=tokenizer))  # loads no fp32 model when the artifact is stored
+    variant, entry = loaded.variant, loaded.entry
+    result = {
+        "variant": label, "size_bytes": entry.size_bytes, "param_bytes": int(variant.param_bytes), "build_s": entry.meta.get("build_s"),
+        "cache_hit": entry.cache_hit, "load_s": round(loaded.load_s, 4), "notes": list(variant.notes), "baseline_rss_bytes": baseline_rss,
+        "environment": environment(threads or torch.get_num_threads(), job["device"]),
+    }
+    channel.progress("quality", 0.0, f"quality of {label} on {job['data_name']}")
+    result["quality"] = compute_quality(job, variant, tokenizer, channel)
+
+    latency, throughput = [], {}
+    if not job.get("quality_only"):
+        data = json.loads(Path(job["dataset"]).read_text(encoding="utf-8"))
+        texts = data["texts"]
+        protocol = bench.Protocol(**job.get("protocol", {}))
+        cells = [(b, s) for b in job["batch_sizes"] for s in job["seq_lengths"]]
+        for k, (b, s) in enumerate(cells):
+            channel.progress("latency", k / (len(cells) + 2), f"latency batch {b} x seq {s}")
+            latency.append(bench.measure_cell(variant, tokenizer, texts, b, s, protocol=protocol).to_dict())
+        bs = job["recommend_batch_size"]
+        for k, sort in enumerate((True, False)):
+            key = "sorted" if sort else "unsorted"
+            channel.progress("latency", (len(cells) + k) / (len(cells) + 2), f"whole-dataset throughput ({key}, batch {bs})")
+            throughput[key] = bench.dataset_throughput(variant, tokenizer, texts, bs, job["max_length"], sort=sort)
+        throughput["batch_size"] = bs
+    result.update(latency=latency, dataset_throughput=throughput, peak_rss_bytes=peak_rss_bytes())
+    channel.progress("latency", 1.0, f"{label} done")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m core.runner JOB.json", file=sys.stderr)
+        return 2
+    job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    for key, value in thread_env(job.get("threads")).items():
+        os.environ[key] = value
+    channel = Channel()
+    out = Path(job["result"])
+    from .errors import QlabError
+
+    started = time.perf_counter()
+    try:
+        result = run_job(job, channel)
+        result["worker_s"] = round(time.perf_counter() - started, 3)
+        out.write_text(json.dumps(result, default=str), encoding="utf-8")
+        channel.send(event="done", ok=True)
+        return 0
+    except QlabError as err:
+        out.write_text(json.dumps({"error": str(err), "kind": "user"}), encoding="utf-8")
+        channel.send(event="done", ok=False)
+        return 3
+    except BaseException as err:  # a bug or a crash of a library: keep the traceback in the worker's log
+        traceback.print_exc()
+        first = (str(err).strip().splitlines() or [""])[0][:300]
+        out.write_text(json.dumps({"error": f"{err.__class__.__name__}: {first}".rstrip(": "), "kind": "crash"}), encoding="utf-8")
+        channel.send(event="done", ok=False)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
