@@ -322,7 +322,7 @@ CAUSES = (
     ("no AMX", "no AMX on this CPU, so bf16 matmuls gain little"),
     ("no VNNI", "this CPU has no VNNI, so int8 matmuls gain little over fp32"),
     ("Weight-only", "weight-only int8 is dequantized to fp32 at load, so it computes exactly like fp32 (the gap is noise)"),
-    ("torchao", "torchao's CPU int8 kernels are slow"),
+    ("targets GPUs first", "torchao's CPU int8 kernels are slow"),  # the torchao recipe's own note, not the torch.ao deprecation
     ("fell back", "a fallback: "),
     ("fusion failed", "the graph runs unfused"),
     ("No transformer fusion", "the graph runs unfused"),

@@ -122,6 +122,16 @@ def test_slow_notes_explain_the_cause():
     assert slow_notes(noisy, fp32, [1], {}) == []
 
 
+def test_slow_notes_use_the_variants_own_notes_not_lookalikes():
+    from core.recipes.torch_native import AO_DEPRECATION
+
+    rep = classification_report()
+    slow = result("dynamic-int8", {1: [30.0, 90.0]}, {})
+    slow.notes = [AO_DEPRECATION]  # mentions torchao, but this is torch.ao's dynamic int8
+    note = slow_notes(slow, rep.result("fp32"), [1], {})[0]
+    assert "torchao's CPU int8 kernels" not in note and "quantizing activations on the fly" in note
+
+
 # -- validation (fast, nothing built) --------------------------------------------------------------------
 def test_validate_normalises(tiny_gpt2_dir):
     cfg = validate(EvalConfig(task="embedding", model="minilm", variants=["fp32", "onnx-int8:per_channel=true"], batch_sizes=["1", 8, 8]))

@@ -1,0 +1,96 @@
+"""Quantization Lab: the dashboard frame (navigation, sidebar with hardware and store, ?run=<id> links).
+
+    streamlit run app.py
+"""
+
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from pages._shared import PAGES, guarded, init_state, machine, open_run, policy, run_frame, show_error
+
+st.set_page_config(page_title="Quantization Lab", page_icon=":material/compress:", layout="wide")
+init_state()
+
+# ?run=<id> opens a saved run on the Compare page (a link a colleague was given)
+requested_run = st.query_params.get("run")
+run_error = None
+if requested_run and requested_run != st.session_state.get("opened_link"):
+    from core import history
+
+    st.session_state["opened_link"] = requested_run
+    try:
+        history.load_run(requested_run)
+        open_run(requested_run)
+    except Exception as err:  # noqa: BLE001 - shown as one line below
+        run_error = err
+
+pages = {
+    "Set up": [
+        st.Page(PAGES["data"], title="Data", icon=":material/dataset:", default=not requested_run),
+        st.Page(PAGES["models"], title="Models & variants", icon=":material/tune:"),
+        st.Page(PAGES["run"], title="Run", icon=":material/play_circle:"),
+    ],
+    "Results": [
+        st.Page(PAGES["compare"], title="Compare", icon=":material/monitoring:", default=bool(requested_run)),
+        st.Page(PAGES["weights"], title="Weights", icon=":material/bar_chart:"),
+        st.Page(PAGES["playground"], title="Playground", icon=":material/chat:"),
+        st.Page(PAGES["history"], title="History & share", icon=":material/history:"),
+        st.Page(PAGES["store"], title="Store", icon=":material/inventory_2:"),
+    ],
+}
+nav = st.navigation(pages, expanded=True)
+
+
+def sidebar() -> None:
+    from core.jobs import get_queue
+    from core.store import ModelStore
+
+    pol = policy()
+    with st.sidebar:
+        if pol.hosted:
+            st.badge("Hosted mode", icon=":material/public:", color="violet", help=pol.describe())
+        info = machine()
+        cpu = info["cpu"]
+        st.markdown("**Hardware**")
+        st.caption(f"{cpu['model']}  \n{cpu['arch']} · {cpu['logical_cores']} logical cores · devices: {', '.join(info['devices'])}")
+        flags = cpu["flags"]
+        if flags:
+            st.markdown(" ".join(
+                f":green-badge[{f}]" if ("vnni" in f or f.startswith("amx")) else f":gray-badge[{f}]" for f in flags
+            ))
+        notes = []
+        if cpu["arch"].lower() in ("x86_64", "amd64") and not info["vnni"]:
+            notes.append("no VNNI: int8 matmuls gain little over fp32")
+        if not info["amx"]:
+            notes.append("no AMX: bf16 gains little")
+        if notes:
+            st.caption("; ".join(notes) + ".")
+        st.caption(f"Default quantized engine: `{info['engine']}`")
+
+        st.markdown("**Store**")
+        store = ModelStore()
+        entries = store.entries()
+        total = sum(int(e.get("size_bytes", 0)) for e in entries)
+        limit = store.size_limit or 1
+        st.progress(min(1.0, total / limit), text=f"{len(entries)} entries · {total / 2**30:.2f} of {limit / 2**30:.0f} GB")
+        queue = get_queue()
+        active = queue.active_jobs()
+        holder = queue.machine_holder()
+        if not active and holder and holder.get("pid") != os.getpid():
+            st.caption(f":material/hourglass_top: another server process is running an evaluation ({holder.get('model')})")
+        if active:
+            running = [j for j in active if j["state"] == "running"]
+            st.caption(f":material/hourglass_top: {len(running)} evaluation running, {len(active) - len(running)} waiting"
+                       + (f" · {running[0]['config'].get('model')}" if running else ""))
+        if st.session_state.get("current_run"):
+            st.caption(f"Current run: `{st.session_state['current_run'][:8]}` (Compare)")
+
+
+with guarded():
+    sidebar()
+if run_error is not None:
+    show_error(run_error)
+run_frame(nav)

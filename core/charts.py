@@ -1,0 +1,565 @@
+"""Plotly figure builders for the dashboard and the HTML export: pure functions, report dict -> go.Figure.
+
+Every chart uses the same colour for a variant (``variant_colors``), marks the fp32 reference the same way
+(dark grey, diamond, "fp32 reference"), names its units on the axes, and works on a report that was
+loaded from JSON (nothing here needs torch or Streamlit).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import plotly.graph_objects as go
+
+REFERENCE = "fp32"
+REFERENCE_COLOR = "#3b3b3b"
+RECIPE_COLORS = {
+    "fp32": REFERENCE_COLOR,
+    "bf16": "#8c564b",
+    "fp16": "#e377c2",
+    "dynamic-int8": "#1f77b4",
+    "torchao-int8": "#17becf",
+    "absmax-int8": "#ff7f0e",
+    "zeropoint-int8": "#bcbd22",
+    "torchscript": "#9467bd",
+    "onnx-fp32": "#2ca02c",
+    "onnx-int8": "#d62728",
+    "onnx-int8-static": "#a6761d",
+    "onnx-int8-mixed": "#e7298a",
+}
+EXTRA_COLORS = ["#6a3d9a", "#b15928", "#1b9e77", "#7fc97f", "#66a61e", "#7570b3", "#e6ab02", "#386cb0", "#f0027f", "#bf5b17"]
+FONT = dict(family="Inter, 'Source Sans Pro', Helvetica, Arial, sans-serif", size=13)
+
+# quality metric per task: (key, axis label, higher is better, shown as percent)
+QUALITY = {
+    "embedding": ("cosine_fidelity", "Cosine fidelity to fp32 (higher is better)", True, False),
+    "classification": ("accuracy", "Accuracy (%, higher is better)", True, True),
+    "causal-lm": ("perplexity", "Perplexity (lower is better)", False, False),
+}
+
+
+# -- small helpers ------------------------------------------------------------------------------
+def recipe_of(variant: str) -> str:
+    return str(variant).split(":", 1)[0]
+
+
+def is_reference(variant: str) -> bool:
+    return str(variant) == REFERENCE
+
+
+def ok_results(report: dict) -> list[dict]:
+    """Results that have measurements (a variant that failed carries an error and no numbers)."""
+    return [r for r in report.get("results") or [] if not r.get("error")]
+
+
+def variant_colors(variants: Iterable[str]) -> dict[str, str]:
+    """A stable colour per variant: by recipe name, so 'onnx-int8' is the same red in every run and chart."""
+    colors, used, extra = {}, set(), iter(EXTRA_COLORS * 4)
+    for v in variants:
+        if v in colors:
+            continue
+        c = RECIPE_COLORS.get(recipe_of(v))
+        if c is None or c in used:  # a second variant of one recipe (other params) gets its own colour
+            c = next(extra)
+        colors[v] = c
+        used.add(c)
+    return colors
+
+
+def report_colors(report: dict) -> dict[str, str]:
+    names = [r["variant"] for r in report.get("results") or []]
+    # the exact-recipe variant claims the recipe colour first, whatever the order of results
+    names.sort(key=lambda v: (":" in v))
+    return variant_colors(names)
+
+
+def fmt_bytes(n: float | int | None) -> str:
+    if n is None:
+        return "n/a"
+    n = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def quality_spec(report: dict) -> tuple[str, str, bool, bool]:
+    """(metric key, axis title, higher is better, percent) for the report's task."""
+    task = report.get("task") or "embedding"
+    key, title, higher, pct = QUALITY.get(task, QUALITY["embedding"])
+    if pct:
+        values = [quality_value(r, key) for r in ok_results(report)]
+        if any(v is not None and v > 1.0 for v in values):  # already in percent
+            pct = False
+            title = title.replace("%, ", "")
+    return key, title, higher, pct
+
+
+def quality_value(result: dict, key: str) -> float | None:
+    value = (result.get("quality") or {}).get(key)
+    if value is None:
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) else value
+
+
+def shown_quality(report: dict, result: dict) -> float | None:
+    key, _, _, pct = quality_spec(report)
+    value = quality_value(result, key)
+    return None if value is None else (value * 100 if pct else value)
+
+
+def latency_points(result: dict) -> list[dict]:
+    return [p for p in result.get("latency") or [] if p.get("p50_ms") is not None]
+
+
+def batch_sizes(report: dict) -> list[int]:
+    return sorted({int(p["batch_size"]) for r in ok_results(report) for p in latency_points(r)})
+
+
+def seq_lengths(report: dict) -> list[int]:
+    return sorted({int(p["seq_len"]) for r in ok_results(report) for p in latency_points(r)})
+
+
+def default_point(report: dict) -> tuple[int | None, int | None]:
+    """The (batch size, sequence length) a headline latency is read at: the recommended batch size (or 1, or the
+    smallest measured) and ``None`` = the geometric mean over the sequence-length sweep (as the recommendation does)."""
+    bs = batch_sizes(report)
+    rec = (report.get("recommended") or {}).get("batch_size") or (report.get("settings") or {}).get("recommend_batch_size")
+    batch = rec if rec in bs else (1 if 1 in bs else (bs[0] if bs else None))
+    return batch, None
+
+
+def latency_at(result: dict, batch_size: int | None, seq_len: int | None, field: str = "p50_ms") -> float | None:
+    """A latency statistic at one cell; with ``seq_len=None`` the geometric mean over the measured lengths at that batch."""
+    values = []
+    for p in latency_points(result):
+        if int(p["batch_size"]) != batch_size or (seq_len is not None and int(p["seq_len"]) != seq_len):
+            continue
+        value = p.get(field)
+        if value is not None and float(value) > 0:
+            values.append(float(value))
+    if not values:
+        return None
+    if seq_len is not None:
+        return values[0]
+    return float(math.exp(sum(math.log(v) for v in values) / len(values)))
+
+
+def point_words(report: dict, batch_size: int | None, seq_len: int | None) -> str:
+    if seq_len is not None:
+        return f"batch {batch_size}, {seq_len} tokens"
+    seqs = seq_lengths(report)
+    if len(seqs) == 1:
+        return f"batch {batch_size}, {seqs[0]} tokens"
+    return f"batch {batch_size}, geometric mean over {', '.join(map(str, seqs))} tokens"
+
+
+def pareto_front(points: list[tuple[str, float, float]], higher_is_better: bool = True) -> list[str]:
+    """Names on the quality/latency Pareto front: no other point is at least as fast and at least as good
+    while strictly better in one. ``points`` are (name, latency, quality). Returned sorted by latency."""
+    front = []
+    for name, lat, q in points:
+        dominated = False
+        for other, lat2, q2 in points:
+            if other == name:
+                continue
+            better_q = q2 >= q if higher_is_better else q2 <= q
+            strictly = lat2 < lat or (q2 > q if higher_is_better else q2 < q)
+            if lat2 <= lat and better_q and strictly:
+                dominated = True
+                break
+        if not dominated:
+            front.append((lat, name))
+    return [name for _, name in sorted(front)]
+
+
+def _style(fig: go.Figure, title: str, x_title: str, y_title: str, *, height: int = 420, legend: bool = True) -> go.Figure:
+    fig.update_layout(
+        title=dict(text=title, x=0.0, xanchor="left", font=dict(size=17)),
+        xaxis_title=x_title,
+        yaxis_title=y_title,
+        template="plotly_white",
+        font=FONT,
+        height=height,
+        margin=dict(l=70, r=30, t=70, b=60),
+        legend=dict(title_text="Variant", orientation="v", x=1.01, y=1.0, bgcolor="rgba(255,255,255,0.6)") if legend else None,
+        showlegend=legend,
+        hoverlabel=dict(font_size=12),
+    )
+    fig.update_xaxes(showline=True, linecolor="#bbb", gridcolor="#eee", zeroline=False)
+    fig.update_yaxes(showline=True, linecolor="#bbb", gridcolor="#eee", zeroline=False)
+    return fig
+
+
+def _legend_below(fig: go.Figure, title: str = "Variant") -> go.Figure:
+    """A horizontal legend under the plot, so a half-width chart keeps its plotting area."""
+    fig.update_layout(legend=dict(title_text=title, orientation="h", x=0.0, xanchor="left", y=-0.22, yanchor="top", bgcolor="rgba(0,0,0,0)"),
+                      margin=dict(l=70, r=20, t=70, b=40))
+    return fig
+
+
+def _empty(title: str, message: str) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font=dict(size=14, color="#666"))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _style(fig, title, "", "", height=300, legend=False)
+
+
+def _marker(variant: str, color: str, size: int = 13) -> dict:
+    if is_reference(variant):
+        return dict(color=color, size=size + 3, symbol="diamond", line=dict(color="white", width=1.5))
+    return dict(color=color, size=size, symbol="circle", line=dict(color="white", width=1.5))
+
+
+def _legend_name(variant: str) -> str:
+    return f"{variant} (reference)" if is_reference(variant) else variant
+
+
+# -- Compare page charts ------------------------------------------------------------------------
+def quality_latency_figure(report: dict, batch_size: int | None = None, seq_len: int | None = None) -> go.Figure:
+    """Quality against median latency at one (batch size, sequence length), with the Pareto front,
+    the fp32 reference and the recommended variant marked."""
+    key, q_title, higher, _ = quality_spec(report)
+    batch_size = batch_size if batch_size is not None else default_point(report)[0]
+    title = f"Quality against latency ({point_words(report, batch_size, seq_len)})"
+    colors = report_colors(report)
+    points = []
+    for r in ok_results(report):
+        lat, q = latency_at(r, batch_size, seq_len), shown_quality(report, r)
+        if lat is not None and q is not None:
+            points.append((r["variant"], lat, q))
+    if not points:
+        return _empty(title, "No variant has both a quality score and a latency at this batch size and length.")
+    fig = go.Figure()
+    front = pareto_front(points, higher)
+    if len(front) >= 2:
+        by_name = {n: (lat, q) for n, lat, q in points}
+        fig.add_trace(go.Scatter(
+            x=[by_name[n][0] for n in front], y=[by_name[n][1] for n in front], mode="lines", name="Pareto front",
+            line=dict(color="#9a9a9a", width=2, dash="dash", shape="hv" if higher else "linear"), hoverinfo="skip", legendrank=2000,
+        ))
+    for name, lat, q in points:
+        fig.add_trace(go.Scatter(
+            x=[lat], y=[q], mode="markers", name=_legend_name(name), marker=_marker(name, colors[name], 15),
+            hovertemplate=f"<b>{name}</b><br>p50 %{{x:.2f}} ms<br>{key} %{{y:.4g}}<extra></extra>",
+            legendrank=0 if is_reference(name) else 1000,
+        ))
+    recommended = (report.get("recommended") or {}).get("variant")
+    for name, lat, q in points:
+        if is_reference(name):
+            fig.add_annotation(x=lat, y=q, text="fp32 reference", showarrow=False, yshift=24,
+                               font=dict(color=REFERENCE_COLOR, size=12), bgcolor="rgba(255,255,255,0.85)")
+        if name == recommended:
+            fig.add_trace(go.Scatter(
+                x=[lat], y=[q], mode="markers", name="recommended", legendrank=1999,
+                marker=dict(symbol="star", size=30, color="rgba(0,0,0,0)", line=dict(color="#f2a900", width=3)),
+                hovertemplate=f"<b>recommended: {name}</b><extra></extra>",
+            ))
+            fig.add_annotation(x=lat, y=q, text=f"★ recommended: {name}", showarrow=False, yshift=-26,
+                               font=dict(color="#8a6100", size=12), bgcolor="rgba(255,255,255,0.85)")
+    fig = _style(fig, title, "Median latency per batch (ms, lower is better)", q_title, height=460)
+    lats = [p[1] for p in points]
+    lo, hi = min(lats), max(lats)
+    pad = (hi - lo) * 0.12 or max(hi * 0.1, 0.1)
+    fig.update_xaxes(range=[max(0.0, lo - pad), hi + pad])
+    qs = [p[2] for p in points]
+    qlo, qhi = min(qs), max(qs)
+    qpad = (qhi - qlo) * 0.2 or max(abs(qhi) * 0.01, 1e-3)
+    fig.update_yaxes(range=[qlo - qpad, qhi + qpad])
+    return fig
+
+
+def size_figure(report: dict) -> go.Figure:
+    """Model size on disk per variant, with the ratio against fp32 written on each bar."""
+    title = "Model size on disk"
+    results = [r for r in ok_results(report) if r.get("size_bytes")]
+    if not results:
+        return _empty(title, "No sizes were measured.")
+    colors = report_colors(report)
+    ref = next((r for r in results if is_reference(r["variant"])), None)
+    fig = go.Figure()
+    for r in results:
+        mb = r["size_bytes"] / 2**20
+        if ref and not is_reference(r["variant"]):
+            ratio = ref["size_bytes"] / r["size_bytes"]
+            label = f"{mb:.1f} MB<br>{ratio:.1f}x smaller" if ratio >= 1 else f"{mb:.1f} MB<br>{1 / ratio:.1f}x larger"
+        else:
+            label = f"{mb:.1f} MB" + ("<br>reference" if is_reference(r["variant"]) else "")
+        fig.add_trace(go.Bar(
+            x=[r["variant"]], y=[mb], name=_legend_name(r["variant"]), text=[label], textposition="outside", cliponaxis=False,
+            constraintext="none", textfont=dict(size=12),
+            marker=dict(color=colors[r["variant"]], pattern=dict(shape="/" if is_reference(r["variant"]) else "", fgcolor="white", size=8),
+                        line=dict(color=colors[r["variant"]], width=1.5)),
+            hovertemplate=f"<b>{r['variant']}</b><br>%{{y:.2f}} MB<extra></extra>",
+        ))
+    fig = _style(fig, title, "Variant", "Size on disk (MB)", height=420, legend=False)
+    top = max(r["size_bytes"] for r in results) / 2**20
+    fig.update_yaxes(range=[0, top * 1.25])
+    fig.update_layout(bargap=0.35)
+    return fig
+
+
+def _latency_lines(report: dict, *, vary: str, fixed_value: int | None, title: str, x_title: str) -> go.Figure:
+    fixed = "seq_len" if vary == "batch_size" else "batch_size"
+    colors = report_colors(report)
+    fig = go.Figure()
+    count = 0
+    for r in ok_results(report):
+        pts = sorted((p for p in latency_points(r) if int(p[fixed]) == fixed_value), key=lambda p: int(p[vary]))
+        if not pts:
+            continue
+        count += 1
+        p50 = [float(p["p50_ms"]) for p in pts]
+        p90 = [float(p.get("p90_ms") or p["p50_ms"]) for p in pts]
+        name = r["variant"]
+        fig.add_trace(go.Scatter(
+            x=[int(p[vary]) for p in pts], y=p50, mode="lines+markers", name=_legend_name(name),
+            line=dict(color=colors[name], width=3.5 if is_reference(name) else 2.5, dash="dot" if is_reference(name) else "solid"),
+            marker=_marker(name, colors[name], 9),
+            error_y=dict(type="data", symmetric=False, array=[max(0.0, b - a) for a, b in zip(p50, p90)], arrayminus=[0] * len(p50),
+                         thickness=1.2, width=4, color=colors[name]),
+            customdata=p90, hovertemplate=f"<b>{name}</b><br>{vary.replace('_', ' ')} %{{x}}<br>p50 %{{y:.2f}} ms<br>p90 %{{customdata:.2f}} ms<extra></extra>",
+            legendrank=0 if is_reference(name) else 1000,
+        ))
+    if not count:
+        return _empty(title, "Nothing measured at this setting.")
+    fig = _style(fig, title, x_title, "Median latency per batch (ms)")
+    xs = batch_sizes(report) if vary == "batch_size" else seq_lengths(report)
+    subtitle = "dots: p50 · whiskers reach p90 · lower is better"
+    if len(xs) < 2:
+        subtitle = f"only one {'batch size' if vary == 'batch_size' else 'sequence length'} measured: add more on Models & variants for a trend"
+    fig.update_layout(title_subtitle_text=subtitle, title_subtitle_font=dict(size=12, color="#777"))
+    _legend_below(fig)
+    fig.update_xaxes(type="log" if len(xs) > 2 and xs[-1] / max(xs[0], 1) >= 8 else "linear", tickvals=xs, ticktext=[str(x) for x in xs])
+    fig.update_yaxes(rangemode="tozero")
+    return fig
+
+
+def latency_batch_figure(report: dict, seq_len: int | None = None) -> go.Figure:
+    seq_len = seq_len if seq_len is not None else (seq_lengths(report) or [None])[-1]
+    return _latency_lines(report, vary="batch_size", fixed_value=seq_len,
+                          title=f"Latency against batch size ({seq_len} tokens per text)", x_title="Batch size (texts)")
+
+
+def latency_seq_figure(report: dict, batch_size: int | None = None) -> go.Figure:
+    batch_size = batch_size if batch_size is not None else default_point(report)[0]
+    return _latency_lines(report, vary="seq_len", fixed_value=batch_size,
+                          title=f"Latency against sequence length (batch {batch_size})", x_title="Sequence length (tokens)")
+
+
+def _throughput(value) -> float | None:
+    if isinstance(value, dict):
+        value = value.get("throughput_per_s", value.get("texts_per_s"))
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def batching_figure(report: dict) -> go.Figure:
+    """Dataset throughput with length-sorted batches against batches in file order."""
+    title = "Sorted against unsorted batching (whole dataset)"
+    colors = report_colors(report)
+    sizes = {(r.get("dataset_throughput") or {}).get("batch_size") for r in ok_results(report)} - {None}
+    if len(sizes) == 1:
+        title = f"Sorted against unsorted batching (whole dataset, batch {sizes.pop()})"
+    rows = []
+    for r in ok_results(report):
+        dt = r.get("dataset_throughput") or {}
+        s, u = _throughput(dt.get("sorted")), _throughput(dt.get("unsorted"))
+        if s is not None or u is not None:
+            rows.append((r["variant"], s, u))
+    if not rows:
+        return _empty(title, "Dataset throughput was not measured in this run.")
+    names = [n for n, _, _ in rows]
+    cols = [colors[n] for n in names]
+    fig = go.Figure()
+    for label, pattern, opacity, group in (("sorted by length", "", 1.0, "s"), ("file order (unsorted)", "/", 0.55, "u")):  # neutral legend keys
+        fig.add_trace(go.Bar(x=[None], y=[None], name=label, offsetgroup=group, marker=dict(color="#777", opacity=opacity, pattern=dict(shape=pattern, fgcolor="white", size=7)),
+                             hoverinfo="skip"))
+    fig.add_trace(go.Bar(x=names, y=[s for _, s, _ in rows], name="sorted by length", marker=dict(color=cols), showlegend=False, offsetgroup="s",
+                         text=[f"{s:.0f}" if s is not None else "" for _, s, _ in rows], textposition="outside", cliponaxis=False,
+                         hovertemplate="<b>%{x}</b><br>sorted: %{y:.1f} texts/s<extra></extra>"))
+    fig.add_trace(go.Bar(x=names, y=[u for _, _, u in rows], name="file order (unsorted)", showlegend=False, offsetgroup="u",
+                         marker=dict(color=cols, opacity=0.55, pattern=dict(shape="/", fgcolor="white", size=7)),
+                         text=[f"{u:.0f}" if u is not None else "" for _, _, u in rows], textposition="outside", cliponaxis=False,
+                         hovertemplate="<b>%{x}</b><br>unsorted: %{y:.1f} texts/s<extra></extra>"))
+    fig = _style(fig, title, "Variant", "Throughput (texts/s, higher is better)")
+    fig.update_layout(barmode="group", bargap=0.3)
+    _legend_below(fig, "Batching")
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=names)
+    top = max((v for _, s, u in rows for v in (s, u) if v is not None), default=1.0)
+    fig.update_yaxes(range=[0, top * 1.18])
+    return fig
+
+
+def compare_figures(report: dict, batch_size: int | None = None, seq_len: int | None = None) -> dict[str, go.Figure]:
+    """Every Compare-page chart, keyed by a short name (also used by the HTML export)."""
+    return {
+        "quality_latency": quality_latency_figure(report, batch_size, seq_len),
+        "size": size_figure(report),
+        "latency_batch": latency_batch_figure(report, seq_len),
+        "latency_seq": latency_seq_figure(report, batch_size),
+        "batching": batching_figure(report),
+    }
+
+
+# -- words against the reference ------------------------------------------------------------------
+def reference_rows(report: dict, batch_size: int | None = None) -> list[dict]:
+    """Each variant's change against fp32 in numbers and words ("3.1x faster, 4.0x smaller, -0.4 pt accuracy"),
+    from ``core.report.compare_to_reference`` (speed = geometric mean of p50 over the length sweep at the batch
+    size), plus the variant's size and headline quality."""
+    from .report import compare_to_reference
+
+    key, _, _, pct = quality_spec(report)
+    by_name = {r["variant"]: r for r in report.get("results") or []}
+    rows = compare_to_reference(report, batch_size)
+    for row in rows:
+        r = by_name.get(row["variant"], {})
+        q = quality_value(r, key)
+        row["quality"] = (q * 100 if pct else q) if q is not None else None
+        row["size_mb"] = r["size_bytes"] / 2**20 if r.get("size_bytes") else None
+    return rows
+
+
+# -- Weights page charts ------------------------------------------------------------------------
+SCHEME_COLORS = {"original": "#3b3b3b", "absmax": "#ff7f0e", "zeropoint": "#bcbd22"}
+
+
+def _density(values, edges):
+    import numpy as np
+
+    counts, _ = np.histogram(values, bins=edges, density=True)
+    return counts
+
+
+def weight_histogram_figure(layer: str, original, dequantized: dict, bins: int = 120) -> go.Figure:
+    """Histogram of a layer's fp32 weights against its int8 round trips (absmax, zero-point), and of the rounding error.
+
+    Histograms are computed here with numpy (exact, every weight counted) and drawn as bars, so the figure stays
+    small whatever the layer size.
+    """
+    import numpy as np
+    from plotly.subplots import make_subplots
+
+    original = np.asarray(original, dtype=np.float32).ravel()
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Weight values", "Rounding error (quantized − original)"), horizontal_spacing=0.1)
+    lo, hi = float(original.min()), float(original.max())
+    if hi <= lo:
+        hi = lo + 1e-6
+    edges = np.linspace(lo, hi, bins + 1)
+    centers, width = (edges[:-1] + edges[1:]) / 2, edges[1] - edges[0]
+    fig.add_trace(go.Bar(x=centers, y=_density(original, edges), width=width, name="fp32 original", marker_color=SCHEME_COLORS["original"],
+                         opacity=0.45, hovertemplate="value %{x:.4f}<br>density %{y:.3g}<extra>fp32</extra>"), row=1, col=1)
+    errors = {label: np.asarray(values, dtype=np.float32).ravel() - original for label, values in dequantized.items()}
+    span = max((float(np.abs(e).max()) for e in errors.values()), default=1e-6) or 1e-6
+    err_edges = np.linspace(-span, span, 81)
+    err_centers, err_width = (err_edges[:-1] + err_edges[1:]) / 2, err_edges[1] - err_edges[0]
+    for label, values in dequantized.items():
+        values = np.asarray(values, dtype=np.float32).ravel()
+        color = SCHEME_COLORS.get(label.split()[0])
+        fig.add_trace(go.Scatter(x=centers, y=_density(values, edges), mode="lines", line=dict(color=color, width=2, shape="hvh"),
+                                 name=f"{label} int8 → fp32", hovertemplate=f"value %{{x:.4f}}<br>density %{{y:.3g}}<extra>{label}</extra>"), row=1, col=1)
+        fig.add_trace(go.Scatter(x=err_centers, y=_density(errors[label], err_edges), mode="lines", line=dict(color=color, width=2, shape="hvh"),
+                                 name=f"{label} error", showlegend=False, hovertemplate=f"error %{{x:.2e}}<br>density %{{y:.3g}}<extra>{label}</extra>"), row=1, col=2)
+    fig.update_layout(bargap=0)
+    fig = _style(fig, f"Weights of {layer}", "", "Density", height=430)
+    fig.update_layout(legend=dict(title_text="Weights", orientation="h", y=-0.22, x=0))
+    fig.update_xaxes(title_text="Weight value", row=1, col=1)
+    fig.update_xaxes(title_text="Error (weight units)", row=1, col=2)
+    fig.update_yaxes(title_text="Density", row=1, col=1)
+    fig.update_yaxes(title_text="Density", row=1, col=2)
+    return fig
+
+
+def layer_error_figure(rows: list[dict], scheme: str) -> go.Figure:
+    """Relative quantization error per layer, per-tensor against per-channel scales.
+
+    ``rows``: [{"layer", "tensor", "channel"}] with relative Frobenius error ||W' - W|| / ||W||.
+    """
+    title = f"Quantization error per layer ({scheme})"
+    if not rows:
+        return _empty(title, "This model has no Linear layers to quantize.")
+    layers = [r["layer"] for r in rows]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=layers, y=[r["tensor"] * 100 for r in rows], name="per tensor (one scale)", marker_color="#d62728",
+                         hovertemplate="<b>%{x}</b><br>per tensor: %{y:.3f}%<extra></extra>"))
+    fig.add_trace(go.Bar(x=layers, y=[r["channel"] * 100 for r in rows], name="per channel (one scale per row)", marker_color="#1f77b4",
+                         hovertemplate="<b>%{x}</b><br>per channel: %{y:.3f}%<extra></extra>"))
+    fig = _style(fig, title, "Layer", "Relative error ‖W′ − W‖ / ‖W‖ (%)", height=460)
+    fig.update_layout(barmode="group", bargap=0.2,
+                      legend=dict(title_text="Scales", orientation="h", x=1.0, xanchor="right", y=1.02, yanchor="bottom"))
+    fig.update_xaxes(tickangle=-45, tickfont=dict(size=10))
+    return fig
+
+
+# -- History page: runs across machines ------------------------------------------------------------
+RUN_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
+
+
+def run_label(report: dict) -> str:
+    env = report.get("environment") or {}
+    cpu = str(env.get("cpu") or "unknown CPU")
+    cpu = cpu if len(cpu) <= 38 else cpu[:36] + "…"
+    return f"{str(report.get('run_id', ''))[:8]} · {cpu} · {env.get('threads', '?')} threads"
+
+
+def cross_run_figure(reports: list[dict]) -> go.Figure:
+    """p50 latency of each variant across runs (machines), read at each run's default point."""
+    title = "Latency across runs and machines"
+    fig = go.Figure()
+    for i, rep in enumerate(reports):
+        batch, seq = default_point(rep)
+        xs, ys = [], []
+        for r in ok_results(rep):
+            lat = latency_at(r, batch, seq)
+            if lat is not None:
+                xs.append(r["variant"])
+                ys.append(lat)
+        if xs:
+            fig.add_trace(go.Bar(x=xs, y=ys, name=f"{run_label(rep)} ({point_words(rep, batch, seq)})", marker_color=RUN_COLORS[i % len(RUN_COLORS)],
+                                 hovertemplate="<b>%{x}</b><br>p50 %{y:.2f} ms<extra></extra>"))
+    if not fig.data:
+        return _empty(title, "The selected runs have no latency measurements.")
+    fig = _style(fig, title, "Variant", "Median latency per batch (ms)", height=440)
+    fig.update_layout(barmode="group", legend=dict(title_text="Run", orientation="h", y=-0.25, x=0))
+    return fig
+
+
+# -- Playground ------------------------------------------------------------------------------------
+def similarity_figure(texts: list[str], matrix, title: str, *, zmin: float = -0.2, zmax: float = 1.0) -> go.Figure:
+    """Cosine similarity heatmap of a few sentences (labels are the sentences' first words)."""
+    import numpy as np
+
+    matrix = np.asarray(matrix, dtype=np.float64)
+    labels = [f"{i + 1}. {t[:28]}{'…' if len(t) > 28 else ''}" for i, t in enumerate(texts)]
+    fig = go.Figure(go.Heatmap(z=matrix, x=labels, y=labels, zmin=zmin, zmax=zmax, colorscale="Blues", colorbar=dict(title="cosine"),
+                               text=[[f"{v:.3f}" for v in row] for row in matrix], texttemplate="%{text}",
+                               hovertemplate="%{y}<br>%{x}<br>cosine %{z:.4f}<extra></extra>"))
+    fig = _style(fig, title, "", "", height=360 + 18 * len(texts), legend=False)
+    fig.update_yaxes(autorange="reversed", showgrid=False)
+    fig.update_xaxes(tickangle=-30, showgrid=False)
+    return fig
+
+
+def difference_figure(texts: list[str], a, b, title: str) -> go.Figure:
+    """Heatmap of (b - a): how far one variant's similarities move from the other's."""
+    import numpy as np
+
+    diff = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
+    span = max(float(np.abs(diff).max()), 1e-4)
+    labels = [f"{i + 1}. {t[:28]}{'…' if len(t) > 28 else ''}" for i, t in enumerate(texts)]
+    fig = go.Figure(go.Heatmap(z=diff, x=labels, y=labels, zmin=-span, zmax=span, zmid=0, colorscale="RdBu", colorbar=dict(title="Δ cosine"),
+                               text=[[f"{v:+.4f}" for v in row] for row in diff], texttemplate="%{text}",
+                               hovertemplate="%{y}<br>%{x}<br>Δ %{z:+.5f}<extra></extra>"))
+    fig = _style(fig, title, "", "", height=360 + 18 * len(texts), legend=False)
+    fig.update_yaxes(autorange="reversed", showgrid=False)
+    fig.update_xaxes(tickangle=-30, showgrid=False)
+    return fig

@@ -1,0 +1,397 @@
+"""Saved runs and their exports: every finished comparison is kept as JSON under ``<store root>/runs/``.
+
+* ``<root>/runs/<run id>.json``   one report (JSON only; nothing is ever unpickled). Run ids are uuid4 hex:
+                                   32 random hex digits, so a run can only be opened by someone given its id.
+* ``<root>/runs/by_config/<key>.json``  {"run_id"}: the finished report for a comparison config, so asking
+                                   the same comparison again is instant.
+
+Exports: JSON, CSV (one row per variant x latency cell) and a standalone HTML report whose plotly charts
+carry plotly.js inline (it opens offline, no CDN). Imports: a colleague's JSON report, size-capped,
+parsed with ``json`` and checked field by field before it is saved as a run of its own.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import html
+import json
+import math
+import os
+import re
+import time
+import uuid
+from pathlib import Path
+
+from .errors import QlabError
+
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+MAX_IMPORT_BYTES = 20 * 2**20
+MAX_RESULTS = 200
+HISTORY_KEY = "history"   # our bookkeeping inside a saved report: {"config_key", "imported", "saved", "origin_run_id"}
+
+
+class HistoryError(QlabError):
+    """A run id that does not exist, or a report file that is not a valid lab report."""
+
+
+def store_root(root: str | os.PathLike | None = None) -> Path:
+    if root is not None:
+        return Path(root)
+    from .store import default_root
+
+    return default_root()
+
+
+def runs_dir(root=None) -> Path:
+    path = store_root(root) / "runs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex
+
+
+def valid_run_id(run_id) -> bool:
+    return isinstance(run_id, str) and bool(RUN_ID.match(run_id))
+
+
+def _is_uuid4(value) -> bool:
+    if not valid_run_id(value):
+        return False
+    try:
+        return uuid.UUID(hex=value).version == 4
+    except ValueError:
+        return False
+
+
+def run_path(run_id: str, root=None) -> Path:
+    if not valid_run_id(run_id):
+        raise HistoryError(f"'{str(run_id)[:40]}' is not a run id; run ids are 32 hex characters, as in ?run=<id>.")
+    return runs_dir(root) / f"{run_id}.json"
+
+
+# -- config keys (result cache) ---------------------------------------------------------------
+def digest_bytes(blob: bytes | None) -> str | None:
+    return None if blob is None else hashlib.sha256(blob).hexdigest()
+
+
+def _model_stamp(model: str) -> str | None:
+    """For a local folder: names, sizes and mtimes of its weight/config files (cheap; changes when it is re-saved)."""
+    path = Path(str(model)).expanduser()
+    try:
+        if not path.is_dir():
+            return None
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".json"))
+        return hashlib.sha256(repr([(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]).encode()).hexdigest()[:16]
+    except OSError:
+        return None
+
+
+def config_key(config: dict, data_digest: str | None = None, *, machine: dict | None = None) -> str:
+    """A stable key for "this comparison on this machine": the config (without the data path, which is a temp
+    file), the data's content hash, the machine and library versions. Same key = same report is reusable."""
+    cfg = {k: v for k, v in dict(config).items() if k not in ("data",)}
+    if machine is None:
+        from . import env
+
+        info = env.cpu_info()
+        machine = {"cpu": info["model"], "cores": info["logical_cores"], "versions": env.library_versions()}
+    blob = json.dumps({"config": cfg, "data": data_digest, "machine": machine, "model_stamp": _model_stamp(cfg.get("model", ""))},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def find_cached(key: str, root=None) -> str | None:
+    """The run id of a finished report for this config key, if it is still saved."""
+    path = runs_dir(root) / "by_config" / f"{key}.json"
+    try:
+        run_id = json.loads(path.read_text()).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return run_id if valid_run_id(run_id) and run_path(run_id, root).is_file() else None
+
+
+def remember(key: str, run_id: str, root=None) -> None:
+    folder = runs_dir(root) / "by_config"
+    folder.mkdir(parents=True, exist_ok=True)
+    _atomic_write(folder / f"{key}.json", json.dumps({"run_id": run_id}))
+
+
+def forget(key: str, root=None) -> None:
+    try:
+        (runs_dir(root) / "by_config" / f"{key}.json").unlink()
+    except OSError:
+        pass
+
+
+# -- saving and loading -------------------------------------------------------------------------
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _clean(value):
+    """JSON-safe copy: NaN/inf become None (strict JSON), tuples become lists, numpy scalars become numbers."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if hasattr(value, "item"):  # numpy scalar
+        return _clean(value.item())
+    return str(value)
+
+
+def to_json(report: dict) -> str:
+    return json.dumps(_clean(report), indent=2, sort_keys=False, allow_nan=False)
+
+
+def save_run(report: dict, *, key: str | None = None, root=None, imported: bool = False, origin_run_id: str | None = None) -> str:
+    """Save a report as a new run; returns its id (a fresh uuid4 hex, also written into the report)."""
+    given = report.get("run_id")
+    if not imported and _is_uuid4(given) and not run_path(given, root).exists():
+        run_id = given  # the engine's own uuid4 id: the CLI and the dashboard name the run alike
+    else:
+        run_id = new_run_id()
+        if given and given != run_id:
+            origin_run_id = origin_run_id or str(given)
+    record = dict(report)
+    record["run_id"] = run_id
+    record[HISTORY_KEY] = {"config_key": key, "imported": imported, "saved": time.time(), "origin_run_id": origin_run_id}
+    _atomic_write(run_path(run_id, root), to_json(record))
+    if key:
+        remember(key, run_id, root)
+    return run_id
+
+
+def load_run(run_id: str, root=None) -> dict:
+    path = run_path(run_id, root)
+    if not path.is_file():
+        raise HistoryError(f"No saved run '{run_id}' here; it may have been deleted, or it was saved on another machine (import its JSON on History).")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise HistoryError(f"Saved run '{run_id}' is damaged (not valid JSON); delete it on the History page.") from None
+    return validate_report(data, name=f"run {run_id}")
+
+
+def delete_run(run_id: str, root=None) -> bool:
+    path = run_path(run_id, root)
+    existed = path.is_file()
+    if existed:
+        path.unlink()
+    return existed
+
+
+def created_time(report: dict) -> float | None:
+    """The report's creation time as epoch seconds (accepts epoch numbers and ISO strings)."""
+    value = report.get("created")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            parsed = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=_dt.timezone.utc)
+            return parsed.timestamp()
+        except ValueError:
+            return None
+    saved = (report.get(HISTORY_KEY) or {}).get("saved")
+    return float(saved) if isinstance(saved, (int, float)) else None
+
+
+def summary(report: dict) -> dict:
+    env = report.get("environment") or {}
+    hist = report.get(HISTORY_KEY) or {}
+    created = created_time(report)
+    return {
+        "run_id": report.get("run_id"),
+        "created": _dt.datetime.fromtimestamp(created).strftime("%Y-%m-%d %H:%M") if created else "",
+        "created_ts": created or 0.0,
+        "model": report.get("model", ""),
+        "task": report.get("task", ""),
+        "variants": ", ".join(str(r.get("variant")) for r in report.get("results") or []),
+        "data": (report.get("data") or {}).get("name", ""),
+        "cpu": env.get("cpu", ""),
+        "threads": env.get("threads"),
+        "recommended": (report.get("recommended") or {}).get("variant") or "",
+        "imported": bool(hist.get("imported")),
+    }
+
+
+def list_runs(root=None, ids: list[str] | None = None) -> list[dict]:
+    """Summaries of saved runs, newest first; ``ids`` restricts to those runs (a hosted visitor's own)."""
+    folder = runs_dir(root)
+    paths = [folder / f"{i}.json" for i in ids if valid_run_id(i)] if ids is not None else list(folder.glob("*.json"))
+    out = []
+    for path in paths:
+        if not RUN_ID.match(path.stem) or not path.is_file():
+            continue
+        try:
+            report = validate_report(json.loads(path.read_text(encoding="utf-8")), name=path.name)
+        except (OSError, ValueError, QlabError):
+            continue
+        out.append(summary(report))
+    return sorted(out, key=lambda s: s["created_ts"], reverse=True)
+
+
+# -- validation and import ------------------------------------------------------------------------
+def _number_or_none(value) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def validate_report(data, name: str = "report") -> dict:
+    """Check that ``data`` (parsed JSON) has the shape of a lab report; raises HistoryError naming the problem."""
+    def bad(why: str):
+        raise HistoryError(f"'{name}' is not a Quantization Lab report: {why}. Export reports with History > Download JSON.")
+
+    if not isinstance(data, dict):
+        bad(f"its top level is a {type(data).__name__}, not an object")
+    for field in ("task", "model", "results"):
+        if field not in data:
+            bad(f"it has no '{field}' field")
+    if not isinstance(data["task"], str) or not isinstance(data["model"], str):
+        bad("'task' and 'model' must be strings")
+    results = data["results"]
+    if not isinstance(results, list) or not results:
+        bad("'results' must be a non-empty list")
+    if len(results) > MAX_RESULTS:
+        bad(f"it has {len(results)} results (at most {MAX_RESULTS})")
+    for i, r in enumerate(results):
+        if not isinstance(r, dict) or not isinstance(r.get("variant"), str) or not r["variant"]:
+            bad(f"result {i + 1} has no variant name")
+        for field in ("size_bytes", "param_bytes", "load_s", "build_s", "peak_rss_bytes"):
+            if not _number_or_none(r.get(field)):
+                bad(f"result '{r['variant']}' has a non-numeric {field}")
+        if r.get("quality") is not None and not isinstance(r["quality"], dict):
+            bad(f"result '{r['variant']}' has a quality that is not an object")
+        latency = r.get("latency")
+        if latency is not None:
+            if not isinstance(latency, list):
+                bad(f"result '{r['variant']}' has a latency that is not a list")
+            for cell in latency:
+                if not isinstance(cell, dict):
+                    bad(f"result '{r['variant']}' has a latency entry that is not an object")
+                for field in ("batch_size", "seq_len"):
+                    if not isinstance(cell.get(field), int) or isinstance(cell.get(field), bool):
+                        bad(f"result '{r['variant']}' has a latency entry without an integer {field}")
+                for field in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "throughput_per_s", "forward_p50_ms"):
+                    if not _number_or_none(cell.get(field)):
+                        bad(f"result '{r['variant']}' has a non-numeric {field}")
+        notes = r.get("notes")
+        if notes is not None and (not isinstance(notes, list) or not all(isinstance(n, str) for n in notes)):
+            bad(f"result '{r['variant']}' has notes that are not a list of strings")
+    for field in ("environment", "recommended", "data", "budgets"):
+        if data.get(field) is not None and not isinstance(data[field], dict):
+            bad(f"'{field}' must be an object")
+    return data
+
+
+def parse_report_bytes(blob: bytes, name: str = "upload") -> dict:
+    """Bytes of an uploaded report -> a checked report dict. JSON only: anything else is refused."""
+    if len(blob) > MAX_IMPORT_BYTES:
+        raise HistoryError(f"'{name}' is {len(blob) / 2**20:.1f} MB; reports are at most {MAX_IMPORT_BYTES // 2**20} MB.")
+    if not blob.strip():
+        raise HistoryError(f"'{name}' is empty; choose a report exported with Download JSON.")
+    if blob[:2] in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05") or blob[:4] == b"PK\x03\x04":
+        raise HistoryError(f"'{name}' is a binary (pickle/zip) file; the lab imports JSON reports only.")
+    try:
+        text = blob.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise HistoryError(f"'{name}' is not UTF-8 text; choose a report exported with Download JSON.") from None
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise HistoryError(f"'{name}' is not valid JSON ({getattr(err, 'msg', 'parse error')} at line {getattr(err, 'lineno', '?')}); choose a report exported with Download JSON.") from None
+    return validate_report(data, name=name)
+
+
+def import_report(blob: bytes, name: str = "upload", root=None) -> str:
+    """Validate a colleague's JSON report and save it as a run here; returns the new run id."""
+    report = parse_report_bytes(blob, name)
+    origin = report.get("run_id") if isinstance(report.get("run_id"), str) else None
+    report.pop(HISTORY_KEY, None)
+    return save_run(report, root=root, imported=True, origin_run_id=origin)
+
+
+# -- exports ------------------------------------------------------------------------------------
+def export_json(report: dict) -> str:
+    return to_json({k: v for k, v in report.items() if k != HISTORY_KEY})
+
+
+def export_csv(report: dict) -> str:
+    from .report import report_to_csv
+
+    return report_to_csv({k: v for k, v in report.items() if k != HISTORY_KEY})
+
+
+def _table_html(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    head = "".join(f"<th>{html.escape(title)}</th>" for _, title in columns)
+    body = []
+    for row in rows:
+        cells = []
+        for key, _ in columns:
+            value = row.get(key)
+            if isinstance(value, float):
+                value = f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+            cells.append(f"<td>{html.escape('' if value is None else str(value))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def export_html(report: dict) -> str:
+    """A standalone HTML report: environment, table against fp32, notes and every chart, with plotly.js inline."""
+    from . import charts
+
+    env = report.get("environment") or {}
+    figures = charts.compare_figures(report)
+    parts = []
+    for i, fig in enumerate(figures.values()):
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0), config={"displaylogo": False, "responsive": True}))
+    rows = charts.reference_rows(report)
+    for row in rows:
+        row["p50"] = row.get("p50_ms")
+    table = _table_html(rows, [("variant", "Variant"), ("words", "Against fp32"), ("p50", "p50 latency (ms)"),
+                               ("size_mb", "Size (MB)"), ("quality", charts.quality_spec(report)[0])])
+    rec = report.get("recommended") or {}
+    rec_html = (f"<p class='rec'>Recommended: <b>{html.escape(str(rec.get('variant')))}</b> — {html.escape(str(rec.get('reason', '')))}</p>"
+                if rec.get("variant") else "<p class='rec'>No variant met the quality budgets; fp32 stays the choice.</p>")
+    notes = []
+    for r in report.get("results") or []:
+        for note in r.get("notes") or []:
+            notes.append(f"<li><b>{html.escape(r['variant'])}</b>: {html.escape(note)}</li>")
+        if r.get("error"):
+            notes.append(f"<li><b>{html.escape(r['variant'])}</b> failed: {html.escape(str(r['error']))}</li>")
+    env_rows = [
+        ("CPU", env.get("cpu")), ("Instruction sets", ", ".join(env.get("instruction_sets") or []) or "none of note"),
+        ("Cores / threads", f"{env.get('cores')} / {env.get('threads')}"), ("Device", env.get("device")),
+        ("Quantized engine", env.get("quantized_engine")),
+        ("Libraries", ", ".join(f"{k} {v}" for k, v in (env.get("versions") or {}).items())),
+        ("Data", f"{(report.get('data') or {}).get('name', '')} ({(report.get('data') or {}).get('rows', '?')} rows)"),
+        ("Run", f"{report.get('run_id', '')} · {report.get('created', '')}"),
+    ]
+    env_html = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in env_rows)
+    title = f"Quantization Lab — {report.get('model', '')} ({report.get('task', '')})"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body{{font-family:Inter,'Source Sans Pro',Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1200px;color:#222;padding:0 1rem}}
+h1{{font-size:1.6rem}} h2{{font-size:1.2rem;margin-top:2rem}}
+table{{border-collapse:collapse;margin:.5rem 0 1rem}} th,td{{border:1px solid #ddd;padding:.35rem .6rem;text-align:left;font-size:.9rem}}
+th{{background:#f5f5f5}} .rec{{background:#fff7e0;border-left:4px solid #f2a900;padding:.5rem .8rem}}
+.chart{{margin:1rem 0}} footer{{color:#777;font-size:.8rem;margin-top:2rem}}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+{rec_html}
+<h2>Machine</h2><table>{env_html}</table>
+<h2>Against the fp32 reference</h2>{table}
+<h2>Charts</h2>{''.join(f'<div class="chart">{p}</div>' for p in parts)}
+<h2>Notes</h2><ul>{''.join(notes) or '<li>None.</li>'}</ul>
+<footer>Exported from Quantization Lab. Timings are from the machine above; they do not transfer to other hardware.</footer>
+</body></html>"""

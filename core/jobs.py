@@ -1,0 +1,601 @@
+"""The machine-wide evaluation queue: heavy work runs here, never in a page's script run.
+
+* One :class:`JobQueue` per store root per process (``get_queue()``), with one worker thread.
+* Identical requests share one job: a second tab asking the same comparison gets the running job back,
+  and a comparison that already finished is answered from the saved run at once (``core.history``).
+* One evaluation at a time on the machine: the worker takes an ``fcntl`` lock on
+  ``<store root>/locks/evaluation.lock`` before it starts a job, so two Streamlit processes serialize too;
+  the others wait with their place in the queue shown.
+* Each job runs in a child process (``python -m core.jobs <job dir>``): the measurement is not disturbed by the
+  web server's threads, a crash cannot take the server down, and cancelling can always stop it.
+  The child reports progress as JSON lines on stdout and writes ``result.json`` or ``error.json``;
+  its stderr (warnings, tracebacks) goes to ``<job dir>/stderr.log``, never to the page.
+
+Uploaded data lives in the job only: it is written to ``<store root>/uploads/<job id>/`` for the child to read
+and deleted when the job ends.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import hashlib
+import importlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import history
+from .errors import QlabError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+EVENT_PREFIX = "@@qlab "
+DEFAULT_RUNNERS = {"evaluate": "core.jobs:evaluate_runner", "build": "core.jobs:build_runner"}
+ACTIVE = ("queued", "waiting", "running")
+FINISHED = ("done", "failed", "cancelled")
+KILL_AFTER_S = 8.0
+PHASE_SHARE = {"build": 0.05, "load": 0.3, "quality": 0.45, "latency": 0.65, "done": 1.0}
+KEEP_FINISHED = 200
+
+
+class Cancelled(QlabError):
+    """Raised inside a job when the person cancelled it."""
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str
+    key: str
+    config: dict
+    data_name: str | None = None
+    data_bytes: bytes | None = field(default=None, repr=False)
+    state: str = "queued"              # queued | waiting | running | done | failed | cancelled
+    message: str = "queued"
+    variants: dict = field(default_factory=dict)   # variant -> {"index", "total", "phase", "fraction", "message", "phases"}
+    total: int = 0
+    run_id: str | None = None
+    result: dict | None = None         # build jobs: what was built
+    error: str | None = None
+    cached: bool = False
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    cancel_requested: bool = False
+    waiting_for: str | None = None     # who holds the machine lock while this job waits
+    log_path: str | None = None
+    subscribers: int = 1               # how many requests share this job
+    overall: float = 0.0               # overall fraction done, from the events
+    _proc: object = field(default=None, repr=False)
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+    def snapshot(self) -> dict:
+        return {
+            "id": self.id, "kind": self.kind, "key": self.key, "state": self.state, "message": self.message,
+            "variants": {k: dict(v, phases=list(v.get("phases", []))) for k, v in self.variants.items()},
+            "total": self.total, "run_id": self.run_id, "result": self.result, "error": self.error, "cached": self.cached,
+            "created": self.created, "started": self.started, "finished": self.finished, "waiting_for": self.waiting_for,
+            "cancel_requested": self.cancel_requested, "subscribers": self.subscribers, "config": dict(self.config),
+            "data_name": self.data_name, "fraction": self.fraction(),
+        }
+
+    def fraction(self) -> float:
+        return 1.0 if self.state == "done" else self.overall
+
+
+def job_key(kind: str, config: dict, data_bytes: bytes | None) -> str:
+    base = history.config_key(config, history.digest_bytes(data_bytes))
+    return base if kind == "evaluate" else hashlib.sha256(f"{kind}:{base}".encode()).hexdigest()[:32]
+
+
+def safe_name(name: str | None) -> str:
+    name = Path(str(name or "data")).name
+    stem, dot, suffix = name.rpartition(".")
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem if dot else name)[:60].strip("._") or "data"
+    suffix = re.sub(r"[^A-Za-z0-9]+", "", suffix)[:8] if dot else ""
+    return f"{stem}.{suffix}" if suffix else stem
+
+
+class JobQueue:
+    """A process-wide FIFO of jobs with one worker thread; see the module docstring."""
+
+    def __init__(self, root: str | os.PathLike | None = None, runners: dict | None = None, poll_s: float = 0.2):
+        self.root = history.store_root(root)
+        self.runners = {**DEFAULT_RUNNERS, **(runners or {})}
+        self.poll_s = poll_s
+        self._lock = threading.RLock()
+        self._wake = threading.Condition(self._lock)
+        self._queue: deque[Job] = deque()
+        self._jobs: dict[str, Job] = {}
+        self._current: Job | None = None
+        self._worker: threading.Thread | None = None
+        self._closed = False
+        for sub in ("locks", "jobs", "uploads"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    # -- requests ------------------------------------------------------------------------------
+    def submit(self, config: dict, *, kind: str = "evaluate", data_bytes: bytes | None = None, data_name: str | None = None,
+               force: bool = False) -> Job:
+        """Queue a job (or join the identical one already queued/running, or answer from a saved run)."""
+        if kind not in self.runners:
+            raise QlabError(f"Unknown job kind '{kind}'.")
+        config = {k: v for k, v in dict(config).items() if k != "data" or data_bytes is None}
+        key = job_key(kind, config, data_bytes)
+        with self._lock:
+            for job in self._jobs.values():
+                if job.key == key and job.active and not job.cancel_requested:
+                    job.subscribers += 1
+                    return job
+            if kind == "evaluate" and not force:
+                cached = history.find_cached(key, self.root)
+                if cached:
+                    job = Job(id=uuid.uuid4().hex, kind=kind, key=key, config=config, data_name=data_name, state="done",
+                              message="answered from a saved run (same comparison, same data, same machine)", run_id=cached,
+                              cached=True, finished=time.time())
+                    self._remember(job)
+                    return job
+            job = Job(id=uuid.uuid4().hex, kind=kind, key=key, config=config, data_name=data_name, data_bytes=data_bytes,
+                      total=len(config.get("variants") or []))
+            self._remember(job)
+            self._queue.append(job)
+            self._ensure_worker()
+            self._wake.notify_all()
+            return job
+
+    def get(self, job_id: str | None) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id) if job_id else None
+
+    def status(self, job_id: str | None) -> dict | None:
+        """A snapshot of the job plus its place in the queue (1 = next, 0 = running or finished)."""
+        with self._lock:
+            job = self._jobs.get(job_id) if job_id else None
+            if job is None:
+                return None
+            snap = job.snapshot()
+            snap["position"] = self.position(job_id)
+            snap["ahead"] = max(0, snap["position"] - 1) + (1 if self._current is not None and job.state == "queued" else 0)
+            return snap
+
+    def position(self, job_id: str) -> int:
+        with self._lock:
+            for i, job in enumerate(self._queue):
+                if job.id == job_id:
+                    return i + 1
+            return 0
+
+    def active_jobs(self) -> list[dict]:
+        with self._lock:
+            jobs = ([self._current] if self._current else []) + list(self._queue)
+            return [j.snapshot() for j in jobs if j is not None]
+
+    def machine_holder(self) -> dict | None:
+        """Who holds the machine-wide evaluation lock right now ({"pid", "job", "model", "since"}), if anyone."""
+        holder = _read_json(self.root / "locks" / "evaluation.holder.json")
+        if not holder or not isinstance(holder.get("pid"), int):
+            return None
+        try:
+            os.kill(holder["pid"], 0)
+        except ProcessLookupError:
+            return None  # left by a process that died
+        except PermissionError:
+            pass
+        return holder
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a queued job at once, or stop a running one (terminate, then kill if it does not stop)."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or not job.active:
+                return False
+            job.cancel_requested = True
+            if job.subscribers > 1:  # another tab still wants it: only drop this subscriber
+                job.subscribers -= 1
+                job.cancel_requested = False
+                return True
+            if job in self._queue:
+                self._queue.remove(job)
+                self._finish(job, "cancelled", "cancelled before it started")
+                return True
+            proc = job._proc
+            job.message = "cancelling..."
+        if proc is not None:
+            _terminate(proc)
+        return True
+
+    def wait(self, job_id: str, timeout: float = 600.0) -> dict:
+        """Block until the job finishes (tests and the CLI; pages poll ``status`` instead)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            snap = self.status(job_id)
+            if snap is None or snap["state"] in FINISHED:
+                return snap
+            time.sleep(0.1)
+        raise TimeoutError(f"job {job_id} did not finish in {timeout:.0f}s")
+
+    def close(self) -> None:
+        """Stop the worker (after cancelling everything): for tests."""
+        with self._lock:
+            self._closed = True
+            for job in list(self._queue):
+                self._finish(job, "cancelled", "queue closed")
+            self._queue.clear()
+            current = self._current
+            self._wake.notify_all()
+        if current is not None and current._proc is not None:
+            current.cancel_requested = True
+            _terminate(current._proc)
+        if self._worker is not None:
+            self._worker.join(timeout=15)
+
+    # -- worker --------------------------------------------------------------------------------
+    def _remember(self, job: Job) -> None:
+        self._jobs[job.id] = job
+        finished = [j for j in self._jobs.values() if j.state in FINISHED]
+        for old in sorted(finished, key=lambda j: j.finished or 0)[:-KEEP_FINISHED]:
+            self._jobs.pop(old.id, None)
+
+    def _ensure_worker(self) -> None:
+        if self._worker is None or not self._worker.is_alive():
+            self._worker = threading.Thread(target=self._work, name=f"qlab-jobs:{self.root}", daemon=True)
+            self._worker.start()
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue and not self._closed:
+                    self._wake.wait(timeout=5.0)
+                if self._closed:
+                    return
+                job = self._queue.popleft()
+                self._current = job
+            try:
+                self._run(job)
+            except Exception as err:  # a bug in the queue itself: fail the job, keep the worker alive
+                traceback.print_exc()
+                self._finish(job, "failed", f"The job queue failed ({err.__class__.__name__}: {str(err)[:160]}); see the server log.")
+            finally:
+                with self._lock:
+                    self._current = None
+                    job.data_bytes = None
+
+    def _finish(self, job: Job, state: str, message: str, error: str | None = None) -> None:
+        with self._lock:
+            job.state, job.message, job.finished = state, message, time.time()
+            job.error = error if error is not None else (message if state == "failed" else None)
+            job._proc = None
+
+    @contextlib.contextmanager
+    def _machine_lock(self, job: Job):
+        """Hold the machine-wide evaluation lock; waits (cancellably) while another process holds it."""
+        lock_path = self.root / "locks" / "evaluation.lock"
+        holder_path = self.root / "locks" / "evaluation.holder.json"
+        fh = open(lock_path, "a+")
+        try:
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if job.cancel_requested:
+                        raise Cancelled("cancelled while waiting for the machine") from None
+                    with self._lock:
+                        job.state = "waiting"
+                        job.waiting_for = _read_holder(holder_path)
+                        job.message = "waiting for " + (job.waiting_for or "another evaluation on this machine") + " to finish"
+                    time.sleep(self.poll_s)
+            holder = {"pid": os.getpid(), "job": job.id[:8], "model": job.config.get("model"), "since": time.time()}
+            with contextlib.suppress(OSError):
+                history._atomic_write(holder_path, json.dumps(holder))
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                holder_path.unlink()
+            with contextlib.suppress(OSError):
+                fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()
+
+    def _run(self, job: Job) -> None:
+        if job.cancel_requested:
+            self._finish(job, "cancelled", "cancelled before it started")
+            return
+        job_dir = self.root / "jobs" / job.id
+        upload_dir = self.root / "uploads" / job.id
+        try:
+            with self._machine_lock(job):
+                with self._lock:
+                    job.state, job.started, job.waiting_for = "running", time.time(), None
+                    job.message = "starting"
+                    cancelled = job.cancel_requested
+                if cancelled:
+                    raise Cancelled("cancelled")
+                config = dict(job.config)
+                if job.data_bytes is not None:
+                    upload_dir.mkdir(parents=True, exist_ok=True)
+                    data_path = upload_dir / safe_name(job.data_name)
+                    data_path.write_bytes(job.data_bytes)
+                    config["data"] = str(data_path)
+                self._run_child(job, job_dir, config)
+        except Cancelled:
+            self._finish(job, "cancelled", "cancelled")
+        finally:
+            shutil.rmtree(upload_dir, ignore_errors=True)
+            job.data_bytes = None
+
+    def _run_child(self, job: Job, job_dir: Path, config: dict) -> None:
+        job_dir.mkdir(parents=True, exist_ok=True)
+        for stale in ("result.json", "error.json"):
+            with contextlib.suppress(OSError):
+                (job_dir / stale).unlink()
+        (job_dir / "job.json").write_text(json.dumps({"kind": job.kind, "runner": self.runners[job.kind], "config": config}, default=str))
+        log_path = job_dir / "stderr.log"
+        job.log_path = str(log_path)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        env["QLAB_CACHE_DIR"] = str(self.root)
+        env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "core.jobs", str(job_dir)], cwd=str(PROJECT_ROOT), env=env,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1)
+            with self._lock:
+                job._proc = proc
+                cancel_now = job.cancel_requested
+            _CHILDREN.add(proc)
+            if cancel_now:
+                _terminate(proc)
+            try:
+                for line in proc.stdout:
+                    if line.startswith(EVENT_PREFIX):
+                        with contextlib.suppress(ValueError):
+                            self._on_event(job, json.loads(line[len(EVENT_PREFIX):]))
+                proc.wait()
+            finally:
+                _CHILDREN.discard(proc)
+        if job.cancel_requested:
+            raise Cancelled("cancelled")
+        error = _read_json(job_dir / "error.json")
+        if error:
+            kind = error.get("kind")
+            if kind == "cancelled":
+                raise Cancelled("cancelled")
+            message = error.get("message") or "the evaluation failed"
+            if kind != "user":
+                message = f"The evaluation failed unexpectedly ({message}); the details are in {log_path}."
+            self._finish(job, "failed", message)
+            return
+        result = _read_json(job_dir / "result.json")
+        if result is None:
+            self._finish(job, "failed", f"The evaluation process stopped without a result (exit code {proc.returncode}); see {log_path}.")
+            return
+        if job.kind == "evaluate":
+            report = result.get("report")
+            if job.data_name is not None and isinstance(report.get("data"), dict):
+                report["data"]["path"] = f"uploaded: {job.data_name}"  # the temp copy is gone; the upload itself is not kept
+            run_id = history.save_run(report, key=job.key, root=self.root)
+            job.run_id = run_id
+            self._finish(job, "done", "finished")
+        else:
+            job.result = result
+            self._finish(job, "done", "finished")
+        shutil.rmtree(job_dir, ignore_errors=True)
+
+    def _on_event(self, job: Job, event: dict) -> None:
+        with self._lock:
+            variant = event.get("variant")
+            if event.get("total"):
+                job.total = int(event["total"])
+            overall = event.get("fraction")
+            if isinstance(overall, (int, float)):
+                job.overall = max(job.overall, min(1.0, float(overall)))
+            if variant:
+                slot = job.variants.setdefault(str(variant), {"phases": []})
+                phase = event.get("phase")
+                if phase and phase not in slot["phases"]:
+                    slot["phases"].append(phase)
+                slot.update({k: event.get(k) for k in ("index", "total", "phase", "message") if event.get(k) is not None})
+                if phase in PHASE_SHARE:  # the variant's own bar moves with its phases (events carry only the overall fraction)
+                    slot["fraction"] = max(float(slot.get("fraction") or 0.0), PHASE_SHARE[phase])
+            if event.get("message"):
+                job.message = str(event["message"])[:200]
+
+
+# -- process-wide singletons -----------------------------------------------------------------------
+_QUEUES: dict[str, JobQueue] = {}
+_QUEUES_LOCK = threading.Lock()
+_CHILDREN: set = set()
+
+
+def get_queue(root: str | os.PathLike | None = None) -> JobQueue:
+    """The one queue of this process for a store root (default: the store's root)."""
+    path = str(history.store_root(root).resolve())
+    with _QUEUES_LOCK:
+        queue = _QUEUES.get(path)
+        if queue is None or queue._closed:
+            queue = _QUEUES[path] = JobQueue(path)
+        return queue
+
+
+def _terminate(proc) -> None:
+    """SIGTERM now (the child stops at its next check), SIGKILL if it is still running a few seconds later."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(OSError):
+        proc.terminate()
+
+    def escalate():
+        try:
+            proc.wait(timeout=KILL_AFTER_S)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                proc.kill()
+
+    threading.Thread(target=escalate, daemon=True).start()
+
+
+@atexit.register
+def _kill_children() -> None:
+    for proc in list(_CHILDREN):
+        with contextlib.suppress(Exception):
+            proc.kill()
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _read_holder(path: Path) -> str | None:
+    holder = _read_json(path)
+    if not holder:
+        return None
+    if holder.get("pid") == os.getpid():
+        return f"another evaluation in this server ({holder.get('model')})"
+    return f"an evaluation in another process (pid {holder.get('pid')}, {holder.get('model')})"
+
+
+# -- runners (run inside the child process) --------------------------------------------------------
+def evaluate_runner(config: dict, progress, should_stop) -> dict:
+    from . import hosting
+    from .evaluate import EvalConfig, run_evaluation, validate
+
+    pol = hosting.policy()
+    config = dict(config)
+    if not pol.allow_local:
+        config["allow_local"] = False
+        hosting.check_model_name(config.get("model", ""), pol)
+        hosting.check_data_path(config.get("data"), history.store_root(), pol)
+    if pol.max_model_bytes and config.get("model") not in _bundled_names():
+        _check_model_size(config, pol)
+    known = set(EvalConfig.__dataclass_fields__)
+    cfg = validate(EvalConfig(**{k: v for k, v in config.items() if k in known}))
+    return {"report": run_evaluation(cfg, progress=progress, should_stop=should_stop)}
+
+
+def _bundled_names() -> set[str]:
+    from .bundled import BUNDLED
+
+    return set(BUNDLED)
+
+
+def _check_model_size(config: dict, pol) -> None:
+    from . import hosting
+    from .sources import resolve
+
+    source = resolve(config.get("model", ""), config.get("task"), allow_local=pol.allow_local)
+    weights = sum(p.stat().st_size for p in Path(source.path).glob("*.safetensors"))
+    hosting.check_model_size(source.name, weights, pol)
+
+
+def build_runner(config: dict, progress, should_stop) -> dict:
+    """Build (or find) variants in the store, so pages can load them without building in a script run."""
+    from . import hosting
+    from .sources import resolve
+    from .store import ModelStore
+    from .variants import get_variant
+
+    pol = hosting.policy()
+    hosting.check_model_name(config.get("model", ""), pol)
+    store = ModelStore()
+    variants = list(config.get("variants") or [])
+    total = len(variants)
+
+    def say(index, name, phase, fraction, message):
+        progress({"variant": name, "index": index, "total": total, "phase": phase, "fraction": fraction, "message": message})
+
+    source = resolve(config["model"], config.get("task"), store=store, allow_local=pol.allow_local,
+                     progress=lambda f, m: say(0, variants[0] if variants else "model", "build", f * 0.5, m))
+    if pol.max_model_bytes and source.kind != "bundled":
+        hosting.check_model_size(source.name, sum(p.stat().st_size for p in Path(source.path).glob("*.safetensors")), pol)
+    built = []
+    for i, spec in enumerate(variants):
+        if should_stop():
+            raise Cancelled("cancelled")
+        say(i, spec, "build", 0.0, f"building {spec}")
+        loaded = get_variant(source, spec, store=store, device=config.get("device", "cpu"), threads=config.get("threads"),
+                             max_length=int(config.get("max_length") or 128),
+                             progress=lambda f, m, i=i, spec=spec: say(i, spec, "build", f, m))
+        built.append({"variant": loaded.label, "key": loaded.entry.key, "cache_hit": loaded.entry.cache_hit})
+        say(i, spec, "done", 1.0, f"{spec} ready")
+    return {"built": built}
+
+
+def _load_runner(spec: str):
+    target, _, func = spec.rpartition(":")
+    if target.endswith(".py"):
+        mod_spec = importlib.util.spec_from_file_location(f"qlab_runner_{uuid.uuid4().hex[:6]}", target)
+        module = importlib.util.module_from_spec(mod_spec)
+        mod_spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(target)
+    return getattr(module, func)
+
+
+def child_main(job_dir: str) -> int:
+    """Entry point of the child process: run one job, report progress on stdout, write result/error JSON."""
+    folder = Path(job_dir)
+    spec = json.loads((folder / "job.json").read_text())
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    parent = os.getppid()
+
+    def watchdog():  # the server went away: nobody will read the result
+        while not stop.is_set():
+            if os.getppid() != parent:
+                os._exit(3)
+            time.sleep(1.0)
+
+    threading.Thread(target=watchdog, daemon=True).start()
+    out = sys.stdout
+    sys.stdout = sys.stderr  # stray prints from libraries go to the log, not into the event stream
+    out_lock = threading.Lock()
+
+    def progress(event: dict) -> None:
+        with out_lock:
+            out.write(EVENT_PREFIX + json.dumps(event, default=str) + "\n")
+            out.flush()
+
+    def should_stop() -> bool:
+        return stop.is_set()
+
+    try:
+        runner = _load_runner(spec["runner"])
+        result = runner(spec["config"], progress, should_stop)
+        history._atomic_write(folder / "result.json", history.to_json(result))
+        return 0
+    except BaseException as err:  # noqa: BLE001 - every failure becomes a one-line message for the page
+        if stop.is_set() or type(err).__name__ == "Cancelled":
+            kind, message = "cancelled", "cancelled"
+        elif isinstance(err, QlabError):
+            kind, message = "user", str(err)
+        else:
+            kind = "bug"
+            first = (str(err).strip().splitlines() or [""])[0][:200]
+            message = f"{err.__class__.__name__}: {first}" if first else err.__class__.__name__
+            traceback.print_exc()
+        history._atomic_write(folder / "error.json", json.dumps({"kind": kind, "message": message}))
+        return 1
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        print("usage: python -m core.jobs <job dir>", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(child_main(sys.argv[1]))

@@ -1,0 +1,314 @@
+"""What every page shares: session defaults, the comparison being set up, the current dataset, error boxes.
+
+Pages never import torch: they ask ``core``. Anything a person can fix arrives as a QlabError and is shown as a
+one-line ``st.error``; anything else is logged with its traceback on the server and shown as one line too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import time
+from pathlib import Path
+
+import streamlit as st
+from streamlit.errors import FragmentHandledException
+
+from core import hosting
+from core.errors import QlabError
+from core.tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING, TASKS
+
+log = logging.getLogger("qlab.ui")
+
+TASK_NAMES = {EMBEDDING: "embedding (sentence vectors)", CLASSIFICATION: "classification (labels)", CAUSAL_LM: "causal LM (perplexity, generation)"}
+BATCH_CHOICES = [1, 2, 4, 8, 16, 32, 64]
+SEQ_CHOICES = [8, 16, 32, 64, 128, 256, 512]
+ENGINES = ["x86", "fbgemm", "onednn", "qnnpack"]
+QUICK_PROTOCOL = {"warmup": 1, "min_iters": 3, "min_seconds": 0.0, "max_iters": 20, "max_seconds": 2.0}
+MEASUREMENTS = {"quick": "Quick (a few iterations; for demos)", "standard": "Standard (≥10 iterations and ≥0.5 s per cell)"}
+DEFAULT_VARIANTS = ["fp32", "dynamic-int8", "onnx-int8"]
+UPLOAD_TYPES = ["csv", "tsv", "jsonl", "json", "txt"]
+
+PAGES = {
+    "data": "pages/data.py", "models": "pages/models.py", "run": "pages/run.py", "compare": "pages/compare.py",
+    "weights": "pages/weights.py", "playground": "pages/playground.py", "history": "pages/history.py", "store": "pages/store.py",
+}
+
+
+# -- errors ---------------------------------------------------------------------------------------
+def show_error(err: BaseException) -> None:
+    if isinstance(err, QlabError):
+        st.error(str(err), icon=":material/error:")
+    else:
+        log.exception("unexpected error in the dashboard")
+        first = (str(err).strip().splitlines() or [""])[0][:160]
+        st.error(f"Something went wrong ({err.__class__.__name__}{': ' + first if first else ''}); the details are in the server log. "
+                 "Try again, or report it with the steps that led here.", icon=":material/error:")
+
+
+@contextlib.contextmanager
+def guarded():
+    """Show any error raised inside as one line (never a traceback); Streamlit's own control flow passes through."""
+    try:
+        yield
+    except FragmentHandledException:
+        raise
+    except Exception as err:  # noqa: BLE001 - the page must not show a traceback
+        show_error(err)
+
+
+FRAME_KEY = "_qlab_frame_running"
+APP_PATH = Path(__file__).resolve().parent.parent / "app.py"
+
+
+def ensure_navigation_mode() -> None:
+    """Run every page through app.py's st.navigation, even on a server's very first request.
+
+    Streamlit decides per process whether an app uses the old ``pages/`` folder mode: it is on while a ``pages/``
+    folder exists and until some script run calls ``st.navigation``. So the first request of a fresh server for a
+    page URL (``/compare?run=...``) runs ``pages/compare.py`` alone, without the frame (AppTest does this on every
+    run). A page that finds itself running without app.py around it switches that mode off, then reruns (a new
+    session) or runs app.py in its place in the same script run (so a button click is not lost to a rerun);
+    app.py routes to this same page.
+    """
+    if st.session_state.get(FRAME_KEY):
+        return
+    import runpy
+
+    from streamlit.runtime.pages_manager import PagesManager
+
+    PagesManager.uses_pages_directory = False
+    if FRAME_KEY not in st.session_state:
+        st.rerun()  # a new session (a fresh server's first request): nothing to lose, and the URL resolves cleanly
+    runpy.run_path(str(APP_PATH), run_name="__main__")
+    st.stop()
+
+
+def run_frame(nav) -> None:
+    """app.py: run the selected page, marked as running inside the frame."""
+    st.session_state[FRAME_KEY] = True
+    try:
+        nav.run()
+    finally:
+        st.session_state[FRAME_KEY] = False
+
+
+def run_page(main) -> None:
+    ensure_navigation_mode()
+    with guarded():
+        main()
+
+
+# -- session defaults -------------------------------------------------------------------------------
+def init_state() -> None:
+    ss = st.session_state
+    ss.setdefault("data_source", "sample")      # "sample" | "upload"
+    ss.setdefault("upload", None)               # {"name", "bytes", "sha", "file_id", "task", "rows", "columns"}
+    ss.setdefault("upload_error", None)         # {"file_id", "message"}
+    ss.setdefault("job_id", None)
+    ss.setdefault("current_run", None)
+    ss.setdefault("my_runs", [])
+    ss.setdefault("m_kind", "bundled")
+    ss.setdefault("m_bundled", "minilm")
+    ss.setdefault("m_hub", "")
+    ss.setdefault("m_local", "")
+    ss.setdefault("m_task", EMBEDDING)
+    ss.setdefault("v_variants", list(DEFAULT_VARIANTS))
+    ss.setdefault("v_extra", "")
+    ss.setdefault("hw_threads", 0)
+    ss.setdefault("hw_device", "cpu")
+    ss.setdefault("hw_engine", default_engine())
+    ss.setdefault("hw_batches", [1, 8])
+    ss.setdefault("hw_seqs", [16, 64])
+    ss.setdefault("hw_maxlen", 128)
+    ss.setdefault("hw_measure", "quick")
+
+
+@st.cache_resource(show_spinner=False)
+def default_engine() -> str:
+    from core.env import default_quant_engine
+
+    return default_quant_engine()
+
+
+@st.cache_resource(show_spinner=False)
+def machine() -> dict:
+    from core import env
+
+    info = env.cpu_info()
+    return {"cpu": info, "devices": env.devices(), "engine": env.default_quant_engine(), "vnni": env.has_vnni(), "amx": env.has_amx()}
+
+
+def policy() -> hosting.Policy:
+    return hosting.policy()
+
+
+def remember_run(run_id: str) -> None:
+    runs = st.session_state.setdefault("my_runs", [])
+    if run_id and run_id not in runs:
+        runs.append(run_id)
+
+
+# -- the model being compared -------------------------------------------------------------------
+def model_name() -> str:
+    ss = st.session_state
+    kind = ss.get("m_kind", "bundled")
+    if kind == "hub":
+        return (ss.get("m_hub") or "").strip()
+    if kind == "local":
+        return (ss.get("m_local") or "").strip()
+    return ss.get("m_bundled") or "minilm"
+
+
+def model_task() -> str:
+    ss = st.session_state
+    if ss.get("m_kind", "bundled") == "bundled":
+        from core.bundled import BUNDLED
+
+        model = BUNDLED.get(ss.get("m_bundled") or "minilm")
+        return model.task if model else EMBEDDING
+    task = ss.get("m_task")
+    return task if task in TASKS else EMBEDDING
+
+
+def variant_specs() -> list[str]:
+    """The variant specs chosen on the Models page (parameters applied), plus any typed extra specs."""
+    from core.recipes import RECIPES
+
+    ss = st.session_state
+    specs = []
+    for name in ss.get("v_variants") or []:
+        recipe = RECIPES.get(name)
+        if recipe is None:
+            continue
+        parts = [name]
+        for p in recipe.params:
+            value = ss.get("hw_engine") if p.name == "engine" else ss.get(f"p_{name}_{p.name}")
+            default = recipe.defaults()[p.name]
+            if value and value != default and (not p.choices or value in p.choices):
+                parts.append(f"{p.name}={value}")
+        specs.append(":".join(parts))
+    for extra in (ss.get("v_extra") or "").split(","):
+        if extra.strip() and extra.strip() not in specs:
+            specs.append(extra.strip())
+    return specs
+
+
+def current_config() -> dict:
+    """The comparison as EvalConfig fields (without the data, which travels as bytes)."""
+    ss = st.session_state
+    pol = policy()
+    threads = int(ss.get("hw_threads") or 0) or None
+    config = {
+        "task": model_task(),
+        "model": model_name(),
+        "variants": variant_specs(),
+        "batch_sizes": sorted(int(b) for b in ss.get("hw_batches") or [1]),
+        "seq_lengths": sorted(int(s) for s in ss.get("hw_seqs") or [16]),
+        "threads": threads,
+        "device": ss.get("hw_device") or "cpu",
+        "max_length": int(ss.get("hw_maxlen") or 128),
+        "allow_local": pol.allow_local,
+    }
+    if ss.get("hw_measure", "quick") == "quick":
+        config["protocol"] = dict(QUICK_PROTOCOL)
+    return config
+
+
+# -- data -----------------------------------------------------------------------------------------
+def inspect_upload(name: str, blob: bytes) -> dict:
+    """Check an uploaded file and detect its task. Returns the upload record; raises QlabError (one line)."""
+    from core import data as data_mod
+
+    hosting.check_upload_size(name, len(blob))
+    suffix = Path(name).suffix.lower().lstrip(".")
+    if suffix and suffix not in UPLOAD_TYPES:
+        raise QlabError(f"'{name}' is a .{suffix} file; upload CSV, TSV, JSONL or TXT (UTF-8 text).")
+    order = [CAUSAL_LM, EMBEDDING] if suffix == "txt" else [CLASSIFICATION, EMBEDDING, CAUSAL_LM]
+    errors: dict[str, QlabError] = {}
+    dataset = None
+    for task in order:
+        try:
+            dataset = data_mod.load_dataset(blob, task, name=name, max_bytes=policy().max_upload_bytes)
+            break
+        except QlabError as err:
+            errors[task] = err
+    if dataset is None:
+        raise errors.get(EMBEDDING) or next(iter(errors.values()))
+    detected = data_mod.detect_task(dataset.columns) or dataset.task
+    if detected != dataset.task:
+        with contextlib.suppress(QlabError):
+            dataset = data_mod.load_dataset(blob, detected, name=name, max_bytes=policy().max_upload_bytes)
+    return {"name": name, "bytes": blob, "sha": hashlib.sha256(blob).hexdigest(), "task": dataset.task, "rows": dataset.rows,
+            "columns": list(dataset.columns), "loaded": time.time()}
+
+
+def dataset_for(task: str):
+    """The dataset a run of ``task`` would use (the upload parsed for that task, or the task's sample)."""
+    from core import data as data_mod
+
+    up = st.session_state.get("upload")
+    if st.session_state.get("data_source") == "upload" and up:
+        return data_mod.load_dataset(up["bytes"], task, name=up["name"], max_bytes=policy().max_upload_bytes)
+    return data_mod.load_dataset(data_mod.sample_path(task), task)
+
+
+def data_bytes() -> tuple[bytes | None, str | None]:
+    up = st.session_state.get("upload")
+    if st.session_state.get("data_source") == "upload" and up:
+        return up["bytes"], up["name"]
+    return None, None
+
+
+def data_label() -> str:
+    up = st.session_state.get("upload")
+    if st.session_state.get("data_source") == "upload" and up:
+        return f"{up['name']} (uploaded, {up['rows']} rows)"
+    return f"sample data for {model_task()}"
+
+
+def preview_frame(dataset, limit: int = 20):
+    import pandas as pd
+
+    if dataset.pairs is not None:
+        rows = [{"sentence1": a, "sentence2": b, "score": s} for a, b, s in dataset.pairs[:limit]]
+    elif dataset.task == EMBEDDING and dataset.texts and "sentence1" in dataset.columns:
+        n = dataset.rows
+        rows = [{"sentence1": dataset.texts[i], "sentence2": dataset.texts[n + i]} for i in range(min(limit, n))]
+    elif dataset.labels is not None:
+        rows = [{"text": t, "label": lab} for t, lab in zip(dataset.texts[:limit], dataset.labels[:limit])]
+    elif dataset.task == CAUSAL_LM:
+        rows = [{"paragraph": t[:300] + ("…" if len(t) > 300 else "")} for t in dataset.texts[:limit]]
+    else:
+        rows = [{"text": t} for t in dataset.texts[:limit]]
+    return pd.DataFrame(rows)
+
+
+# -- runs -----------------------------------------------------------------------------------------
+def load_current_report():
+    """The report shown on Compare: the current run of this session (or None)."""
+    from core import history
+
+    run_id = st.session_state.get("current_run")
+    if not run_id:
+        return None
+    return history.load_run(run_id)
+
+
+def open_run(run_id: str) -> None:
+    st.session_state["current_run"] = run_id
+    remember_run(run_id)
+
+
+def fmt_age(ts: float | None) -> str:
+    if not ts:
+        return ""
+    s = max(0, time.time() - float(ts))
+    if s < 90:
+        return f"{s:.0f} s ago"
+    if s < 5400:
+        return f"{s / 60:.0f} min ago"
+    if s < 172800:
+        return f"{s / 3600:.0f} h ago"
+    return f"{s / 86400:.0f} days ago"

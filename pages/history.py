@@ -1,0 +1,131 @@
+"""History & share: saved runs, ?run=<id> links, JSON / CSV / HTML exports, importing a colleague's report."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core import charts, history
+from pages._shared import open_run, policy, remember_run, run_page, show_error
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _html(run_id: str) -> str:
+    return history.export_html(history.load_run(run_id))
+
+
+def share_url(run_id: str) -> str:
+    base = ""
+    try:
+        base = (st.context.url or "").split("?")[0]
+    except Exception:  # noqa: BLE001 - no browser context (tests)
+        base = ""
+    for suffix in ("/history", "/compare"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+    return f"{base.rstrip('/')}/compare?run={run_id}" if base else f"?run={run_id}"
+
+
+def exports(run_id: str) -> None:
+    report = history.load_run(run_id)
+    st.markdown(f"**Run `{run_id[:8]}`**: {report['model']} ({report['task']}), {len(report['results'])} variants, {report.get('created', '')}")
+    st.code(share_url(run_id), language=None)
+    st.caption("Anyone with this link can open the run on this lab (run ids are random and unguessable).")
+    c1, c2, c3 = st.columns(3)
+    stem = f"qlab-{report['model'].replace('/', '_')}-{run_id[:8]}"
+    c1.download_button("Download JSON", data=history.export_json(report), file_name=f"{stem}.json", mime="application/json",
+                       icon=":material/data_object:", on_click="ignore", key="dl_json")
+    c2.download_button("Download CSV", data=history.export_csv(report), file_name=f"{stem}.csv", mime="text/csv",
+                       icon=":material/table:", on_click="ignore", key="dl_csv")
+    c3.download_button("Download HTML report", data=lambda: _html(run_id), file_name=f"{stem}.html", mime="text/html",
+                       icon=":material/description:", on_click="ignore", key="dl_html",
+                       help="A standalone page with every chart; plotly.js is inside it, so it opens offline.")
+
+
+def import_section() -> None:
+    ss = st.session_state
+    st.subheader("Import a colleague's report")
+    st.caption("A JSON report exported from another lab (another machine): it is checked field by field and saved as a run here. "
+               "Only JSON is read; nothing is unpickled.")
+    up = st.file_uploader("Report JSON", type=["json"], key="import_file")
+    if up is not None and ss.get("import_seen") != up.file_id:
+        ss["import_seen"] = up.file_id
+        try:
+            run_id = history.import_report(up.getvalue(), up.name)
+        except Exception as err:  # noqa: BLE001
+            ss["import_result"] = {"file_id": up.file_id, "error": err}
+        else:
+            remember_run(run_id)
+            ss["import_result"] = {"file_id": up.file_id, "run_id": run_id}
+    res = ss.get("import_result")
+    if res and up is not None and res["file_id"] == up.file_id:
+        if "error" in res:
+            show_error(res["error"])
+        else:
+            st.success(f"Imported as run `{res['run_id'][:8]}`; select it above to compare it with yours.", icon=":material/check_circle:")
+
+
+def cross_run(selected: list[str]) -> None:
+    reports = []
+    for rid in selected:
+        try:
+            reports.append(history.load_run(rid))
+        except Exception as err:  # noqa: BLE001
+            show_error(err)
+    if len(reports) < 2:
+        return
+    st.subheader("Runs side by side")
+    st.plotly_chart(charts.cross_run_figure(reports), key="fig_cross_run", theme=None, config={"displaylogo": False})
+    rows = []
+    for rep in reports:
+        env = rep.get("environment") or {}
+        for row in charts.reference_rows(rep):
+            rows.append({"run": rep["run_id"][:8], "machine": f"{env.get('cpu', '?')} ({env.get('threads', '?')} thr)", "model": rep["model"],
+                         "variant": row["variant"], "p50 ms": row.get("p50_ms"), "against fp32": row["words"],
+                         charts.quality_spec(rep)[0]: row.get("quality")})
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    st.caption("Latency is the geometric mean of p50 over each run's own length sweep at its recommended batch size; compare like with like.")
+
+
+def main() -> None:
+    ss = st.session_state
+    pol = policy()
+    st.title("History & share")
+    ids = None if pol.list_all_runs else list(ss.get("my_runs") or [])
+    runs = history.list_runs(ids=ids)
+    if pol.hosted:
+        st.caption("Hosted mode: only the runs of this session are listed; open others with their ?run=<id> link.")
+    if not runs:
+        st.info("No saved runs yet: every comparison finished on the Run page is saved here.", icon=":material/info:")
+    else:
+        frame = pd.DataFrame([{"run": r["run_id"][:8], "created": r["created"], "model": r["model"], "task": r["task"], "variants": r["variants"],
+                               "data": r["data"], "machine": r["cpu"], "recommended": r["recommended"], "imported": "yes" if r["imported"] else ""}
+                              for r in runs])
+        event = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs_table",
+                             column_config={"variants": st.column_config.TextColumn(width="medium")})
+        picked = [runs[i]["run_id"] for i in (event.selection.rows if event else [])]
+        st.caption("Select a run to open, share or export it; select two or more to compare them across machines.")
+        current = ss.get("current_run")
+        if not picked and current and any(r["run_id"] == current for r in runs):
+            picked = [current]
+            st.caption(f"Showing the current run `{current[:8]}`; select rows to pick others (two or more to compare them).")
+        if picked:
+            first = picked[0]
+            c1, c2, _ = st.columns([1, 1, 3])
+            if c1.button("Open in Compare", type="primary", icon=":material/monitoring:", key="hist_open"):
+                open_run(first)
+                st.switch_page("pages/compare.py", query_params={"run": first})
+            if c2.button("Delete", icon=":material/delete:", key="hist_delete", help="Delete the selected run(s) from this lab."):
+                for rid in picked:
+                    history.delete_run(rid)
+                    if ss.get("current_run") == rid:
+                        ss["current_run"] = None
+                st.rerun()
+            exports(first)
+            if len(picked) > 1:
+                cross_run(picked)
+    st.divider()
+    import_section()
+
+
+run_page(main)

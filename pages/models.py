@@ -1,0 +1,173 @@
+"""Models & variants: the model, its task, the variants with their parameters, and the hardware settings."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.errors import QlabError
+from core.tasks import TASKS
+from pages._shared import (BATCH_CHOICES, ENGINES, MEASUREMENTS, SEQ_CHOICES, TASK_NAMES, machine, model_name, model_task, policy,
+                           run_page, show_error, variant_specs)
+
+
+@st.cache_resource(show_spinner=False, ttl=120, max_entries=16)
+def _resolve(name: str, task: str | None, allow_local: bool):
+    """Resolve without training or building; errors are returned, not raised, so they are cached too."""
+    from core.playground import resolve_ready
+
+    try:
+        return resolve_ready(name, task, allow_local=allow_local), None
+    except QlabError as err:
+        return None, str(err)
+
+
+def _keep_valid(key: str, options: list, multi: bool = False) -> None:
+    """Drop a remembered choice that is no longer offered (the options depend on the task and device)."""
+    ss = st.session_state
+    if key not in ss:
+        return
+    if multi:
+        ss[key] = [v for v in ss[key] if v in options]
+    elif ss[key] not in options:
+        del ss[key]
+
+
+def model_section(pol) -> None:
+    from core.bundled import BUNDLED
+    from core.playground import bundled_needs_build
+
+    st.subheader("Model")
+    kinds = {"bundled": "Bundled", "hub": "Hugging Face hub id"}
+    if pol.allow_local:
+        kinds["local"] = "Local folder"
+    _keep_valid("m_kind", list(kinds))
+    st.radio("Where the model comes from", list(kinds), format_func=kinds.get, horizontal=True, key="m_kind", persist_state="session")
+    if not pol.allow_local:
+        st.caption(":material/lock: Local model folders are disabled on this hosted lab.")
+    kind = st.session_state.get("m_kind", "bundled")
+    if kind == "bundled":
+        _keep_valid("m_bundled", list(BUNDLED))
+        st.selectbox("Bundled model", list(BUNDLED), key="m_bundled", persist_state="session",
+                     format_func=lambda n: f"{n} — {BUNDLED[n].description}")
+        name = st.session_state.get("m_bundled") or "minilm"
+        st.caption(f"Task: **{BUNDLED[name].task}** (fixed by the model).")
+        if bundled_needs_build(name):
+            st.info(f"**{name}** is trained on this machine the first time it is used (a few minutes on a laptop CPU); the Run page shows its progress.",
+                    icon=":material/model_training:")
+    else:
+        if kind == "hub":
+            st.text_input("Hub id", key="m_hub", persist_state="session", placeholder="sentence-transformers/all-MiniLM-L6-v2",
+                          help="Weights are read from safetensors only; trust_remote_code is never enabled.")
+        else:
+            st.text_input("Local folder (saved with save_pretrained)", key="m_local", persist_state="session", placeholder="/models/my-bert")
+        st.selectbox("Task", list(TASKS), key="m_task", persist_state="session", format_func=TASK_NAMES.get)
+
+
+def variants_section(pol, source) -> None:
+    from core.recipes import RECIPES
+    from core.variants import is_stored
+
+    task, device = model_task(), st.session_state.get("hw_device") or "cpu"
+    st.subheader("Variants")
+    rows, runnable = [], []
+    for name, recipe in RECIPES.items():
+        reason = recipe.unavailable_reason(device, task)
+        stored = None
+        if source is not None and reason is None:
+            try:
+                stored = is_stored(source, name)
+            except QlabError:
+                stored = None
+        if reason is None:
+            runnable.append(name)
+        rows.append({"variant": name, "runs here": "yes" if reason is None else "no", "why not": reason or "",
+                     "in store": "yes" if stored else ("no" if stored is False else "—"), "what it is": recipe.summary,
+                     "deprecated": "yes" if recipe.deprecated else ""})
+    _keep_valid("v_variants", runnable, multi=True)
+    st.multiselect("Variants to compare (fp32 is the reference; it is always measured for quality)", runnable, key="v_variants",
+                   persist_state="session", placeholder="Choose variants")
+    chosen = st.session_state.get("v_variants") or []
+    with_params = [n for n in chosen if any(p.name != "engine" for p in RECIPES[n].params)]
+    if with_params:
+        cols = st.columns(min(3, len(with_params)))
+        for i, name in enumerate(with_params):
+            with cols[i % len(cols)].expander(f"{name} parameters", expanded=False):
+                for p in RECIPES[name].params:
+                    if p.name == "engine":
+                        continue
+                    key = f"p_{name}_{p.name}"
+                    st.session_state.setdefault(key, RECIPES[name].defaults()[p.name])
+                    st.selectbox(p.name, list(p.choices), key=key, help=p.help, persist_state="session")
+    st.text_input("More variant specs (optional, comma-separated)", key="v_extra", persist_state="session",
+                  placeholder="dynamic-int8:engine=qnnpack, absmax-int8:granularity=tensor",
+                  help="Compare a recipe with other parameters side by side, e.g. the per-tensor absmax or the qnnpack engine.")
+    try:
+        from core.recipes import expand
+
+        specs = expand(variant_specs(), task, device) if variant_specs() else []
+        st.caption("Will compare: " + (", ".join(f"`{s}`" for s in specs) or "nothing yet"))
+    except QlabError as err:
+        show_error(err)
+    frame = pd.DataFrame(rows)
+    st.dataframe(frame, hide_index=True, height=min(440, 38 + 35 * len(rows)),
+                 column_config={"what it is": st.column_config.TextColumn(width="large"), "why not": st.column_config.TextColumn(width="medium")})
+    unavailable = [r for r in rows if r["runs here"] == "no"]
+    if unavailable:
+        st.caption(f"{len(unavailable)} variant(s) cannot run here for {task} on {device}: the table says why.")
+
+
+def hardware_section() -> None:
+    info = machine()
+    st.subheader("Hardware and measurement")
+    c1, c2, c3 = st.columns(3)
+    cores = info["cpu"]["logical_cores"]
+    with c1:
+        st.number_input("CPU threads (0 = library default)", min_value=0, max_value=max(1, cores * 2), step=1, key="hw_threads",
+                        persist_state="session", help=f"This machine has {cores} logical cores; more threads than cores oversubscribes it.")
+        _keep_valid("hw_device", info["devices"])
+        st.selectbox("Device", info["devices"], key="hw_device", persist_state="session",
+                     help="CUDA appears here when a GPU is present.")
+    with c2:
+        _keep_valid("hw_engine", ENGINES)
+        st.selectbox("Quantized engine (torch int8 variants)", ENGINES, key="hw_engine", persist_state="session",
+                     help=f"x86/fbgemm/onednn are Intel/AMD kernels, qnnpack is ARM's. Suggested here: {info['engine']}.")
+        st.number_input("Max length (tokens, for quality)", min_value=8, max_value=4096, step=8, key="hw_maxlen", persist_state="session")
+    with c3:
+        _keep_valid("hw_batches", BATCH_CHOICES, multi=True)
+        st.multiselect("Batch sizes", BATCH_CHOICES, key="hw_batches", persist_state="session")
+        _keep_valid("hw_seqs", SEQ_CHOICES, multi=True)
+        st.multiselect("Sequence lengths (tokens)", SEQ_CHOICES, key="hw_seqs", persist_state="session")
+    st.radio("Measurement", list(MEASUREMENTS), format_func=MEASUREMENTS.get, key="hw_measure", horizontal=True, persist_state="session")
+    if st.session_state.get("hw_engine") == "qnnpack" and info["cpu"]["arch"].lower() in ("x86_64", "amd64"):
+        st.warning("qnnpack is the ARM kernel library: on this x86 CPU torch int8 variants will be slower than fp32.", icon=":material/warning:")
+
+
+def main() -> None:
+    pol = policy()
+    st.title("Models & variants")
+    st.caption(pol.describe())
+    model_section(pol)
+    name, task = model_name(), model_task()
+    source = None
+    from core.playground import bundled_needs_build
+
+    if name and st.session_state.get("m_kind") == "bundled" and bundled_needs_build(name):
+        pass  # trained by the first run; nothing to check yet
+    elif name:
+        with st.spinner("Checking the model..."):
+            source, error = _resolve(name, task if st.session_state.get("m_kind") != "bundled" else None, pol.allow_local)
+        if error:
+            st.error(error, icon=":material/error:")
+        elif source is not None:
+            st.caption(f":material/check_circle: `{source.name}` · {source.kind} · task {source.task}" + (f" · labels: {', '.join(source.labels)}" if source.labels else ""))
+    else:
+        st.info("Type a model to compare.")
+    st.divider()
+    variants_section(pol, source)
+    st.divider()
+    hardware_section()
+    st.page_link("pages/run.py", label="Next: run the comparison", icon=":material/arrow_forward:")
+
+
+run_page(main)

@@ -1,0 +1,168 @@
+"""Playground: one input through two variants side by side (generation, classification, or similarity)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core import charts
+from core.errors import QlabError
+from core.jobs import FINISHED, get_queue
+from core.tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING
+from pages._shared import current_config, model_name, model_task, policy, run_page, show_error
+
+EXAMPLES = {
+    CAUSAL_LM: "Return a new list containing",
+    CLASSIFICATION: "The central bank raised interest rates by half a point.\nThe striker scored twice in the second half.\n"
+                    "Astronomers found water vapour on a distant planet.\nPeace talks resumed in Geneva on Monday.",
+    EMBEDDING: "A man is playing a guitar.\nSomeone plays an instrument.\nThe cat sleeps on the sofa.\nStock markets fell sharply today.",
+}
+
+
+@st.cache_resource(show_spinner=False, ttl=120, max_entries=8)
+def _source(name: str, task: str, allow_local: bool):
+    from core.playground import resolve_ready
+
+    return resolve_ready(name, task, allow_local=allow_local)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _loaded(name: str, task: str, allow_local: bool, fingerprint: str, spec: str, device: str, threads: int | None):
+    from core.playground import load_stored
+
+    return load_stored(_source(name, task, allow_local), spec, device=device, threads=threads)
+
+
+def build_panel(queue, job_id: str) -> None:
+    snap = queue.status(job_id)
+    active = snap is not None and snap["state"] not in FINISHED
+
+    @st.fragment(run_every=1.0 if active else None)
+    def panel():
+        s = queue.status(job_id)
+        if s is None:
+            return
+        if s["state"] in ("queued", "waiting"):
+            st.info(f"Build queued behind {s.get('ahead', 0)} job(s): {s['message']}", icon=":material/schedule:")
+        elif s["state"] == "running":
+            st.progress(min(1.0, s["fraction"]), text=f"Building in the background: {s['message']}")
+        elif s["state"] == "failed":
+            st.error(s.get("error") or "The build failed.", icon=":material/error:")
+        elif s["state"] == "cancelled":
+            st.warning("Build cancelled.")
+        if s["state"] in FINISHED and active:
+            st.rerun()
+
+    panel()
+
+
+def show_result(task: str, spec: str, result: dict, other: dict | None) -> None:
+    if task == CAUSAL_LM:
+        st.markdown(f"> {result['prompt']} **{result['text']}**")
+        st.caption(f"{len(result['tokens'])} tokens in {result['seconds']:.2f} s ({result['tokens_per_s']:.1f} tokens/s, no KV cache)")
+        if other is not None:
+            from core.playground import first_divergence
+
+            i = first_divergence(other["tokens"], result["tokens"])
+            st.caption("Same tokens as the other variant." if i is None else f"Differs from the other variant from token {i + 1} on.")
+    elif task == CLASSIFICATION:
+        frame = pd.DataFrame([{"text": r["text"], "label": r["label"], "confidence": r["confidence"]} for r in result["rows"]])
+        st.dataframe(frame, hide_index=True, column_config={"confidence": st.column_config.ProgressColumn(format="%.3f", min_value=0, max_value=1)})
+        if other is not None:
+            same = sum(a["label"] == b["label"] for a, b in zip(result["rows"], other["rows"]))
+            st.caption(f"Agrees with the other variant on {same} of {len(result['rows'])} texts.")
+    else:
+        st.plotly_chart(charts.similarity_figure(result["texts"], result["matrix"], f"Cosine similarity: {spec}"), theme=None,
+                        key=f"fig_sim_{spec}", config={"displaylogo": False})
+
+
+def main() -> None:
+    from core.playground import bundled_needs_build, run_task, stored_variants
+    from core.recipes import available, expand
+
+    ss = st.session_state
+    pol = policy()
+    queue = get_queue()
+    st.title("Playground")
+    name, task = model_name(), model_task()
+    config = current_config()
+    st.caption(f"One input through two variants of **{name}** ({task}), side by side. Generation uses a fixed seed, so the two runs "
+               "differ only where the variants' logits differ.")
+    try:
+        chosen = expand(config["variants"], task, config["device"]) if config["variants"] else []
+    except QlabError:
+        chosen = []
+    options = chosen + [v for v in available(task, config["device"]) if v not in chosen]
+    if "fp32" not in options:
+        options.insert(0, "fp32")
+    c1, c2 = st.columns(2)
+    a = c1.selectbox("Variant A", options, index=options.index("fp32"), key="pg_a")
+    others = [v for v in options if v != "fp32"]
+    b = c2.selectbox("Variant B", options, index=options.index(others[0]) if others else 0, key="pg_b")
+
+    job_id = ss.get("pg_job")
+    if bundled_needs_build(name):
+        missing = [a, b]
+        source = None
+        st.info(f"**{name}** is trained on first use (a few minutes); build it and the two variants in the background.", icon=":material/model_training:")
+    else:
+        source = _source(name, task, pol.allow_local)
+        stored = stored_variants(source, [a, b])
+        missing = [v for v, ok in stored.items() if not ok]
+    if missing:
+        st.warning(f"Not built yet: {', '.join(f'`{m}`' for m in missing)}. Building runs in the background job queue "
+                   "(shared with comparisons, one at a time on this machine).", icon=":material/construction:")
+        snap = queue.status(job_id) if job_id else None
+        busy = snap is not None and snap["state"] not in FINISHED
+        if st.button("Build in the background", icon=":material/build:", disabled=busy, key="pg_build"):
+            job = queue.submit({"model": name, "task": task, "variants": sorted(set(missing), key=missing.index), "device": config["device"],
+                                "threads": config["threads"], "max_length": config["max_length"], "allow_local": pol.allow_local}, kind="build")
+            ss["pg_job"] = job.id
+            st.rerun()
+        if job_id:
+            build_panel(queue, job_id)
+        return
+
+    with st.form("pg_form"):
+        if task == CAUSAL_LM:
+            text = st.text_area("Prompt", value=EXAMPLES[task], key="pg_prompt", height=90)
+            g1, g2, g3 = st.columns(3)
+            max_new = g1.slider("New tokens", 5, 120, 40, key="pg_new")
+            temperature = g2.slider("Temperature (0 = greedy)", 0.0, 1.5, 0.0, 0.1, key="pg_temp")
+            seed = g3.number_input("Seed", 0, 2**31 - 1, 0, key="pg_seed")
+        else:
+            text = st.text_area("Sentences, one per line", value=EXAMPLES[task], key="pg_text", height=140)
+            max_new, temperature, seed = 0, 0.0, 0
+        submitted = st.form_submit_button("Run both", type="primary", icon=":material/play_arrow:")
+    if submitted:
+        results = {}
+        try:
+            with st.spinner("Running both variants..."):
+                for spec in (a, b):
+                    ready = _loaded(name, task, pol.allow_local, source.fingerprint, spec, config["device"], config["threads"])
+                    if task == CAUSAL_LM:
+                        from core.evaluate import max_positions
+
+                        results[spec] = run_task(task, ready.variant, ready.tokenizer, text, max_new_tokens=max_new, temperature=temperature,
+                                                 seed=int(seed), max_positions=max_positions(source.path))
+                    else:
+                        results[spec] = run_task(task, ready.variant, ready.tokenizer, text, labels=list(source.labels), max_length=config["max_length"])
+        except Exception as err:  # noqa: BLE001
+            show_error(err)
+            return
+        ss["pg_results"] = {"task": task, "model": name, "a": a, "b": b, "results": results}
+    shown = ss.get("pg_results")
+    if not shown or shown["model"] != name or shown["task"] != task or {shown["a"], shown["b"]} != {a, b}:
+        return
+    left, right = st.columns(2)
+    res = shown["results"]
+    for col, spec, other in ((left, a, b), (right, b, a)):
+        with col:
+            st.subheader(spec)
+            show_result(task, spec, res[spec], res.get(other) if other != spec else None)
+    if task == EMBEDDING and a != b:
+        st.plotly_chart(charts.difference_figure(res[a]["texts"], res[a]["matrix"], res[b]["matrix"], f"How {b} moves the similarities of {a}"),
+                        theme=None, key="fig_sim_diff", config={"displaylogo": False})
+
+
+run_page(main)

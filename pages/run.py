@@ -1,0 +1,185 @@
+"""Run: start the comparison, follow it live per variant and phase, cancel it. The work runs in core.jobs."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import streamlit as st
+
+from core import history
+from core.jobs import FINISHED, get_queue
+from pages._shared import (MEASUREMENTS, current_config, data_bytes, data_label, open_run, policy, run_page, show_error)
+
+PHASES = ["build", "load", "quality", "latency"]
+PHASE_WORDS = {"build": "build", "load": "load", "quality": "quality", "latency": "latency"}
+
+
+@st.cache_data(show_spinner=False, ttl=60, max_entries=32)
+def _check(config_json: str, data_sha: str | None, _blob: bytes | None, data_name: str | None) -> tuple[str | None, list[str]]:
+    """(error or None, canonical variant labels): the engine's own fast validation, cached per config and data."""
+    from core.errors import QlabError
+    from core.evaluate import EvalConfig, validate
+
+    from core.playground import hub_not_downloaded
+    from core.recipes import expand
+
+    config = json.loads(config_json)
+    try:
+        if hub_not_downloaded(config["model"]):
+            # checking the model would download it inside this page: check the rest, the job fetches the model
+            from core import data as data_mod
+
+            labels = expand(config["variants"], config["task"], config["device"])
+            if _blob is not None:
+                data_mod.load_dataset(_blob, config["task"], name=data_name)
+            return None, labels
+        clean = validate(EvalConfig(**config, data=data_name if _blob is not None else None, data_bytes=_blob))
+    except QlabError as err:
+        return str(err), []
+    return None, list(clean.variants)
+
+
+def phase_line(slot: dict) -> str:
+    seen, current = slot.get("phases", []), slot.get("phase")
+    parts = []
+    for phase in PHASES:
+        if current == "done" or (phase in seen and phase != current):
+            parts.append(f":green[:material/check_circle: {PHASE_WORDS[phase]}]")
+        elif phase == current:
+            parts.append(f":blue[**:material/progress_activity: {PHASE_WORDS[phase]}**]")
+        elif phase == "build" and any(p in seen for p in ("load", "quality", "latency")):
+            parts.append(":gray[:material/inventory_2: stored]")
+        else:
+            parts.append(f":gray[:material/radio_button_unchecked: {PHASE_WORDS[phase]}]")
+    return " &nbsp; ".join(parts)
+
+
+def render_status(snap: dict) -> None:
+    state = snap["state"]
+    elapsed = (snap.get("finished") or time.time()) - (snap.get("started") or snap["created"])
+    if state == "queued":
+        ahead = snap.get("ahead", 0)
+        st.info(f"Queued: {ahead} evaluation{'s' if ahead != 1 else ''} ahead of yours on this machine. One runs at a time so timings are not disturbed.",
+                icon=":material/schedule:")
+    elif state == "waiting":
+        st.info(f"Waiting: {snap['message']}. Yours starts as soon as it finishes.", icon=":material/schedule:")
+    elif state == "running":
+        st.progress(min(1.0, snap["fraction"]), text=f"Running for {elapsed:.0f} s: {snap['message']}")
+    if snap.get("subscribers", 1) > 1 and state in ("queued", "waiting", "running"):
+        st.caption(f":material/group: {snap['subscribers']} requests share this job (the same comparison asked from another tab).")
+    names = list(snap["variants"])
+    order = ["fp32"] + [v for v in snap["config"].get("variants", []) if v != "fp32"]
+    for v in order:
+        if v not in names:
+            names.append(v)
+    if state in ("running", "done", "failed", "cancelled") and names:
+        for name in names:
+            slot = snap["variants"].get(name, {"phases": []})
+            c1, c2, c3 = st.columns([2, 4, 3])
+            label = name if name in order else f"{name} (model)"
+            c1.markdown(f"**{label}**")
+            c2.markdown(phase_line(slot) if slot.get("phases") else ":gray[waiting]")
+            frac = float(slot.get("fraction") or 0.0)
+            c3.progress(min(1.0, max(0.0, frac)), text=(slot.get("message") or "")[:60])
+
+
+def main() -> None:
+    ss = st.session_state
+    queue = get_queue()
+    st.title("Run")
+    config = current_config()
+    blob, name = data_bytes()
+    pol = policy()
+
+    st.markdown(
+        f"**{config['model'] or '(no model)'}** ({config['task']}) on **{data_label()}**  \n"
+        f"Variants: {', '.join(f'`{v}`' for v in config['variants']) or '(none)'}  \n"
+        f"Batch sizes {config['batch_sizes']} × sequence lengths {config['seq_lengths']} tokens · "
+        f"threads {config['threads'] or 'default'} · {config['device']} · "
+        f"{MEASUREMENTS['quick' if config.get('protocol') else 'standard']}"
+    )
+    st.caption("Change these on Data and Models & variants.")
+    error, labels = (None, [])
+    if not config["model"]:
+        error = "No model chosen: pick one on Models & variants."
+    elif not config["variants"]:
+        error = "No variants chosen: pick at least one on Models & variants (fp32 plus a compressed one)."
+    elif not ss.get("hw_batches") or not ss.get("hw_seqs"):
+        error = "No batch sizes or sequence lengths chosen: pick at least one of each on Models & variants."
+    else:
+        cfg_json = json.dumps(config, sort_keys=True)
+        error, labels = _check(cfg_json, history.digest_bytes(blob), blob, name)
+    if error:
+        st.error(error, icon=":material/error:")
+
+    job_id = ss.get("job_id")
+    snap = queue.status(job_id) if job_id else None
+    active = snap is not None and snap["state"] not in FINISHED
+
+    c1, c2, _ = st.columns([2, 2, 3])
+    start = c1.button("Run comparison", type="primary", icon=":material/play_arrow:", disabled=bool(error) or active, key="run_start")
+    again = c2.button("Measure again", icon=":material/refresh:", disabled=bool(error) or active, key="run_again",
+                      help="Ignore the saved result of this exact comparison and measure it again.")
+    if start or again:
+        try:
+            job = queue.submit(config, data_bytes=blob, data_name=name, force=bool(again))
+        except Exception as err:  # noqa: BLE001
+            show_error(err)
+            return
+        ss["job_id"] = job.id
+        if job.state == "done" and job.run_id:
+            open_run(job.run_id)
+            ss["job_seen_finished"] = job.id
+            st.toast("Same comparison already measured on this machine: opened the saved result.", icon=":material/bolt:")
+        st.rerun()
+
+    if job_id:
+        progress_panel(queue, job_id, active)
+    else:
+        st.info("Nothing run yet in this session. Results of a comparison are saved; asking the same one again opens them at once.",
+                icon=":material/info:")
+    if pol.hosted:
+        st.caption(pol.describe())
+
+
+def progress_panel(queue, job_id: str, active: bool) -> None:
+    ss = st.session_state
+
+    @st.fragment(run_every=1.0 if active else None)
+    def panel():
+        snap = queue.status(job_id)
+        if snap is None:
+            st.info("The job is gone (the server restarted); run the comparison again.")
+            return
+        render_status(snap)
+        if snap["state"] not in FINISHED:
+            if st.button("Cancel", icon=":material/stop_circle:", key="run_cancel"):
+                queue.cancel(job_id)
+                ss["job_id"] = None if snap.get("subscribers", 1) > 1 else job_id
+                st.rerun()
+            return
+        if snap["state"] == "done" and snap.get("run_id"):
+            if ss.get("job_seen_finished") != snap["id"]:
+                ss["job_seen_finished"] = snap["id"]
+                open_run(snap["run_id"])
+                st.rerun()
+            took = (snap["finished"] - snap["started"]) if snap.get("started") else 0
+            st.success(("Opened the saved result of this exact comparison (instant)." if snap["cached"]
+                        else f"Finished in {took:.0f} s.") + f" Run `{snap['run_id'][:8]}` is saved.", icon=":material/check_circle:")
+            st.page_link("pages/compare.py", label="See the comparison", icon=":material/monitoring:")
+        elif snap["state"] == "failed":
+            st.error(snap.get("error") or "The evaluation failed.", icon=":material/error:")
+            if ss.get("job_seen_finished") != snap["id"]:
+                ss["job_seen_finished"] = snap["id"]
+                st.rerun()
+        elif snap["state"] == "cancelled":
+            st.warning("Cancelled. Nothing was saved; variants already built stay in the store.", icon=":material/cancel:")
+            if ss.get("job_seen_finished") != snap["id"]:
+                ss["job_seen_finished"] = snap["id"]
+                st.rerun()
+
+    panel()
+
+
+run_page(main)

@@ -1,0 +1,71 @@
+"""Store: the built variants and bundled models kept on disk, with size and age; clear one or all."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import streamlit as st
+
+from pages._shared import fmt_age, policy, run_page
+
+
+def describe(entry: dict) -> str:
+    label = entry.get("label") or entry.get("recipe") or entry.get("kind") or "?"
+    return f"{entry.get('model', '?')} · {label}"
+
+
+def main() -> None:
+    from core.store import ModelStore
+
+    ss = st.session_state
+    pol = policy()
+    store = ModelStore()
+    st.title("Store")
+    entries = store.entries()
+    total = sum(int(e.get("size_bytes", 0)) for e in entries)
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Entries", len(entries))
+    c2.metric("Total size", f"{total / 2**20:,.1f} MB")
+    c3.metric("Limit", f"{store.size_limit / 2**30:,.1f} GB", help="Past the limit the least recently used entries are evicted.")
+    st.progress(min(1.0, total / max(1, store.size_limit)), text=f"{total / max(1, store.size_limit):.1%} of the limit")
+    if not pol.hosted:
+        st.caption(f"Root: `{store.root}` (set QLAB_CACHE_DIR to move it).")
+    if ss.pop("store_message", None) is not None:
+        st.success(ss.get("store_done", "Done."), icon=":material/check_circle:")
+    if not entries:
+        st.info("The store is empty: variants are built and kept here the first time a comparison needs them.", icon=":material/info:")
+        return
+    now = time.time()
+    frame = pd.DataFrame([{
+        "model": e.get("model", ""), "variant": e.get("label") or e.get("recipe", ""), "kind": e.get("kind", ""), "task": e.get("task", ""),
+        "size MB": int(e.get("size_bytes", 0)) / 2**20, "built": fmt_age(e.get("created")), "last used": fmt_age(e.get("last_used")),
+        "age days": (now - float(e.get("created") or now)) / 86400, "build s": e.get("build_s"), "key": e["key"][:12],
+    } for e in entries])
+    st.dataframe(frame, hide_index=True, column_config={"size MB": st.column_config.NumberColumn(format="%.1f"),
+                                                        "age days": st.column_config.NumberColumn(format="%.2f"),
+                                                        "build s": st.column_config.NumberColumn(format="%.1f")})
+    if not pol.can_clear_store:
+        st.caption(":material/lock: Clearing the store is disabled on this hosted lab.")
+        return
+    st.subheader("Clear")
+    left, right = st.columns(2)
+    with left:
+        keys = [e["key"] for e in entries]
+        by_key = {e["key"]: e for e in entries}
+        key = st.selectbox("Entry", keys, format_func=lambda k: f"{describe(by_key[k])} ({int(by_key[k].get('size_bytes', 0)) / 2**20:.1f} MB)",
+                           key="store_pick")
+        if st.button("Delete this entry", icon=":material/delete:", key="store_delete"):
+            store.delete(key)
+            ss["store_message"], ss["store_done"] = True, f"Deleted {describe(by_key[key])}."
+            st.rerun()
+    with right:
+        sure = st.checkbox("Yes, delete every stored variant and bundled model", key="store_sure")
+        if st.button("Clear the store", icon=":material/delete_forever:", disabled=not sure, key="store_clear", type="primary"):
+            n = store.clear()
+            ss["store_message"], ss["store_done"] = True, f"Cleared {n} entries."
+            st.rerun()
+        st.caption("Trained bundled models (minilm-classifier, demo-gpt) are retrained on next use.")
+
+
+run_page(main)

@@ -1,0 +1,365 @@
+"""The dashboard through Streamlit's AppTest: every page, uploads (good and bad), a real small comparison,
+its charts, history and sharing, the playground, weights, the store, cancelling, and hosted mode.
+
+The comparison is real (bundled MiniLM, fp32 + dynamic-int8, batch 1, 8 tokens, quick protocol, 12 sentences),
+run by the job queue in its child process against the session's private store (tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+SENTENCES = [
+    "The train to Lyon leaves at nine.", "Quantized models are smaller on disk.", "A cat sleeps on the warm windowsill.",
+    "Interest rates rose again this spring.", "The striker scored in the final minute.", "Fresh bread smells wonderful.",
+    "Rain is expected over the weekend.", "The museum opens a new wing in May.", "She plays the violin every evening.",
+    "Compilers turn source code into machine code.", "The river flooded the lower fields.", "Our team shipped the release on time.",
+]
+GOOD_CSV = ("text\n" + "\n".join(SENTENCES) + "\n").encode()
+RUN_TIMEOUT_S = 300
+
+
+def new_app() -> AppTest:
+    return AppTest.from_file(APP, default_timeout=120)
+
+
+def texts(elements) -> list[str]:
+    return [str(e.value) for e in elements]
+
+
+def no_exceptions(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def poll(at: AppTest, done, timeout: float = RUN_TIMEOUT_S, every: float = 1.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        at.run()
+        no_exceptions(at)
+        if done(at):
+            return
+        time.sleep(every)
+    raise AssertionError(f"timed out; errors {texts(at.error)}, info {texts(at.info)}")
+
+
+def setup_small_comparison(at: AppTest, variants=("fp32", "dynamic-int8")) -> None:
+    """Choose the comparison on Models & variants, through its widgets."""
+    at.switch_page("pages/models.py").run()
+    no_exceptions(at)
+    at.multiselect(key="v_variants").set_value(list(variants)).run()
+    at.multiselect(key="hw_batches").set_value([1]).run()
+    at.multiselect(key="hw_seqs").set_value([8]).run()
+    at.radio(key="hw_measure").set_value("quick").run()
+    no_exceptions(at)
+
+
+@pytest.fixture(scope="module")
+def finished():
+    """One real comparison, uploaded data included, shared by the tests that look at its results."""
+    at = new_app()
+    at.run()
+    no_exceptions(at)
+    at.file_uploader(key="data_file").upload("my_sentences.csv", GOOD_CSV, "text/csv")
+    at.run()
+    setup_small_comparison(at)
+    at.switch_page("pages/run.py").run()
+    no_exceptions(at)
+    assert not at.error, texts(at.error)
+    started = time.time()
+    at.button(key="run_start").click().run()
+    poll(at, lambda a: any("Finished in" in s or "instant" in s for s in texts(a.success)) or a.error)
+    assert not at.error, texts(at.error)
+    run_id = at.session_state["current_run"]
+    return {"at": at, "run_id": run_id, "seconds": time.time() - started}
+
+
+# -- navigation -------------------------------------------------------------------------------
+def test_every_page_renders_with_the_sidebar():
+    at = new_app()
+    at.run()
+    no_exceptions(at)
+    assert texts(at.title) == ["Data"]
+    sidebar = " ".join(texts(at.sidebar.markdown) + texts(at.sidebar.caption))
+    assert "Hardware" in sidebar and "logical cores" in sidebar and "Store" in sidebar
+    titles = {"models": "Models & variants", "run": "Run", "compare": "Compare", "weights": "Weights", "playground": "Playground",
+              "history": "History & share", "store": "Store", "data": "Data"}
+    for page, title in titles.items():
+        at.switch_page(f"pages/{page}.py").run()
+        no_exceptions(at)
+        assert texts(at.title) == [title], page
+    assert not at.error, texts(at.error)
+
+
+# -- data --------------------------------------------------------------------------------------
+BAD_UPLOADS = [
+    ("picture.csv", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "PNG image"),
+    ("empty.csv", b"", "empty"),
+    ("latin1.csv", "text\ncaf\xe9 cr\xe8me\n".encode("latin-1"), "not valid UTF-8"),
+    ("columns.csv", b"foo,bar\n1,2\n", "has no text column"),
+    ("broken.jsonl", b'{"text": "ok"}\n{"text": \n', "malformed JSONL"),
+]
+
+
+def test_upload_good_then_bad_files_keep_the_previous_dataset():
+    at = new_app()
+    at.run()
+    at.file_uploader(key="data_file").upload("my_sentences.csv", GOOD_CSV, "text/csv")
+    at.run()
+    no_exceptions(at)
+    assert any("my_sentences.csv" in s and "12 rows" in s for s in texts(at.success)), texts(at.success)
+    assert at.session_state["upload"]["task"] == "embedding"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Rows"] == "12" and metrics["Detected task"] == "embedding" and metrics["Columns"] == "text"
+    assert at.dataframe[0].value.shape[0] == 12
+    for name, blob, words in BAD_UPLOADS:
+        at.file_uploader(key="data_file").set_value((name, blob, "text/csv"))
+        at.run()
+        no_exceptions(at)
+        errors = texts(at.error)
+        assert len(errors) == 1 and words in errors[0] and name in errors[0], (name, errors)
+        assert "\n" not in errors[0] and "Traceback" not in errors[0]
+        assert at.session_state["upload"]["name"] == "my_sentences.csv"   # nothing changed
+        assert {m.label: m.value for m in at.metric}["Rows"] == "12"
+
+
+def test_too_large_upload_names_the_limit(monkeypatch):
+    monkeypatch.setenv("QLAB_MAX_UPLOAD_MB", "1")
+    at = new_app()
+    at.run()
+    big = b"text\n" + b"a reasonably long sentence for the size test\n" * 30000
+    at.file_uploader(key="data_file").upload("big.csv", big, "text/csv")
+    at.run()
+    no_exceptions(at)
+    assert any("limited to 1 MB" in e for e in texts(at.error)), texts(at.error)
+    assert at.session_state["data_source"] == "sample"
+
+
+def test_classification_upload_is_detected():
+    at = new_app()
+    at.run()
+    csv = b"text,label\nStocks fell.,business\nThe match ended 2-1.,sports\n"
+    at.file_uploader(key="data_file").upload("news.csv", csv, "text/csv")
+    at.run()
+    no_exceptions(at)
+    assert at.session_state["upload"]["task"] == "classification"
+    assert any("classification" in i for i in texts(at.info))  # the selected model (minilm) does embedding: said so
+
+
+# -- models ------------------------------------------------------------------------------------
+def test_models_page_shows_what_cannot_run_and_why():
+    at = new_app()
+    at.switch_page("pages/models.py").run()
+    no_exceptions(at)
+    frame = at.dataframe[0].value
+    fp16 = frame[frame["variant"] == "fp16"].iloc[0]
+    assert fp16["runs here"] == "no" and "CUDA" in fp16["why not"]
+    assert "fp16" not in at.multiselect(key="v_variants").options
+    at.text_input(key="v_extra").input("nonsense-int3").run()
+    assert any("Unknown variant 'nonsense-int3'" in e for e in texts(at.error)), texts(at.error)
+    at.radio(key="m_kind").set_value("hub").run()
+    at.text_input(key="m_hub").input("not a valid id!").run()
+    no_exceptions(at)
+    assert any("not a bundled model" in e for e in texts(at.error)), texts(at.error)
+
+
+def test_hosted_mode_refuses_local_folders_and_says_so(monkeypatch):
+    monkeypatch.setenv("QLAB_HOSTED", "1")
+    at = new_app()
+    at.switch_page("pages/models.py").run()
+    no_exceptions(at)
+    assert "local" not in at.radio(key="m_kind").options
+    assert any("Hosted mode" in c for c in texts(at.caption))
+    assert any("Local model folders are disabled" in c for c in texts(at.caption))
+    at.switch_page("pages/history.py").run()
+    assert any("No saved runs yet" in i for i in texts(at.info))  # another visitor's runs are not listed
+    at.switch_page("pages/store.py").run()
+    assert not [b for b in at.button if b.key == "store_clear"]
+
+
+# -- a real comparison -------------------------------------------------------------------------------
+def test_run_compare_and_share(finished):
+    at = finished["at"]
+    run_id = finished["run_id"]
+    assert len(run_id) == 32
+    at.switch_page("pages/compare.py").run()
+    no_exceptions(at)
+    charts = at.get("plotly_chart")
+    assert len(charts) == 5, len(charts)
+    table = at.dataframe[0].value
+    assert list(table["variant"]) == ["fp32", "dynamic-int8"]
+    words = table[table["variant"] == "dynamic-int8"]["against fp32"].iloc[0]
+    assert ("faster" in words or "slower" in words) and "smaller" in words and "cosine" in words
+    assert at.query_params["run"] == [run_id] or at.query_params["run"] == run_id
+    assert any(m.label == "Recommended" for m in at.metric)
+    assert any("Quick measurement" in w for w in texts(at.warning))   # the protocol's limits are said, not hidden
+    # the same comparison again is answered from the saved run at once
+    at.switch_page("pages/run.py").run()
+    at.button(key="run_start").click().run()
+    t0 = time.time()
+    poll(at, lambda a: any("instant" in s for s in texts(a.success)), timeout=20, every=0.1)
+    assert time.time() - t0 < 10
+    assert at.session_state["current_run"] == run_id
+
+
+def test_history_exports_and_link(finished):
+    at = finished["at"]
+    run_id = finished["run_id"]
+    at.switch_page("pages/history.py").run()
+    no_exceptions(at)
+    assert run_id[:8] in list(at.dataframe[0].value["run"])
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == ["Download JSON", "Download CSV", "Download HTML report"]
+    assert any(f"?run={run_id}" in c.value for c in at.code)
+    # a colleague opens the link in a fresh session: the Compare page is the default and shows the run
+    other = new_app()
+    other.query_params["run"] = run_id
+    other.run()
+    no_exceptions(other)
+    assert texts(other.title) == ["Compare"] and len(other.get("plotly_chart")) == 5
+
+
+def test_bad_run_link_is_one_line():
+    at = new_app()
+    at.query_params["run"] = "0123"
+    at.run()
+    no_exceptions(at)
+    assert any("is not a run id" in e for e in texts(at.error)), texts(at.error)
+
+
+def test_import_rejects_a_bad_report_and_accepts_a_good_one(finished):
+    from core import history
+
+    at = new_app()
+    at.switch_page("pages/history.py").run()
+    at.file_uploader(key="import_file").upload("bad.json", b"{oops", "application/json")
+    at.run()
+    no_exceptions(at)
+    assert any("not valid JSON" in e for e in texts(at.error)), texts(at.error)
+    good = history.export_json(history.load_run(finished["run_id"])).encode()
+    at.file_uploader(key="import_file").set_value(("theirs.json", good, "application/json"))
+    at.run()
+    no_exceptions(at)
+    assert any("Imported as run" in s for s in texts(at.success)), texts(at.success)
+
+
+def test_playground_runs_both_variants(finished):
+    at = finished["at"]
+    at.switch_page("pages/playground.py").run()
+    no_exceptions(at)
+    assert at.selectbox(key="pg_a").value == "fp32" and at.selectbox(key="pg_b").value == "dynamic-int8"
+    assert not at.warning, texts(at.warning)   # both were built by the comparison: nothing to build
+    submit = [b for b in at.button if b.proto.label == "Run both"][0]
+    submit.click().run()
+    no_exceptions(at)
+    assert not at.error, texts(at.error)
+    keys = [c.proto.id for c in at.get("plotly_chart")]
+    assert len(keys) == 3   # a similarity matrix per variant, and their difference
+
+
+def test_weights_page(finished):
+    at = finished["at"]
+    at.switch_page("pages/weights.py").run()
+    no_exceptions(at)
+    assert len(at.get("plotly_chart")) == 2
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["absmax relative error"].endswith("%")
+    layers = at.selectbox(key="w_layer").options
+    assert len(layers) > 30  # 6 layers x 6 Linear weights in MiniLM
+    at.selectbox(key="w_layer").set_value("encoder.layer.3.intermediate.dense.weight").run()
+    at.radio(key="w_gran").set_value("tensor").run()
+    no_exceptions(at)
+    per_tensor = {m.label: m.value for m in at.metric}["absmax relative error"]
+    assert per_tensor != metrics["absmax relative error"]
+
+
+def test_cancel_a_running_comparison(finished):
+    at = new_app()
+    at.run()
+    setup_small_comparison(at, variants=("fp32", "onnx-int8"))
+    at.radio(key="hw_measure").set_value("standard").run()
+    at.switch_page("pages/run.py").run()
+    at.button(key="run_start").click().run()
+    no_exceptions(at)
+    cancel = [b for b in at.button if b.key == "run_cancel"]
+    assert cancel, "a running comparison offers Cancel"
+    cancel[0].click().run()
+    poll(at, lambda a: any("Cancelled" in w for w in texts(a.warning)), timeout=60, every=0.5)
+    assert at.session_state["current_run"] is None
+
+
+def test_store_page_lists_and_deletes(finished):
+    from core.store import ModelStore
+
+    at = finished["at"]
+    at.switch_page("pages/store.py").run()
+    no_exceptions(at)
+    before = len(ModelStore().entries())
+    assert before >= 2 and at.dataframe[0].value.shape[0] == before
+    pick = next(e["key"] for e in ModelStore().entries() if e.get("recipe") == "dynamic-int8")
+    at.selectbox(key="store_pick").set_value(pick).run()
+    at.button(key="store_delete").click().run()
+    no_exceptions(at)
+    assert len(ModelStore().entries()) == before - 1
+    assert any("Deleted" in s for s in texts(at.success))
+
+
+# -- the playground's generation loop, on a torch and an ONNX Runtime variant -------------------------
+def test_generation_loop_works_for_torch_and_onnx_variants(tiny_gpt2_dir):
+    import numpy as np
+
+    from core.playground import first_divergence, generate
+    from core.sources import load_tokenizer, resolve
+    from core.variants import get_variant
+
+    source = resolve(str(tiny_gpt2_dir), "causal-lm")
+    tok = load_tokenizer(source)
+    torch_v = get_variant(source, "fp32").variant
+    onnx_v = get_variant(source, "onnx-fp32").variant
+    assert onnx_v.module.__class__.__name__ == "InferenceSession"
+    greedy = generate(torch_v, tok, "Quantization maps", max_new_tokens=8, max_positions=64)
+    # greedy really is argmax of the variant's own logits, one step at a time
+    ids = list(tok("Quantization maps", add_special_tokens=False)["input_ids"])
+    for token in greedy["tokens"]:
+        arr = np.asarray([ids], dtype=np.int64)
+        assert token == int(np.argmax(torch_v(arr, np.ones_like(arr))[0, -1]))
+        ids.append(token)
+    on_onnx = generate(onnx_v, tok, "Quantization maps", max_new_tokens=8, max_positions=64)
+    assert len(on_onnx["tokens"]) == len(greedy["tokens"]) or tok.eos_token_id in on_onnx["tokens"]
+    # sampling: the same seed gives the same text, on either runtime's logits
+    a = generate(torch_v, tok, "The quick brown", max_new_tokens=12, temperature=1.0, top_k=20, seed=7, max_positions=64)
+    b = generate(torch_v, tok, "The quick brown", max_new_tokens=12, temperature=1.0, top_k=20, seed=7, max_positions=64)
+    assert a["tokens"] == b["tokens"] and first_divergence(a["tokens"], b["tokens"]) is None
+    # prompts longer than the model's window are cut to the last max_positions tokens, not an error
+    long = generate(onnx_v, tok, "the lazy dog " * 40, max_new_tokens=3, max_positions=64)
+    assert len(long["tokens"]) >= 1
+
+
+def test_playground_builds_missing_variants_in_the_background(tiny_classifier_dir):
+    at = new_app()
+    at.run()
+    at.switch_page("pages/models.py").run()
+    at.radio(key="m_kind").set_value("local").run()
+    at.text_input(key="m_local").input(str(tiny_classifier_dir)).run()
+    at.selectbox(key="m_task").set_value("classification").run()
+    at.multiselect(key="v_variants").set_value(["fp32", "dynamic-int8"]).run()
+    no_exceptions(at)
+    assert not at.error, texts(at.error)
+    at.switch_page("pages/playground.py").run()
+    no_exceptions(at)
+    assert any("Not built yet" in w for w in texts(at.warning)), texts(at.warning)
+    at.button(key="pg_build").click().run()
+    poll(at, lambda a: not a.warning and not a.error, timeout=180, every=0.5)   # the build job ran in the queue
+    submit = [b for b in at.button if b.proto.label == "Run both"][0]
+    submit.click().run()
+    no_exceptions(at)
+    assert not at.error, texts(at.error)
+    tables = [d.value for d in at.dataframe]
+    assert len(tables) == 2 and list(tables[0].columns) == ["text", "label", "confidence"]
+    assert set(tables[0]["label"]) <= {"neg", "neu", "pos"} and tables[0]["confidence"].between(0, 1).all()
+    assert any("Agrees with the other variant" in c for c in texts(at.caption))

@@ -1,0 +1,160 @@
+"""Figure builders (core/charts.py): pure functions report -> go.Figure, checked without Streamlit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core import charts
+
+
+def cell(batch, seq, p50, p90=None):
+    p90 = p90 if p90 is not None else p50 * 1.1
+    return {"batch_size": batch, "seq_len": seq, "p50_ms": p50, "p90_ms": p90, "p99_ms": p90, "mean_ms": p50, "std_ms": 0.1,
+            "throughput_per_s": batch / p50 * 1000, "forward_p50_ms": p50 * 0.9}
+
+
+def result(variant, *, size_mb, speed, quality, error=None):
+    """``speed``: latency multiplier against a base curve (1.0 = fp32)."""
+    lat = [cell(b, s, (2.0 + 0.5 * b + 0.05 * s) * speed) for b in (1, 8) for s in (16, 64)]
+    return {"variant": variant, "size_bytes": int(size_mb * 2**20), "param_bytes": int(size_mb * 2**20), "build_s": 1.0, "cache_hit": False,
+            "load_s": 0.1, "peak_rss_bytes": 10**8, "quality": quality, "latency": [] if error else lat,
+            "dataset_throughput": {} if error else {"sorted": {"texts_per_s": 100 / speed}, "unsorted": {"texts_per_s": 80 / speed}, "batch_size": 1},
+            "notes": [], "error": error}
+
+
+def classification_report(recommended="onnx-int8"):
+    return {
+        "task": "classification", "model": "minilm-classifier", "run_id": "a" * 32, "created": "2026-01-01T00:00:00+00:00",
+        "environment": {"cpu": "Test CPU", "threads": 2, "cores": 2, "device": "cpu", "instruction_sets": ["avx2"]},
+        "recommended": {"variant": recommended, "reason": "fastest within budget", "batch_size": 1} if recommended else None,
+        "budgets": {}, "data": {"name": "news.csv", "rows": 40},
+        "results": [
+            result("fp32", size_mb=88.0, speed=1.0, quality={"accuracy": 0.90}),
+            result("onnx-int8", size_mb=22.0, speed=1 / 3.0, quality={"accuracy": 0.896}),
+            result("dynamic-int8", size_mb=30.0, speed=0.5, quality={"accuracy": 0.85}),   # dominated by onnx-int8
+            result("bf16", size_mb=44.0, speed=2.0, quality={"accuracy": 0.90}),           # dominated by fp32
+            result("torchao-int8", size_mb=22.0, speed=1.0, quality={}, error="it broke"),
+        ],
+    }
+
+
+def trace_named(fig, name):
+    found = [t for t in fig.data if t.name == name]
+    assert found, f"no trace named {name!r} in {[t.name for t in fig.data]}"
+    return found[0]
+
+
+def test_variant_colors_are_stable_and_distinct():
+    a = charts.variant_colors(["fp32", "onnx-int8", "dynamic-int8"])
+    b = charts.variant_colors(["dynamic-int8", "onnx-int8", "fp32", "bf16"])
+    assert a["onnx-int8"] == b["onnx-int8"] == charts.RECIPE_COLORS["onnx-int8"]
+    assert a["fp32"] == b["fp32"] == charts.REFERENCE_COLOR
+    two = charts.report_colors({"results": [{"variant": "dynamic-int8:engine=qnnpack"}, {"variant": "dynamic-int8"}]})
+    assert two["dynamic-int8"] == charts.RECIPE_COLORS["dynamic-int8"]  # the plain recipe keeps its colour whatever the order
+    assert two["dynamic-int8:engine=qnnpack"] != two["dynamic-int8"]
+
+
+@pytest.mark.parametrize("higher", [True, False])
+def test_pareto_front(higher):
+    pts = [("a", 1.0, 0.5), ("b", 2.0, 0.9), ("c", 3.0, 0.8), ("d", 0.5, 0.1)]
+    if higher:
+        assert charts.pareto_front(pts, True) == ["d", "a", "b"]
+    else:  # lower quality is better (perplexity): d is fastest and best
+        assert charts.pareto_front(pts, False) == ["d"]
+
+
+def test_quality_latency_marks_reference_recommended_and_front():
+    rep = classification_report()
+    fig = charts.quality_latency_figure(rep)
+    ref = trace_named(fig, "fp32 (reference)")
+    assert ref.marker.symbol == "diamond" and ref.marker.color == charts.REFERENCE_COLOR
+    assert trace_named(fig, "onnx-int8").marker.color == charts.RECIPE_COLORS["onnx-int8"]
+    star = trace_named(fig, "recommended")
+    assert star.marker.symbol == "star" and star.x[0] == pytest.approx(charts.latency_at(rep["results"][1], 1, None))
+    front = trace_named(fig, "Pareto front")
+    # fastest first: onnx-int8 (fast, 89.6 %) then fp32 (slower, 90.0 %); dynamic-int8 and bf16 are dominated
+    assert list(front.y) == pytest.approx([89.6, 90.0])
+    assert "torchao-int8" not in [t.name for t in fig.data]  # failed variant: no point
+    assert "ms" in fig.layout.xaxis.title.text and "Accuracy (%" in fig.layout.yaxis.title.text
+    texts = [a.text for a in fig.layout.annotations]
+    assert "fp32 reference" in texts and any("recommended: onnx-int8" in t for t in texts)
+
+
+def test_perplexity_is_lower_is_better():
+    rep = classification_report(recommended=None)
+    rep["task"] = "causal-lm"
+    for r, ppl in zip(rep["results"], (10.0, 10.1, 12.0, 10.0, 0)):
+        r["quality"] = {"perplexity": ppl}
+    fig = charts.quality_latency_figure(rep, batch_size=8, seq_len=64)
+    assert "lower is better" in fig.layout.yaxis.title.text
+    assert "batch 8, 64 tokens" in fig.layout.title.text
+    front = trace_named(fig, "Pareto front")
+    assert list(front.y) == pytest.approx([10.1, 10.0])
+
+
+def test_size_bars_say_ratio_and_mark_reference():
+    fig = charts.size_figure(classification_report())
+    onnx = trace_named(fig, "onnx-int8")
+    assert "4.0x smaller" in onnx.text[0]
+    ref = trace_named(fig, "fp32 (reference)")
+    assert ref.marker.pattern.shape == "/" and "reference" in ref.text[0]
+    assert fig.layout.yaxis.title.text == "Size on disk (MB)"
+
+
+def test_latency_sweeps_use_the_same_colours():
+    rep = classification_report()
+    colors = charts.report_colors(rep)
+    for fig in (charts.latency_batch_figure(rep), charts.latency_seq_figure(rep)):
+        for name in ("onnx-int8", "dynamic-int8"):
+            assert trace_named(fig, name).line.color == colors[name]
+        assert "ms" in fig.layout.yaxis.title.text
+    fig = charts.latency_batch_figure(rep, seq_len=64)
+    assert fig.layout.xaxis.title.text == "Batch size (texts)"
+    assert list(trace_named(fig, "fp32 (reference)").x) == [1, 8]
+    assert "Sequence length (tokens)" == charts.latency_seq_figure(rep).layout.xaxis.title.text
+
+
+def test_batching_figure_reads_texts_per_second():
+    fig = charts.batching_figure(classification_report())
+    sorted_trace = [t for t in fig.data if t.name == "sorted by length" and t.x and t.x[0] is not None][0]
+    assert list(sorted_trace.x) == ["fp32", "onnx-int8", "dynamic-int8", "bf16"]
+    assert sorted_trace.y[0] == pytest.approx(100.0)
+    assert "texts/s" in fig.layout.yaxis.title.text
+
+
+def test_reference_rows_in_words_and_numbers():
+    rows = {r["variant"]: r for r in charts.reference_rows(classification_report(), batch_size=1)}
+    onnx = rows["onnx-int8"]
+    assert onnx["speedup"] == pytest.approx(3.0)
+    assert onnx["size_ratio"] == pytest.approx(4.0)
+    assert onnx["words"] == "3.0x faster, 4.0x smaller, -0.4 pt accuracy"
+    assert onnx["quality"] == pytest.approx(89.6)
+    assert rows["fp32"]["words"] == "reference"
+    assert rows["torchao-int8"]["words"].startswith("failed")
+
+
+def test_empty_report_gives_a_message_not_an_error():
+    rep = {"task": "embedding", "model": "m", "results": [result("fp32", size_mb=1, speed=1, quality={}, error="x")]}
+    for fig in charts.compare_figures(rep).values():
+        assert fig.layout.annotations, "an empty chart says why it is empty"
+
+
+def test_weight_charts():
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(32, 16)).astype(np.float32)
+    fig = charts.weight_histogram_figure("L0 query", w, {"absmax (channel)": w + 0.01, "zeropoint (channel)": w - 0.01})
+    names = [t.name for t in fig.data]
+    assert "fp32 original" in names and "absmax (channel) int8 → fp32" in names
+    assert sum(trace_named(fig, "fp32 original").y) * (fig.data[0].width) == pytest.approx(1.0, rel=1e-3)  # a density
+    fig = charts.layer_error_figure([{"layer": "L0 q", "tensor": 0.02, "channel": 0.005}], "absmax")
+    assert list(fig.data[0].y) == pytest.approx([2.0]) and "%" in fig.layout.yaxis.title.text
+
+
+def test_cross_run_figure_one_colour_per_run():
+    a, b = classification_report(), classification_report()
+    b["run_id"] = "b" * 32
+    b["environment"]["cpu"] = "Other CPU"
+    fig = charts.cross_run_figure([a, b])
+    assert len(fig.data) == 2 and fig.data[0].marker.color != fig.data[1].marker.color
+    assert "Other CPU" in fig.data[1].name

@@ -1,0 +1,190 @@
+"""The machine-wide job queue (core/jobs.py): shared jobs, the result cache, one-at-a-time, cancel, errors.
+
+The queue runs each job in a child process that loads a runner by "file.py:function"; the runners below are
+fakes (no models), so these tests check the queue itself in a few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from core import history
+from core.jobs import JobQueue
+
+HERE = Path(__file__).resolve()
+
+
+# -- fake runners (run inside the child process) --------------------------------------------------
+def fake_runner(config, progress, should_stop):
+    from core.errors import QlabError
+
+    log = config.get("log")
+    started = time.time()
+    seen_data = Path(config["data"]).read_text() if config.get("data") else None
+    variants = config["variants"]
+    for i, v in enumerate(variants):
+        for step in range(config.get("steps", 3)):
+            if should_stop():
+                raise QlabError("cancelled")  # what the engine does: a QlabError (its Cancelled) after should_stop()
+            progress({"variant": v, "index": i, "total": len(variants), "phase": ["build", "quality", "latency"][step % 3],
+                      "fraction": (i + (step + 1) / config.get("steps", 3)) / len(variants), "message": f"{v} step {step}"})
+            time.sleep(config.get("sleep", 0.05))
+    if config.get("fail") == "user":
+        raise QlabError("Your data has no text column; rename it to text.")
+    if config.get("fail") == "crash":
+        raise ZeroDivisionError("division by zero deep inside")
+    if log:
+        with open(log, "a") as fh:
+            fh.write(json.dumps({"pid": os.getpid(), "start": started, "end": time.time(), "model": config["model"]}) + "\n")
+    report = {"task": "embedding", "model": config["model"], "run_id": "", "created": time.time(),
+              "environment": {"cpu": "fake"}, "data": {"name": "x", "seen": seen_data},
+              "results": [{"variant": v, "size_bytes": 1, "latency": [], "quality": {}} for v in variants]}
+    return {"report": report}
+
+
+RUNNERS = {"evaluate": f"{HERE}:fake_runner", "build": f"{HERE}:fake_runner"}
+
+
+@pytest.fixture()
+def queue(tmp_path):
+    q = JobQueue(tmp_path, runners=RUNNERS, poll_s=0.05)
+    yield q
+    q.close()
+
+
+def cfg(model="m", **extra):
+    return {"task": "embedding", "model": model, "variants": ["fp32", "onnx-int8"], **extra}
+
+
+def test_runs_and_saves_a_report(queue, tmp_path):
+    job = queue.submit(cfg(), data_bytes=b"text\nhello\n", data_name="../../evil name.csv")
+    snap = queue.wait(job.id, 60)
+    assert snap["state"] == "done", snap
+    report = history.load_run(snap["run_id"], root=tmp_path)
+    assert report["data"]["seen"] == "text\nhello\n"           # the child read the upload...
+    assert not any((tmp_path / "uploads").iterdir())          # ...which is gone once the job ended
+    assert set(snap["variants"]) == {"fp32", "onnx-int8"}
+    assert snap["variants"]["onnx-int8"]["phases"] == ["build", "quality", "latency"]
+    assert snap["fraction"] == 1.0
+
+
+def test_identical_requests_share_one_job_and_finished_ones_are_instant(queue):
+    first = queue.submit(cfg(sleep=0.1))
+    second = queue.submit(cfg(sleep=0.1))
+    assert second is first and first.subscribers == 2
+    done = queue.wait(first.id, 60)
+    again = queue.submit(cfg(sleep=0.1))
+    assert again.state == "done" and again.cached and again.run_id == done["run_id"]   # no second measurement
+    forced = queue.submit(cfg(sleep=0.1), force=True)
+    assert forced.id != first.id and not forced.cached
+    assert queue.wait(forced.id, 60)["run_id"] != done["run_id"]
+    other_data = queue.submit(cfg(sleep=0.1), data_bytes=b"text\nother\n", data_name="o.csv")
+    assert not other_data.cached  # same config, different data: a different comparison
+
+
+def test_one_at_a_time_with_queue_positions(queue, tmp_path):
+    log = tmp_path / "log.jsonl"
+    a = queue.submit(cfg("a", sleep=0.15, log=str(log)))
+    b = queue.submit(cfg("b", sleep=0.05, log=str(log)))
+    c = queue.submit(cfg("c", sleep=0.05, log=str(log)))
+    deadline = time.time() + 20
+    while queue.status(a.id)["state"] != "running" and time.time() < deadline:
+        time.sleep(0.02)
+    assert queue.status(b.id)["position"] == 1 and queue.status(c.id)["position"] == 2
+    assert queue.status(c.id)["ahead"] == 2  # the running one plus b
+    for job in (a, b, c):
+        assert queue.wait(job.id, 60)["state"] == "done"
+    spans = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [s["model"] for s in spans] == ["a", "b", "c"]
+    for x, y in zip(spans, spans[1:]):
+        assert x["end"] <= y["start"], "jobs overlapped"
+
+
+def test_two_processes_serialize_on_the_machine_lock(tmp_path):
+    """Two queues on one store stand for two Streamlit processes: flock locks are per open file, so they exclude
+    each other exactly as separate processes do."""
+    log = tmp_path / "log.jsonl"
+    q1, q2 = JobQueue(tmp_path, runners=RUNNERS, poll_s=0.05), JobQueue(tmp_path, runners=RUNNERS, poll_s=0.05)
+    try:
+        a = q1.submit(cfg("a", sleep=0.15, log=str(log)))
+        deadline = time.time() + 20
+        while q1.status(a.id)["state"] != "running" and time.time() < deadline:
+            time.sleep(0.02)
+        b = q2.submit(cfg("b", sleep=0.02, log=str(log)))
+        waited = False
+        while q2.status(b.id)["state"] not in ("done", "failed") and time.time() < deadline + 40:
+            s = q2.status(b.id)
+            if s["state"] == "waiting":
+                waited = True
+                assert "another" in s["message"] or "a)" in s["message"], s["message"]
+            time.sleep(0.02)
+        assert waited, "the second process never waited for the first"
+        assert q1.wait(a.id, 60)["state"] == "done" and q2.status(b.id)["state"] == "done"
+        spans = [json.loads(line) for line in log.read_text().splitlines()]
+        assert [s["model"] for s in spans] == ["a", "b"] and spans[0]["end"] <= spans[1]["start"]
+    finally:
+        q1.close()
+        q2.close()
+
+
+def test_cancel_queued_and_running(queue):
+    running = queue.submit(cfg("long", sleep=0.5, steps=30))
+    queued = queue.submit(cfg("next"))
+    deadline = time.time() + 20
+    while queue.status(running.id)["state"] != "running" and time.time() < deadline:
+        time.sleep(0.02)
+    assert queue.cancel(queued.id)
+    assert queue.status(queued.id)["state"] == "cancelled"
+    time.sleep(0.5)
+    proc = running._proc
+    assert proc is not None and proc.poll() is None
+    t0 = time.time()
+    assert queue.cancel(running.id)
+    snap = queue.wait(running.id, 20)
+    assert snap["state"] == "cancelled" and snap["run_id"] is None
+    assert time.time() - t0 < 10 and proc.poll() is not None   # the child process is gone
+
+
+def test_cancelling_a_shared_job_only_drops_one_subscriber(queue):
+    a = queue.submit(cfg("shared", sleep=0.1))
+    b = queue.submit(cfg("shared", sleep=0.1))
+    assert a is b
+    queue.cancel(a.id)
+    assert queue.wait(a.id, 60)["state"] == "done"  # the other tab still gets its result
+
+
+def test_user_errors_are_one_line_and_crashes_name_the_log(queue):
+    bad = queue.submit(cfg("u", fail="user"))
+    snap = queue.wait(bad.id, 60)
+    assert snap["state"] == "failed" and snap["error"] == "Your data has no text column; rename it to text."
+    crash = queue.submit(cfg("c", fail="crash"))
+    snap = queue.wait(crash.id, 60)
+    assert snap["state"] == "failed"
+    assert "ZeroDivisionError: division by zero deep inside" in snap["error"] and "stderr.log" in snap["error"]
+    assert "\n" not in snap["error"] and "Traceback" not in snap["error"]
+    assert "Traceback" in Path(snap["error"].split("details are in ")[1].rstrip(".")).read_text()  # the traceback went to the log
+
+
+def test_build_jobs_share_the_queue(queue):
+    job = queue.submit({"model": "m", "task": "embedding", "variants": ["fp32"]}, kind="build")
+    snap = queue.wait(job.id, 60)
+    assert snap["state"] == "done" and snap["run_id"] is None and snap["result"]["report"]["model"] == "m"
+
+
+def test_the_machine_holder_is_visible_while_a_job_runs(queue):
+    job = queue.submit(cfg("held", sleep=0.2))
+    deadline = time.time() + 20
+    while queue.status(job.id)["state"] != "running" and time.time() < deadline:
+        time.sleep(0.02)
+    holder = queue.machine_holder()
+    assert holder and holder["pid"] == os.getpid() and holder["model"] == "held"
+    queue.wait(job.id, 60)
+    deadline = time.time() + 5   # the job reports done just before the worker lets go of the lock
+    while queue.machine_holder() is not None and time.time() < deadline:
+        time.sleep(0.02)
+    assert queue.machine_holder() is None
