@@ -33,6 +33,12 @@ def variant_key(source, recipe_name: str, params: dict, calibration_texts: list[
     return make_key(kind="variant", fingerprint=source.fingerprint, task=source.task, recipe=recipe_name, params=params, versions=versions, calibration=calib, format=RECIPE_FORMAT)
 
 
+def stored_entry(source, spec: str, store: ModelStore | None = None) -> StoreEntry | None:
+    """The store entry of ``spec`` on ``source`` if it was built already (nothing is built here)."""
+    recipe, params, _ = resolve(spec)
+    return (store or ModelStore()).lookup(variant_key(source, recipe.name, params))
+
+
 def is_stored(source, spec: str, store: ModelStore | None = None) -> bool:
     recipe, params, _ = resolve(spec)
     return variant_key(source, recipe.name, params) in (store or ModelStore())

@@ -9,6 +9,7 @@ sensitivity table, which the Weights page shows.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -111,6 +112,12 @@ def build_onnx_int8_mixed(ctx: BuildContext, params: dict, out: Path) -> dict:
     write_json(out / "onnx.json", {"notes": notes})
     write_json(out / "sensitivity.json", {"target": target, "nodes": table, "kept_fp32": kept, "trail": trail, "final_fidelity": score})
     return {"kept_fp32": kept, "final_fidelity": score}
+
+
+def read_sensitivity(artifact_dir: Path) -> dict | None:
+    """The search's record in a built onnx-int8-mixed artifact: nodes (most sensitive first), kept_fp32, trail, target."""
+    path = Path(artifact_dir) / "sensitivity.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 RECIPES = [
