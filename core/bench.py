@@ -26,6 +26,8 @@ from typing import Callable
 
 import numpy as np
 
+from .report import LatencyCell  # one latency record, the same in the bench and in reports
+
 Clock = Callable[[], float]
 
 
@@ -44,31 +46,13 @@ class Protocol:
 QUICK = Protocol(warmup=1, min_iters=3, min_seconds=0.0, max_iters=20, max_seconds=2.0)
 
 
-@dataclass
-class Timing:
-    batch_size: int
-    seq_len: int
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    mean_ms: float
-    std_ms: float
-    throughput_per_s: float
-    forward_p50_ms: float
-    forward_mean_ms: float
-    iterations: int
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def summarize(e2e_s: list[float], forward_s: list[float], batch_size: int, seq_len: int) -> Timing:
+def summarize(e2e_s: list[float], forward_s: list[float], batch_size: int, seq_len: int) -> LatencyCell:
     e2e = np.asarray(e2e_s, dtype=np.float64) * 1000.0
     fwd = np.asarray(forward_s, dtype=np.float64) * 1000.0
     p50, p90, p99 = (float(v) for v in np.percentile(e2e, [50, 90, 99]))
     mean = float(e2e.mean())
     std = float(e2e.std(ddof=1)) if len(e2e) > 1 else 0.0
-    return Timing(batch_size=batch_size, seq_len=seq_len, p50_ms=p50, p90_ms=p90, p99_ms=p99, mean_ms=mean, std_ms=std,
+    return LatencyCell(batch_size=batch_size, seq_len=seq_len, p50_ms=p50, p90_ms=p90, p99_ms=p99, mean_ms=mean, std_ms=std,
                   throughput_per_s=batch_size / (mean / 1000.0) if mean > 0 else float("inf"),
                   forward_p50_ms=float(np.percentile(fwd, 50)), forward_mean_ms=float(fwd.mean()), iterations=len(e2e))
 
@@ -139,7 +123,7 @@ def make_tokenize(tokenizer, texts: list[str], seq_len: int) -> Callable[[], tup
 
 
 def measure_cell(variant, tokenizer, texts: list[str], batch_size: int, seq_len: int, *, protocol: Protocol = Protocol(),
-                 clock: Clock = time.perf_counter) -> Timing:
+                 clock: Clock = time.perf_counter) -> LatencyCell:
     tokenize = make_tokenize(tokenizer, cell_texts(tokenizer, texts, batch_size, seq_len), seq_len)
     sync = getattr(variant, "sync", None) or (lambda: None)
     e2e, fwd = time_loop(tokenize, variant, protocol=protocol, clock=clock, sync=sync)

@@ -49,6 +49,9 @@ class LatencyCell:
     def from_dict(cls, d: dict) -> "LatencyCell":
         return cls(**_known(cls, d))
 
+    def to_dict(self) -> dict:
+        return asdict(self)
+
 
 @dataclass
 class VariantResult:
