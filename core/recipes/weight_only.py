@@ -106,7 +106,6 @@ def quantize_weights_to_file(ctx: BuildContext, out: Path, scheme: str, granular
 
 def load_dequantized(ctx: BuildContext, art: Path):
     """Rebuild the fp32 model from an int8 artifact: int8 * scales -> float32 weights."""
-    import torch
     from safetensors.torch import load_file
 
     meta = read_json(art / "quantized.json")
