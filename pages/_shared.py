@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
@@ -29,6 +30,41 @@ QUICK_PROTOCOL = {"warmup": 1, "min_iters": 3, "min_seconds": 0.0, "max_iters": 
 MEASUREMENTS = {"quick": "Quick (a few iterations; for demos)", "standard": "Standard (≥10 iterations and ≥0.5 s per cell)"}
 DEFAULT_VARIANTS = ["fp32", "dynamic-int8", "onnx-int8"]
 UPLOAD_TYPES = ["csv", "tsv", "jsonl", "json", "txt"]
+# values offered for recipe parameters that have no fixed choices (anything else is typed)
+PARAM_SUGGESTIONS = {
+    ("onnx-int8-mixed", "target"): ["0.99", "0.995", "0.998", "0.999", "0.9995", "0.9999", "0.99999"],
+    ("onnx-int8-mixed", "max_fp32"): ["1", "2", "4", "8", "16"],
+}
+
+
+@dataclass(frozen=True)
+class BudgetSpec:
+    """The one quality budget that applies to a task, as a number input (same names as the CLI's flags)."""
+
+    key: str            # EvalConfig.budgets key: min_cosine | max_accuracy_drop | max_ppl_increase
+    label: str
+    min_value: float
+    max_value: float
+    step: float
+    fmt: str
+    help: str
+
+    def words(self, value: float) -> str:
+        if self.key == "min_cosine":
+            return f"cosine fidelity ≥ {value:g}"
+        if self.key == "max_accuracy_drop":
+            return f"accuracy drop ≤ {value:g} pt"
+        return f"perplexity increase ≤ {value:g}%"
+
+
+BUDGETS = {
+    EMBEDDING: BudgetSpec("min_cosine", "Quality budget: minimum cosine fidelity to fp32", 0.0, 1.0, 0.001, "%.4f",
+                          "A variant qualifies when its mean cosine similarity to fp32's sentence embeddings is at least this (CLI: --min-cosine)."),
+    CLASSIFICATION: BudgetSpec("max_accuracy_drop", "Quality budget: maximum accuracy drop (points)", 0.0, 100.0, 0.1, "%.1f",
+                               "A variant qualifies when its accuracy is at most this many points below fp32's (CLI: --max-accuracy-drop)."),
+    CAUSAL_LM: BudgetSpec("max_ppl_increase", "Quality budget: maximum perplexity increase (%)", 0.0, 1000.0, 0.5, "%.1f",
+                          "A variant qualifies when its perplexity is at most this many percent above fp32's (CLI: --max-ppl-increase)."),
+}
 
 PAGES = {
     "data": "pages/data.py", "models": "pages/models.py", "run": "pages/run.py", "compare": "pages/compare.py",
@@ -123,6 +159,10 @@ def init_state() -> None:
     ss.setdefault("hw_seqs", [16, 64])
     ss.setdefault("hw_maxlen", 128)
     ss.setdefault("hw_measure", "quick")
+    from core.recommend import DEFAULT_BUDGETS
+
+    for spec in BUDGETS.values():
+        ss.setdefault(f"b_{spec.key}", float(DEFAULT_BUDGETS[spec.key]))
 
 
 @st.cache_resource(show_spinner=False)
@@ -185,8 +225,10 @@ def variant_specs() -> list[str]:
         parts = [name]
         for p in recipe.params:
             value = ss.get("hw_engine") if p.name == "engine" else ss.get(f"p_{name}_{p.name}")
+            value = str(value).strip() if value is not None else None
             default = recipe.defaults()[p.name]
-            if value and value != default and (not p.choices or value in p.choices):
+            offered = p.choices or PARAM_SUGGESTIONS.get((name, p.name))
+            if value and value != default and (not offered or value in offered):
                 parts.append(f"{p.name}={value}")
         specs.append(":".join(parts))
     for extra in (ss.get("v_extra") or "").split(","):
@@ -195,16 +237,40 @@ def variant_specs() -> list[str]:
     return specs
 
 
+def budget_value(task: str) -> float:
+    """The quality budget chosen on Models & variants for ``task`` (the default until changed)."""
+    from core.recommend import DEFAULT_BUDGETS
+
+    spec = BUDGETS.get(task, BUDGETS[EMBEDDING])
+    try:
+        value = float(st.session_state.get(f"b_{spec.key}"))
+    except (TypeError, ValueError):
+        value = float(DEFAULT_BUDGETS[spec.key])
+    return min(max(value, spec.min_value), spec.max_value)
+
+
+def recommend_batch(batch_sizes: list[int]) -> int:
+    """The batch size the recommendation is made at: the one chosen on Models & variants if it is measured, else 1 or the first."""
+    from core.recommend import default_batch_size
+
+    chosen = st.session_state.get("hw_rec_batch")
+    return int(chosen) if chosen in batch_sizes else default_batch_size(batch_sizes)
+
+
 def current_config() -> dict:
     """The comparison as EvalConfig fields (without the data, which travels as bytes)."""
+    from core.recommend import DEFAULT_BUDGETS
+
     ss = st.session_state
     pol = policy()
     threads = int(ss.get("hw_threads") or 0) or None
+    task = model_task()
+    batches = sorted(int(b) for b in ss.get("hw_batches") or [1])
     config = {
-        "task": model_task(),
+        "task": task,
         "model": model_name(),
         "variants": variant_specs(),
-        "batch_sizes": sorted(int(b) for b in ss.get("hw_batches") or [1]),
+        "batch_sizes": batches,
         "seq_lengths": sorted(int(s) for s in ss.get("hw_seqs") or [16]),
         "threads": threads,
         "device": ss.get("hw_device") or "cpu",
@@ -213,6 +279,16 @@ def current_config() -> dict:
     }
     if ss.get("hw_measure", "quick") == "quick":
         config["protocol"] = dict(QUICK_PROTOCOL)
+    # the recommendation: only what differs from the engine's defaults, so an unchanged comparison keeps its saved result
+    spec = BUDGETS.get(task, BUDGETS[EMBEDDING])
+    budget = budget_value(task)
+    if abs(budget - float(DEFAULT_BUDGETS[spec.key])) > 1e-12:
+        config["budgets"] = {spec.key: budget}
+    from core.recommend import default_batch_size
+
+    rec_batch = recommend_batch(batches)
+    if rec_batch != default_batch_size(batches):
+        config["recommend_batch_size"] = rec_batch
     return config
 
 
@@ -283,6 +359,33 @@ def preview_frame(dataset, limit: int = 20):
     else:
         rows = [{"text": t} for t in dataset.texts[:limit]]
     return pd.DataFrame(rows)
+
+
+# -- background builds (Playground, Weights) -------------------------------------------------------------
+def build_panel(queue, job_id: str, what: str = "Building") -> None:
+    """A build job's state, refreshed every second while it runs; reruns the page once when it finishes."""
+    from core.jobs import FINISHED
+
+    snap = queue.status(job_id)
+    active = snap is not None and snap["state"] not in FINISHED
+
+    @st.fragment(run_every=1.0 if active else None)
+    def panel():
+        s = queue.status(job_id)
+        if s is None:
+            return
+        if s["state"] in ("queued", "waiting"):
+            st.info(f"Build queued behind {s.get('ahead', 0)} job(s): {s['message']}", icon=":material/schedule:")
+        elif s["state"] == "running":
+            st.progress(min(1.0, s["fraction"]), text=f"{what} in the background: {s['message']}")
+        elif s["state"] == "failed":
+            st.error(s.get("error") or "The build failed.", icon=":material/error:")
+        elif s["state"] == "cancelled":
+            st.warning("Build cancelled.")
+        if s["state"] in FINISHED and active:
+            st.rerun()
+
+    panel()
 
 
 # -- runs -----------------------------------------------------------------------------------------

@@ -6,8 +6,10 @@ import pandas as pd
 import streamlit as st
 
 from core import charts
-from pages._shared import load_current_report, run_page
+from core.tasks import EMBEDDING
+from pages._shared import BUDGETS, load_current_report, run_page
 
+ALL_SEQS = 0   # the sequence-length choice "all (geometric mean)" (None would show as no choice)
 PLOTLY_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"], "toImageButtonOptions": {"scale": 2}}
 
 
@@ -15,12 +17,79 @@ def chart(fig, key: str) -> None:
     st.plotly_chart(fig, key=key, theme=None, config=PLOTLY_CONFIG)
 
 
-def headline(report: dict, rows: list[dict]) -> None:
-    rec = report.get("recommended") or {}
+def report_budget(report: dict) -> float:
+    """The budget the run was recommended with (the default for reports that did not record one)."""
+    from core.recommend import budgets_for
+
+    spec = BUDGETS.get(report.get("task"), BUDGETS[EMBEDDING])
+    try:
+        return float(budgets_for(report.get("budgets") or {})[spec.key])
+    except (TypeError, ValueError):
+        return float(budgets_for({})[spec.key])
+
+
+def live_recommendation(report: dict, budget: float, batch: int) -> dict | None:
+    """The recommendation recomputed from the report's measurements for this budget and batch size."""
+    from core.recommend import recommend
+
+    spec = BUDGETS.get(report.get("task"), BUDGETS[EMBEDDING])
+    budgets = dict(report.get("budgets") or {}, **{spec.key: float(budget)})
+    return recommend(report.get("results") or [], report.get("task") or EMBEDDING, budgets, int(batch),
+                     reference_quality=charts.reference_quality(report) or None)
+
+
+def recommendation_controls(report: dict, batches: list[int], seqs: list[int]) -> tuple[int, int | None, float]:
+    """Batch size (charts and recommendation), sequence length (charts) and the quality budget; each reset to the run's own when another run opens."""
+    ss = st.session_state
+    spec = BUDGETS.get(report.get("task"), BUDGETS[EMBEDDING])
+    budget_key = f"cmp_budget_{spec.key}"
+    if ss.get("cmp_for_run") != report["run_id"]:
+        d_batch, _ = charts.default_point(report)
+        ss["cmp_for_run"] = report["run_id"]
+        ss["cmp_batch"] = d_batch if d_batch in batches else batches[0]
+        ss["cmp_seq"] = ALL_SEQS
+        ss[budget_key] = min(max(report_budget(report), spec.min_value), spec.max_value)
+    if ss.get("cmp_batch") not in batches:
+        d_batch, _ = charts.default_point(report)
+        ss["cmp_batch"] = d_batch if d_batch in batches else batches[0]
+    if ss.get("cmp_seq") not in [ALL_SEQS] + seqs:
+        ss["cmp_seq"] = ALL_SEQS
+    if budget_key not in ss:
+        ss[budget_key] = min(max(report_budget(report), spec.min_value), spec.max_value)
+    c1, c2, c3 = st.columns([1.3, 1.5, 2.2])
+    batch = c1.selectbox("Batch size", batches, key="cmp_batch", persist_state="session", help="The batch size the charts, the table and the recommendation are read at.")
+    seq = c2.selectbox("Sequence length (charts)", [ALL_SEQS] + seqs, key="cmp_seq",
+                       format_func=lambda s: "all (geometric mean)" if s == ALL_SEQS else f"{s} tokens", persist_state="session",
+                       help="The recommendation always uses the geometric mean over every measured length.")
+    budget = c3.number_input(spec.label, min_value=spec.min_value, max_value=spec.max_value, step=spec.step, format=spec.fmt, key=budget_key,
+                             persist_state="session", help=spec.help + " Changing it here recomputes the recommendation from the saved measurements; nothing is measured again.")
+    return int(batch), (None if seq == ALL_SEQS else int(seq)), float(budget)
+
+
+def recommendation_box(report: dict, rec: dict | None, budget: float, batch: int) -> None:
+    """The recommendation and its reason in words, prominently; and how it differs from what the saved run said."""
+    spec = BUDGETS.get(report.get("task"), BUDGETS[EMBEDDING])
+    if rec:
+        name, reason = rec["variant"], rec.get("reason") or ""
+        words = f"**{name}**{reason[len(name):]}" if reason.startswith(name) else f"**{name}** — {reason}"
+        st.success(f"**Recommended:** {words}.", icon=":material/star:")
+    else:
+        measured_ref = any(r.get("variant") == "fp32" and not r.get("error") for r in report.get("results") or [])
+        st.warning(f"**No recommendation at batch {batch}**: no measured variant keeps {spec.words(budget)}"
+                   + ("" if measured_ref else " (fp32 was not measured; with it there is always an answer)") + ".", icon=":material/info:")
+    saved = report.get("recommended") or {}
+    saved_budget, saved_batch = report_budget(report), saved.get("batch_size") or (report.get("settings") or {}).get("recommend_batch_size")
+    if abs(budget - saved_budget) > 1e-12 or (saved_batch and batch != saved_batch):
+        st.caption(f"Live for this view: the saved run recommended **{saved.get('variant') or 'nothing'}** with {spec.words(saved_budget)}"
+                   + (f" at batch {saved_batch}" if saved_batch else "") + ". Exports keep the saved recommendation.")
+
+
+def headline(report: dict, rows: list[dict], rec: dict | None) -> None:
+    rec = rec or {}
     by_name = {r["variant"]: r for r in rows}
     c1, c2, c3, c4 = st.columns(4)
     name = rec.get("variant")
-    c1.metric("Recommended", name or "none", help=rec.get("reason") or (report.get("settings") or {}).get("no_recommendation_reason"))
+    c1.metric("Recommended", name or "none", help=rec.get("reason") or "No measured variant stays within the quality budget at this batch size.")
     row = by_name.get(name or "", {})
     c2.metric(f"Speed vs fp32 (batch {row.get('batch_size') or rec.get('batch_size') or '?'})",
               f"{row['speedup']:.2f}x" if row.get("speedup") else "—")
@@ -33,12 +102,8 @@ def headline(report: dict, rows: list[dict]) -> None:
     delta = row.get("quality_delta")
     unit = row.get("quality_unit") or ""
     c4.metric(f"Quality ({key.replace('_', ' ')})", (f"{row['quality']:.1f}%" if pct else f"{row['quality']:.4f}") if row.get("quality") is not None else "—",
-              delta=(f"{delta:+.2f} {unit}".strip() if delta is not None and name != "fp32" else None),
+              delta=(f"{delta:+.{4 if unit == 'cosine' else 2}f} {unit}".strip() if delta is not None and name != "fp32" else None),
               delta_color="off" if delta is None else ("normal" if report.get("task") != "causal-lm" else "inverse"))
-    if rec.get("reason"):
-        st.caption(f":material/star: **{name}**: {rec['reason']}")
-    elif (report.get("settings") or {}).get("no_recommendation_reason"):
-        st.caption(f":material/info: No recommendation: {report['settings']['no_recommendation_reason']}.")
 
 
 def table(report: dict, rows: list[dict]) -> None:
@@ -122,18 +187,17 @@ def main() -> None:
         st.warning("This run has no latency measurements (every variant failed?); the notes below say why.", icon=":material/warning:")
         notes(report)
         return
-    d_batch, _ = charts.default_point(report)
-    c1, c2, _ = st.columns([1, 2, 3])
-    batch = c1.selectbox("Batch size", batches, index=batches.index(d_batch) if d_batch in batches else 0, key="cmp_batch")
-    seq_options = [None] + seqs
-    seq = c2.selectbox("Sequence length", seq_options, key="cmp_seq",
-                       format_func=lambda s: "all (geometric mean)" if s is None else f"{s} tokens")
+    batch, seq, budget = recommendation_controls(report, batches, seqs)
+    rec = live_recommendation(report, budget, batch)
+    recommendation_box(report, rec, budget, batch)
     rows = charts.reference_rows(report, batch)
-    headline(report, rows)
+    headline(report, rows, rec)
     for caveat in measurement_caveats(report):
         st.warning(caveat, icon=":material/speed:")
 
-    chart(charts.quality_latency_figure(report, batch, seq), "fig_quality_latency")
+    spec = BUDGETS.get(report.get("task"), BUDGETS[EMBEDDING])
+    live = dict(report, recommended=rec, budgets=dict(report.get("budgets") or {}, **{spec.key: budget}))
+    chart(charts.quality_latency_figure(live, batch, seq, budgets=live["budgets"]), "fig_quality_latency")
     left, right = st.columns(2)
     with left:
         chart(charts.size_figure(report), "fig_size")

@@ -7,8 +7,8 @@ import streamlit as st
 
 from core.errors import QlabError
 from core.tasks import TASKS
-from pages._shared import (BATCH_CHOICES, ENGINES, MEASUREMENTS, SEQ_CHOICES, TASK_NAMES, machine, model_name, model_task, policy,
-                           run_page, show_error, variant_specs)
+from pages._shared import (BATCH_CHOICES, BUDGETS, ENGINES, MEASUREMENTS, PARAM_SUGGESTIONS, SEQ_CHOICES, TASK_NAMES, machine, model_name,
+                           model_task, policy, run_page, show_error, variant_specs)
 
 
 @st.cache_resource(show_spinner=False, ttl=120, max_entries=16)
@@ -98,7 +98,13 @@ def variants_section(pol, source) -> None:
                         continue
                     key = f"p_{name}_{p.name}"
                     st.session_state.setdefault(key, RECIPES[name].defaults()[p.name])
-                    st.selectbox(p.name, list(p.choices), key=key, help=p.help, persist_state="session")
+                    options = list(p.choices or PARAM_SUGGESTIONS.get((name, p.name), []))
+                    if options:
+                        _keep_valid(key, options)
+                        st.selectbox(p.name, options, key=key, help=p.help, persist_state="session",
+                                     index=options.index(RECIPES[name].defaults()[p.name]) if key not in st.session_state else None)
+                    else:
+                        st.text_input(p.name, key=key, help=p.help, persist_state="session")
     st.text_input("More variant specs (optional, comma-separated)", key="v_extra", persist_state="session",
                   placeholder="dynamic-int8:engine=qnnpack, absmax-int8:granularity=tensor",
                   help="Compare a recipe with other parameters side by side, e.g. the per-tensor absmax or the qnnpack engine.")
@@ -143,6 +149,36 @@ def hardware_section() -> None:
         st.warning("qnnpack is the ARM kernel library: on this x86 CPU torch int8 variants will be slower than fp32.", icon=":material/warning:")
 
 
+def recommendation_section() -> None:
+    """The quality budget of the current task (only that one) and the batch size the recommendation is made at."""
+    from core.recommend import DEFAULT_BUDGETS, default_batch_size
+
+    ss = st.session_state
+    task = model_task()
+    spec = BUDGETS[task]
+    st.subheader("Recommendation")
+    c1, c2, _ = st.columns([2, 1, 1])
+    with c1:
+        st.number_input(spec.label, min_value=spec.min_value, max_value=spec.max_value, step=spec.step, format=spec.fmt,
+                        key=f"b_{spec.key}", persist_state="session",
+                        help=spec.help + f" Default {DEFAULT_BUDGETS[spec.key]:g}.")
+    batches = sorted(int(b) for b in ss.get("hw_batches") or [])
+    with c2:
+        if batches:
+            _keep_valid("hw_rec_batch", batches)
+            st.selectbox("Recommend at batch size", batches, key="hw_rec_batch", persist_state="session",
+                         index=batches.index(default_batch_size(batches)) if "hw_rec_batch" not in ss else None,
+                         help="The recommendation is the fastest variant at this batch size whose quality stays within the budget "
+                              "(CLI: --recommend-batch-size). Only measured batch sizes are offered.")
+        else:
+            st.caption("Choose batch sizes above first.")
+    from pages._shared import budget_value, recommend_batch
+
+    bs = recommend_batch(batches) if batches else None
+    st.caption(f"The run recommends the fastest variant{f' at batch {bs}' if bs else ''} with {spec.words(budget_value(task))}; "
+               "both can be changed again on Compare after the run, without measuring again.")
+
+
 def main() -> None:
     pol = policy()
     st.title("Models & variants")
@@ -167,6 +203,8 @@ def main() -> None:
     variants_section(pol, source)
     st.divider()
     hardware_section()
+    st.divider()
+    recommendation_section()
     st.page_link("pages/run.py", label="Next: run the comparison", icon=":material/arrow_forward:")
 
 

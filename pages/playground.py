@@ -9,7 +9,7 @@ from core import charts
 from core.errors import QlabError
 from core.jobs import FINISHED, get_queue
 from core.tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING
-from pages._shared import current_config, model_name, model_task, policy, run_page, show_error
+from pages._shared import build_panel, current_config, model_name, model_task, policy, run_page, show_error
 
 EXAMPLES = {
     CAUSAL_LM: "Return a new list containing",
@@ -31,29 +31,6 @@ def _loaded(name: str, task: str, allow_local: bool, fingerprint: str, spec: str
     from core.playground import load_stored
 
     return load_stored(_source(name, task, allow_local), spec, device=device, threads=threads)
-
-
-def build_panel(queue, job_id: str) -> None:
-    snap = queue.status(job_id)
-    active = snap is not None and snap["state"] not in FINISHED
-
-    @st.fragment(run_every=1.0 if active else None)
-    def panel():
-        s = queue.status(job_id)
-        if s is None:
-            return
-        if s["state"] in ("queued", "waiting"):
-            st.info(f"Build queued behind {s.get('ahead', 0)} job(s): {s['message']}", icon=":material/schedule:")
-        elif s["state"] == "running":
-            st.progress(min(1.0, s["fraction"]), text=f"Building in the background: {s['message']}")
-        elif s["state"] == "failed":
-            st.error(s.get("error") or "The build failed.", icon=":material/error:")
-        elif s["state"] == "cancelled":
-            st.warning("Build cancelled.")
-        if s["state"] in FINISHED and active:
-            st.rerun()
-
-    panel()
 
 
 def show_result(task: str, spec: str, result: dict, other: dict | None) -> None:

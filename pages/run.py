@@ -9,7 +9,8 @@ import streamlit as st
 
 from core import history
 from core.jobs import FINISHED, get_queue
-from pages._shared import (MEASUREMENTS, current_config, data_bytes, data_label, open_run, policy, run_page, show_error)
+from pages._shared import (BUDGETS, MEASUREMENTS, budget_value, current_config, data_bytes, data_label, open_run, policy, recommend_batch,
+                           run_page, show_error)
 
 PHASES = ["build", "load", "quality", "latency"]
 PHASE_WORDS = {"build": "build", "load": "load", "quality": "quality", "latency": "latency"}
@@ -97,7 +98,9 @@ def main() -> None:
         f"Variants: {', '.join(f'`{v}`' for v in config['variants']) or '(none)'}  \n"
         f"Batch sizes {config['batch_sizes']} × sequence lengths {config['seq_lengths']} tokens · "
         f"threads {config['threads'] or 'default'} · {config['device']} · "
-        f"{MEASUREMENTS['quick' if config.get('protocol') else 'standard']}"
+        f"{MEASUREMENTS['quick' if config.get('protocol') else 'standard']}  \n"
+        f"Recommendation: the fastest variant at batch {recommend_batch(config['batch_sizes'])} with "
+        f"{BUDGETS[config['task']].words(budget_value(config['task']))}"
     )
     st.caption("Change these on Data and Models & variants.")
     error, labels = (None, [])

@@ -7,7 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from core import charts
-from pages._shared import model_name, model_task, policy, run_page
+from pages._shared import PARAM_SUGGESTIONS, build_panel, current_config, model_name, model_task, policy, run_page
+
+MIXED = "onnx-int8-mixed"
 
 PLOTLY_CONFIG = {"displaylogo": False}
 
@@ -41,6 +43,80 @@ def _round_trips(name: str, task: str, allow_local: bool, layer: str, granularit
         out[scheme] = dq
         errors[scheme] = relative_error(w, dq)
     return original, out, errors
+
+
+def _choice(key: str, param: str, label: str, column, help: str) -> str:
+    """A search parameter: starts from what Models & variants has for the recipe, or the recipe's default."""
+    from core.recipes import RECIPES
+
+    ss = st.session_state
+    options = PARAM_SUGGESTIONS[(MIXED, param)]
+    if ss.get(key) not in options:
+        chosen = ss.get(f"p_{MIXED}_{param}")
+        ss[key] = chosen if chosen in options else RECIPES[MIXED].defaults()[param]
+    return column.selectbox(label, options, key=key, help=help)
+
+
+def mixed_precision_section(name: str, task: str, source, pol) -> None:
+    """Per-node sensitivity and the fp32 nodes chosen by the onnx-int8-mixed search: read from the built artifact, built by a job."""
+    from core.jobs import FINISHED, get_queue
+    from core.recipes import RECIPES, resolve
+    from core.recipes.mixed import read_sensitivity
+    from core.variants import stored_entry
+
+    ss = st.session_state
+    st.subheader("Accuracy-aware mixed precision (ONNX Runtime int8)")
+    st.caption("`onnx-int8-mixed` quantizes each weight node (a MatMul or a fused attention block) to int8 **alone** and measures how far the "
+               "model's output moves from fp32 on calibration texts: that node's sensitivity. Then it quantizes every node and gives the most "
+               "sensitive ones back their fp32 weights, one at a time, until the output fidelity (cosine to fp32) meets the target.")
+    config = current_config()
+    reason = RECIPES[MIXED].unavailable_reason(config["device"], task)
+    if reason:
+        st.info(f"Not available here: {reason}.", icon=":material/block:")
+        return
+    c1, c2, _ = st.columns([1, 1, 2])
+    target = _choice("w_mixed_target", "target", "Fidelity target", c1, "Output fidelity (cosine to fp32) the search must reach on the calibration texts.")
+    cap = _choice("w_mixed_cap", "max_fp32", "At most this many nodes in fp32", c2, "The search stops here even if the target is not met.")
+    _, _, spec = resolve(f"{MIXED}:target={target}:max_fp32={cap}")
+    entry = stored_entry(source, spec)
+    if entry is None:
+        jobs = ss.setdefault("w_mixed_jobs", {})
+        job_key = f"{source.fingerprint}|{spec}"
+        queue = get_queue()
+        job_id = jobs.get(job_key)
+        snap = queue.status(job_id) if job_id else None
+        busy = snap is not None and snap["state"] not in FINISHED
+        if not busy:
+            st.info(f"`{spec}` is not built for **{name}** yet. The search quantizes every weight node on its own, then the mixed model a few "
+                    "times: about a minute for MiniLM (24 weight nodes), seconds for a tiny model. It runs in the background job queue "
+                    "(one job at a time on this machine); this page stays usable.", icon=":material/construction:")
+        if st.button("Run the search in the background", icon=":material/build:", disabled=busy, key="w_mixed_build"):
+            job = queue.submit({"model": name, "task": task, "variants": [spec], "device": config["device"], "threads": config["threads"],
+                                "max_length": config["max_length"], "allow_local": pol.allow_local}, kind="build")
+            jobs[job_key] = job.id
+            st.rerun()
+        if job_id:
+            build_panel(queue, job_id, "Searching")
+        return
+    record = read_sensitivity(entry.path)
+    if not record or not record.get("nodes"):
+        st.warning(f"The stored `{spec}` has no sensitivity record (built by an older version of the lab); delete it on the Store page and build it again.",
+                   icon=":material/warning:")
+        return
+    left, right = st.columns([3, 2])
+    with left:
+        st.plotly_chart(charts.sensitivity_figure(record), key="fig_mixed_sensitivity", theme=None, config=PLOTLY_CONFIG)
+    with right:
+        st.plotly_chart(charts.fidelity_trail_figure(record), key="fig_mixed_trail", theme=None, config=PLOTLY_CONFIG)
+        st.caption(charts.sensitivity_summary(record, max_fp32=int(cap)))
+        st.caption("Sensitivity is measured one node at a time, so it ignores how errors add up across nodes; the line chart shows the real "
+                   f"fidelity of the whole mixed model as nodes go back to fp32, most sensitive first. Compare its speed and quality: add `{spec}` on Models & variants.")
+    with st.expander("Sensitivity numbers"):
+        kept = set(record.get("kept_fp32") or [])
+        st.dataframe(pd.DataFrame([{"node": charts.short_node_name(r["node"]), "ONNX node": r["node"], "fidelity alone in int8": r.get("fidelity"),
+                                    "loss": r.get("loss"), "kept in fp32": r["node"] in kept} for r in record["nodes"]]),
+                     hide_index=True, column_config={"fidelity alone in int8": st.column_config.NumberColumn(format="%.5f"),
+                                                     "loss": st.column_config.NumberColumn(format="%.2e")})
 
 
 def main() -> None:
@@ -92,6 +168,9 @@ def main() -> None:
     with st.expander("Numbers"):
         st.dataframe(pd.DataFrame([{"layer": r["layer"], "shape": r["shape"], "per tensor %": r["tensor"] * 100, "per channel %": r["channel"] * 100}
                                    for r in rows]), hide_index=True)
+
+    st.divider()
+    mixed_precision_section(name, task, source, pol)
 
 
 run_page(main)

@@ -7,6 +7,7 @@ run by the job queue in its child process against the session's private store (t
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -68,9 +69,11 @@ def finished():
     at.file_uploader(key="data_file").upload("my_sentences.csv", GOOD_CSV, "text/csv")
     at.run()
     setup_small_comparison(at)
+    at.number_input(key="b_min_cosine").set_value(0.98).run()   # a budget of its own: it travels with the run
     at.switch_page("pages/run.py").run()
     no_exceptions(at)
     assert not at.error, texts(at.error)
+    assert any("at batch 1 with cosine fidelity ≥ 0.98" in m for m in texts(at.markdown)), texts(at.markdown)
     started = time.time()
     at.button(key="run_start").click().run()
     poll(at, lambda a: any("Finished in" in s or "instant" in s for s in texts(a.success)) or a.error)
@@ -207,6 +210,18 @@ def test_run_compare_and_share(finished):
     assert at.session_state["current_run"] == run_id
 
 
+def test_the_runs_budget_is_saved_and_shown_on_compare(finished):
+    from core import history
+
+    report = history.load_run(finished["run_id"])
+    assert report["budgets"]["min_cosine"] == pytest.approx(0.98) and report["settings"]["recommend_batch_size"] == 1
+    at = finished["at"]
+    at.switch_page("pages/compare.py").run()
+    no_exceptions(at)
+    assert at.number_input(key="cmp_budget_min_cosine").value == pytest.approx(0.98)
+    assert any(s.startswith("**Recommended:**") and "0.98" in s for s in texts(at.success)), texts(at.success)
+
+
 def test_history_exports_and_link(finished):
     at = finished["at"]
     run_id = finished["run_id"]
@@ -340,13 +355,18 @@ def test_generation_loop_works_for_torch_and_onnx_variants(tiny_gpt2_dir):
     assert len(long["tokens"]) >= 1
 
 
+def use_local_model(at: AppTest, folder, task: str) -> None:
+    at.switch_page("pages/models.py").run()
+    at.radio(key="m_kind").set_value("local").run()
+    at.text_input(key="m_local").input(str(folder)).run()
+    at.selectbox(key="m_task").set_value(task).run()
+    no_exceptions(at)
+
+
 def test_playground_builds_missing_variants_in_the_background(tiny_classifier_dir):
     at = new_app()
     at.run()
-    at.switch_page("pages/models.py").run()
-    at.radio(key="m_kind").set_value("local").run()
-    at.text_input(key="m_local").input(str(tiny_classifier_dir)).run()
-    at.selectbox(key="m_task").set_value("classification").run()
+    use_local_model(at, tiny_classifier_dir, "classification")
     at.multiselect(key="v_variants").set_value(["fp32", "dynamic-int8"]).run()
     no_exceptions(at)
     assert not at.error, texts(at.error)
@@ -363,3 +383,106 @@ def test_playground_builds_missing_variants_in_the_background(tiny_classifier_di
     assert len(tables) == 2 and list(tables[0].columns) == ["text", "label", "confidence"]
     assert set(tables[0]["label"]) <= {"neg", "neu", "pos"} and tables[0]["confidence"].between(0, 1).all()
     assert any("Agrees with the other variant" in c for c in texts(at.caption))
+
+
+# -- quality budgets and the live recommendation ------------------------------------------------------
+def embedding_report() -> dict:
+    """A saved run without measuring: onnx-int8 fastest (cosine 0.9935), dynamic-int8 next (0.997), fp32 the reference."""
+    from core.recommend import recommend
+    from test_charts import result
+
+    rep = {"task": "embedding", "model": "minilm", "run_id": "", "created": "2026-01-01T00:00:00+00:00",
+           "environment": {"cpu": "Test CPU", "threads": 2, "cores": 2, "device": "cpu"},
+           "budgets": {"min_cosine": 0.99, "max_accuracy_drop": 1.0, "max_ppl_increase": 2.0},
+           "settings": {"batch_sizes": [1, 8], "seq_lengths": [16, 64], "recommend_batch_size": 1}, "data": {"name": "sample.csv", "rows": 40},
+           "results": [result("fp32", size_mb=86.7, speed=1.0, quality={"cosine_fidelity": 1.0}),
+                       result("onnx-int8", size_mb=22.0, speed=0.4, quality={"cosine_fidelity": 0.9935}),
+                       result("dynamic-int8", size_mb=30.0, speed=1 / 1.5, quality={"cosine_fidelity": 0.997})]}
+    rep["recommended"] = recommend(rep["results"], "embedding", rep["budgets"], 1)
+    return rep
+
+
+def recommended_on_chart(at: AppTest) -> str:
+    import json
+
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    marks = [a["text"] for a in spec["layout"].get("annotations", []) if "recommended:" in a.get("text", "")]
+    assert len(marks) == 1, marks
+    return marks[0].split("recommended: ")[1]
+
+
+def test_compare_recomputes_the_recommendation_when_the_budget_changes():
+    from core import history
+
+    run_id = history.save_run(embedding_report())
+    at = new_app()
+    at.query_params["run"] = run_id
+    at.run()
+    no_exceptions(at)
+    assert texts(at.title) == ["Compare"]
+    budget = at.number_input(key="cmp_budget_min_cosine")
+    assert budget.value == pytest.approx(0.99)
+    assert texts(at.success) == ["**Recommended:** **onnx-int8** is 2.5x faster than fp32 at batch 1 (1.73 ms vs 4.34 ms p50) "
+                                 "with cosine fidelity 0.9935 >= 0.99."]
+    assert {m.label: m.value for m in at.metric}["Recommended"] == "onnx-int8" and recommended_on_chart(at) == "onnx-int8"
+
+    budget.set_value(0.995).run()   # onnx-int8 falls out of the budget: dynamic-int8 is the fastest left
+    no_exceptions(at)
+    success = texts(at.success)[0]
+    assert success.startswith("**Recommended:** **dynamic-int8** is 1.5x faster") and "cosine fidelity 0.9970 >= 0.995" in success
+    assert "onnx-int8 is faster still but its cosine fidelity 0.9935 < 0.995" in success
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Recommended"] == "dynamic-int8" and metrics["Speed vs fp32 (batch 1)"] == "1.50x"
+    assert recommended_on_chart(at) == "dynamic-int8"
+    assert any("the saved run recommended **onnx-int8**" in c for c in texts(at.caption))
+
+    budget.set_value(0.9999).run()  # only fp32 is good enough
+    assert {m.label: m.value for m in at.metric}["Recommended"] == "fp32" and recommended_on_chart(at) == "fp32"
+    at.selectbox(key="cmp_batch").set_value(8).run()   # the batch size the recommendation is made at follows too
+    no_exceptions(at)
+    assert "at batch 8" in texts(at.success)[0]
+    assert history.load_run(run_id)["recommended"]["variant"] == "onnx-int8"   # the saved run is untouched
+
+
+def test_models_page_offers_only_the_budget_of_the_task(tiny_classifier_dir):
+    at = new_app()
+    at.switch_page("pages/models.py").run()
+    no_exceptions(at)
+    budgets = [n.key for n in at.number_input if n.key.startswith("b_")]
+    assert budgets == ["b_min_cosine"] and at.number_input(key="b_min_cosine").value == pytest.approx(0.99)
+    assert at.selectbox(key="hw_rec_batch").value == 1
+    at.selectbox(key="hw_rec_batch").set_value(8).run()
+    use_local_model(at, tiny_classifier_dir, "classification")
+    assert [n.key for n in at.number_input if n.key.startswith("b_")] == ["b_max_accuracy_drop"]
+    at.number_input(key="b_max_accuracy_drop").set_value(2.5).run()
+    at.switch_page("pages/run.py").run()
+    no_exceptions(at)
+    assert any("fastest variant at batch 8 with accuracy drop ≤ 2.5 pt" in m for m in texts(at.markdown)), texts(at.markdown)
+
+
+def test_weights_page_runs_the_accuracy_aware_search(tiny_classifier_dir):
+    import json
+
+    from core import charts
+
+    at = new_app()
+    at.run()
+    use_local_model(at, tiny_classifier_dir, "classification")
+    at.switch_page("pages/weights.py").run()
+    no_exceptions(at)
+    assert "Accuracy-aware mixed precision (ONNX Runtime int8)" in texts(at.subheader)
+    assert at.selectbox(key="w_mixed_target").value == "0.995"
+    at.selectbox(key="w_mixed_target").set_value("0.99999").run()   # a random tiny model is ~0.9999 all-int8: this target keeps nodes in fp32
+    assert any("not built" in i and "about a minute for MiniLM" in i for i in texts(at.info)), texts(at.info)
+    at.button(key="w_mixed_build").click().run()
+    poll(at, lambda a: len(a.get("plotly_chart")) == 4 or a.error, timeout=180, every=0.5)
+    assert not at.error, texts(at.error)
+    summary = [c for c in texts(at.caption) if "weight nodes" in c]
+    assert summary and re.match(r"[1-4] of 8 weight nodes stay fp32 \(L0 ", summary[0]), summary
+    specs = {c.proto.id: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    sens = next(s for s in specs.values() if s["layout"]["title"]["text"].startswith("Sensitivity of each weight node"))
+    bar = sens["data"][-1]
+    assert len(bar["y"]) == 8 and "L0 attention" in bar["y"] and "L1 output.dense" in bar["y"]
+    kept = next(s for s in specs.values() if s["layout"]["title"]["text"].startswith("Fidelity as nodes"))
+    assert any(t["name"] == "target 0.99999" and t["line"]["dash"] == "dash" for t in kept["data"])
+    assert charts.KEPT_FP32_COLOR in bar["marker"]["color"] and charts.INT8_NODE_COLOR in bar["marker"]["color"]

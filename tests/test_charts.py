@@ -158,3 +158,101 @@ def test_cross_run_figure_one_colour_per_run():
     fig = charts.cross_run_figure([a, b])
     assert len(fig.data) == 2 and fig.data[0].marker.color != fig.data[1].marker.color
     assert "Other CPU" in fig.data[1].name
+
+
+# -- accuracy-aware mixed precision (Weights page) --------------------------------------------------
+def mixed_record():
+    """A search record as core.recipes.mixed.read_sensitivity returns it (nodes deliberately not in loss order)."""
+    nodes = [("Attention_0", 0.99980), ("/model/encoder/layer.0/output/dense/MatMul", 0.99869), ("/model/encoder/layer.1/intermediate/dense/MatMul", 0.99939),
+             ("Attention_1", 0.99990), ("/model/encoder/layer.1/output/dense/MatMul", 0.99996)]
+    return {"target": 0.995, "nodes": [{"node": n, "fidelity": f, "loss": 1 - f} for n, f in nodes],
+            "kept_fp32": ["/model/encoder/layer.0/output/dense/MatMul", "/model/encoder/layer.1/intermediate/dense/MatMul"],
+            "trail": [{"fp32_nodes": 0, "fidelity": 0.9934}, {"fp32_nodes": 1, "fidelity": 0.9947}, {"fp32_nodes": 2, "fidelity": 0.9953}],
+            "final_fidelity": 0.9953}
+
+
+@pytest.mark.parametrize("node, short", [
+    ("/model/encoder/layer.0/output/dense/MatMul", "L0 output.dense"),
+    ("/model/bert/encoder/layer.11/attention/output/dense/MatMul", "L11 attention.output.dense"),
+    ("Attention_3", "L3 attention"),
+    ("Attention", "L0 attention"),
+    ("/model/transformer/h.1/mlp/c_fc/MatMul", "L1 mlp.c_fc"),
+    ("/model/pooler/dense/MatMul", "pooler.dense"),
+    ("/model/classifier/MatMul", "classifier"),
+    ("MatMul_7", "MatMul_7"),
+])
+def test_short_node_names(node, short):
+    assert charts.short_node_name(node) == short
+
+
+def test_sensitivity_bars_sorted_with_kept_nodes_highlighted():
+    rec = mixed_record()
+    fig = charts.sensitivity_figure(rec)
+    bars = [t for t in fig.data if t.x and t.x[0] is not None]
+    assert len(bars) == 1
+    bar = bars[0]
+    assert bar.orientation == "h"
+    assert list(bar.x) == sorted(bar.x, reverse=True)                  # most sensitive first ...
+    assert list(fig.layout.yaxis.categoryarray) == list(bar.y) and fig.layout.yaxis.autorange == "reversed"   # ... drawn on top
+    assert list(bar.y) == ["L0 output.dense", "L1 intermediate.dense", "L0 attention", "L1 attention", "L1 output.dense"]
+    assert bar.x[0] == pytest.approx(1 - 0.99869)
+    colors = dict(zip(bar.y, bar.marker.color))
+    assert colors["L0 output.dense"] == colors["L1 intermediate.dense"] == charts.KEPT_FP32_COLOR
+    assert {colors[n] for n in ("L0 attention", "L1 attention", "L1 output.dense")} == {charts.INT8_NODE_COLOR}
+    assert charts.KEPT_FP32_COLOR != charts.INT8_NODE_COLOR
+    legend = {t.name: t.marker.color for t in fig.data if t.showlegend is not False}
+    assert legend == {"kept in fp32 (2)": charts.KEPT_FP32_COLOR, "int8 (3)": charts.INT8_NODE_COLOR}
+    assert "1 − cosine" in fig.layout.xaxis.title.text
+    assert "/model/encoder/layer.0/output/dense/MatMul" in [c[0] for c in bar.customdata]   # the full ONNX name on hover
+
+
+def test_sensitivity_bars_never_merge_nodes_with_the_same_short_name():
+    rec = {"nodes": [{"node": "/a/layer.0/x/MatMul", "fidelity": 0.9, "loss": 0.1}, {"node": "/b/layer.0/x/MatMul", "fidelity": 0.95, "loss": 0.05}],
+           "kept_fp32": [], "trail": [], "target": 0.99}
+    bar = charts.sensitivity_figure(rec).data[-1]
+    assert len(set(bar.y)) == 2
+
+
+def test_fidelity_trail_has_the_target_as_a_dashed_line():
+    fig = charts.fidelity_trail_figure(mixed_record())
+    target = trace_named(fig, "target 0.995")
+    assert target.line.dash == "dash" and set(target.y) == {0.995}
+    assert min(target.x) <= 0 and max(target.x) >= 2   # spans every step
+    line = trace_named(fig, "fidelity on calibration texts")
+    assert list(line.x) == [0, 1, 2] and list(line.y) == pytest.approx([0.9934, 0.9947, 0.9953])
+    assert list(line.customdata) == ["nothing (all int8)", "L0 output.dense", "L1 intermediate.dense"]
+    lo, hi = fig.layout.yaxis.range
+    assert lo < 0.9934 and hi > 0.995
+    assert fig.layout.xaxis.title.text == "Weight nodes kept in fp32"
+
+
+def test_sensitivity_summary_in_words():
+    rec = mixed_record()
+    assert charts.sensitivity_summary(rec) == ("2 of 5 weight nodes stay fp32 (L0 output.dense, L1 intermediate.dense); "
+                                               "fidelity on calibration texts 0.9934 → 0.9953, target 0.995.")
+    missed = dict(rec, target=0.999)
+    assert "not reached (the cap of 2)" in charts.sensitivity_summary(missed, max_fp32=2)
+    none_kept = dict(rec, kept_fp32=[], trail=[{"fp32_nodes": 0, "fidelity": 0.9971}], final_fidelity=0.9971)
+    assert charts.sensitivity_summary(none_kept) == "All 5 weight nodes are int8: fidelity on calibration texts 0.9971 already meets the target 0.995."
+    assert "0.99994" in charts.sensitivity_summary(dict(none_kept, target=0.99999, final_fidelity=0.99994))   # enough digits to compare
+
+
+def test_empty_search_record_gives_a_message():
+    for fig in (charts.sensitivity_figure({}), charts.fidelity_trail_figure({})):
+        assert fig.layout.annotations
+
+
+def test_quality_budget_line_on_the_pareto_chart():
+    rep = classification_report()
+    assert charts.budget_threshold(rep, {"max_accuracy_drop": 1.0}) == (pytest.approx(89.0), "accuracy ≥ fp32 − 1 pt")
+    fig = charts.quality_latency_figure(rep, budgets={"max_accuracy_drop": 1.0})
+    lines = [s for s in fig.layout.shapes if s.type == "line"]
+    assert len(lines) == 1 and lines[0].y0 == pytest.approx(89.0) and lines[0].line.dash == "dash"
+    assert any("quality budget" in (a.text or "") for a in fig.layout.annotations)
+    assert fig.layout.yaxis.range[0] < 89.0
+    far = charts.quality_latency_figure(rep, budgets={"max_accuracy_drop": 60.0})   # far below every point: said, not drawn
+    assert not [s for s in far.layout.shapes if s.type == "line"]
+    assert any("far below" in (a.text or "") for a in far.layout.annotations)
+    assert not charts.quality_latency_figure(rep).layout.shapes   # without budgets: as before
+    rep["task"] = "embedding"
+    assert charts.budget_threshold(rep, {"min_cosine": 0.995}) == (0.995, "cosine ≥ 0.995")
