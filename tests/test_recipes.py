@@ -199,6 +199,8 @@ def test_spec_parsing_and_errors():
         resolve("absmax-int8:bits=4")
     with pytest.raises(RecipeError, match="not allowed"):
         resolve("dynamic-int8:engine=cuda")
+    with pytest.raises(RecipeError, match="must be a number from 0 to 1"):
+        resolve("onnx-int8-mixed:target=abc")
     with pytest.raises(RecipeError, match="key=value"):
         resolve("dynamic-int8:x86")
     assert "onnx-int8" in expand("all", "embedding") and "fp16" not in expand("all", "embedding")

@@ -28,10 +28,19 @@ class Param:
     default: str
     choices: tuple[str, ...] = ()
     help: str = ""
+    number: tuple[float, float] | None = None   # (low, high) for a numeric parameter
 
     def check(self, recipe: str, value: str) -> str:
         if self.choices and value not in self.choices:
             raise RecipeError(f"'{recipe}' parameter {self.name}={value} is not allowed; choose one of {', '.join(self.choices)}.")
+        if self.number:
+            low, high = self.number
+            try:
+                ok = low <= float(value) <= high
+            except ValueError:
+                ok = False
+            if not ok:
+                raise RecipeError(f"'{recipe}' parameter {self.name}={value} must be a number from {low:g} to {high:g}.")
         return value
 
 

@@ -81,14 +81,14 @@ def sensitivity(probe: _Probe, nodes: list[str], say=lambda f, m: None) -> list[
     """Fidelity loss when only that node is int8, most sensitive first."""
     rows = []
     for i, node in enumerate(nodes):
-        say(0.3 + 0.4 * i / max(len(nodes), 1), f"sensitivity {i + 1}/{len(nodes)}: {node}")
+        say(0.55 + 0.3 * i / max(len(nodes), 1), f"sensitivity {i + 1}/{len(nodes)}: {node}")
         score = probe.score(probe.quantize(probe.work / "one.onnx", only=[node]))
         rows.append({"node": node, "fidelity": score, "loss": 1.0 - score})
     return sorted(rows, key=lambda r: r["loss"], reverse=True)
 
 
 def build_onnx_int8_mixed(ctx: BuildContext, params: dict, out: Path) -> dict:
-    target, cap = float(params["target"]), int(params["max_fp32"])
+    target, cap = float(params["target"]), int(float(params["max_fp32"]))
     work = out / "work"
     work.mkdir()
     notes = build_fp32_graph(ctx, work)
@@ -102,7 +102,7 @@ def build_onnx_int8_mixed(ctx: BuildContext, params: dict, out: Path) -> dict:
         if score >= target or len(kept) >= cap:
             break
         kept.append(row["node"])
-        ctx.say(0.75, f"keeping {len(kept)} node(s) in fp32: fidelity {score:.4f}")
+        ctx.say(0.87, f"keeping {len(kept)} node(s) in fp32: fidelity {score:.4f}")
         score = probe.score(probe.quantize(work / "mixed.onnx", exclude=kept))
         trail.append({"fp32_nodes": len(kept), "fidelity": score})
     probe.quantize(out / GRAPH, exclude=kept)
@@ -125,8 +125,8 @@ RECIPES = [
         "onnx-int8-mixed", "onnx", "ONNX Runtime dynamic int8 with the most sensitive layers kept fp32, chosen by per-layer sensitivity to meet a fidelity target",
         build_onnx_int8_mixed, load_onnx,
         params=(
-            Param("target", "0.995", help="output fidelity (cosine to fp32) to reach on the calibration texts"),
-            Param("max_fp32", "4", help="most weight nodes left in fp32"),
+            Param("target", "0.995", help="output fidelity (cosine to fp32) to reach on the calibration texts", number=(0.0, 1.0)),
+            Param("max_fp32", "4", help="most weight nodes left in fp32", number=(0, 1000)),
         ),
         check=_cpu_only,
     ),
