@@ -175,9 +175,11 @@ def test_validate_model_specific_checks(tiny_gpt2_dir, tiny_classifier_dir):
 
 
 # -- real runs in worker processes on tiny models --------------------------------------------------------
-def test_causal_lm_run_matches_in_process_perplexity(tiny_gpt2_dir, tmp_path):
+def test_causal_lm_run_matches_in_process_perplexity(tiny_gpt2_dir, tmp_path, monkeypatch):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    monkeypatch.setenv("QLAB_CACHE_DIR", str(tmp_path / "store"))  # its own store: the cache_hit check below must not depend on test order
 
     from core import metrics
 
