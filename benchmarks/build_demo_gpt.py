@@ -63,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         enc = tokenizer(prompt, return_tensors="pt")
         torch.manual_seed(args.seed)
         with torch.inference_mode():
-            greedy = model.generate(**enc, max_new_tokens=40, do_sample=False, pad_token_id=tokenizer.eos_token_id)
+            greedy = model.generate(**enc, max_new_tokens=40, do_sample=False, no_repeat_ngram_size=3, pad_token_id=tokenizer.eos_token_id)
             sampled = model.generate(**enc, max_new_tokens=60, do_sample=True, top_k=40, temperature=0.8, pad_token_id=tokenizer.eos_token_id)
-        print("\ngreedy sample:\n" + tokenizer.decode(greedy[0], skip_special_tokens=True))
+        print("\ngreedy sample (no repeated 3-grams):\n" + tokenizer.decode(greedy[0], skip_special_tokens=True))
         print("\nsampled (top-k 40, temperature 0.8):\n" + tokenizer.decode(sampled[0], skip_special_tokens=True))
     return 0
 
