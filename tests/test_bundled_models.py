@@ -201,18 +201,19 @@ def test_demo_gpt_budget_path_and_atomic_failure(tmp_path):
     assert not list(tmp_path.glob(".killed*"))
 
 
-@pytest.mark.parametrize("module", [demo_gpt, clf])
-def test_atomic_dir_replaces_only_on_success(tmp_path, module):
+def test_atomic_dir_replaces_only_on_success(tmp_path):
+    from core.bundled.build_utils import atomic_dir
+
     out = tmp_path / "model"
     with pytest.raises(RuntimeError):
-        with module._atomic_dir(out) as tmp:
+        with atomic_dir(out) as tmp:
             (tmp / "config.json").write_text("{}")
             raise RuntimeError("killed while saving")
     assert not out.exists() and not list(tmp_path.iterdir())
 
-    with module._atomic_dir(out) as tmp:
+    with atomic_dir(out) as tmp:
         (tmp / "config.json").write_text('{"v": 1}')
-    with module._atomic_dir(out) as tmp:
+    with atomic_dir(out) as tmp:
         (tmp / "config.json").write_text('{"v": 2}')
     assert (out / "config.json").read_text() == '{"v": 2}'
     assert [p.name for p in tmp_path.iterdir()] == ["model"]

