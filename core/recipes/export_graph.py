@@ -45,19 +45,15 @@ def classic_attention_for(model):
         model.set_attn_implementation(before)
 
 
-def additive_encoder_wrapper(model, task: str):
-    """forward(input_ids, attention_mask) with the classic additive mask, for encoder exports."""
+def additive_mask(attention_mask):
+    """The classic BERT extended mask: 0 where attended, -10000 where padded, shaped [batch, 1, 1, seq]."""
     import torch
 
-    from .torch_common import primary_output
+    return (1.0 - attention_mask[:, None, None, :].to(torch.float32)) * MASK_VALUE
 
-    class ClassicMaskEncoder(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model
 
-        def forward(self, input_ids, attention_mask):
-            extended = (1.0 - attention_mask[:, None, None, :].to(torch.float32)) * MASK_VALUE
-            return primary_output(task, self.model(input_ids=input_ids, attention_mask=extended))
+def additive_encoder_wrapper(model, task: str):
+    """forward(input_ids, attention_mask) with the classic additive mask, for encoder exports."""
+    from .torch_common import make_wrapper
 
-    return ClassicMaskEncoder().eval()
+    return make_wrapper(model, task, mask_transform=additive_mask)

@@ -12,8 +12,11 @@ def primary_output(task: str, outputs):
     return outputs.last_hidden_state if task == EMBEDDING else outputs.logits
 
 
-def make_wrapper(model, task: str):
-    """A module with forward(input_ids, attention_mask) -> the task's one output tensor (for tracing/export)."""
+def make_wrapper(model, task: str, mask_transform=None):
+    """A module with forward(input_ids, attention_mask) -> the task's one output tensor (for tracing/export).
+
+    ``mask_transform`` turns the 0/1 mask into what the model gets instead (e.g. an additive 4D mask for export).
+    """
     import torch
 
     class PrimaryOutput(torch.nn.Module):
@@ -22,8 +25,9 @@ def make_wrapper(model, task: str):
             self.model = model
 
         def forward(self, input_ids, attention_mask):
-            out = self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False) if task != EMBEDDING else self.model(input_ids=input_ids, attention_mask=attention_mask)
-            return primary_output(task, out)
+            mask = mask_transform(attention_mask) if mask_transform else attention_mask
+            extra = {} if task == EMBEDDING else {"use_cache": False}
+            return primary_output(task, self.model(input_ids=input_ids, attention_mask=mask, **extra))
 
     return PrimaryOutput().eval()
 
