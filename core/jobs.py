@@ -17,7 +17,6 @@ and deleted when the job ends.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import fcntl
 import hashlib
@@ -28,7 +27,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -40,19 +38,15 @@ from pathlib import Path
 
 from . import history
 from .errors import QlabError
+from .execution import local
+from .execution.events import Cancelled, encode, phase_start
+from .execution.local import KILL_AFTER_S
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-EVENT_PREFIX = "@@qlab "
 DEFAULT_RUNNERS = {"evaluate": "core.jobs:evaluate_runner", "build": "core.jobs:build_runner"}
 ACTIVE = ("queued", "waiting", "running")
 FINISHED = ("done", "failed", "cancelled")
-KILL_AFTER_S = 8.0
-PHASE_SHARE = {"build": 0.05, "load": 0.3, "quality": 0.45, "latency": 0.65, "done": 1.0}
 KEEP_FINISHED = 200
-
-
-class Cancelled(QlabError):
-    """Raised inside a job when the person cancelled it."""
 
 
 @dataclass
@@ -79,7 +73,7 @@ class Job:
     log_path: str | None = None
     subscribers: int = 1               # how many requests share this job
     overall: float = 0.0               # overall fraction done, from the events
-    _proc: object = field(default=None, repr=False)
+    pid: int | None = None             # the job's process while it runs
 
     @property
     def active(self) -> bool:
@@ -213,10 +207,7 @@ class JobQueue:
                 self._queue.remove(job)
                 self._finish(job, "cancelled", "cancelled before it started")
                 return True
-            proc = job._proc
             job.message = "cancelling..."
-        if proc is not None:
-            _terminate(proc)
         return True
 
     def wait(self, job_id: str, timeout: float = 600.0) -> dict:
@@ -238,9 +229,8 @@ class JobQueue:
             self._queue.clear()
             current = self._current
             self._wake.notify_all()
-        if current is not None and current._proc is not None:
-            current.cancel_requested = True
-            _terminate(current._proc)
+        if current is not None:
+            current.cancel_requested = True   # the launcher ends the job's process tree within poll_s
         if self._worker is not None:
             self._worker.join(timeout=15)
 
@@ -279,7 +269,6 @@ class JobQueue:
         with self._lock:
             job.state, job.message, job.finished = state, message, time.time()
             job.error = error if error is not None else (message if state == "failed" else None)
-            job._proc = None
 
     @contextlib.contextmanager
     def _machine_lock(self, job: Job):
@@ -346,27 +335,9 @@ class JobQueue:
         (job_dir / "job.json").write_text(json.dumps({"kind": job.kind, "runner": self.runners[job.kind], "config": config}, default=str))
         log_path = job_dir / "stderr.log"
         job.log_path = str(log_path)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-        env["QLAB_CACHE_DIR"] = str(self.root)
-        env.setdefault("TOKENIZERS_PARALLELISM", "false")
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "core.jobs", str(job_dir)], cwd=str(PROJECT_ROOT), env=env,
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1)
-            with self._lock:
-                job._proc = proc
-                cancel_now = job.cancel_requested
-            _CHILDREN.add(proc)
-            if cancel_now:
-                _terminate(proc)
-            try:
-                for line in proc.stdout:
-                    if line.startswith(EVENT_PREFIX):
-                        with contextlib.suppress(ValueError):
-                            self._on_event(job, json.loads(line[len(EVENT_PREFIX):]))
-                proc.wait()
-            finally:
-                _CHILDREN.discard(proc)
+        code = local.run("core.jobs", str(job_dir), env=local.project_env({"QLAB_CACHE_DIR": str(self.root)}), log_path=log_path,
+                         on_event=lambda event: self._on_event(job, event), should_stop=lambda: job.cancel_requested,
+                         poll_s=self.poll_s, grace_s=KILL_AFTER_S, on_start=lambda handle: setattr(job, "pid", handle.pid))
         if job.cancel_requested:
             raise Cancelled("cancelled")
         error = _read_json(job_dir / "error.json")
@@ -381,7 +352,7 @@ class JobQueue:
             return
         result = _read_json(job_dir / "result.json")
         if result is None:
-            self._finish(job, "failed", f"The evaluation process stopped without a result (exit code {proc.returncode}); see {log_path}.")
+            self._finish(job, "failed", f"The evaluation process stopped without a result (exit code {code}); see {log_path}.")
             return
         if job.kind == "evaluate":
             report = result.get("report")
@@ -409,8 +380,9 @@ class JobQueue:
                 if phase and phase not in slot["phases"]:
                     slot["phases"].append(phase)
                 slot.update({k: event.get(k) for k in ("index", "total", "phase", "message") if event.get(k) is not None})
-                if phase in PHASE_SHARE:  # the variant's own bar moves with its phases (events carry only the overall fraction)
-                    slot["fraction"] = max(float(slot.get("fraction") or 0.0), PHASE_SHARE[phase])
+                share = phase_start(phase)
+                if share is not None:  # the variant's own bar moves with its phases (events carry only the overall fraction)
+                    slot["fraction"] = max(float(slot.get("fraction") or 0.0), share)
             if event.get("message"):
                 job.message = str(event["message"])[:200]
 
@@ -418,7 +390,6 @@ class JobQueue:
 # -- process-wide singletons -----------------------------------------------------------------------
 _QUEUES: dict[str, JobQueue] = {}
 _QUEUES_LOCK = threading.Lock()
-_CHILDREN: set = set()
 
 
 def get_queue(root: str | os.PathLike | None = None) -> JobQueue:
@@ -429,30 +400,6 @@ def get_queue(root: str | os.PathLike | None = None) -> JobQueue:
         if queue is None or queue._closed:
             queue = _QUEUES[path] = JobQueue(path)
         return queue
-
-
-def _terminate(proc) -> None:
-    """SIGTERM now (the child stops at its next check), SIGKILL if it is still running a few seconds later."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(OSError):
-        proc.terminate()
-
-    def escalate():
-        try:
-            proc.wait(timeout=KILL_AFTER_S)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(OSError):
-                proc.kill()
-
-    threading.Thread(target=escalate, daemon=True).start()
-
-
-@atexit.register
-def _kill_children() -> None:
-    for proc in list(_CHILDREN):
-        with contextlib.suppress(Exception):
-            proc.kill()
 
 
 def _read_json(path: Path) -> dict | None:
@@ -569,7 +516,7 @@ def child_main(job_dir: str) -> int:
 
     def progress(event: dict) -> None:
         with out_lock:
-            out.write(EVENT_PREFIX + json.dumps(event, default=str) + "\n")
+            out.write(encode(event))
             out.flush()
 
     def should_stop() -> bool:

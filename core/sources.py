@@ -133,10 +133,21 @@ def hub_source(hub_id: str, task: str | None, revision: str | None = None) -> So
     return folder_source(Path(path), hub_id, "hub", task, fingerprint=f"hub:{hub_id}@{revision_sha}")
 
 
+# -- bundled models ---------------------------------------------------------------------------
+def bundled_source(name: str, task: str | None, *, store=None, progress=None) -> Source:
+    """A bundled model as a Source (trained and stored first if it is one of the models built here)."""
+    from .bundled import BUNDLED, bundled_path
+
+    model = BUNDLED[name]
+    if task and task != model.task:
+        raise SourceError(f"Bundled model '{name}' does {model.task}, not {task}; pick a {task} model (" + ", ".join(n for n, m in BUNDLED.items() if m.task == task) + ").")
+    return folder_source(bundled_path(name, store=store, progress=progress), name, "bundled", model.task)
+
+
 # -- entry point ------------------------------------------------------------------------------
 def resolve(name: str, task: str | None = None, *, store=None, progress=None, allow_local: bool = True) -> Source:
     """Turn a bundled name, local folder or hub id into a :class:`Source` (building bundled models if needed)."""
-    from .bundled import BUNDLED, bundled_source
+    from .bundled import BUNDLED
 
     name = (name or "").strip()
     if not name:

@@ -76,12 +76,3 @@ def bundled_path(name: str, *, store=None, build: bool = True, progress=None) ->
             describe={"kind": "bundled-model", "model": name, "recipe": "bundled", "task": model.task},
         )
     return entry.path / "model"
-
-
-def bundled_source(name: str, task: str | None, *, store=None, progress=None):
-    from ..sources import folder_source
-
-    model = BUNDLED[name]
-    if task and task != model.task:
-        raise SourceError(f"Bundled model '{name}' does {model.task}, not {task}; pick a {task} model (" + ", ".join(n for n, m in BUNDLED.items() if m.task == task) + ").")
-    return folder_source(bundled_path(name, store=store, progress=progress), name, "bundled", model.task)
