@@ -1,4 +1,4 @@
-"""``python -m core``: models, variants, evaluate, prepare, store.
+"""``python -m core``: models, variants, evaluate, hardware, prepare, store.
 
 Exit codes: 0 success; 2 bad input (one line on stderr, prefixed "error: ", never a traceback); 1 an unexpected
 failure (a bug: its traceback is printed); 130 interrupted.
@@ -110,11 +110,13 @@ class ProgressView:
 
     def __call__(self, event: dict) -> None:
         head = f"[{event.get('index', 0) + 1}/{event.get('total', 1)}] {event.get('variant', '')}"
+        if event.get("target"):
+            head = f"{event['target']}: {head}"
         if self.bar is not None:
             self.bar.set_description_str(f"{head} {event.get('phase', '')}: {event.get('message', '')[:48]}", refresh=False)
             self.bar.update(max(0, int(event.get("fraction", 0) * 1000) - self.bar.n))
             return
-        key = (event.get("variant"), event.get("phase"))
+        key = (event.get("target"), event.get("variant"), event.get("phase"))
         if key != self.last:
             self.last = key
             print(f"{head} {event.get('phase', '')}: {event.get('message', '')}", file=self.stream, flush=True)
@@ -139,7 +141,8 @@ def _default_out(config) -> Path:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import EvalConfig, run_evaluation, validate
+    from .evaluate import EvalConfig, validate
+    from .execution.targets import lost_targets
     from .report import format_table, report_to_csv, report_to_json
 
     task = args.task or _infer_task(args.model)
@@ -151,10 +154,11 @@ def cmd_evaluate(args) -> int:
         max_length=args.max_length, budgets=budgets, recommend_batch_size=args.recommend_batch_size, stride=args.stride, protocol=protocol or None,
     )
     config = validate(config)
+    chosen = _chosen_targets(args.hardware)
     out = Path(args.out) if args.out else _default_out(config)
     view = ProgressView()
     try:
-        report = run_evaluation(config, progress=view)
+        report = _measure(config, chosen, view)
     finally:
         view.close()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -167,6 +171,52 @@ def cmd_evaluate(args) -> int:
     else:
         print(format_table(report))
         print(f"\nReport: {out}" + (f"  CSV: {args.csv}" if args.csv else ""))
+    lost = lost_targets(report)
+    for target in lost:
+        print(f"error: hardware target {target['name']}: {target['error']}; the report keeps the other targets' results.", file=sys.stderr)
+    return EXIT_BUG if lost else EXIT_OK
+
+
+def _chosen_targets(selection: str | None) -> list[dict]:
+    from .execution.targets import choose, cluster_configured, list_targets, parse_selection
+
+    wanted = parse_selection(selection)
+    if wanted == ["local"] and not cluster_configured():
+        from .execution.hardware import LOCAL_ID
+
+        return [{"id": LOCAL_ID, "name": "this machine", "node_id": None, "alive": True}]
+    return choose(wanted, list_targets())
+
+
+def _measure(config, chosen: list[dict], progress) -> dict:
+    """Run the comparison: under this machine's measurement lock when it runs here, across the cluster otherwise."""
+    from .execution.machine_lock import machine_lock
+    from .execution.targets import run_across
+    from .history import store_root
+
+    if len(chosen) == 1 and not chosen[0].get("node_id"):
+        def waiting(message: str) -> None:
+            progress({"variant": config.model, "index": 0, "total": len(config.variants), "phase": "build", "fraction": 0.0, "message": message})
+
+        with machine_lock(store_root(), {"by": "command-line evaluation", "model": config.model}, on_wait=waiting):
+            return run_across(config, chosen, progress=progress)
+    return run_across(config, chosen, progress=progress)
+
+
+# -- hardware ---------------------------------------------------------------------------------------
+def cmd_hardware(args) -> int:
+    from .execution.hardware import speedup_hint
+    from .execution.targets import list_targets
+
+    rows = list_targets()
+    if args.json:
+        print(json.dumps([{k: r.get(k) for k in ("id", "name", "node_id", "cpu", "arch", "cores", "isa", "gpu", "alive")} | {"this_machine": bool(r.get("this_machine") or r["id"] == "local")}
+                          for r in rows], indent=2))
+        return EXIT_OK
+    table = [[r["id"], r["name"], str(r.get("cpu") or "?"), str(r.get("cores") or "?"), " ".join(r.get("isa") or []) or "-",
+              r.get("gpu") or "-", ("alive" if r.get("alive") else "lost") + (" (this machine)" if r.get("this_machine") else ""),
+              speedup_hint(r.get("isa") or [])] for r in rows]
+    _print_rows(["id", "name", "cpu", "cores", "isa", "gpu", "state", "int8"], table)
     return EXIT_OK
 
 
@@ -240,7 +290,7 @@ def build_parser() -> Parser:
     from .tasks import TASKS
 
     parser = Parser(prog="python -m core", description="Quantization Lab: compare quantized variants of a model on this machine.")
-    sub = parser.add_subparsers(dest="command", metavar="{models,variants,evaluate,prepare,store}")
+    sub = parser.add_subparsers(dest="command", metavar="{models,variants,evaluate,hardware,prepare,store}")
 
     p = sub.add_parser("models", help="the bundled models and where they are on disk")
     p.add_argument("--json", action="store_true")
@@ -273,7 +323,12 @@ def build_parser() -> Parser:
     p.add_argument("--out", help="report JSON path (default reports/<model>-<task>-<time>.json)")
     p.add_argument("--csv", help="also write a flat CSV (one row per variant x batch x seq)")
     p.add_argument("--json", action="store_true", help="print the report JSON instead of the table")
+    p.add_argument("--hardware", default="local", help="where to measure: local, all, or comma-separated target ids (python -m core hardware)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("hardware", help="the hardware targets: this machine, or every node of the Ray cluster in QLAB_RAY_ADDRESS")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_hardware)
 
     p = sub.add_parser("prepare", help="build every bundled model ahead of time")
     p.add_argument("--models", help="comma-separated subset (default: all)")

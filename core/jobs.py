@@ -18,7 +18,6 @@ and deleted when the job ends.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import importlib
 import importlib.util
@@ -41,6 +40,7 @@ from .errors import QlabError
 from .execution import local
 from .execution.events import Cancelled, encode, phase_start
 from .execution.local import KILL_AFTER_S
+from .execution.machine_lock import machine_lock, read_holder
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RUNNERS = {"evaluate": "core.jobs:evaluate_runner", "build": "core.jobs:build_runner"}
@@ -180,17 +180,8 @@ class JobQueue:
             return [j.snapshot() for j in jobs if j is not None]
 
     def machine_holder(self) -> dict | None:
-        """Who holds the machine-wide evaluation lock right now ({"pid", "job", "model", "since"}), if anyone."""
-        holder = _read_json(self.root / "locks" / "evaluation.holder.json")
-        if not holder or not isinstance(holder.get("pid"), int):
-            return None
-        try:
-            os.kill(holder["pid"], 0)
-        except ProcessLookupError:
-            return None  # left by a process that died
-        except PermissionError:
-            pass
-        return holder
+        """Who holds the machine-wide measurement lock right now ({"pid", "job", "model", "since"}), if anyone."""
+        return read_holder(self.root)
 
     def cancel(self, job_id: str) -> bool:
         """Cancel a queued job at once, or stop a running one (terminate, then kill if it does not stop)."""
@@ -270,35 +261,15 @@ class JobQueue:
             job.state, job.message, job.finished = state, message, time.time()
             job.error = error if error is not None else (message if state == "failed" else None)
 
-    @contextlib.contextmanager
     def _machine_lock(self, job: Job):
-        """Hold the machine-wide evaluation lock; waits (cancellably) while another process holds it."""
-        lock_path = self.root / "locks" / "evaluation.lock"
-        holder_path = self.root / "locks" / "evaluation.holder.json"
-        fh = open(lock_path, "a+")
-        try:
-            while True:
-                try:
-                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if job.cancel_requested:
-                        raise Cancelled("cancelled while waiting for the machine") from None
-                    with self._lock:
-                        job.state = "waiting"
-                        job.waiting_for = _read_holder(holder_path)
-                        job.message = "waiting for " + (job.waiting_for or "another evaluation on this machine") + " to finish"
-                    time.sleep(self.poll_s)
-            holder = {"pid": os.getpid(), "job": job.id[:8], "model": job.config.get("model"), "since": time.time()}
-            with contextlib.suppress(OSError):
-                history._atomic_write(holder_path, json.dumps(holder))
-            yield
-        finally:
-            with contextlib.suppress(OSError):
-                holder_path.unlink()
-            with contextlib.suppress(OSError):
-                fcntl.flock(fh, fcntl.LOCK_UN)
-            fh.close()
+        """Hold the machine-wide measurement lock; waits (cancellably) while another process holds it."""
+        def on_wait(message: str) -> None:
+            with self._lock:
+                job.state, job.message = "waiting", message
+                job.waiting_for = message.removeprefix("waiting for ").removesuffix(" to finish")
+
+        return machine_lock(self.root, {"job": job.id[:8], "model": job.config.get("model")}, should_stop=lambda: job.cancel_requested,
+                            on_wait=on_wait, poll_s=self.poll_s)
 
     def _run(self, job: Job) -> None:
         if job.cancel_requested:
@@ -407,15 +378,6 @@ def _read_json(path: Path) -> dict | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-
-
-def _read_holder(path: Path) -> str | None:
-    holder = _read_json(path)
-    if not holder:
-        return None
-    if holder.get("pid") == os.getpid():
-        return f"another evaluation in this server ({holder.get('model')})"
-    return f"an evaluation in another process (pid {holder.get('pid')}, {holder.get('model')})"
 
 
 # -- runners (run inside the child process) --------------------------------------------------------

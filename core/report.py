@@ -11,7 +11,7 @@ import csv
 import io
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from .errors import QlabError
 from .tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING
@@ -69,6 +69,7 @@ class VariantResult:
     error: str | None = None
     is_reference: bool = False
     baseline_rss_bytes: int | None = None          # the worker's memory with libraries imported, before loading the variant
+    hardware: str | None = None                    # the target it ran on, in a comparison across hardware targets
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -103,6 +104,8 @@ class Report:
     settings: dict = field(default_factory=dict)
     reference: dict = field(default_factory=dict)   # fp32's quality (always computed, even when fp32 is not a requested variant)
     schema: int = SCHEMA_VERSION
+    hardware: list = field(default_factory=list)    # across hardware targets: each target's probe, status, environment, reference
+    recommended_by_hardware: dict = field(default_factory=dict)   # target id -> the same shape as ``recommended``
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,6 +123,20 @@ class Report:
 
     def result(self, variant: str) -> VariantResult | None:
         return next((r for r in self.results if r.variant == variant), None)
+
+    @property
+    def target_ids(self) -> list[str]:
+        """The hardware targets of a cross-hardware report, in order ([] for a one-machine report)."""
+        return [t["id"] for t in self.hardware if isinstance(t, dict) and t.get("id")]
+
+    def for_hardware(self, target_id: str) -> "Report":
+        """This report as if only ``target_id`` had been measured: its rows, machine, reference and recommendation."""
+        target = next((t for t in self.hardware if t.get("id") == target_id), None)
+        if target is None:
+            raise ReportError(f"This report has no hardware target '{target_id}'.")
+        return replace(self, results=[r for r in self.results if r.hardware == target_id], environment=target.get("environment") or {},
+                       reference=target.get("reference") or {}, recommended=self.recommended_by_hardware.get(target_id),
+                       hardware=[], recommended_by_hardware={})
 
     @property
     def batch_sizes(self) -> list[int]:
