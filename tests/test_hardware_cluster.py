@@ -125,9 +125,9 @@ def test_lost_node_keeps_the_other_targets(cluster, tiny_embedder_dir, tmp_path)
     c.wait_for_nodes()
     out = tmp_path / "partial.json"
     env = dict(os.environ, QLAB_RAY_ADDRESS=cluster["address"], PYTHONPATH=os.environ["PYTHONPATH"])
-    slow = ["--batch-sizes", "1,2", "--seq-lengths", "8,16", "--warmup", "1", "--min-iters", "5", "--min-seconds", "1.0", "--max-seconds", "2"]
+    slow = ["--batch-sizes", "1", "--seq-lengths", "8,16", "--warmup", "1", "--min-iters", "5", "--min-seconds", "0.5", "--max-seconds", "2"]
     proc = subprocess.Popen([sys.executable, "-m", "core", "evaluate", "--task", "embedding", "--model", str(tiny_embedder_dir),
-                             "--variants", "fp32,onnx-fp32,dynamic-int8", "--hardware", "head,doomed", "--threads", "1", "--out", str(out), *slow],
+                             "--variants", "fp32,onnx-fp32", "--hardware", "head,doomed", "--threads", "1", "--out", str(out), *slow],
                             cwd=str(ROOT), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
@@ -145,9 +145,9 @@ def test_lost_node_keeps_the_other_targets(cluster, tiny_embedder_dir, tmp_path)
     status = {t["id"]: t for t in report["hardware"]}
     assert status["head"]["status"] == "ok"
     assert status["doomed"]["status"] == "lost" and status["doomed"]["error"].startswith("node lost during ")
-    assert "(latency)" in status["doomed"]["error"] or "(" in status["doomed"]["error"]
+    assert status["doomed"]["error"].endswith(("(latency)", "(done)", "(load)", "(quality)"))
     assert {r["hardware"] for r in report["results"]} == {"head"}                     # no silent retry elsewhere
-    assert {r["variant"] for r in report["results"]} == {"fp32", "onnx-fp32", "dynamic-int8"}
+    assert {r["variant"] for r in report["results"]} == {"fp32", "onnx-fp32"}
     assert "hardware target doomed: node lost during" in stderr
 
 
@@ -167,8 +167,9 @@ def test_busy_slot_fails_dispatch_clearly(cluster, tiny_embedder_dir):
         started = time.time()
         proc = _cli(cluster, "evaluate", "--task", "embedding", "--model", str(tiny_embedder_dir), "--variants", "fp32", "--hardware", "edge",
                     *FAST, extra_env={"QLAB_RAY_DISPATCH_TIMEOUT_S": "4"})
-        assert proc.returncode == 1
-        assert "hardware target edge: Hardware target edge could not be scheduled within 4 s" in proc.stderr
+        assert proc.returncode == 2, proc.stderr[-1000:]   # the only target failed: no report, one line
+        lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+        assert len(lines) == 1 and "Hardware target edge could not be scheduled within 4 s" in lines[0]
         assert time.time() - started < 120
     finally:
         ray.kill(holder)
