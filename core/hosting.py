@@ -118,3 +118,18 @@ def check_data_path(path: str | os.PathLike | None, store_root: str | os.PathLik
     resolved, root = Path(path).resolve(), Path(store_root).resolve()
     if root != resolved and root not in resolved.parents:
         raise QlabError("Data paths outside the lab's store are disabled on this hosted lab; upload the file on the Data page instead.")
+
+
+# -- hardware targets ---------------------------------------------------------------------------------
+HARDWARE_ALLOW_ENV = "QLAB_HARDWARE_ALLOW"
+
+
+def allowed_hardware() -> list[str] | None:
+    """The hardware targets visitors may choose: None (any) unless hosted; hosted, the ids or names in
+    ``QLAB_HARDWARE_ALLOW`` (comma-separated; ``all`` lifts the restriction), by default only ``local``."""
+    if not is_hosted():
+        return None
+    raw = [t.strip() for t in os.environ.get(HARDWARE_ALLOW_ENV, "").split(",") if t.strip()]
+    if "all" in raw:
+        return None
+    return raw or ["local"]

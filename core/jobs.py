@@ -74,6 +74,7 @@ class Job:
     subscribers: int = 1               # how many requests share this job
     overall: float = 0.0               # overall fraction done, from the events
     pid: int | None = None             # the job's process while it runs
+    targets: dict = field(default_factory=dict)    # hardware target -> its fraction done (comparisons across targets)
 
     @property
     def active(self) -> bool:
@@ -278,7 +279,8 @@ class JobQueue:
         job_dir = self.root / "jobs" / job.id
         upload_dir = self.root / "uploads" / job.id
         try:
-            with self._machine_lock(job):
+            # a comparison on cluster nodes takes each node's own slot and host lock there, not this machine's
+            with self._machine_lock(job) if not job.config.get("hardware") else contextlib.nullcontext():
                 with self._lock:
                     job.state, job.started, job.waiting_for = "running", time.time(), None
                     job.message = "starting"
@@ -344,9 +346,14 @@ class JobQueue:
                 job.total = int(event["total"])
             overall = event.get("fraction")
             if isinstance(overall, (int, float)):
+                if event.get("target"):   # across hardware targets: the job is as far as the mean of its targets
+                    done = job.targets.setdefault(str(event["target"]), 0.0)
+                    job.targets[str(event["target"])] = max(done, min(1.0, float(overall)))
+                    overall = sum(job.targets.values()) / max(1, len(job.targets), len(job.config.get("hardware") or []))
                 job.overall = max(job.overall, min(1.0, float(overall)))
             if variant:
-                slot = job.variants.setdefault(str(variant), {"phases": []})
+                name = f"{event['target']} · {variant}" if event.get("target") else str(variant)
+                slot = job.variants.setdefault(name, {"phases": []})
                 phase = event.get("phase")
                 if phase and phase not in slot["phases"]:
                     slot["phases"].append(phase)
@@ -395,7 +402,12 @@ def evaluate_runner(config: dict, progress, should_stop) -> dict:
         _check_model_size(config, pol)
     known = set(EvalConfig.__dataclass_fields__)
     cfg = validate(EvalConfig(**{k: v for k, v in config.items() if k in known}))
-    return {"report": run_evaluation(cfg, progress=progress, should_stop=should_stop)}
+    if not config.get("hardware"):
+        return {"report": run_evaluation(cfg, progress=progress, should_stop=should_stop)}
+    from .execution.targets import choose, list_targets, parse_selection, run_across
+
+    chosen = choose(parse_selection(config["hardware"]), list_targets(), allowed=hosting.allowed_hardware())
+    return {"report": run_across(cfg, chosen, progress=progress, should_stop=should_stop)}
 
 
 def _bundled_names() -> set[str]:

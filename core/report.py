@@ -192,7 +192,7 @@ def report_from_json(text: str | bytes) -> Report:
 
 
 CSV_COLUMNS = ["run_id", "task", "model", "variant", "batch_size", "seq_len", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms",
-               "throughput_per_s", "forward_p50_ms", "size_bytes", "param_bytes", "peak_rss_bytes", "load_s", "build_s", "cache_hit"]
+               "throughput_per_s", "forward_p50_ms", "size_bytes", "param_bytes", "peak_rss_bytes", "load_s", "build_s", "cache_hit", "hardware"]
 
 
 def report_to_csv(report) -> str:
@@ -203,7 +203,7 @@ def report_to_csv(report) -> str:
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS + qkeys + ["error"], extrasaction="ignore")
     writer.writeheader()
     for r in rep.results:
-        base = {"run_id": rep.run_id, "task": rep.task, "model": rep.model, "variant": r.variant, "size_bytes": r.size_bytes,
+        base = {"run_id": rep.run_id, "task": rep.task, "model": rep.model, "hardware": r.hardware or "", "variant": r.variant, "size_bytes": r.size_bytes,
                 "param_bytes": r.param_bytes, "peak_rss_bytes": r.peak_rss_bytes, "load_s": r.load_s, "build_s": r.build_s,
                 "cache_hit": r.cache_hit, "error": r.error or "", **{k: r.quality.get(k) for k in qkeys}}
         for c in r.latency or [None]:
@@ -277,6 +277,29 @@ def compare_to_reference(report, batch_size: int | None = None) -> list[dict]:
     return rows
 
 
+# -- across hardware targets ----------------------------------------------------------------------
+def _target_heading(target: dict) -> str:
+    isa = " ".join(target.get("isa") or []) or "no vector int8/bf16 flags"
+    return f"== {target.get('name')} ({target.get('id')}): {target.get('cpu') or '?'}, {target.get('cores') or '?'} cores, {isa} =="
+
+
+def cross_hardware_rows(report, batch_size: int | None = None) -> list[dict]:
+    """One row per target x variant: speed-up against that target's own fp32, size, quality change, and whether it is
+    that target's recommendation; a lost or failed target gives one row with its reason."""
+    rep = as_report(report)
+    rows = []
+    for target in rep.hardware:
+        base = {"hardware": target["id"], "name": target.get("name"), "cpu": target.get("cpu"), "isa": " ".join(target.get("isa") or [])}
+        if target.get("status") != "ok":
+            rows.append(dict(base, variant=None, status=target.get("status"), words=target.get("error")))
+            continue
+        sub = rep.for_hardware(target["id"])
+        rec = (sub.recommended or {}).get("variant")
+        for row in compare_to_reference(sub, batch_size):
+            rows.append(dict(base, **row, status="ok", recommended=row["variant"] == rec))
+    return rows
+
+
 # -- text table -----------------------------------------------------------------------------------
 def _fmt(value, spec: str, missing: str = "-") -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -313,6 +336,9 @@ def format_table(report, batch_size: int | None = None) -> str:
     """The table the CLI prints: variant, size MB, size ratio vs fp32, p50 ms per batch size (geo-mean over the seq
     sweep), speed-up vs fp32, quality metric, delta vs fp32, cache hit; then the recommendation and notes."""
     rep = as_report(report)
+    if rep.hardware:
+        return "\n\n".join(_target_heading(t) + "\n" + (format_table(rep.for_hardware(t["id"]), batch_size) if t.get("status") == "ok" else f"  {t.get('error')}")
+                             for t in rep.hardware)
     comparison = {row["variant"]: row for row in compare_to_reference(rep, batch_size)}
     bs_rec = next(iter(comparison.values()))["batch_size"] if comparison else batch_size
     metric, metric_label, _ = PRIMARY[rep.task]
