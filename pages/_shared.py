@@ -159,6 +159,7 @@ def init_state() -> None:
     ss.setdefault("hw_seqs", [16, 64])
     ss.setdefault("hw_maxlen", 128)
     ss.setdefault("hw_measure", "quick")
+    ss.setdefault("hw_targets", ["local"])
     from core.recommend import DEFAULT_BUDGETS
 
     for spec in BUDGETS.values():
@@ -182,6 +183,52 @@ def machine() -> dict:
 
 def policy() -> hosting.Policy:
     return hosting.policy()
+
+
+@st.cache_data(show_spinner="Asking the cluster for its machines...", ttl=30, max_entries=4)
+def _cluster_listing(address: str) -> tuple[list[dict], str | None]:
+    """The cluster's targets, listed by ``python -m core hardware --json`` in a subprocess (Ray never joins the
+    web server's process); (rows, None), or ([], one-line error)."""
+    import json as _json
+    import subprocess
+    import sys
+
+    from core.execution.local import project_env
+
+    try:
+        proc = subprocess.run([sys.executable, "-m", "core", "hardware", "--json"], capture_output=True, text=True, timeout=90,
+                              env=project_env({"QLAB_RAY_ADDRESS": address}))
+    except subprocess.TimeoutExpired:
+        return [], f"The Ray cluster at {address} did not list its machines within 90 s."
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+        return [], (lines[-1].removeprefix("error: ") if lines else f"Listing the cluster's machines failed (exit code {proc.returncode}).")
+    return _json.loads(proc.stdout), None
+
+
+def hardware_targets() -> tuple[list[dict], str | None]:
+    """(targets the visitor may pick, error): this machine alone, or the cluster's nodes when QLAB_RAY_ADDRESS is set."""
+    from core.execution import ray_cluster
+    from core.execution.hardware import LOCAL_ID, local_target
+
+    address = ray_cluster.configured_address()
+    if not address:
+        return [local_target()], None
+    rows, error = _cluster_listing(address)
+    allowed = hosting.allowed_hardware()
+    if allowed is not None:
+        rows = [r for r in rows if r["id"] in allowed or r["name"] in allowed or (r.get("this_machine") and LOCAL_ID in allowed)]
+    return rows, error
+
+
+def chosen_hardware() -> list[str]:
+    """The target ids picked on Models & variants ([] = this machine through the local launcher)."""
+    from core.execution import ray_cluster
+
+    if not ray_cluster.configured_address():
+        return []
+    picked = [t for t in st.session_state.get("hw_targets") or [] if t]
+    return [] if picked in ([], ["local"]) else picked
 
 
 def remember_run(run_id: str) -> None:
@@ -277,6 +324,9 @@ def current_config() -> dict:
         "max_length": int(ss.get("hw_maxlen") or 128),
         "allow_local": pol.allow_local,
     }
+    targets = chosen_hardware()
+    if targets:   # only when a cluster is in use, so a one-machine comparison keeps its saved-run key
+        config["hardware"] = targets
     if ss.get("hw_measure", "quick") == "quick":
         config["protocol"] = dict(QUICK_PROTOCOL)
     # the recommendation: only what differs from the engine's defaults, so an unchanged comparison keeps its saved result

@@ -170,6 +170,49 @@ def measurement_caveats(report: dict) -> list[str]:
     return out
 
 
+def hardware_view(report: dict) -> dict | None:
+    """The cross-hardware view of a comparison run on several targets; returns the chosen target's own report for
+    the detailed charts below it (None when no target finished)."""
+    from core.report import Report, cross_hardware_rows
+
+    targets = report.get("hardware") or []
+    st.subheader("Across hardware targets")
+    for t in targets:
+        if t.get("status") != "ok":
+            st.warning(f"**{t.get('name')}**: {t.get('error') or t.get('status')}. The other targets' results are kept.", icon=":material/cloud_off:")
+    ok = [t for t in targets if t.get("status") == "ok"]
+    if not ok:
+        return None
+    batches = charts.batch_sizes(report)
+    if st.session_state.get("cmp_xbatch") not in batches:
+        st.session_state["cmp_xbatch"] = charts.default_point(report)[0] if charts.default_point(report)[0] in batches else batches[0]
+    batch = st.selectbox("Batch size (across targets)", batches, key="cmp_xbatch", help="Speed-ups are against each target's own fp32 at this batch size.")
+    chart(charts.hardware_speedup_figure(report, batch), "fig_hardware_speedup")
+    cols = st.columns(min(3, len(ok)))
+    for i, t in enumerate(ok):
+        rec = (report.get("recommended_by_hardware") or {}).get(t["id"])
+        with cols[i % len(cols)]:
+            st.markdown(f"**{t.get('name')}** · {t.get('cpu') or '?'}  \n" + (" ".join(f"`{f}`" for f in t.get("isa") or []) or "no vector int8 flags"))
+            if rec:
+                st.success(f"Ship **{rec['variant']}**: {rec.get('reason', '')}", icon=":material/star:")
+            else:
+                st.info("No variant within the quality budget here.", icon=":material/info:")
+    rows = [r for r in cross_hardware_rows(report, batch) if r.get("variant")]
+    frame = pd.DataFrame([{"target": r["name"], "variant": r["variant"], "p50 ms": r.get("p50_ms"), "x fp32 speed": r.get("speedup"),
+                           "x smaller": r.get("size_ratio"), "change against fp32": r.get("words"), "recommended": "★" if r.get("recommended") else ""}
+                          for r in rows])
+    st.dataframe(frame, hide_index=True, column_config={"p50 ms": st.column_config.NumberColumn(format="%.2f"),
+                                                        "x fp32 speed": st.column_config.NumberColumn(format="%.2fx"),
+                                                        "x smaller": st.column_config.NumberColumn(format="%.2fx")})
+    st.caption("Each target built its own variants and its own fp32 reference and measured them on its own cores: no timing or artifact is copied between machines.")
+    by_id = {t["id"]: t for t in ok}
+    if st.session_state.get("cmp_target") not in by_id:
+        st.session_state["cmp_target"] = ok[0]["id"]
+    chosen = st.selectbox("Detailed charts for", list(by_id), key="cmp_target", format_func=lambda i: charts.target_label(by_id[i]))
+    st.divider()
+    return Report.from_dict(report).for_hardware(chosen).to_dict()
+
+
 def main() -> None:
     st.title("Compare")
     report = load_current_report()
@@ -178,6 +221,11 @@ def main() -> None:
         st.page_link("pages/run.py", label="Go to Run", icon=":material/play_circle:")
         return
     st.query_params["run"] = report["run_id"]
+    if report.get("hardware"):
+        report = hardware_view(report)
+        if report is None:
+            st.error("No hardware target finished this comparison; the warnings above say why.", icon=":material/error:")
+            return
     env = report.get("environment") or {}
     data = report.get("data") or {}
     st.markdown(f"**{report['model']}** ({report['task']}) on **{data.get('name', '?')}** ({data.get('rows', '?')} rows) · "

@@ -26,6 +26,7 @@ def _check(config_json: str, data_sha: str | None, _blob: bytes | None, data_nam
     from core.recipes import expand
 
     config = json.loads(config_json)
+    config.pop("hardware", None)   # checked by the job against the cluster's current nodes
     try:
         if hub_not_downloaded(config["model"]):
             # checking the model would download it inside this page: check the rest, the job fetches the model
@@ -78,7 +79,7 @@ def render_status(snap: dict) -> None:
         for name in names:
             slot = snap["variants"].get(name, {"phases": []})
             c1, c2, c3 = st.columns([2, 4, 3])
-            label = name if name in order else f"{name} (model)"
+            label = name if name in order or " · " in name else f"{name} (model)"
             c1.markdown(f"**{label}**")
             c2.markdown(phase_line(slot) if slot.get("phases") else ":gray[waiting]")
             frac = float(slot.get("fraction") or 0.0)
@@ -99,7 +100,8 @@ def main() -> None:
         f"Batch sizes {config['batch_sizes']} × sequence lengths {config['seq_lengths']} tokens · "
         f"threads {config['threads'] or 'default'} · {config['device']} · "
         f"{MEASUREMENTS['quick' if config.get('protocol') else 'standard']}  \n"
-        f"Recommendation: the fastest variant at batch {recommend_batch(config['batch_sizes'])} with "
+        + (f"Hardware targets: {', '.join(f'**{t}**' for t in config['hardware'])} (each measures on its own machine, side by side)  \n" if config.get("hardware") else "")
+        + f"Recommendation: the fastest variant at batch {recommend_batch(config['batch_sizes'])} with "
         f"{BUDGETS[config['task']].words(budget_value(config['task']))}"
     )
     st.caption("Change these on Data and Models & variants.")
