@@ -345,15 +345,18 @@ def _table_html(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def export_html(report: dict) -> str:
-    """A standalone HTML report: environment, table against fp32, notes and every chart, with plotly.js inline."""
+def export_html(report: dict, _plotlyjs: bool = True) -> str:
+    """A standalone HTML report: environment, table against fp32, notes and every chart, with plotly.js inline.
+    A comparison across hardware targets gets the cross-hardware chart and table, then one such section per target."""
     from . import charts
 
+    if report.get("hardware"):
+        return _export_html_across(report)
     env = report.get("environment") or {}
     figures = charts.compare_figures(report)
     parts = []
     for i, fig in enumerate(figures.values()):
-        parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0), config={"displaylogo": False, "responsive": True}))
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0 and _plotlyjs), config={"displaylogo": False, "responsive": True}))
     rows = charts.reference_rows(report)
     for row in rows:
         row["p50"] = row.get("p50_ms")
@@ -394,4 +397,41 @@ th{{background:#f5f5f5}} .rec{{background:#fff7e0;border-left:4px solid #f2a900;
 <h2>Charts</h2>{''.join(f'<div class="chart">{p}</div>' for p in parts)}
 <h2>Notes</h2><ul>{''.join(notes) or '<li>None.</li>'}</ul>
 <footer>Exported from Quantization Lab. Timings are from the machine above; they do not transfer to other hardware.</footer>
+</body></html>"""
+
+
+def _export_html_across(report: dict) -> str:
+    """export_html for a comparison across hardware targets (see there)."""
+    from . import charts
+    from .report import Report, cross_hardware_rows
+
+    head = charts.hardware_speedup_figure(report).to_html(full_html=False, include_plotlyjs=True, config={"displaylogo": False, "responsive": True})
+    rows = [dict(r, target=r.get("name"), speed=r.get("speedup"), rec="★" if r.get("recommended") else "") for r in cross_hardware_rows(report)]
+    table = _table_html(rows, [("target", "Target"), ("isa", "Instruction sets"), ("variant", "Variant"), ("p50_ms", "p50 latency (ms)"),
+                               ("speed", "x fp32 speed"), ("words", "Against that target's fp32"), ("rec", "Recommended")])
+    rep = Report.from_dict(report)
+    sections = []
+    for target in report["hardware"]:
+        title = html.escape(f"{target.get('name')}: {target.get('cpu') or '?'}")
+        if target.get("status") != "ok":
+            sections.append(f"<h2>{title}</h2><p class='rec'>{html.escape(str(target.get('error') or target.get('status')))}</p>")
+            continue
+        body = export_html(rep.for_hardware(target["id"]).to_dict(), _plotlyjs=False)
+        inner = re.search(r"<body>(.*)</body>", body, re.S).group(1).replace("<h1>", "<h2>").replace("</h1>", "</h2>")
+        sections.append(f"<section><h2>{title}</h2>{inner}</section>")
+    title = f"Quantization Lab — {report.get('model', '')} ({report.get('task', '')}) across {len(report['hardware'])} hardware targets"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body{{font-family:Inter,'Source Sans Pro',Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1200px;color:#222;padding:0 1rem}}
+h1{{font-size:1.6rem}} h2{{font-size:1.25rem;margin-top:2.5rem}}
+table{{border-collapse:collapse;margin:.5rem 0 1rem}} th,td{{border:1px solid #ddd;padding:.35rem .6rem;text-align:left;font-size:.9rem}}
+th{{background:#f5f5f5}} .rec{{background:#fff7e0;border-left:4px solid #f2a900;padding:.5rem .8rem}}
+section{{border-top:2px solid #eee;margin-top:2rem}} footer{{color:#777;font-size:.8rem;margin-top:2rem}}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<div class="chart">{head}</div>
+{table}
+{''.join(sections)}
+<footer>Exported from Quantization Lab. Each target built and measured its own variants; timings do not transfer between machines.</footer>
 </body></html>"""

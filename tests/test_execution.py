@@ -197,3 +197,16 @@ def test_compare_page_shows_the_cross_hardware_view():
     at.run()
     no_exceptions(at)
     assert any("node lost during onnx-int8 (latency)" in w for w in texts(at.warning))
+
+
+def test_exports_keep_every_target():
+    from core import history
+
+    merged = cross_report(lost=True)
+    page = history.export_html(merged)
+    assert page.count("<script type=\"text/javascript\">") <= 2 and "Speed-up against fp32 on each hardware target" in page
+    assert "epyc-vnni: AMD EPYC 9654" in page and "node lost during onnx-int8 (latency)" in page
+    run_id = history.save_run(merged)
+    again = history.load_run(run_id)
+    assert [t["id"] for t in again["hardware"]] == ["epyc-vnni", "arm-box"] and again["recommended_by_hardware"]
+    assert json.loads(history.export_json(again))["hardware"][1]["status"] == "lost"
