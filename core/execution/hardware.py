@@ -113,3 +113,9 @@ def speedup_hint(isa: list[str]) -> str:
     if "avx2" in isa:
         return "AVX2 only: int8 gains little"
     return "no vector int8 support known"
+
+
+def describe_machine(info: dict | None = None) -> str:
+    """'AMD EPYC (x86_64), 2 cores, instruction sets: avx2' : the line every quoted figure carries."""
+    info = info or probe()
+    return f"{info['cpu']} ({info['arch']}), {info['cores']} cores, instruction sets: {', '.join(info['isa']) or 'none of note'}"
