@@ -86,7 +86,6 @@ def connect(address: str | None = None) -> None:
         if not address:
             raise QlabError(f"No Ray cluster is configured; set {ADDRESS_ENV} (for example auto or 10.0.0.5:6379).")
         _check_reachable(address)
-        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")   # no retry warnings on the terminal while it tries
         outcome: dict = {}
 
         def join() -> None:   # in a thread: a port that accepts but never speaks Ray would otherwise hang ray.init
