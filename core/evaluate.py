@@ -27,7 +27,7 @@ from typing import Callable
 
 from . import data as data_mod
 from .errors import QlabError, RecipeError, SourceError
-from .execution import local
+from .execution import local, scratch
 from .execution.events import PHASES, Cancelled
 from .recommend import TASK_BUDGET, budgets_for, default_batch_size, recommend
 from .report import REFERENCE, Report, VariantResult, finite
@@ -371,7 +371,8 @@ def run_evaluation(config: EvalConfig, progress: Callable[[dict], None] | None =
     stride = min(cfg.stride or max(1, context // 2), context)
     store = ModelStore()
 
-    run_dir = Path(tempfile.mkdtemp(prefix="qlab-run-"))
+    scratch.sweep(tempfile.gettempdir(), prefix="qlab-run-")   # run folders of evaluations that were killed
+    run_dir = scratch.claim(tempfile.mkdtemp(prefix="qlab-run-"))
     ref_dir = run_dir / "reference"
     ref_dir.mkdir()
     dataset_path = run_dir / "dataset.json"

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from . import history
 from .errors import QlabError
-from .execution import local
+from .execution import local, scratch
 from .execution.events import Cancelled, encode, phase_start
 from .execution.local import KILL_AFTER_S
 from .execution.machine_lock import machine_lock, read_holder
@@ -123,6 +123,7 @@ class JobQueue:
         self._closed = False
         for sub in ("locks", "jobs", "uploads"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+            scratch.sweep(self.root / sub)   # left by a server or job that was killed: nobody will read them
 
     # -- requests ------------------------------------------------------------------------------
     def submit(self, config: dict, *, kind: str = "evaluate", data_bytes: bytes | None = None, data_name: str | None = None,
@@ -289,7 +290,7 @@ class JobQueue:
                     raise Cancelled("cancelled")
                 config = dict(job.config)
                 if job.data_bytes is not None:
-                    upload_dir.mkdir(parents=True, exist_ok=True)
+                    scratch.claim(upload_dir)
                     data_path = upload_dir / safe_name(job.data_name)
                     data_path.write_bytes(job.data_bytes)
                     config["data"] = str(data_path)
@@ -301,7 +302,7 @@ class JobQueue:
             job.data_bytes = None
 
     def _run_child(self, job: Job, job_dir: Path, config: dict) -> None:
-        job_dir.mkdir(parents=True, exist_ok=True)
+        scratch.claim(job_dir)
         for stale in ("result.json", "error.json"):
             with contextlib.suppress(OSError):
                 (job_dir / stale).unlink()

@@ -210,3 +210,18 @@ def test_exports_keep_every_target():
     again = history.load_run(run_id)
     assert [t["id"] for t in again["hardware"]] == ["epyc-vnni", "arm-box"] and again["recommended_by_hardware"]
     assert json.loads(history.export_json(again))["hardware"][1]["status"] == "lost"
+
+
+def test_scratch_folders_of_dead_processes_are_swept(tmp_path):
+    import subprocess
+
+    from core.execution import scratch
+
+    mine = scratch.claim(tmp_path / "mine")
+    young = tmp_path / "unclaimed"
+    young.mkdir()
+    code = f"import sys; sys.path.insert(0, {str(local.PROJECT_ROOT)!r}); from core.execution import scratch; scratch.claim({str(tmp_path / 'orphan')!r})"
+    subprocess.run([sys.executable, "-c", code], check=True)          # its owner is gone as soon as this returns
+    (tmp_path / "orphan" / "upload.csv").write_text("secret text\n")
+    assert scratch.sweep(tmp_path) == ["orphan"]
+    assert mine.is_dir() and young.is_dir() and not (tmp_path / "orphan").exists()

@@ -233,3 +233,31 @@ def test_a_port_that_is_not_ray_fails_within_30_s():
 def test_unknown_target_is_a_one_line_error(cluster):
     proc = _cli(cluster, "evaluate", "--task", "embedding", "--model", "minilm", "--variants", "fp32", "--hardware", "nosuch")
     assert proc.returncode == 2 and "Unknown hardware target 'nosuch'" in proc.stderr and "edge" in proc.stderr
+
+
+def test_models_page_offers_the_cluster_nodes(cluster, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("QLAB_RAY_ADDRESS", cluster["address"])
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.run()
+    at.switch_page("pages/models.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    picker = at.multiselect(key="hw_targets")
+    assert {"head", "edge"} <= {o.split(" · ")[0] for o in picker.options}
+    assert len(picker.value) == 1                     # this machine's node, by default
+    picker.set_value(["head", "edge"]).run()
+    assert not at.exception
+    badges = " ".join(str(m.value) for m in at.markdown)
+    assert "**head**" in badges and "**edge**" in badges and "badge[" in badges
+    at.switch_page("pages/run.py").run()
+    assert not at.exception
+    assert any("Hardware targets: **head**, **edge**" in str(m.value) for m in at.markdown)
+
+    monkeypatch.setenv("QLAB_HOSTED", "1")           # hosted: only the operator's allow-list is offered
+    monkeypatch.setenv("QLAB_HARDWARE_ALLOW", "edge")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.run()
+    at.switch_page("pages/models.py").run()
+    assert not at.exception
+    assert [o.split(" · ")[0] for o in at.multiselect(key="hw_targets").options] == ["edge"]
