@@ -52,7 +52,7 @@ BUNDLED: dict[str, BundledModel] = {
     for m in (
         BundledModel("minilm", EMBEDDING, "sentence-transformers all-MiniLM-L6-v2 (packaged, 22M params)", packaged_path=_minilm_path),
         BundledModel("minilm-classifier", CLASSIFICATION, "MiniLM fine-tuned here on news topics: world, sports, business, science", builder=_build_classifier),
-        BundledModel("demo-gpt", CAUSAL_LM, "small GPT-2 trained here on Python's own documentation", builder=_build_demo_gpt),
+        BundledModel("demo-gpt", CAUSAL_LM, "small GPT-2 trained here on Python's own documentation", builder=_build_demo_gpt, version="2"),
     )
 }
 
