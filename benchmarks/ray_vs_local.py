@@ -42,6 +42,7 @@ def main() -> int:
     from core.evaluate import EvalConfig, run_evaluation, validate
     from core.execution import ray_cluster
     from core.execution.hardware import describe_machine
+    from core.execution.launcher import LocalLauncher, RayLauncher
     from core.execution.targets import choose, list_targets
 
     cfg = validate(EvalConfig(task="embedding", model="minilm", variants=args.variants.split(","),
@@ -61,12 +62,8 @@ def main() -> int:
         for rep in range(args.reps):
             for mode in ("local", "ray"):
                 started = time.perf_counter()
-                if mode == "local":
-                    report = run_evaluation(cfg)
-                else:
-                    from dataclasses import asdict
-
-                    report = ray_cluster.run_on_node(target, {k: v for k, v in asdict(cfg).items() if k != "data_bytes"}, None)
+                launcher = LocalLauncher() if mode == "local" else RayLauncher()
+                report = launcher.run(target if mode == "ray" else {"id": "local"}, cfg, None)
                 wall = time.perf_counter() - started
                 runs[mode].append((wall, report))
                 print(f"rep {rep + 1}/{args.reps} {mode}: {wall:.1f} s", file=sys.stderr)

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -21,6 +21,7 @@ from ..errors import QlabError
 from . import ray_cluster
 from .events import Cancelled
 from .hardware import LOCAL_ID, local_target
+from .launcher import LocalLauncher, launcher_for
 
 
 def cluster_configured() -> bool:
@@ -82,19 +83,17 @@ def run_across(config, chosen: list[dict], *, progress: Callable[[dict], None] |
                should_stop: Callable[[], bool] | None = None) -> dict:
     """Run the comparison ``config`` (an EvalConfig) on every chosen target; returns the (merged) report dict.
 
-    One target without a cluster: today's one-machine report. Otherwise each target runs in its own thread
-    through the Ray launcher, and the reports are merged (see the module docstring). Raises Cancelled on request.
+    One target without a cluster: today's one-machine report (the local launcher). Otherwise each target runs in
+    its own thread through its launcher (core.execution.launcher), and the reports are merged (see the module
+    docstring). Raises Cancelled on request.
     """
-    from ..evaluate import run_evaluation
+    if len(chosen) == 1 and not chosen[0].get("node_id"):
+        return LocalLauncher().run(chosen[0], config, None, progress=progress, should_stop=should_stop)
 
-    if len(chosen) == 1 and chosen[0]["id"] == LOCAL_ID and not chosen[0].get("node_id"):
-        return run_evaluation(config, progress=progress, should_stop=should_stop)
-
-    payload = {k: v for k, v in asdict(config).items() if k != "data_bytes"}
     data_bytes = config.data_bytes
     if data_bytes is None and config.data:   # a path on this machine means nothing on another node: send the bytes
         data_bytes = Path(config.data).read_bytes()
-        payload["data"] = Path(config.data).name
+        config = replace(config, data=Path(config.data).name)
     outcomes: dict[str, dict] = {}
     lock = threading.Lock()
     cancelled = threading.Event()
@@ -110,7 +109,7 @@ def run_across(config, chosen: list[dict], *, progress: Callable[[dict], None] |
                 with lock:
                     progress(dict(event, target=target["id"]))
         try:
-            report = ray_cluster.run_on_node(target, payload, data_bytes, on_event=relay, should_stop=stop)
+            report = launcher_for(target).run(target, config, data_bytes, progress=relay, should_stop=stop)
             outcome = {"status": "ok", "report": report}
         except Cancelled:
             outcome = {"status": "cancelled", "error": "cancelled"}
