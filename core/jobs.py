@@ -3,13 +3,16 @@
 * One :class:`JobQueue` per store root per process (``get_queue()``), with one worker thread.
 * Identical requests share one job: a second tab asking the same comparison gets the running job back,
   and a comparison that already finished is answered from the saved run at once (``core.history``).
-* One evaluation at a time on the machine: the worker takes an ``fcntl`` lock on
-  ``<store root>/locks/evaluation.lock`` before it starts a job, so two Streamlit processes serialize too;
-  the others wait with their place in the queue shown.
-* Each job runs in a child process (``python -m core.jobs <job dir>``): the measurement is not disturbed by the
-  web server's threads, a crash cannot take the server down, and cancelling can always stop it.
-  The child reports progress as JSON lines on stdout and writes ``result.json`` or ``error.json``;
-  its stderr (warnings, tracebacks) goes to ``<job dir>/stderr.log``, never to the page.
+* One evaluation at a time on the machine: the worker takes the machine's measurement lock
+  (``core.execution.machine_lock``) before it starts a job, so two Streamlit processes and the CLI serialize too;
+  the others wait with their place in the queue shown. A comparison on cluster nodes takes each node's slot
+  and host lock there instead.
+* Each job runs in a child process (``python -m core.jobs <job dir>``) started by the local launcher
+  (``core.execution.local``: its own session, the whole tree ended on cancel, killed with its parent): the
+  measurement is not disturbed by the web server's threads, a crash cannot take the server down, and cancelling
+  can always stop it. The child reports progress as events (``core.execution.events``) on stdout and writes
+  ``result.json`` or ``error.json``; its stderr (warnings, tracebacks) goes to ``<job dir>/stderr.log``, never
+  to the page. Across hardware targets the child runs ``core.execution.targets.run_across``.
 
 Uploaded data lives in the job only: it is written to ``<store root>/uploads/<job id>/`` for the child to read
 and deleted when the job ends.
