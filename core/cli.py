@@ -242,8 +242,8 @@ def cmd_store(args) -> int:
         repaired = []
         if args.repair:
             for key in damaged:
-                store.delete(key, force=True)
-                repaired.append(key)
+                if store.repair(key):  # checked again under the entry's lock, then removed (or an orphan re-indexed)
+                    repaired.append(key)
         elapsed = time.perf_counter() - started
         if args.json:
             print(json.dumps({"root": str(store.root), "checked": len(results), "damaged": damaged, "removed": repaired,
@@ -252,9 +252,10 @@ def cmd_store(args) -> int:
             for key, problems in damaged.items():
                 for problem in problems:
                     print(f"{key[:12]}  {problem}")
-            verdict = f"{len(damaged)} damaged" + (f", removed (rebuilt on next use)" if repaired else "; remove with: python -m core store verify --repair") if damaged else "all intact"
+            verdict = (f"{len(damaged)} damaged" + (f", {len(repaired)} repaired (removed ones are rebuilt on next use)" if repaired
+                                                     else "; remove them with: python -m core store verify --repair")) if damaged else "all intact"
             print(f"verified {len(results)} entr{'y' if len(results) == 1 else 'ies'} in {elapsed:.2f} s: {verdict}", file=sys.stderr)
-        return EXIT_BUG if damaged and not repaired else EXIT_OK
+        return EXIT_BUG if set(damaged) - set(repaired) else EXIT_OK
     entries = store.entries()
     leased = store.leased_keys()
     total = store.total_bytes()

@@ -374,8 +374,7 @@ class ModelStore:
             started = time.perf_counter()
             problems = self.verify_entry(key)
             verify_s = time.perf_counter() - started
-            if problems:
-                self._drop(key)
+            if problems and self.drop_if_damaged(key):  # re-checked under the lock: a rebuild may have just replaced it
                 raise DamagedEntry(f"The stored {_describe_meta(key, meta)} failed verification ({problems[0]}) and was removed; "
                                    "build it again (run a comparison with it).")
         meta["last_used"] = time.time()
@@ -409,7 +408,9 @@ class ModelStore:
     def verify_entry(self, key: str) -> list[str]:
         """One line per problem of ``key`` (empty: intact). Intact means: every file listed in the manifest exists as a
         regular file with the recorded size and hash, and no weight file lies there unlisted."""
-        path = self.artifact_dir(self._check_key(key))
+        if not isinstance(key, str) or not _KEY_RE.match(key):
+            return ["not a store key"]
+        path = self.artifact_dir(key)
         if not path.is_dir():
             return ["not in the store" if self.index.get(key) is None else "artifact folder is missing"]
         try:
@@ -451,6 +452,28 @@ class ModelStore:
             if rel != MANIFEST and rel not in files and rel.lower().endswith(WEIGHT_SUFFIXES):
                 problems.append(f"{rel}: weight file not listed in the manifest")
         return problems
+
+    def drop_if_damaged(self, key: str) -> list[str]:
+        """Under the key's lock: verify ``key`` and remove it if damaged (even if leased: nothing good can be read from it).
+        Returns the problems found (empty: intact, kept)."""
+        with self._locked(key):
+            problems = self.verify_entry(key)
+            if problems and problems != ["not in the store"]:
+                self._drop(key)
+        return problems
+
+    def repair(self, key: str) -> bool:
+        """Under the key's lock: remove ``key`` if damaged, or index an unindexed folder again if it verifies (else
+        remove it). True if anything was changed; removed entries are rebuilt on their next use."""
+        with self._locked(key):
+            if self.index.get(key) is None and self._adopt_orphan(key) is not None:
+                if not self.verify_entry(key):
+                    return True
+            problems = self.verify_entry(key)
+            if problems and problems != ["not in the store"]:
+                self._drop(key)
+                return True
+        return False
 
     def verify_all(self) -> dict[str, list[str]]:
         """``verify_entry`` for every indexed entry, plus unindexed folders in ``artifacts/`` (left by a publish killed

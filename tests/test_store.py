@@ -387,3 +387,15 @@ def test_cli_store_list_verify_clear(tmp_path, monkeypatch, cli):
     assert json.loads(cli("store", "clear", "--json").stdout)["cleared"] == 1 and store.entries() == []
     wrong = cli("store", "fix")
     assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1 and "invalid choice: 'fix'" in wrong.stderr
+
+
+def test_cli_verify_repair_reindexes_an_orphan(tmp_path, monkeypatch, cli):
+    monkeypatch.setenv("QLAB_CACHE_DIR", str(tmp_path))
+    store = ModelStore(tmp_path)
+    store.get_or_build("cccc3333", write_model_like, {"recipe": "fp32", "model": "m"})
+    store.index.pop("cccc3333")  # a publish killed between its rename and its index write
+    found = cli("store", "verify")
+    assert found.returncode == 1 and "cccc3333  not in the index" in found.stdout
+    fixed = cli("store", "verify", "--repair")
+    assert fixed.returncode == 0 and "1 repaired" in fixed.stderr and "cccc3333" in store
+    assert cli("store", "verify").returncode == 0 and store.verify_entry("nope/../x") == ["not a store key"]
