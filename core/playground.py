@@ -84,7 +84,6 @@ class Ready:
     variant: object       # core.recipes.Variant
     tokenizer: object
     load_s: float
-    lease: object = None   # the store lease on the variant's entry, held while this is cached
 
 
 def load_stored(source, spec: str, *, device: str = "cpu", threads: int | None = None) -> Ready:
@@ -96,8 +95,8 @@ def load_stored(source, spec: str, *, device: str = "cpu", threads: int | None =
     store = ModelStore()
     if not is_stored(source, spec, store):
         raise QlabError(f"Variant '{spec}' of {source.name} is not built yet; build it in the background first.")
-    loaded = get_variant(source, spec, store=store, device=device, threads=threads, build=False)  # verified; never built here
-    return Ready(source=source, variant=loaded.variant, tokenizer=load_tokenizer(source), load_s=loaded.load_s, lease=loaded.lease)
+    loaded = get_variant(source, spec, store=store, device=device, threads=threads, build=False)  # verified; never built here; leased while loading only
+    return Ready(source=source, variant=loaded.variant, tokenizer=load_tokenizer(source), load_s=loaded.load_s)
 
 
 # -- generation ------------------------------------------------------------------------------------
