@@ -260,7 +260,9 @@ class StoreEntry:
 
     def describe(self) -> str:
         label = self.meta.get("label") or self.meta.get("recipe") or self.meta.get("kind") or "entry"
-        model = self.meta.get("model")
+        model = str(self.meta.get("model") or "")
+        if model.startswith(("/", "~", ".")):  # a local folder: its name, not a server path
+            model = Path(model).name or "a local model"
         return f"{label} of {model}" if model else f"{label} ({self.key[:12]})"
 
 

@@ -287,3 +287,24 @@ def test_entry_in_use_survives_filling_the_store(tmp_path):
     assert not store.is_leased("in-use")
     store.get_or_build("g", blob, {"kind": "variant"})
     assert "in-use" not in store and "g" in store
+
+
+def test_playground_never_loads_or_builds_a_damaged_variant(tmp_path, monkeypatch, source):
+    """The Playground loads stored variants only (no build in a page's script run): a damaged one is refused in one line."""
+    from core.errors import QlabError
+    from core.playground import load_stored
+    from core.store import DamagedEntry
+    from core.variants import get_variant
+
+    monkeypatch.setenv("QLAB_CACHE_DIR", str(tmp_path / "store"))
+    key = get_variant(source, "fp32", store=ModelStore()).entry.key
+    assert load_stored(source, "fp32").variant is not None
+    os.truncate(ModelStore().artifact_dir(key) / "model" / "model.safetensors", 100)
+    with pytest.raises(DamagedEntry) as info:
+        load_stored(source, "fp32")
+    message = str(info.value)
+    assert message.startswith("The stored fp32 of ") and "model/model.safetensors: 100 bytes" in message and "build it again" in message
+    assert "\n" not in message and os.sep + "tmp" not in message and message.startswith(f"The stored fp32 of {Path(source.name).name} failed")
+    with pytest.raises(QlabError, match="not built yet"):  # removed: the page now offers to build it in the background
+        load_stored(source, "fp32")
+    assert ModelStore().entries() == [] and ModelStore().leases() == []
