@@ -116,8 +116,9 @@ def test_kill_at_each_build_phase_then_rerun(tmp_path, source, tiny_embedder_dir
     assert store.entries() == [] or phase == "publish-after-rename"
     if phase == "publish-after-rename":  # renamed into place, never indexed
         assert store.entries() == [] and len(list((tmp_path / "store" / "artifacts").iterdir())) == 1
+        assert list(store.verify_all().values()) == [["not in the index (left by an interrupted publish; the next build of this key adopts or removes it)"]]
     else:
-        assert not any((tmp_path / "store" / "artifacts").iterdir())
+        assert not any((tmp_path / "store" / "artifacts").iterdir()) and store.verify_all() == {}  # clean: nothing half-published
 
     loaded = get_variant(source, spec, store=store)  # the rerun
     if phase == "publish-after-rename":
