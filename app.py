@@ -73,7 +73,7 @@ def sidebar() -> None:
         st.markdown("**Store**")
         store = ModelStore()
         entries = store.entries()
-        total = sum(int(e.get("size_bytes", 0)) for e in entries)
+        total = store.total_bytes()  # the limit counts everything under the root
         limit = store.size_limit or 1
         st.progress(min(1.0, total / limit), text=f"{len(entries)} entries · {total / 2**30:.2f} of {limit / 2**30:.0f} GB")
         queue = get_queue()

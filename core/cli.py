@@ -256,32 +256,66 @@ def cmd_prepare(args) -> int:
 
 
 # -- store ------------------------------------------------------------------------------------------
+def _store_row(e: dict, leased: set[str]) -> list[str]:
+    return [e["key"][:12], str(e.get("kind", "")), str(e.get("model", "")), str(e.get("label") or e.get("recipe") or ""),
+            f"{int(e.get('size_bytes', 0)) / 1e6:.1f}", f"{e.get('build_s', '')}", time.strftime("%Y-%m-%d %H:%M", time.localtime(e.get("last_used", 0))),
+            "in use" if e["key"] in leased else ""]
+
+
 def cmd_store(args) -> int:
+    """store list | verify [--repair] | clear, each with --json; --delete KEY and --clear kept from before."""
     from .store import ModelStore
 
     store = ModelStore()
+    action = "clear" if args.clear else args.action
     if args.delete:
         keys = [e["key"] for e in store.entries()]
         matches = [k for k in keys if k == args.delete] or [k for k in keys if k.startswith(args.delete)]
         if len(matches) != 1:
             raise QlabError(f"No store entry '{args.delete}'" + (" (ambiguous prefix)" if len(matches) > 1 else "") + "; list them with: python -m core store")
         store.delete(matches[0])
-        print(f"deleted {matches[0]}")
+        print(json.dumps({"deleted": matches[0]}) if args.json else f"deleted {matches[0]}")
         return EXIT_OK
-    if args.clear:
+    if action == "clear":
+        before = {e["key"] for e in store.entries()}
         n = store.clear()
-        print(f"cleared {n} entr{'y' if n == 1 else 'ies'} from {store.root}")
+        kept = sorted(before & {e["key"] for e in store.entries()})
+        if args.json:
+            print(json.dumps({"root": str(store.root), "cleared": n, "kept_in_use": kept}))
+        else:
+            print(f"cleared {n} entr{'y' if n == 1 else 'ies'} from {store.root}" + (f"; kept {len(kept)} in use" if kept else ""))
         return EXIT_OK
+    if action == "verify":
+        started = time.perf_counter()
+        results = store.verify_all()
+        damaged = {k: v for k, v in results.items() if v}
+        repaired = []
+        if args.repair:
+            for key in damaged:
+                if store.repair(key):  # checked again under the entry's lock, then removed (or an orphan re-indexed)
+                    repaired.append(key)
+        elapsed = time.perf_counter() - started
+        if args.json:
+            print(json.dumps({"root": str(store.root), "checked": len(results), "damaged": damaged, "removed": repaired,
+                              "seconds": round(elapsed, 3)}, indent=2))
+        else:
+            for key, problems in damaged.items():
+                for problem in problems:
+                    print(f"{key[:12]}  {problem}")
+            verdict = (f"{len(damaged)} damaged" + (f", {len(repaired)} repaired (removed ones are rebuilt on next use)" if repaired
+                                                     else "; remove them with: python -m core store verify --repair")) if damaged else "all intact"
+            print(f"verified {len(results)} entr{'y' if len(results) == 1 else 'ies'} in {elapsed:.2f} s: {verdict}", file=sys.stderr)
+        return EXIT_BUG if set(damaged) - set(repaired) else EXIT_OK
     entries = store.entries()
+    leased = store.leased_keys()
+    total = store.total_bytes()
     if args.json:
-        print(json.dumps({"root": str(store.root), "total_bytes": store.total_bytes(), "size_limit": store.size_limit, "entries": entries}, indent=2, default=str))
+        print(json.dumps({"root": str(store.root), "total_bytes": total, "entries_bytes": store.entries_bytes(), "size_limit": store.size_limit,
+                          "leased": sorted(leased), "entries": entries}, indent=2, default=str))
         return EXIT_OK
-    rows = [[e["key"][:12], str(e.get("kind", "")), str(e.get("model", "")), str(e.get("label") or e.get("recipe") or ""),
-             f"{int(e.get('size_bytes', 0)) / 1e6:.1f}", f"{e.get('build_s', '')}", time.strftime("%Y-%m-%d %H:%M", time.localtime(e.get("last_used", 0)))]
-            for e in entries]
-    print(f"store: {store.root}  ({store.total_bytes() / 1e6:.1f} MB of {store.size_limit / 1e9:.1f} GB, {len(entries)} entries)")
-    if rows:
-        _print_rows(["key", "kind", "model", "variant", "MB", "build s", "last used"], rows)
+    print(f"store: {store.root}  ({total / 1e6:.1f} MB of {store.size_limit / 1e9:.1f} GB, {len(entries)} entries)")
+    if entries:
+        _print_rows(["key", "kind", "model", "variant", "MB", "build s", "last used", ""], [_store_row(e, leased) for e in entries])
     return EXIT_OK
 
 
@@ -334,9 +368,12 @@ def build_parser() -> Parser:
     p.add_argument("--models", help="comma-separated subset (default: all)")
     p.set_defaults(func=cmd_prepare)
 
-    p = sub.add_parser("store", help="list or clear the model store")
+    p = sub.add_parser("store", help="list, verify or clear the model store")
+    p.add_argument("action", nargs="?", choices=["list", "verify", "clear"], default="list",
+                   help="list entries (default); verify every file against its manifest (exit 1 if any is damaged); clear entries not in use")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--clear", action="store_true", help="delete every stored artifact")
+    p.add_argument("--repair", action="store_true", help="with verify: remove damaged entries (they are rebuilt on next use)")
+    p.add_argument("--clear", action="store_true", help="same as: store clear")
     p.add_argument("--delete", metavar="KEY", help="delete one entry (key or unique prefix)")
     p.set_defaults(func=cmd_store)
     return parser

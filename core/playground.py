@@ -95,7 +95,7 @@ def load_stored(source, spec: str, *, device: str = "cpu", threads: int | None =
     store = ModelStore()
     if not is_stored(source, spec, store):
         raise QlabError(f"Variant '{spec}' of {source.name} is not built yet; build it in the background first.")
-    loaded = get_variant(source, spec, store=store, device=device, threads=threads)
+    loaded = get_variant(source, spec, store=store, device=device, threads=threads, build=False)  # verified; never built here; leased while loading only
     return Ready(source=source, variant=loaded.variant, tokenizer=load_tokenizer(source), load_s=loaded.load_s)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -66,13 +67,14 @@ def bundled_path(name: str, *, store=None, build: bool = True, progress=None) ->
         return model.packaged_path()
     store = store or ModelStore()
     key = model.store_key()
-    entry = store.lookup(key)
-    if entry is None:
-        if not build:
-            return None
-        entry = store.get_or_build(
-            key,
-            lambda tmp: {"metrics": model.builder(tmp / "model", progress=progress)},
-            describe={"kind": "bundled-model", "model": name, "recipe": "bundled", "task": model.task},
-        )
+    if not build:  # a cheap presence check for the UI; building paths below verify the files
+        entry = store.lookup(key)
+        return entry.path / "model" if entry is not None else None
+    entry = store.get_or_build(  # verified first: a damaged trained model is dropped and trained again
+        key,
+        lambda tmp: {"metrics": model.builder(tmp / "model", progress=progress)},
+        describe={"kind": "bundled-model", "model": name, "recipe": "bundled", "task": model.task},
+    )
+    if entry.damage:
+        print(f"warning: the stored {name} failed verification ({entry.damage[0]}) and was trained again.", file=sys.stderr)
     return entry.path / "model"
