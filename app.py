@@ -69,6 +69,12 @@ def sidebar() -> None:
         if notes:
             st.caption("; ".join(notes) + ".")
         st.caption(f"Default quantized engine: `{info['engine']}`")
+        from core.execution import ray_cluster
+
+        if ray_cluster.configured_address():
+            picked = st.session_state.get("hw_targets") or []
+            st.caption(f":material/hub: Ray cluster at `{ray_cluster.configured_address()}`: measuring on "
+                       + (", ".join(f"**{t}**" for t in picked) if picked else "this machine's node") + " (choose on Models & variants).")
 
         st.markdown("**Store**")
         store = ModelStore()
