@@ -260,6 +260,72 @@ def compare_to_reference(report, batch_size: int | None = None) -> list[dict]:
     return rows
 
 
+# -- whole-dataset throughput: sorted by length against data order ---------------------------------
+def _rate(mode: dict | None, key: str = "texts_per_s") -> float | None:
+    value = (mode or {}).get(key)
+    if value is None and key == "texts_per_s":
+        value = (mode or {}).get("throughput_per_s")
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def throughput_summary(dt: dict | None) -> dict | None:
+    """One result's ``dataset_throughput`` read for people (None when it was not measured).
+
+    ``gain`` = sorted median / unsorted median; ``within_noise`` = the two min-max ranges overlap (None for reports
+    from before repeated passes, which have no spread); ``padding`` = (sorted, unsorted) padding fractions or None;
+    ``words``: at batch 1 that sorting cannot matter, else "no difference within noise" or the gain beside the padding.
+    """
+    dt = dt or {}
+    s, u = dt.get("sorted") or {}, dt.get("unsorted") or {}
+    s_med, u_med = _rate(s), _rate(u)
+    if s_med is None or u_med is None:
+        return None
+    ranges = [(_rate(m, "texts_per_s_min"), _rate(m, "texts_per_s_max")) for m in (s, u)]
+    spread = all(lo is not None and hi is not None for lo, hi in ranges)
+    within = (ranges[0][0] <= ranges[1][1] and ranges[1][0] <= ranges[0][1]) if spread else None
+    gain = s_med / u_med if u_med > 0 else None
+    pads = (s.get("padding_fraction"), u.get("padding_fraction"))
+    padding = pads if all(isinstance(p, (int, float)) for p in pads) else None
+    batch = dt.get("batch_size")
+    pad_words = f"padding {padding[1]:.0%} of tokens unsorted -> {padding[0]:.0%} sorted" if padding else ""
+    gain_words = (f"sorted {gain:.2f}x faster" if gain >= 1 else f"sorted {1 / gain:.2f}x slower") if gain else ""
+    if batch == 1:
+        words = "batch 1: no padding, so sorting cannot matter here" + (f" ({gain_words}: noise)" if gain_words and within is False else "")
+    elif within:
+        words = "no difference within noise" + (f" ({gain_words}; {pad_words})" if pad_words else f" ({gain_words})")
+    else:
+        words = "; ".join(w for w in (gain_words, pad_words) if w) + ("" if spread else " (one pass per mode: no spread measured)")
+    return {"batch_size": batch, "sorted": s_med, "unsorted": u_med, "gain": gain, "spread": spread, "within_noise": within,
+            "padding": padding, "passes": (s.get("passes"), u.get("passes")), "words": words}
+
+
+def throughput_lines(report, batch_size: int | None = None) -> list[str]:
+    """The CLI's whole-dataset throughput lines: per variant, median [min-max] texts/s sorted / unsorted, padding, verdict."""
+    rep = as_report(report)
+    rows = [(r.variant, r.dataset_throughput, throughput_summary(r.dataset_throughput)) for r in rep.results if not r.error]
+    rows = [row for row in rows if row[2]]
+    if not rows:
+        return []
+    dt0 = rows[0][1]
+    passes = {p for _, _, t in rows for p in t["passes"] if p}
+    texts = (dt0.get("sorted") or {}).get("texts")
+    head = (f"Whole dataset{f' ({texts} texts)' if texts else ''} at batch {dt0.get('batch_size', batch_size)}, texts/s sorted by length / in data order"
+            + (f", median [min-max] over {'/'.join(map(str, sorted(passes)))} alternated passes per mode:" if passes else ":"))
+
+    def rng(mode: dict) -> str:
+        lo, hi = _rate(mode, "texts_per_s_min"), _rate(mode, "texts_per_s_max")
+        return f"{_rate(mode):.0f}" + (f" [{lo:.0f}-{hi:.0f}]" if lo is not None and hi is not None else "")
+
+    lines = [head]
+    for variant, dt, t in rows:
+        lines.append(f"  {variant}: {rng(dt['sorted'])} / {rng(dt['unsorted'])}; {t['words']}.")
+    return lines
+
+
 # -- text table -----------------------------------------------------------------------------------
 def _fmt(value, spec: str, missing: str = "-") -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -335,10 +401,7 @@ def format_table(report, batch_size: int | None = None) -> str:
            _render(headers, rows, right), "",
            f"p50 = median end-to-end latency (tokenization included), geometric mean over seq lengths {seqs}; size = artifact on disk.",
            ]
-    tput = [(r.variant, r.dataset_throughput) for r in rep.results if not r.error and r.dataset_throughput.get("sorted")]
-    if tput:
-        out.append(f"Whole dataset at batch {tput[0][1].get('batch_size', bs_rec)}, texts/s sorted by length / in data order: "
-                   + ", ".join(f"{v} {t['sorted']['texts_per_s']:.0f} / {t['unsorted']['texts_per_s']:.0f}" for v, t in tput) + ".")
+    out += throughput_lines(rep, bs_rec)
     mem = [(r.variant, r.peak_rss_bytes, r.baseline_rss_bytes) for r in rep.results if not r.error and r.peak_rss_bytes]
     if mem:
         out.append("Peak memory of each worker (libraries alone): " + ", ".join(
