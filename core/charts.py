@@ -424,6 +424,13 @@ def _spread(mode: dict | None, median: float | None) -> tuple[float | None, floa
     return max(0.0, hi - median), max(0.0, median - lo)
 
 
+def _as_mode(value) -> dict:
+    """One mode's record as a dict (a bare number is a texts/s from an older shape; anything else counts as missing)."""
+    if isinstance(value, dict):
+        return value
+    return {"texts_per_s": value} if isinstance(value, (int, float)) and not isinstance(value, bool) else {}
+
+
 def _pct(value) -> str:
     return f"{float(value):.0%}" if isinstance(value, (int, float)) else "n/a"
 
@@ -437,12 +444,13 @@ def batching_figure(report: dict) -> go.Figure:
 
     title = "Sorted against unsorted batching (whole dataset)"
     colors = report_colors(report)
-    sizes = {(r.get("dataset_throughput") or {}).get("batch_size") for r in ok_results(report)} - {None}
+    tputs = [(r, r.get("dataset_throughput") if isinstance(r.get("dataset_throughput"), dict) else {}) for r in ok_results(report)]
+    sizes = {dt.get("batch_size") for _, dt in tputs} - {None}
     if len(sizes) == 1:
         title = f"Sorted against unsorted batching (whole dataset, batch {next(iter(sizes))})"
     rows = []
-    for r in ok_results(report):
-        dt = r.get("dataset_throughput") or {}
+    for r, dt in tputs:
+        dt = dict(dt, **{m: _as_mode(dt.get(m)) for m in ("sorted", "unsorted")})
         s, u = _throughput(dt.get("sorted")), _throughput(dt.get("unsorted"))
         if s is not None or u is not None:
             rows.append((r["variant"], dt, s, u, throughput_summary(dt)))
@@ -479,14 +487,18 @@ def batching_figure(report: dict) -> go.Figure:
     fig.update_layout(barmode="group", bargap=0.3)
     _legend_below(fig, "Batching")
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=names)
+    if len(shared_pad) < 2 and any(isinstance((row[1].get("sorted") or {}).get("padding_fraction"), (int, float)) for row in rows):
+        fig.update_xaxes(tickmode="array", tickvals=names, ticktext=[  # padding differs by variant: label it under each name
+            f"{row[0]}<br>padding {_pct((row[1].get('unsorted') or {}).get('padding_fraction'))} → {_pct((row[1].get('sorted') or {}).get('padding_fraction'))}"
+            for row in rows])
     top = max(tops, default=1.0) or 1.0
     for name, dt, s, u, summary in rows:
         if summary is None:
             continue
         if summary["within_noise"]:
             text = "no difference within noise"
-        elif summary["batch_size"] == 1 and summary["within_noise"] is False:
-            text = f"{summary['gain']:.2f}x: noise"
+        elif summary["batch_size"] == 1:
+            text = f"{summary['gain']:.2f}x: noise, not sorting" if summary["gain"] else ""
         else:
             text = f"sorted {summary['gain']:.2f}x" if summary["gain"] else ""
         group_top = max(v + (_spread(dt.get(m), v)[0] or 0.0) for m, v in (("sorted", s), ("unsorted", u)) if v is not None)

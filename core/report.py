@@ -279,8 +279,8 @@ def throughput_summary(dt: dict | None) -> dict | None:
     from before repeated passes, which have no spread); ``padding`` = (sorted, unsorted) padding fractions or None;
     ``words``: at batch 1 that sorting cannot matter, else "no difference within noise" or the gain beside the padding.
     """
-    dt = dt or {}
-    s, u = dt.get("sorted") or {}, dt.get("unsorted") or {}
+    dt = dt if isinstance(dt, dict) else {}
+    s, u = (dt.get(m) if isinstance(dt.get(m), dict) else {} for m in ("sorted", "unsorted"))
     s_med, u_med = _rate(s), _rate(u)
     if s_med is None or u_med is None:
         return None
@@ -294,7 +294,7 @@ def throughput_summary(dt: dict | None) -> dict | None:
     pad_words = f"padding {padding[1]:.0%} of tokens unsorted -> {padding[0]:.0%} sorted" if padding else ""
     gain_words = (f"sorted {gain:.2f}x faster" if gain >= 1 else f"sorted {1 / gain:.2f}x slower") if gain else ""
     if batch == 1:
-        words = "batch 1: no padding, so sorting cannot matter here" + (f" ({gain_words}: noise)" if gain_words and within is False else "")
+        words = "batch 1: no padding, so sorting cannot matter here" + (f" ({gain_words}: noise)" if gain_words and within is not True else "")
     elif within:
         words = "no difference within noise" + (f" ({gain_words}; {pad_words})" if pad_words else f" ({gain_words})")
     else:
@@ -303,27 +303,47 @@ def throughput_summary(dt: dict | None) -> dict | None:
             "padding": padding, "passes": (s.get("passes"), u.get("passes")), "words": words}
 
 
+def _range_text(mode: dict | None) -> str:
+    med, lo, hi = _rate(mode), _rate(mode, "texts_per_s_min"), _rate(mode, "texts_per_s_max")
+    if med is None:
+        return "-"
+    return f"{med:.0f}" + (f" [{lo:.0f}-{hi:.0f}]" if lo is not None and hi is not None else "")
+
+
+def throughput_rows(report) -> list[dict]:
+    """Per measured variant: batch size, sorted / unsorted median texts/s with their ranges as text ("412 [398-420]"),
+    passes, padding fractions, the gain and the verdict in words (see throughput_summary). Old reports give what they have."""
+    rep = as_report(report)
+    rows = []
+    for r in rep.results:
+        summary = None if r.error else throughput_summary(r.dataset_throughput)
+        if summary is None:
+            continue
+        dt = r.dataset_throughput   # a dict: throughput_summary returned None otherwise
+        rows.append({"variant": r.variant, "batch_size": summary["batch_size"], "texts": (dt.get("sorted") or {}).get("texts"),
+                     "sorted_texts_per_s": summary["sorted"], "unsorted_texts_per_s": summary["unsorted"],
+                     "sorted_range": _range_text(dt.get("sorted")), "unsorted_range": _range_text(dt.get("unsorted")),
+                     "passes": summary["passes"][0], "padding_sorted": (summary["padding"] or (None, None))[0],
+                     "padding_unsorted": (summary["padding"] or (None, None))[1], "gain": summary["gain"],
+                     "within_noise": summary["within_noise"], "words": summary["words"]})
+    return rows
+
+
+def throughput_heading(rows: list[dict]) -> str:
+    """"Whole dataset (120 texts) at batch 32, texts/s sorted by length / in data order, median [min-max] over 5 alternated passes per mode"."""
+    if not rows:
+        return ""
+    texts, passes = rows[0].get("texts"), sorted({r["passes"] for r in rows if r.get("passes")})
+    return (f"Whole dataset{f' ({texts} texts)' if texts else ''} at batch {rows[0].get('batch_size', '?')}, texts/s sorted by length / in data order"
+            + (f", median [min-max] over {'/'.join(map(str, passes))} alternated passes per mode" if passes else ""))
+
+
 def throughput_lines(report, batch_size: int | None = None) -> list[str]:
     """The CLI's whole-dataset throughput lines: per variant, median [min-max] texts/s sorted / unsorted, padding, verdict."""
-    rep = as_report(report)
-    rows = [(r.variant, r.dataset_throughput, throughput_summary(r.dataset_throughput)) for r in rep.results if not r.error]
-    rows = [row for row in rows if row[2]]
+    rows = throughput_rows(report)
     if not rows:
         return []
-    dt0 = rows[0][1]
-    passes = {p for _, _, t in rows for p in t["passes"] if p}
-    texts = (dt0.get("sorted") or {}).get("texts")
-    head = (f"Whole dataset{f' ({texts} texts)' if texts else ''} at batch {dt0.get('batch_size', batch_size)}, texts/s sorted by length / in data order"
-            + (f", median [min-max] over {'/'.join(map(str, sorted(passes)))} alternated passes per mode:" if passes else ":"))
-
-    def rng(mode: dict) -> str:
-        lo, hi = _rate(mode, "texts_per_s_min"), _rate(mode, "texts_per_s_max")
-        return f"{_rate(mode):.0f}" + (f" [{lo:.0f}-{hi:.0f}]" if lo is not None and hi is not None else "")
-
-    lines = [head]
-    for variant, dt, t in rows:
-        lines.append(f"  {variant}: {rng(dt['sorted'])} / {rng(dt['unsorted'])}; {t['words']}.")
-    return lines
+    return [throughput_heading(rows) + ":"] + [f"  {r['variant']}: {r['sorted_range']} / {r['unsorted_range']}; {r['words']}." for r in rows]
 
 
 # -- text table -----------------------------------------------------------------------------------
