@@ -294,7 +294,8 @@ def throughput_summary(dt: dict | None) -> dict | None:
     pad_words = f"padding {padding[1]:.0%} of tokens unsorted -> {padding[0]:.0%} sorted" if padding else ""
     gain_words = (f"sorted {gain:.2f}x faster" if gain >= 1 else f"sorted {1 / gain:.2f}x slower") if gain else ""
     if batch == 1:
-        words = "batch 1: no padding, so sorting cannot matter here" + (f" ({gain_words}: noise)" if gain_words and within is not True else "")
+        words = "batch 1: no padding, so sorting cannot matter here" + (
+            " (no difference within noise)" if within else f" ({gain_words}: noise)" if gain_words else "")
     elif within:
         words = "no difference within noise" + (f" ({gain_words}; {pad_words})" if pad_words else f" ({gain_words})")
     else:
