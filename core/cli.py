@@ -152,6 +152,7 @@ def cmd_evaluate(args) -> int:
         task=task, model=args.model, variants=_csv_list(args.variants), data=args.data,
         batch_sizes=_csv_list(args.batch_sizes), seq_lengths=_csv_list(args.seq_lengths), threads=args.threads, device=args.device,
         max_length=args.max_length, budgets=budgets, recommend_batch_size=args.recommend_batch_size, stride=args.stride, protocol=protocol or None,
+        throughput_batch_size=args.throughput_batch_size,
     )
     config = validate(config)
     chosen = _chosen_targets(args.hardware)
@@ -350,6 +351,8 @@ def build_parser() -> Parser:
     p.add_argument("--max-accuracy-drop", type=float, help="classification budget: accuracy points (default 1.0)")
     p.add_argument("--max-ppl-increase", type=float, help="causal-lm budget: perplexity increase in percent (default 2.0)")
     p.add_argument("--recommend-batch-size", type=int, help="batch size the recommendation is made at (default 1 if measured, else the first)")
+    p.add_argument("--throughput-batch-size", type=int, default=32,
+                   help="batch size of the whole-dataset throughput, sorted by length vs data order (default 32, capped at the number of texts)")
     p.add_argument("--warmup", type=int, help="latency warm-up runs per cell (default 2)")
     p.add_argument("--min-iters", type=int, help="latency iterations per cell, at least (default 10)")
     p.add_argument("--min-seconds", type=float, help="latency seconds per cell, at least (default 0.5)")

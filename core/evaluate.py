@@ -36,6 +36,7 @@ from .tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING, TASKS, infer_task
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MAX_BATCH = 1024
 MAX_SEQ = 8192
+DEFAULT_THROUGHPUT_BATCH = 32
 # progress: each artifact to build counts one unit, each variant to measure one unit, split by phase (events.PHASES)
 
 
@@ -59,6 +60,7 @@ class EvalConfig:
     allow_local: bool = True
     stride: int | None = None               # causal-lm perplexity window stride; default half the context
     protocol: dict | None = None            # latency protocol overrides (core.bench.Protocol fields)
+    throughput_batch_size: int = DEFAULT_THROUGHPUT_BATCH   # whole-dataset throughput (sorted vs unsorted); capped at the number of texts
     data_bytes: bytes | None = field(default=None, repr=False)   # an upload, instead of ``data`` (then ``data`` is its name)
 
     def to_dict(self) -> dict:
@@ -202,6 +204,8 @@ def _plan(config: EvalConfig, build: bool = False, progress=None) -> Plan:
             raise QlabError(f"Budget {key} must be a number, got '{value}'.") from None
         if not math.isfinite(budgets[key]) or budgets[key] < 0 or (key == "min_cosine" and budgets[key] > 1):
             raise QlabError(f"Budget {key}={value} is out of range.")
+    tput_bs = _ints([DEFAULT_THROUGHPUT_BATCH if config.throughput_batch_size in (None, "") else config.throughput_batch_size],
+                    "throughput batch size", 1, MAX_BATCH)[0]
     if config.protocol:
         from .bench import Protocol
 
@@ -222,7 +226,8 @@ def _plan(config: EvalConfig, build: bool = False, progress=None) -> Plan:
     _check_labels(source, dataset)
     positions = _check_positions(replace(config, seq_lengths=seq_lengths), source)
     clean = replace(config, model=config.model.strip(), variants=labels, batch_sizes=batch_sizes, seq_lengths=seq_lengths, threads=threads,
-                    max_length=max_length, stride=stride, recommend_batch_size=rec_bs, budgets=budgets_for(budgets))
+                    max_length=max_length, stride=stride, recommend_batch_size=rec_bs, budgets=budgets_for(budgets),
+                    throughput_batch_size=min(tput_bs, max(1, len(dataset.texts))))
     return Plan(clean, source, dataset, positions)
 
 
@@ -382,6 +387,7 @@ def run_evaluation(config: EvalConfig, progress: Callable[[dict], None] | None =
         "dataset": str(dataset_path), "data_name": dataset.name, "ref_dir": str(ref_dir), "device": cfg.device, "threads": cfg.threads,
         "max_length": context, "context": context, "stride": stride, "batch_sizes": cfg.batch_sizes, "seq_lengths": cfg.seq_lengths,
         "recommend_batch_size": cfg.recommend_batch_size, "protocol": cfg.protocol or {},
+        "throughput_batch_size": cfg.throughput_batch_size,
     }
     missing = [label for label in slots if not is_stored(source, label, store)]
     units = len(missing) + len(slots)
@@ -465,6 +471,7 @@ def run_evaluation(config: EvalConfig, progress: Callable[[dict], None] | None =
     settings = {
         "variants": cfg.variants, "batch_sizes": cfg.batch_sizes, "seq_lengths": cfg.seq_lengths, "threads": cfg.threads, "device": cfg.device,
         "max_length": context, "recommend_batch_size": cfg.recommend_batch_size, "protocol": _protocol_dict(cfg.protocol),
+        "throughput_batch_size": cfg.throughput_batch_size,
         "speed_summary": "geometric mean of end-to-end p50 over the seq-length sweep",
         "elapsed_s": round(time.perf_counter() - started, 2),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),

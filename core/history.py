@@ -271,6 +271,8 @@ def validate_report(data, name: str = "report") -> dict:
                 bad(f"result '{r['variant']}' has a non-numeric {field}")
         if r.get("quality") is not None and not isinstance(r["quality"], dict):
             bad(f"result '{r['variant']}' has a quality that is not an object")
+        if r.get("dataset_throughput") is not None and not isinstance(r["dataset_throughput"], dict):
+            bad(f"result '{r['variant']}' has a dataset_throughput that is not an object")
         latency = r.get("latency")
         if latency is not None:
             if not isinstance(latency, list):
@@ -345,6 +347,20 @@ def _table_html(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def _throughput_html(report: dict) -> str:
+    """The whole-dataset throughput table (sorted against unsorted, with spread and padding); empty when not measured."""
+    from .report import throughput_heading, throughput_rows
+
+    rows = throughput_rows({k: v for k, v in report.items() if k != HISTORY_KEY})
+    if not rows:
+        return ""
+    for row in rows:
+        row["padding"] = " -> ".join(f"{v:.0%}" for v in (row["padding_unsorted"], row["padding_sorted"])) if row["padding_sorted"] is not None else "n/a"
+    table = _table_html(rows, [("variant", "Variant"), ("sorted_range", "Sorted by length (texts/s)"), ("unsorted_range", "Data order (texts/s)"),
+                               ("passes", "Passes per mode"), ("padding", "Padding, unsorted -> sorted"), ("words", "Verdict")])
+    return f"<h2>Whole-dataset throughput</h2><p>{html.escape(throughput_heading(rows))}.</p>{table}"
+
+
 def export_html(report: dict, _plotlyjs: bool = True) -> str:
     """A standalone HTML report: environment, table against fp32, notes and every chart, with plotly.js inline.
     A comparison across hardware targets gets the cross-hardware chart and table, then one such section per target."""
@@ -362,6 +378,7 @@ def export_html(report: dict, _plotlyjs: bool = True) -> str:
         row["p50"] = row.get("p50_ms")
     table = _table_html(rows, [("variant", "Variant"), ("words", "Against fp32"), ("p50", "p50 latency (ms)"),
                                ("size_mb", "Size (MB)"), ("quality", charts.quality_spec(report)[0])])
+    tput_html = _throughput_html(report)
     rec = report.get("recommended") or {}
     rec_html = (f"<p class='rec'>Recommended: <b>{html.escape(str(rec.get('variant')))}</b> — {html.escape(str(rec.get('reason', '')))}</p>"
                 if rec.get("variant") else "<p class='rec'>No variant met the quality budgets; fp32 stays the choice.</p>")
@@ -394,6 +411,7 @@ th{{background:#f5f5f5}} .rec{{background:#fff7e0;border-left:4px solid #f2a900;
 {rec_html}
 <h2>Machine</h2><table>{env_html}</table>
 <h2>Against the fp32 reference</h2>{table}
+{tput_html}
 <h2>Charts</h2>{''.join(f'<div class="chart">{p}</div>' for p in parts)}
 <h2>Notes</h2><ul>{''.join(notes) or '<li>None.</li>'}</ul>
 <footer>Exported from Quantization Lab. Timings are from the machine above; they do not transfer to other hardware.</footer>

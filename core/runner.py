@@ -256,12 +256,11 @@ def run_job(job: dict, channel: Channel) -> dict:
         for k, (b, s) in enumerate(cells):
             channel.progress("latency", k / (len(cells) + 2), f"latency batch {b} x seq {s}")
             latency.append(bench.measure_cell(variant, tokenizer, texts, b, s, protocol=protocol).to_dict())
-        bs = job["recommend_batch_size"]
-        for k, sort in enumerate((True, False)):
-            key = "sorted" if sort else "unsorted"
-            channel.progress("latency", (len(cells) + k) / (len(cells) + 2), f"whole-dataset throughput ({key}, batch {bs})")
-            throughput[key] = bench.dataset_throughput(variant, tokenizer, texts, bs, job["max_length"], sort=sort)
-        throughput["batch_size"] = bs
+        bs = min(int(job.get("throughput_batch_size") or job["recommend_batch_size"]), len(texts))
+        message = f"whole-dataset throughput (sorted and unsorted alternated, batch {bs})"
+        channel.progress("latency", len(cells) / (len(cells) + 2), message)
+        throughput = bench.dataset_throughput(variant, tokenizer, texts, bs, job["max_length"], protocol=protocol,
+                                              progress=lambda n: channel.progress("latency", (len(cells) + 1) / (len(cells) + 2), f"{message}: {n} passes each"))
     result.update(latency=latency, dataset_throughput=throughput, peak_rss_bytes=peak_rss_bytes())
     channel.progress("latency", 1.0, f"{label} done")
     return result

@@ -152,6 +152,16 @@ def notes(report: dict) -> None:
         st.caption("No notes: every variant ran as expected on this machine.")
 
 
+def throughput_caption(report: dict) -> None:
+    """Under the batching chart: each variant's sorted / unsorted texts/s with their ranges, and the verdict in words."""
+    from core.report import throughput_heading, throughput_rows
+
+    rows = throughput_rows(report)
+    if rows:
+        st.caption(throughput_heading(rows) + ":  \n" + "  \n".join(
+            f"**{r['variant']}**: {r['sorted_range']} / {r['unsorted_range']}; {r['words']}." for r in rows))
+
+
 def measurement_caveats(report: dict) -> list[str]:
     """What the reader should know before trusting small differences: the protocol and how busy the machine was."""
     settings = report.get("settings") or {}
@@ -251,6 +261,7 @@ def main() -> None:
         chart(charts.size_figure(report), "fig_size")
     with right:
         chart(charts.batching_figure(report), "fig_batching")
+        throughput_caption(report)
     left, right = st.columns(2)
     with left:
         chart(charts.latency_batch_figure(report, seq if seq is not None else seqs[-1]), "fig_latency_batch")
