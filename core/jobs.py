@@ -56,7 +56,7 @@ KILL_AFTER_S = 8.0
 PHASE_SHARE = {"build": 0.05, "load": 0.3, "quality": 0.45, "latency": 0.65, "done": 1.0}
 KEEP_FINISHED = 200
 RECENT_DURATIONS = 20
-log = logging.getLogger("qlab.jobs")
+LOG = logging.getLogger("qlab.jobs")
 
 
 class Cancelled(QlabError):
@@ -417,13 +417,13 @@ class JobQueue:
 
             message = redact(error.get("message") or "the evaluation failed")
             if kind != "user":
-                log.error("job %s failed (%s); its log is %s", job.id, message, log_path)
+                LOG.error("job %s failed (%s); its log is %s", job.id, message, log_path)
                 message = f"The evaluation failed unexpectedly ({message}); the details are in the server log (job {job.id[:8]})."
             self._finish(job, "failed", message)
             return
         result = _read_json(job_dir / "result.json")
         if result is None:
-            log.error("job %s stopped without a result (exit code %s); its log is %s", job.id, proc.returncode, log_path)
+            LOG.error("job %s stopped without a result (exit code %s); its log is %s", job.id, proc.returncode, log_path)
             self._finish(job, "failed", f"The evaluation process stopped without a result (exit code {proc.returncode}); "
                                         f"the details are in the server log (job {job.id[:8]}).")
             return
