@@ -390,24 +390,47 @@ def _reference_tokenizer():
 
     from .bundled.registry import BUNDLED
 
-    return Tokenizer.from_file(str(BUNDLED["minilm"].packaged_path() / "tokenizer.json"))
+    tok = Tokenizer.from_file(str(BUNDLED["minilm"].packaged_path() / "tokenizer.json"))
+    tok.no_truncation()   # its file truncates to the model's 512 (or 128) tokens: a count must see everything
+    tok.no_padding()
+    return tok
 
 
-def count_tokens(dataset: Dataset, cap: int | None = None, batch: int = 512) -> int | None:
+def _pieces(text: str, size: int = 4096):
+    """``text`` in pieces of at most about ``size`` characters, cut at whitespace (WordPiece never joins across
+    whitespace, so the pieces' counts add up to the whole text's); one huge string is slow to tokenize in one go."""
+    start, n = 0, len(text)
+    while start < n:
+        end = min(n, start + size)
+        if end < n:
+            cut = text.rfind(" ", start + 1, end)
+            if cut <= start:
+                cut = max(text.rfind("\n", start + 1, end), text.rfind("\t", start + 1, end))
+            end = cut if cut > start else end
+        yield text[start:end]
+        start = end
+
+
+def count_tokens(dataset: Dataset, cap: int | None = None) -> int | None:
     """How many tokens ``dataset`` is, counted with the reference tokenizer (special tokens not counted).
 
     With ``cap``: None when the text is certainly within it (a WordPiece token covers at least one non-space
-    character, so fewer such characters than ``cap`` means fewer tokens), and counting stops once past it."""
+    character, so fewer such characters than ``cap`` means fewer tokens), and counting stops soon after passing it."""
     texts = [dataset.raw_text] if dataset.raw_text is not None else list(dataset.texts)
     if cap is not None and sum(len(t) - t.count(" ") for t in texts) <= cap:
         return None
     tok = _reference_tokenizer()
-    total = 0
-    for i in range(0, len(texts), batch):
-        chunk = texts[i:i + batch]
-        if dataset.raw_text is not None:  # one long text: count it in paragraphs
-            chunk = [p for t in chunk for p in t.split("\n")]
+    step = min(1 << 20, max(1 << 14, 4 * cap)) if cap else 1 << 20   # characters per batch: a cap is passed after little work
+    total, chunk, chars = 0, [], 0
+    for text in texts:
+        for piece in _pieces(text):
+            chunk.append(piece)
+            chars += len(piece)
+            if chars >= step:
+                total += sum(len(e.ids) for e in tok.encode_batch(chunk, add_special_tokens=False))
+                chunk, chars = [], 0
+                if cap is not None and total > cap:
+                    return total
+    if chunk:
         total += sum(len(e.ids) for e in tok.encode_batch(chunk, add_special_tokens=False))
-        if cap is not None and total > cap:
-            return total
     return total

@@ -225,8 +225,8 @@ def check_dataset_size(name: str, rows: int, tokens: int | None, pol: Policy | N
         raise QlabError(f"'{name}' has {rows:,} rows; this lab measures at most {pol.max_rows:,} rows per upload "
                         f"(QLAB_MAX_ROWS). Upload a sample of your data.")
     if pol.max_tokens and tokens is not None and tokens > pol.max_tokens:
-        raise QlabError(f"'{name}' has about {tokens:,} tokens; this lab measures at most {pol.max_tokens:,} tokens per upload "
-                        f"(QLAB_MAX_TOKENS). Upload a shorter sample of your data.")
+        raise QlabError(f"'{name}' is more than {pol.max_tokens:,} tokens long; this lab measures at most {pol.max_tokens:,} tokens "
+                        f"per upload (QLAB_MAX_TOKENS). Upload a shorter sample of your data.")
 
 
 # -- variants -------------------------------------------------------------------------------------
@@ -321,16 +321,19 @@ def timed_out_message(pol: Policy | None = None) -> str:
 
 
 # -- visitors, owners and imports ---------------------------------------------------------------
-LOOPBACK = ("127.", "::1", "localhost")
-
-
 def visitor_key(ip: str | None, session_id: str, forwarded_for: str | None = None) -> str:
     """Who counts as one visitor for the per-visitor limits: the client address when the server sees a real one
     (the first ``X-Forwarded-For`` hop when ``QLAB_TRUST_PROXY=1``), else the browser session."""
-    if forwarded_for and os.environ.get("QLAB_TRUST_PROXY", "").strip().lower() in TRUE:
+    import ipaddress
+
+    if isinstance(forwarded_for, str) and forwarded_for and os.environ.get("QLAB_TRUST_PROXY", "").strip().lower() in TRUE:
         ip = forwarded_for.split(",")[0].strip() or ip
-    if ip and not str(ip).startswith(LOOPBACK):
-        return "ip:" + hashlib.sha256(str(ip).encode()).hexdigest()[:16]
+    try:
+        address = ipaddress.ip_address(ip) if isinstance(ip, str) else None
+    except ValueError:
+        address = None
+    if address is not None and not address.is_loopback:
+        return "ip:" + hashlib.sha256(str(address).encode()).hexdigest()[:16]
     return "session:" + hashlib.sha256(str(session_id).encode()).hexdigest()[:16]
 
 
