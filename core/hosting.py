@@ -401,7 +401,7 @@ def check_hub_download(hub_id: str, files: list[tuple[str, int | None]], pol: Po
 
 
 # -- what a visitor reads ---------------------------------------------------------------------------
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&=\"'])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$@])")   # CommonMark's escapable punctuation that means something
 _PATH = re.compile(r"(?<![\w.:/~-])(/(?:[^\s'\"`,;()\[\]{}<>|]+/)*[^\s'\"`,;()\[\]{}<>|]*)")
 
 

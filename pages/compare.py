@@ -71,7 +71,7 @@ def recommendation_box(report: dict, rec: dict | None, budget: float, batch: int
     spec = BUDGETS.get(report.get("task"), BUDGETS[EMBEDDING])
     if rec:
         name, reason = rec["variant"], rec.get("reason") or ""
-        words = f"**{md(name)}**{md(reason[len(name):], 1000)}" if reason.startswith(name) else f"**{md(name)}** — {md(reason, 1000)}"
+        words = f"**{md(name)}** {md(reason[len(name):], 1000)}" if reason.startswith(name) else f"**{md(name)}** — {md(reason, 1000)}"
         st.success(f"**Recommended:** {words}.", icon=":material/star:")
     else:
         measured_ref = any(r.get("variant") == "fp32" and not r.get("error") for r in report.get("results") or [])
