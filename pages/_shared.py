@@ -243,8 +243,9 @@ def model_task() -> str:
     return task if task in TASKS else EMBEDDING
 
 
-def variant_specs() -> list[str]:
-    """The variant specs chosen on the Models page (parameters applied), plus any typed extra specs."""
+def variant_specs(strict: bool = True) -> list[str]:
+    """The variant specs chosen on the Models page (parameters applied), plus any typed extra specs (``strict``: an extra
+    spec not in the accepted form raises a one-line QlabError; otherwise it is left out)."""
     from core.recipes import RECIPES
 
     ss = st.session_state
@@ -262,7 +263,13 @@ def variant_specs() -> list[str]:
             if value and value != default and (not offered or value in offered):
                 parts.append(f"{p.name}={value}")
         specs.append(":".join(parts))
-    for extra in hosting.parse_extra_specs(ss.get("v_extra")):   # one-line QlabError unless in the accepted form
+    try:
+        extras = hosting.parse_extra_specs(ss.get("v_extra"))   # one-line QlabError unless in the accepted form
+    except QlabError:
+        if strict:
+            raise
+        extras = []
+    for extra in extras:
         if extra not in specs:
             specs.append(extra)
     return specs
@@ -288,8 +295,8 @@ def recommend_batch(batch_sizes: list[int]) -> int:
     return int(chosen) if chosen in batch_sizes else default_batch_size(batch_sizes)
 
 
-def current_config() -> dict:
-    """The comparison as EvalConfig fields (without the data, which travels as bytes)."""
+def current_config(strict: bool = True) -> dict:
+    """The comparison as EvalConfig fields (without the data, which travels as bytes); ``strict`` as in variant_specs."""
     from core.recommend import DEFAULT_BUDGETS
 
     ss = st.session_state
@@ -300,7 +307,7 @@ def current_config() -> dict:
     config = {
         "task": task,
         "model": model_name(),
-        "variants": variant_specs(),
+        "variants": variant_specs(strict),
         "batch_sizes": batches,
         "seq_lengths": sorted(int(s) for s in ss.get("hw_seqs") or [16]),
         "threads": threads,

@@ -62,7 +62,7 @@ def main() -> None:
     queue = get_queue()
     st.title("Playground")
     name, task = model_name(), model_task()
-    config = current_config()
+    config = current_config(strict=False)
     st.caption(f"One input through two variants of **{md(name)}** ({task}), side by side. Generation uses a fixed seed, so the two runs "
                "differ only where the variants' logits differ.")
     try:

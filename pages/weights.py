@@ -77,7 +77,7 @@ def mixed_precision_section(name: str, task: str, source, pol) -> None:
     st.caption("`onnx-int8-mixed` quantizes each weight node (a MatMul or a fused attention block) to int8 **alone** and measures how far the "
                "model's output moves from fp32 on calibration texts: that node's sensitivity. Then it quantizes every node and gives the most "
                "sensitive ones back their fp32 weights, one at a time, until the output fidelity (cosine to fp32) meets the target.")
-    config = current_config()
+    config = current_config(strict=False)
     reason = RECIPES[MIXED].unavailable_reason(config["device"], task)
     if reason:
         st.info(f"Not available here: {reason}.", icon=":material/block:")
