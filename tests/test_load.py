@@ -25,7 +25,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import history
@@ -131,7 +130,5 @@ def test_eight_concurrent_sessions_finish_or_are_refused_and_no_run_is_lost(monk
     assert len(firsts) <= 1   # the same comparison asked three times: one job, one run
     distinct = {data_for(i) for i in finished}
     assert len(saved) == len(distinct)
-    for i, r in sorted(out.items()):
-        print(i, {k: round(v - started, 1) if isinstance(v, float) else v for k, v in r.items() if k not in ("errors",)})
     print(f"\nLOAD: {SESSIONS} concurrent sessions: {len(finished)} finished ({len(saved)} jobs, "
           f"{len(finished) - len(saved)} shared), {len(refused)} refused 'queue full', 0 runs lost, {seconds:.0f} s")
