@@ -9,7 +9,7 @@ import os
 
 import streamlit as st
 
-from pages._shared import PAGES, guarded, init_state, machine, open_run, policy, run_frame, show_error
+from pages._shared import PAGES, guarded, init_state, machine, md, open_run, policy, run_frame, show_error
 
 st.set_page_config(page_title="Quantization Lab", page_icon=":material/compress:", layout="wide")
 init_state()
@@ -86,11 +86,11 @@ def sidebar() -> None:
         active = queue.active_jobs()
         holder = queue.machine_holder()
         if not active and holder and holder.get("pid") != os.getpid():
-            st.caption(f":material/hourglass_top: another server process is running an evaluation ({holder.get('model')})")
+            st.caption(f":material/hourglass_top: another server process is running an evaluation ({md(holder.get('model'), 60)})")
         if active:
             running = [j for j in active if j["state"] == "running"]
             st.caption(f":material/hourglass_top: {len(running)} evaluation running, {len(active) - len(running)} waiting"
-                       + (f" · {running[0]['config'].get('model')}" if running else ""))
+                       + (f" · {md(running[0]['config'].get('model'), 60)}" if running else ""))
         if st.session_state.get("current_run"):
             st.caption(f"Current run: `{st.session_state['current_run'][:8]}` (Compare)")
 

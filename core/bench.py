@@ -96,26 +96,42 @@ def _n_content_tokens(tokenizer, text: str) -> int:
 def cell_texts(tokenizer, texts: list[str], batch_size: int, seq_len: int) -> list[str]:
     """``batch_size`` texts of at least ``seq_len`` tokens each (consecutive data texts joined, cycling through the data
     when it is short), trimmed at the character where the ``seq_len``-th token ends, so tokenizing with truncation
-    gives exactly ``seq_len`` real tokens and no padding."""
+    gives exactly ``seq_len`` real tokens and no padding.
+
+    Each data text is tokenized once (its count is remembered) and each joined text once more to trim it, instead
+    of re-tokenizing the growing string after every join."""
     texts = [t for t in texts if t and t.strip()]
     if not texts:
         raise ValueError("no texts to build benchmark inputs from")
+    counts: dict[int, int] = {}
+
+    def count(i: int) -> int:
+        if i not in counts:
+            counts[i] = _n_content_tokens(tokenizer, texts[i])
+        return counts[i]
+
     out = []
     for row in range(batch_size):
         start = row % len(texts)
-        pieces, i = [texts[start]], start
-        joined = pieces[0]
-        while _n_content_tokens(tokenizer, joined) < seq_len and len(pieces) < seq_len:
-            i = (i + 1) % len(texts)
-            pieces.append(texts[i])
-            joined = " ".join(pieces)
-        try:
-            enc = tokenizer(joined, add_special_tokens=False, return_offsets_mapping=True)
-            offsets = enc["offset_mapping"]
+        pieces, i = [start], start
+        have = count(start)
+        while True:
+            while have < seq_len and len(pieces) < seq_len:   # joined with spaces, the pieces' counts add up (about)
+                i = (i + 1) % len(texts)
+                pieces.append(i)
+                have += count(i)
+            joined = " ".join(texts[j] for j in pieces)
+            try:
+                enc = tokenizer(joined, add_special_tokens=False, return_offsets_mapping=True)
+                offsets = enc["offset_mapping"]
+            except (NotImplementedError, KeyError, TypeError):  # slow tokenizers have no offsets: truncation still cuts
+                break
+            if len(offsets) < seq_len and len(pieces) < seq_len:
+                have = len(offsets)   # a BPE merge across a join made it shorter than counted: add more text
+                continue
             if len(offsets) > seq_len:
                 joined = joined[:offsets[seq_len - 1][1]]
-        except (NotImplementedError, KeyError, TypeError):  # slow tokenizers have no offsets: truncation still cuts
-            pass
+            break
         out.append(joined)
     return out
 

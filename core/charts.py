@@ -7,6 +7,8 @@ loaded from JSON (nothing here needs torch or Streamlit).
 
 from __future__ import annotations
 
+import html
+import itertools
 import math
 import re
 from typing import Iterable
@@ -56,7 +58,7 @@ def ok_results(report: dict) -> list[dict]:
 
 def variant_colors(variants: Iterable[str]) -> dict[str, str]:
     """A stable colour per variant: by recipe name, so 'onnx-int8' is the same red in every run and chart."""
-    colors, used, extra = {}, set(), iter(EXTRA_COLORS * 4)
+    colors, used, extra = {}, set(), itertools.cycle(EXTRA_COLORS)   # any number of variants: colours repeat, never run out
     for v in variants:
         if v in colors:
             continue
@@ -757,7 +759,7 @@ RUN_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", 
 def run_label(report: dict) -> str:
     env = report.get("environment") or {}
     cpu = str(env.get("cpu") or "unknown CPU")
-    cpu = cpu if len(cpu) <= 38 else cpu[:36] + "…"
+    cpu = html.escape(cpu if len(cpu) <= 38 else cpu[:36] + "…")   # plotly renders tags such as <a href> in labels
     return f"{str(report.get('run_id', ''))[:8]} · {cpu} · {env.get('threads', '?')} threads"
 
 
@@ -789,7 +791,7 @@ def similarity_figure(texts: list[str], matrix, title: str, *, zmin: float = -0.
     import numpy as np
 
     matrix = np.asarray(matrix, dtype=np.float64)
-    labels = [f"{i + 1}. {t[:28]}{'…' if len(t) > 28 else ''}" for i, t in enumerate(texts)]
+    labels = [html.escape(f"{i + 1}. {t[:28]}{'…' if len(t) > 28 else ''}") for i, t in enumerate(texts)]   # typed text: no plotly tags
     fig = go.Figure(go.Heatmap(z=matrix, x=labels, y=labels, zmin=zmin, zmax=zmax, colorscale="Blues", colorbar=dict(title="cosine"),
                                text=[[f"{v:.3f}" for v in row] for row in matrix], texttemplate="%{text}",
                                hovertemplate="%{y}<br>%{x}<br>cosine %{z:.4f}<extra></extra>"))
@@ -805,7 +807,7 @@ def difference_figure(texts: list[str], a, b, title: str) -> go.Figure:
 
     diff = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
     span = max(float(np.abs(diff).max()), 1e-4)
-    labels = [f"{i + 1}. {t[:28]}{'…' if len(t) > 28 else ''}" for i, t in enumerate(texts)]
+    labels = [html.escape(f"{i + 1}. {t[:28]}{'…' if len(t) > 28 else ''}") for i, t in enumerate(texts)]   # typed text: no plotly tags
     fig = go.Figure(go.Heatmap(z=diff, x=labels, y=labels, zmin=-span, zmax=span, zmid=0, colorscale="RdBu", colorbar=dict(title="Δ cosine"),
                                text=[[f"{v:+.4f}" for v in row] for row in diff], texttemplate="%{text}",
                                hovertemplate="%{y}<br>%{x}<br>Δ %{z:+.5f}<extra></extra>"))

@@ -1,4 +1,4 @@
-"""``python -m core``: models, variants, evaluate, hardware, prepare, store.
+"""``python -m core``: models, variants, evaluate, hardware, prepare, store, history.
 
 Exit codes: 0 success; 2 bad input (one line on stderr, prefixed "error: ", never a traceback); 1 an unexpected
 failure (a bug: its traceback is printed); 130 interrupted.
@@ -320,12 +320,72 @@ def cmd_store(args) -> int:
     return EXIT_OK
 
 
+# -- history ----------------------------------------------------------------------------------------
+def _find_run(prefix: str) -> str:
+    from . import history
+
+    prefix = (prefix or "").strip().lower()
+    if history.valid_run_id(prefix):
+        return prefix
+    if len(prefix) < 4 or not all(c in "0123456789abcdef" for c in prefix):
+        raise QlabError(f"'{prefix[:40]}' is not a run id; give the 32 hex characters of one, or at least 4 of them (python -m core history list).")
+    matches = sorted(p.stem for p in history.runs_dir().glob(f"{prefix}*.json") if history.valid_run_id(p.stem))
+    if len(matches) != 1:
+        raise QlabError(f"{'No' if not matches else 'More than one'} saved run starts with '{prefix}'; list them with: python -m core history list")
+    return matches[0]
+
+
+def cmd_history(args) -> int:
+    from . import history
+
+    if args.action == "list":
+        runs = history.list_runs()
+        if args.json:
+            print(json.dumps([{k: v for k, v in r.items() if k != "created_ts"} for r in runs], indent=2))
+            return EXIT_OK
+        print(f"{len(runs)} saved run{'s' if len(runs) != 1 else ''} in {history.runs_dir()}")
+        if runs:
+            _print_rows(["run", "created", "model", "task", "variants", "imported"],
+                        [[r["run_id"], r["created"], str(r["model"])[:40], r["task"], str(r["variants"])[:60], "yes" if r["imported"] else ""] for r in runs])
+        return EXIT_OK
+    if args.action == "import":
+        if not args.target:
+            raise UsageError("history import needs a FILE (a report exported as JSON)")
+        path = Path(args.target).expanduser()
+        if not path.is_file():
+            raise QlabError(f"Report file '{args.target}' does not exist (or is not a file).")
+        if path.stat().st_size > history.MAX_IMPORT_BYTES:
+            raise QlabError(f"'{path.name}' is {path.stat().st_size / 2**20:.1f} MB; reports are at most {history.MAX_IMPORT_BYTES // 2**20} MB.")
+        try:
+            blob = path.read_bytes()
+        except OSError as err:
+            raise QlabError(f"Report file '{args.target}' cannot be read ({err.strerror or err.__class__.__name__}).") from None
+        run_id = history.import_report(blob, path.name)
+        print(json.dumps({"run_id": run_id, "imported": path.name}) if args.json else f"imported {path.name} as run {run_id}")
+        return EXIT_OK
+    # export
+    if not args.target:
+        raise UsageError("history export needs a run ID (python -m core history list)")
+    run_id = _find_run(args.target)
+    report = history.load_run(run_id)
+    fmt = "json" if args.json else args.format
+    text = {"json": history.export_json, "csv": history.export_csv, "html": history.export_html}[fmt](report)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        print(f"run {run_id} written to {out} ({fmt})", file=sys.stderr)
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return EXIT_OK
+
+
 # -- parser -----------------------------------------------------------------------------------------
 def build_parser() -> Parser:
     from .tasks import TASKS
 
     parser = Parser(prog="python -m core", description="Quantization Lab: compare quantized variants of a model on this machine.")
-    sub = parser.add_subparsers(dest="command", metavar="{models,variants,evaluate,hardware,prepare,store}")
+    sub = parser.add_subparsers(dest="command", metavar="{models,variants,evaluate,hardware,prepare,store,history}")
 
     p = sub.add_parser("models", help="the bundled models and where they are on disk")
     p.add_argument("--json", action="store_true")
@@ -379,6 +439,14 @@ def build_parser() -> Parser:
     p.add_argument("--clear", action="store_true", help="same as: store clear")
     p.add_argument("--delete", metavar="KEY", help="delete one entry (key or unique prefix)")
     p.set_defaults(func=cmd_store)
+
+    p = sub.add_parser("history", help="saved runs: list them, import a colleague's JSON report, export one")
+    p.add_argument("action", choices=["list", "import", "export"], help="list | import FILE | export ID")
+    p.add_argument("target", nargs="?", help="import: the report JSON file; export: a run id (or a unique prefix of at least 4 hex digits)")
+    p.add_argument("--json", action="store_true", help="machine-readable output (export: the report JSON)")
+    p.add_argument("--format", choices=["json", "csv", "html"], default="json", help="export format (default json)")
+    p.add_argument("--out", help="export: write to this file instead of stdout")
+    p.set_defaults(func=cmd_history)
     return parser
 
 

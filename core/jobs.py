@@ -16,6 +16,11 @@
 
 Uploaded data lives in the job only: it is written to ``<store root>/uploads/<job id>/`` for the child to read
 and deleted when the job ends.
+
+Hosted limits (core/hosting.py) are asked here: ``hosting.admit`` before a new job is queued (queue length, jobs per
+visitor, with a "try again at" time), ``hosting.check_variants`` for its variants, ``hosting.deadline`` when it
+starts (the job is stopped at its wall time). Failure messages never carry server paths (the log path goes to the
+server's own log).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import hashlib
 import importlib
 import importlib.util
 import json
+import logging
 import os
 import re
 import shutil
@@ -50,6 +56,8 @@ DEFAULT_RUNNERS = {"evaluate": "core.jobs:evaluate_runner", "build": "core.jobs:
 ACTIVE = ("queued", "waiting", "running")
 FINISHED = ("done", "failed", "cancelled")
 KEEP_FINISHED = 200
+RECENT_DURATIONS = 20
+LOG = logging.getLogger("qlab.jobs")
 
 
 @dataclass
@@ -78,6 +86,9 @@ class Job:
     overall: float = 0.0               # overall fraction done, from the events
     pid: int | None = None             # the job's process while it runs
     targets: dict = field(default_factory=dict)    # hardware target -> its fraction done (comparisons across targets)
+    visitor: str | None = None         # who asked (hosting.visitor_key): the per-visitor limit counts this
+    owner: str | None = None           # who owns the saved run (hosting.owner_id): only they may delete it when hosted
+    timed_out: bool = False            # stopped at the wall-time limit
 
     @property
     def active(self) -> bool:
@@ -90,7 +101,7 @@ class Job:
             "total": self.total, "run_id": self.run_id, "result": self.result, "error": self.error, "cached": self.cached,
             "created": self.created, "started": self.started, "finished": self.finished, "waiting_for": self.waiting_for,
             "cancel_requested": self.cancel_requested, "subscribers": self.subscribers, "config": dict(self.config),
-            "data_name": self.data_name, "fraction": self.fraction(),
+            "data_name": self.data_name, "fraction": self.fraction(), "timed_out": self.timed_out,
         }
 
     def fraction(self) -> float:
@@ -124,16 +135,24 @@ class JobQueue:
         self._current: Job | None = None
         self._worker: threading.Thread | None = None
         self._closed = False
+        self._durations: deque[float] = deque(maxlen=RECENT_DURATIONS)   # seconds of recent finished jobs (queue-full estimates)
         for sub in ("locks", "jobs", "uploads"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
             scratch.sweep(self.root / sub)   # left by a server or job that was killed: nobody will read them
 
     # -- requests ------------------------------------------------------------------------------
     def submit(self, config: dict, *, kind: str = "evaluate", data_bytes: bytes | None = None, data_name: str | None = None,
-               force: bool = False) -> Job:
-        """Queue a job (or join the identical one already queued/running, or answer from a saved run)."""
+               force: bool = False, visitor: str | None = None, owner: str | None = None) -> Job:
+        """Queue a job (or join the identical one already queued/running, or answer from a saved run).
+
+        A new job must pass the hosted limits (``hosting.admit``): raises ``hosting.QueueFull`` with a time to try again."""
+        from . import hosting
+
         if kind not in self.runners:
             raise QlabError(f"Unknown job kind '{kind}'.")
+        pol = hosting.policy()
+        if kind == "evaluate":
+            hosting.check_variants(config.get("variants"), pol)
         config = {k: v for k, v in dict(config).items() if k != "data" or data_bytes is None}
         key = job_key(kind, config, data_bytes)
         with self._lock:
@@ -149,13 +168,21 @@ class JobQueue:
                               cached=True, finished=time.time())
                     self._remember(job)
                     return job
+            running = self._current.started if self._current is not None else None
+            hosting.admit(queued=len(self._queue), visitor_active=self._visitor_active(visitor), running_started=running,
+                          recent=list(self._durations), pol=pol)
             job = Job(id=uuid.uuid4().hex, kind=kind, key=key, config=config, data_name=data_name, data_bytes=data_bytes,
-                      total=len(config.get("variants") or []))
+                      total=len(config.get("variants") or []), visitor=visitor, owner=owner)
             self._remember(job)
             self._queue.append(job)
             self._ensure_worker()
             self._wake.notify_all()
             return job
+
+    def _visitor_active(self, visitor: str | None) -> int:
+        if not visitor:
+            return 0
+        return sum(1 for j in self._jobs.values() if j.visitor == visitor and j.active)
 
     def get(self, job_id: str | None) -> Job | None:
         with self._lock:
@@ -255,7 +282,9 @@ class JobQueue:
                 self._run(job)
             except Exception as err:  # a bug in the queue itself: fail the job, keep the worker alive
                 traceback.print_exc()
-                self._finish(job, "failed", f"The job queue failed ({err.__class__.__name__}: {str(err)[:160]}); see the server log.")
+                from .hosting import redact
+
+                self._finish(job, "failed", f"The job queue failed ({err.__class__.__name__}: {redact(str(err))[:160]}); see the server log.")
             finally:
                 with self._lock:
                     self._current = None
@@ -264,6 +293,8 @@ class JobQueue:
     def _finish(self, job: Job, state: str, message: str, error: str | None = None) -> None:
         with self._lock:
             job.state, job.message, job.finished = state, message, time.time()
+            if job.started and state in ("done", "failed") and not job.cached:
+                self._durations.append(job.finished - job.started)
             job.error = error if error is not None else (message if state == "failed" else None)
 
     def _machine_lock(self, job: Job):
@@ -312,9 +343,23 @@ class JobQueue:
         (job_dir / "job.json").write_text(json.dumps({"kind": job.kind, "runner": self.runners[job.kind], "config": config}, default=str))
         log_path = job_dir / "stderr.log"
         job.log_path = str(log_path)
-        code = local.run("core.jobs", str(job_dir), env=local.project_env({"QLAB_CACHE_DIR": str(self.root)}), log_path=log_path,
-                         on_event=lambda event: self._on_event(job, event), should_stop=lambda: job.cancel_requested,
-                         poll_s=self.poll_s, grace_s=KILL_AFTER_S, on_start=lambda handle: setattr(job, "pid", handle.pid))
+        timer = self._wall_timer(job)
+        try:
+            code = local.run("core.jobs", str(job_dir), env=local.project_env({"QLAB_CACHE_DIR": str(self.root)}), log_path=log_path,
+                             on_event=lambda event: self._on_event(job, event), should_stop=lambda: job.cancel_requested or job.timed_out,
+                             poll_s=self.poll_s, grace_s=KILL_AFTER_S, on_start=lambda handle: setattr(job, "pid", handle.pid))
+        except Cancelled:
+            if not job.timed_out:
+                raise
+            code = None
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if job.timed_out:
+            from . import hosting
+
+            self._finish(job, "failed", hosting.timed_out_message())
+            return
         if job.cancel_requested:
             raise Cancelled("cancelled")
         error = _read_json(job_dir / "error.json")
@@ -322,26 +367,54 @@ class JobQueue:
             kind = error.get("kind")
             if kind == "cancelled":
                 raise Cancelled("cancelled")
-            message = error.get("message") or "the evaluation failed"
+            from .hosting import redact
+
+            message = redact(error.get("message") or "the evaluation failed")
             if kind != "user":
-                message = f"The evaluation failed unexpectedly ({message}); the details are in {log_path}."
+                LOG.error("job %s failed (%s); its log is %s", job.id, message, log_path)
+                message = f"The evaluation failed unexpectedly ({message}); the details are in the server log (job {job.id[:8]})."
             self._finish(job, "failed", message)
             return
         result = _read_json(job_dir / "result.json")
         if result is None:
-            self._finish(job, "failed", f"The evaluation process stopped without a result (exit code {code}); see {log_path}.")
+            LOG.error("job %s stopped without a result (exit code %s); its log is %s", job.id, code, log_path)
+            self._finish(job, "failed", f"The evaluation process stopped without a result (exit code {code}); "
+                                        f"the details are in the server log (job {job.id[:8]}).")
             return
         if job.kind == "evaluate":
             report = result.get("report")
             if job.data_name is not None and isinstance(report.get("data"), dict):
                 report["data"]["path"] = f"uploaded: {job.data_name}"  # the temp copy is gone; the upload itself is not kept
-            run_id = history.save_run(report, key=job.key, root=self.root)
+            elif isinstance(report.get("data"), dict) and report["data"].get("path"):
+                from .hosting import is_hosted
+
+                if is_hosted():  # a shared report names the sample, not where the server keeps it
+                    report["data"]["path"] = Path(str(report["data"]["path"])).name
+            run_id = history.save_run(report, key=job.key, root=self.root, owner=job.owner)
             job.run_id = run_id
             self._finish(job, "done", "finished")
         else:
             job.result = result
             self._finish(job, "done", "finished")
         shutil.rmtree(job_dir, ignore_errors=True)
+
+    def _wall_timer(self, job: Job) -> threading.Timer | None:
+        """Stop the job at its wall-time limit (hosting.deadline), if there is one: the launcher then ends its process tree."""
+        from . import hosting
+
+        end = hosting.deadline(job.started or time.time())
+        if end is None:
+            return None
+
+        def stop():
+            with self._lock:
+                job.timed_out = True
+                job.message = "stopping: wall-time limit reached"
+
+        timer = threading.Timer(max(0.0, end - time.time()), stop)
+        timer.daemon = True
+        timer.start()
+        return timer
 
     def _on_event(self, job: Job, event: dict) -> None:
         with self._lock:
@@ -404,6 +477,11 @@ def evaluate_runner(config: dict, progress, should_stop) -> dict:
         hosting.check_data_path(config.get("data"), history.store_root(), pol)
     if pol.max_model_bytes and config.get("model") not in _bundled_names():
         _check_model_size(config, pol)
+    if config.get("data") and config.get("task"):  # the upload's rows and tokens, checked again where the work runs
+        from . import data as data_mod
+
+        dataset = data_mod.load_dataset(config["data"], config["task"])
+        hosting.check_dataset_size(dataset.name, dataset.rows, data_mod.count_tokens(dataset, pol.max_tokens) if pol.max_tokens else None, pol)
     known = set(EvalConfig.__dataclass_fields__)
     cfg = validate(EvalConfig(**{k: v for k, v in config.items() if k in known}))
     if not config.get("hardware"):

@@ -44,13 +44,9 @@ def hub_not_downloaded(name: str) -> bool:
     name = (name or "").strip()
     if not name or name in BUNDLED or hosting.looks_local(name) or not HUB_ID.match(name):
         return False
-    try:
-        from huggingface_hub import snapshot_download
+    from .sources import _cached_hub_snapshot
 
-        snapshot_download(name, allow_patterns=HUB_FILES, local_files_only=True)
-        return False
-    except Exception:  # noqa: BLE001 - any failure means "not available offline"
-        return True
+    return _cached_hub_snapshot(name, None) is None   # neither in the store's hub folder nor the user's HF cache
 
 
 def resolve_ready(name: str, task: str | None = None, *, allow_local: bool = True):

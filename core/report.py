@@ -210,8 +210,16 @@ def report_to_csv(report) -> str:
             row = dict(base)
             if c is not None:
                 row.update({k: getattr(c, k) for k in ("batch_size", "seq_len", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "throughput_per_s", "forward_p50_ms")})
-            writer.writerow(row)
+            writer.writerow({k: csv_cell(v) for k, v in row.items()})
     return out.getvalue()
+
+
+def csv_cell(value):
+    """No spreadsheet formula from a CSV cell: text starting with = + - @ (or tab/CR) gets a leading apostrophe;
+    numbers stay numbers (a negative number is not text)."""
+    from .hosting import csv_cell as neutralise
+
+    return neutralise(value)
 
 
 # -- comparison with fp32 -------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import streamlit as st
 
 from core import charts
 from core.tasks import EMBEDDING
-from pages._shared import BUDGETS, load_current_report, run_page
+from pages._shared import BUDGETS, load_current_report, md, run_page
 
 ALL_SEQS = 0   # the sequence-length choice "all (geometric mean)" (None would show as no choice)
 PLOTLY_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"], "toImageButtonOptions": {"scale": 2}}
@@ -71,7 +71,7 @@ def recommendation_box(report: dict, rec: dict | None, budget: float, batch: int
     spec = BUDGETS.get(report.get("task"), BUDGETS[EMBEDDING])
     if rec:
         name, reason = rec["variant"], rec.get("reason") or ""
-        words = f"**{name}**{reason[len(name):]}" if reason.startswith(name) else f"**{name}** — {reason}"
+        words = f"**{md(name)}** {md(reason[len(name):], 1000)}" if reason.startswith(name) else f"**{md(name)}** — {md(reason, 1000)}"
         st.success(f"**Recommended:** {words}.", icon=":material/star:")
     else:
         measured_ref = any(r.get("variant") == "fp32" and not r.get("error") for r in report.get("results") or [])
@@ -80,7 +80,7 @@ def recommendation_box(report: dict, rec: dict | None, budget: float, batch: int
     saved = report.get("recommended") or {}
     saved_budget, saved_batch = report_budget(report), saved.get("batch_size") or (report.get("settings") or {}).get("recommend_batch_size")
     if abs(budget - saved_budget) > 1e-12 or (saved_batch and batch != saved_batch):
-        st.caption(f"Live for this view: the saved run recommended **{saved.get('variant') or 'nothing'}** with {spec.words(saved_budget)}"
+        st.caption(f"Live for this view: the saved run recommended **{md(saved.get('variant') or 'nothing')}** with {spec.words(saved_budget)}"
                    + (f" at batch {saved_batch}" if saved_batch else "") + ". Exports keep the saved recommendation.")
 
 
@@ -89,7 +89,7 @@ def headline(report: dict, rows: list[dict], rec: dict | None) -> None:
     by_name = {r["variant"]: r for r in rows}
     c1, c2, c3, c4 = st.columns(4)
     name = rec.get("variant")
-    c1.metric("Recommended", name or "none", help=rec.get("reason") or "No measured variant stays within the quality budget at this batch size.")
+    c1.metric("Recommended", name or "none", help=md(rec.get("reason"), 1000) or "No measured variant stays within the quality budget at this batch size.")
     row = by_name.get(name or "", {})
     c2.metric(f"Speed vs fp32 (batch {row.get('batch_size') or rec.get('batch_size') or '?'})",
               f"{row['speedup']:.2f}x" if row.get("speedup") else "—")
@@ -143,11 +143,11 @@ def notes(report: dict) -> None:
         any_note = True
         slow = [n for n in items if n.startswith("Slower than fp32") or n.startswith("Failed")]
         other = [n for n in items if n not in slow]
-        st.markdown(f"**{r['variant']}**")
+        st.markdown(f"**{md(r['variant'])}**")
         for n in slow:
-            st.markdown(f"- :orange[:material/speed:] {n}")
+            st.markdown(f"- :orange[:material/speed:] {md(n, 2000)}")
         for n in other:
-            st.markdown(f"- {n}")
+            st.markdown(f"- {md(n, 2000)}")
     if not any_note:
         st.caption("No notes: every variant ran as expected on this machine.")
 
@@ -238,8 +238,8 @@ def main() -> None:
             return
     env = report.get("environment") or {}
     data = report.get("data") or {}
-    st.markdown(f"**{report['model']}** ({report['task']}) on **{data.get('name', '?')}** ({data.get('rows', '?')} rows) · "
-                f"{env.get('cpu', '?')}, {env.get('threads', '?')} threads, {env.get('device', 'cpu')} · run `{report['run_id'][:8]}` · {report.get('created', '')}")
+    st.markdown(f"**{md(report['model'])}** ({md(report['task'])}) on **{md(data.get('name', '?'))}** ({md(data.get('rows', '?'))} rows) · "
+                f"{md(env.get('cpu', '?'))}, {md(env.get('threads', '?'))} threads, {md(env.get('device', 'cpu'))} · run `{report['run_id'][:8]}` · {md(report.get('created', ''))}")
     batches, seqs = charts.batch_sizes(report), charts.seq_lengths(report)
     if not batches:
         st.warning("This run has no latency measurements (every variant failed?); the notes below say why.", icon=":material/warning:")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core import hosting
 from core.errors import QlabError
 from core.tasks import TASKS
-from pages._shared import (BATCH_CHOICES, BUDGETS, ENGINES, MEASUREMENTS, PARAM_SUGGESTIONS, SEQ_CHOICES, TASK_NAMES, machine, model_name,
-                           hardware_targets, model_task, policy, run_page, show_error, variant_specs)
+from pages._shared import (BATCH_CHOICES, BUDGETS, ENGINES, MEASUREMENTS, PARAM_SUGGESTIONS, SEQ_CHOICES, TASK_NAMES, error_line, hardware_targets,
+                           machine, md, model_name, model_task, policy, run_page, show_error, variant_specs)
 
 
 @st.cache_resource(show_spinner=False, ttl=120, max_entries=16)
@@ -107,7 +108,8 @@ def variants_section(pol, source) -> None:
                         st.text_input(p.name, key=key, help=p.help, persist_state="session")
     st.text_input("More variant specs (optional, comma-separated)", key="v_extra", persist_state="session",
                   placeholder="dynamic-int8:engine=qnnpack, absmax-int8:granularity=tensor",
-                  help="Compare a recipe with other parameters side by side, e.g. the per-tensor absmax or the qnnpack engine.")
+                  help="Compare a recipe with other parameters side by side, e.g. the per-tensor absmax or the qnnpack engine. "
+                       f"Accepted form: {md(hosting.SPEC_FORM, 400)}.")
     try:
         from core.recipes import expand
 
@@ -235,9 +237,10 @@ def main() -> None:
         with st.spinner("Checking the model..."):
             source, error = _resolve(name, task if st.session_state.get("m_kind") != "bundled" else None, pol.allow_local)
         if error:
-            st.error(error, icon=":material/error:")
+            st.error(error_line(error), icon=":material/error:")
         elif source is not None:
-            st.caption(f":material/check_circle: `{source.name}` · {source.kind} · task {source.task}" + (f" · labels: {', '.join(source.labels)}" if source.labels else ""))
+            st.caption(f":material/check_circle: {md(source.name)} · {source.kind} · task {source.task}"
+                       + (f" · labels: {md(', '.join(map(str, source.labels)))}" if source.labels else ""))
     else:
         st.info("Type a model to compare.")
     st.divider()

@@ -9,7 +9,7 @@ from core import charts
 from core.errors import QlabError
 from core.jobs import FINISHED, get_queue
 from core.tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING
-from pages._shared import build_panel, current_config, model_name, model_task, policy, run_page, show_error
+from pages._shared import build_panel, current_config, md, model_name, model_task, policy, run_page, show_error, visitor
 
 EXAMPLES = {
     CAUSAL_LM: "Return a new list containing",
@@ -35,7 +35,7 @@ def _loaded(name: str, task: str, allow_local: bool, fingerprint: str, spec: str
 
 def show_result(task: str, spec: str, result: dict, other: dict | None) -> None:
     if task == CAUSAL_LM:
-        st.markdown(f"> {result['prompt']} **{result['text']}**")
+        st.markdown(f"> {md(result['prompt'], 2000)} **{md(result['text'], 4000)}**")
         st.caption(f"{len(result['tokens'])} tokens in {result['seconds']:.2f} s ({result['tokens_per_s']:.1f} tokens/s, no KV cache)")
         if other is not None:
             from core.playground import first_divergence
@@ -62,8 +62,8 @@ def main() -> None:
     queue = get_queue()
     st.title("Playground")
     name, task = model_name(), model_task()
-    config = current_config()
-    st.caption(f"One input through two variants of **{name}** ({task}), side by side. Generation uses a fixed seed, so the two runs "
+    config = current_config(strict=False)
+    st.caption(f"One input through two variants of **{md(name)}** ({task}), side by side. Generation uses a fixed seed, so the two runs "
                "differ only where the variants' logits differ.")
     try:
         chosen = expand(config["variants"], task, config["device"]) if config["variants"] else []
@@ -81,7 +81,7 @@ def main() -> None:
     if bundled_needs_build(name):
         missing = [a, b]
         source = None
-        st.info(f"**{name}** is trained on first use (a few minutes); build it and the two variants in the background.", icon=":material/model_training:")
+        st.info(f"**{md(name)}** is trained on first use (a few minutes); build it and the two variants in the background.", icon=":material/model_training:")
     else:
         source = _source(name, task, pol.allow_local)
         stored = stored_variants(source, [a, b])
@@ -92,8 +92,13 @@ def main() -> None:
         snap = queue.status(job_id) if job_id else None
         busy = snap is not None and snap["state"] not in FINISHED
         if st.button("Build in the background", icon=":material/build:", disabled=busy, key="pg_build"):
-            job = queue.submit({"model": name, "task": task, "variants": sorted(set(missing), key=missing.index), "device": config["device"],
-                                "threads": config["threads"], "max_length": config["max_length"], "allow_local": pol.allow_local}, kind="build")
+            try:
+                job = queue.submit({"model": name, "task": task, "variants": sorted(set(missing), key=missing.index), "device": config["device"],
+                                    "threads": config["threads"], "max_length": config["max_length"], "allow_local": pol.allow_local},
+                                   kind="build", visitor=visitor())
+            except Exception as err:  # noqa: BLE001 - a full queue or a limit: one line, the page stays
+                show_error(err)
+                return
             ss["pg_job"] = job.id
             st.rerun()
         if job_id:

@@ -225,3 +225,17 @@ def test_scratch_folders_of_dead_processes_are_swept(tmp_path):
     (tmp_path / "orphan" / "upload.csv").write_text("secret text\n")
     assert scratch.sweep(tmp_path) == ["orphan"]
     assert mine.is_dir() and young.is_dir() and not (tmp_path / "orphan").exists()
+
+
+def test_a_cross_hardware_report_imports_and_a_forged_target_is_refused():
+    from core import history
+
+    merged = cross_report(lost=True)
+    blob = history.export_json(merged).encode()
+    run_id = history.import_report(blob, "cross.json")
+    again = history.load_run(run_id)
+    assert [t["status"] for t in again["hardware"]] == ["ok", "lost"] and {r["hardware"] for r in again["results"]} == {"epyc-vnni"}
+    forged = json.loads(blob)
+    forged["hardware"][0]["id"] = "<img src=x onerror=alert(1)>"
+    with pytest.raises(QlabError, match="is not a Quantization Lab report"):
+        history.import_report(json.dumps(forged).encode(), "forged.json")
