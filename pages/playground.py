@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import pandas as pd
 import streamlit as st
 
 from core import charts
 from core.errors import QlabError
+from core.execution.events import Cancelled
+from core.execution.machine_lock import machine_lock
+from core.history import store_root
 from core.jobs import FINISHED, get_queue
 from core.tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING
 from pages._shared import build_panel, current_config, md, model_name, model_task, policy, run_page, show_error, visitor
+
+PLAYGROUND_WAIT_S = float(os.environ.get("QLAB_PLAYGROUND_WAIT_S") or 120)   # how long a run here waits for an evaluation holding the machine
 
 EXAMPLES = {
     CAUSAL_LM: "Return a new list containing",
@@ -118,8 +126,16 @@ def main() -> None:
         submitted = st.form_submit_button("Run both", type="primary", icon=":material/play_arrow:")
     if submitted:
         results = {}
+        waiting = st.empty()
+        started = time.monotonic()
+
+        def on_wait(message: str) -> None:   # an evaluation is timing variants on these cores: wait for it, and say so
+            waiting.info(f"The playground {message.replace('waiting for', 'waits for', 1)} (so neither disturbs the other's timings).",
+                         icon=":material/hourglass_top:")
+
         try:
-            with st.spinner("Running both variants..."):
+            with machine_lock(store_root(), {"by": "playground run", "model": name}, on_wait=on_wait,
+                              should_stop=lambda: time.monotonic() - started > PLAYGROUND_WAIT_S), st.spinner("Running both variants..."):
                 for spec in (a, b):
                     ready = _loaded(name, task, pol.allow_local, source.fingerprint, spec, config["device"], config["threads"])
                     if task == CAUSAL_LM:
@@ -129,9 +145,14 @@ def main() -> None:
                                                  seed=int(seed), max_positions=max_positions(source.path))
                     else:
                         results[spec] = run_task(task, ready.variant, ready.tokenizer, text, labels=list(source.labels), max_length=config["max_length"])
+        except Cancelled:
+            waiting.warning(f"An evaluation is still measuring on this machine after {PLAYGROUND_WAIT_S:.0f} s; run the playground again when it has finished.",
+                            icon=":material/hourglass_top:")
+            return
         except Exception as err:  # noqa: BLE001
             show_error(err)
             return
+        waiting.empty()
         ss["pg_results"] = {"task": task, "model": name, "a": a, "b": b, "results": results}
     shown = ss.get("pg_results")
     if not shown or shown["model"] != name or shown["task"] != task or {shown["a"], shown["b"]} != {a, b}:

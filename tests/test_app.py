@@ -364,7 +364,7 @@ def use_local_model(at: AppTest, folder, task: str) -> None:
     no_exceptions(at)
 
 
-def test_playground_builds_missing_variants_in_the_background(tiny_classifier_dir):
+def test_playground_builds_missing_variants_in_the_background(tiny_classifier_dir, monkeypatch):
     at = new_app()
     at.run()
     use_local_model(at, tiny_classifier_dir, "classification")
@@ -376,6 +376,18 @@ def test_playground_builds_missing_variants_in_the_background(tiny_classifier_di
     assert any("Not built yet" in w for w in texts(at.warning)), texts(at.warning)
     at.button(key="pg_build").click().run()
     poll(at, lambda a: not a.warning and not a.error, timeout=180, every=0.5)   # the build job ran in the queue
+
+    # while an evaluation holds the machine, the playground waits for it (here for 1 s), then says so in one line
+    from core.execution.machine_lock import machine_lock
+    from core.history import store_root
+
+    monkeypatch.setenv("QLAB_PLAYGROUND_WAIT_S", "1")
+    with machine_lock(store_root(), {"by": "evaluation", "model": "someone else's"}):
+        [b for b in at.button if b.proto.label == "Run both"][0].click().run()
+    no_exceptions(at)
+    assert any("still measuring on this machine after 1 s" in w for w in texts(at.warning)), texts(at.warning)
+    assert not at.dataframe
+
     submit = [b for b in at.button if b.proto.label == "Run both"][0]
     submit.click().run()
     no_exceptions(at)
