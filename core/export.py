@@ -45,6 +45,7 @@ from .tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING
 FORMAT = 1
 META, README, REQUIREMENTS = "qlab.json", "README.md", "requirements.txt"
 MAX_RUNS_SCANNED = 500   # saved runs read when looking for this variant's measurements (newest first)
+STORED_SUFFIXES = (".onnx", ".safetensors", ".data", ".bin")
 
 
 class ExportError(QlabError):
@@ -404,10 +405,11 @@ def _verify(store, key: str) -> list[str]:
 def _write_zip(folder: Path, target: Path) -> None:
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+        with zipfile.ZipFile(tmp, "w") as zf:
             for path in sorted(folder.rglob("*")):
-                if path.is_file():
-                    zf.write(path, f"{folder.name}/{path.relative_to(folder).as_posix()}")
+                if path.is_file():  # weights barely compress (int8 ONNX: 9%) and deflating them is slow: store them as they are
+                    method = zipfile.ZIP_STORED if path.suffix in STORED_SUFFIXES else zipfile.ZIP_DEFLATED
+                    zf.write(path, f"{folder.name}/{path.relative_to(folder).as_posix()}", compress_type=method)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -495,7 +497,7 @@ def export_variant(model: str, spec: str, out, *, task: str | None = None, make_
         size = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
         if max_bytes and size > max_bytes:
             raise ExportError(f"This export of '{label}' is {size / 2**20:.0f} MB; downloads here are limited to {max_bytes / 2**20:.0f} MB. "
-                              "Pick a smaller variant (the int8 ones are about a quarter of fp32).")
+                              "Pick a smaller variant or model.")
         if out.exists():
             out.rmdir()   # checked empty above
         os.rename(tmp, out)

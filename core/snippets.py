@@ -200,11 +200,15 @@ def _measured_lines(meta: dict) -> list[str]:
     return lines
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 1024:.1f} KB"
+
+
 def readme(meta: dict, code: str) -> str:
     """The exported folder's README.md: what it is, how to install and run it, what the lab measured, the files."""
     runtime = meta["runtime"]
     post = meta["postprocessing"]
-    files = "\n".join(f"- `{name}` ({info['bytes'] / 2**20:.2f} MB)" for name, info in sorted(meta["files"].items()))
+    files = "\n".join(f"- `{name}` ({_size(info['bytes'])})" for name, info in sorted(meta["files"].items()))
     return "\n".join([
         f"# {meta['model']} · `{meta['variant']['spec']}` ({meta['task']})",
         "",
