@@ -237,7 +237,7 @@ def cmd_store(args) -> int:
 
 # -- export -----------------------------------------------------------------------------------------
 def cmd_export(args) -> int:
-    from . import exports
+    from . import exports, hosting
     from .export import export_variant
 
     if args.max_mb is not None and args.max_mb <= 0:
@@ -248,7 +248,8 @@ def cmd_export(args) -> int:
             print(f"{message} ...", file=sys.stderr, flush=True)
 
     done = export_variant(args.model, args.variant, args.out, task=args.task, make_zip=args.zip, build=not args.no_build,
-                          max_bytes=int(args.max_mb * 2**20) if args.max_mb else None, progress=say)
+                          max_bytes=int(args.max_mb * 2**20) if args.max_mb else None, progress=say,
+                          allow_local=args.origin != "dashboard" or hosting.policy().allow_local)
     exports.record(done, origin=args.origin)
     measured = done.meta.get("measured")
     print(f"exported {done.meta['model']} · {done.meta['variant']['spec']} ({done.meta['task']}) to {done.folder} ({done.bytes / 2**20:.1f} MB)")

@@ -126,7 +126,7 @@ def write_pretrained(job: Job, out: Path) -> dict:
     if job.recipe.name == "torchscript":
         return {"apply_on_load": "torch.jit.trace of the fp32 model (TorchScript archives are pickles; the lab keeps safetensors and traces at load)",
                 "dtype": "float32"}
-    return {"apply_on_load": f"nothing: load with from_pretrained(dtype=torch.{dtype})", "dtype": dtype}
+    return {"apply_on_load": f"nothing: load with from_pretrained(dtype=torch.{dtype})", "dtype": dtype, "output_dtype": dtype}
 
 
 def _source_weight_files(source_dir: Path) -> list[Path]:
@@ -244,9 +244,11 @@ def _onnx_io(path: Path) -> tuple[list[dict], list[dict]]:
     return describe(graph.input), describe(graph.output)
 
 
-def _torch_io(task: str, dtype: str, labels: list[str]) -> tuple[list[dict], list[dict]]:
+def _torch_io(task: str, dtype: str, labels: list[str], config) -> tuple[list[dict], list[dict]]:
     inputs = [{"name": n, "dtype": "int64", "shape": ["batch", "sequence"]} for n in ("input_ids", "attention_mask")]
-    shape = {EMBEDDING: ["batch", "sequence", "hidden"], CLASSIFICATION: ["batch", len(labels) or "labels"], CAUSAL_LM: ["batch", "sequence", "vocab"]}[task]
+    hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", None) or "hidden"
+    shape = {EMBEDDING: ["batch", "sequence", hidden], CLASSIFICATION: ["batch", len(labels) or "labels"],
+             CAUSAL_LM: ["batch", "sequence", getattr(config, "vocab_size", None) or "vocab"]}[task]
     name = "last_hidden_state" if task == EMBEDDING else "logits"
     return inputs, [{"name": name, "dtype": dtype, "shape": shape}]
 
@@ -402,6 +404,13 @@ def _verify(store, key: str) -> list[str]:
     return []
 
 
+def _refuse_damaged(store, key: str, label: str, model: str) -> None:
+    problems = _verify(store, key)
+    if problems:
+        raise ExportError(f"The stored '{label}' of {model} is damaged ({problems[0]}), so it was not exported; "
+                          f"delete it (python -m core store --delete {key[:12]}) and export again to rebuild it.")
+
+
 def _write_zip(folder: Path, target: Path) -> None:
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
@@ -441,18 +450,18 @@ def export_variant(model: str, spec: str, out, *, task: str | None = None, make_
         raise RecipeError(f"Variant '{label}' cannot be exported here: {reason}")
     store = store or ModelStore()
     key = variant_key(source, recipe.name, params)
-    entry = store.lookup(key)
-    if entry is None:
+    stored = key in store
+    if stored:
+        _refuse_damaged(store, key, label, model)   # before lookup: a damaged entry is refused, never silently replaced
+        entry = store.lookup(key)
+    if not stored or entry is None:
         if not build:
             raise ExportError(f"'{label}' of {model} is no longer in the store (full stores evict the least recently used); "
                               "run the comparison again to rebuild it, then download it.")
         say(f"building {label} of {model} into the store")
         get_variant(source, label, store=store)
         entry = store.lookup(key)
-    problems = _verify(store, key)
-    if problems:
-        raise ExportError(f"The stored '{label}' of {model} is damaged ({problems[0]}), so it was not exported; "
-                          f"delete it (python -m core store --delete {key[:12]}) and export again to rebuild it.")
+        _refuse_damaged(store, key, label, model)
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(str(source.path), trust_remote_code=False)
@@ -469,7 +478,7 @@ def export_variant(model: str, spec: str, out, *, task: str | None = None, make_
         if exporter.kind == "onnx":
             inputs, outputs = _onnx_io(tmp / "model.onnx")
         else:
-            inputs, outputs = _torch_io(source.task, block.get("dtype", "float32"), list(source.labels))
+            inputs, outputs = _torch_io(source.task, block.get("output_dtype", "float32"), list(source.labels), config)
         details = {**block, "max_length": job.max_length, "input_names": [i["name"] for i in inputs], "output_name": outputs[0]["name"]}
         code = snippet(exporter.kind, source.task, details)
         measured, note = measured_summary(source.name, source.task, label, entry.size_bytes, root=runs_root)

@@ -120,7 +120,7 @@ def torchscript_snippet(task: str, d: dict) -> str:
 
 def dynamic_int8_snippet(task: str, d: dict) -> str:
     qconfig = d["qconfig"]
-    head, cls = _head(task, "import json, torch", f"from torch.ao.quantization import {qconfig}, quantize_dynamic")
+    head, cls = _head(task, "import json, torch")
     lines = head + [f'model = {cls}.from_pretrained(".", attn_implementation="eager").eval()  # fp32 weights']
     if d.get("conv1d_to_linear"):
         lines += [
@@ -130,7 +130,8 @@ def dynamic_int8_snippet(task: str, d: dict) -> str:
         ]
     lines += [
         f'torch.backends.quantized.engine = "{d["engine"]}"  # the kernel library the lab measured',
-        f'quantize_dynamic(model, {{n: {qconfig} for n in json.load(open("qlab.json"))["recipe"]["modules"]}}, dtype=torch.qint8, inplace=True)',
+        f'torch.ao.quantization.quantize_dynamic(model, {{n: torch.ao.quantization.{qconfig} for n in json.load(open("qlab.json"))["recipe"]["modules"]}}, '
+        'dtype=torch.qint8, inplace=True)  # the Linear layers the lab quantized',
     ]
     return "\n".join(lines + _torch_tail(task, d, _call(task)))
 
