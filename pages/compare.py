@@ -191,6 +191,8 @@ def download_controls(report: dict, variant: str, key: str) -> None:
                 with st.spinner(f"Exporting {variant} ..."):
                     rec = exports.prepare_download(report["model"], report["task"], variant, max_bytes=hosting.export_cap_bytes())
                 made[ident] = rec["id"]
+            if ident in made:
+                st.rerun()   # every button of this variant (row and recommended card) and the limits show the new download
     if rec:
         zip_path = Path(rec["zip"])
         st.download_button(f"Download {variant} ({(rec.get('zip_bytes') or 0) / 2**20:.1f} MB zip)", data=lambda p=zip_path: p.read_bytes(),

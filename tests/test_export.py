@@ -172,6 +172,14 @@ def test_exported_snippet_equals_the_lab(spec, model, exported):
     assert_same_outputs(meta["task"], got, lab, mask)
 
 
+def test_the_labs_readme_shows_the_real_minilm_snippet(exported):
+    code = exported[("minilm", "onnx-int8")][1].code
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Take the winner home"):]
+    block = section.split("```python\n", 1)[1].split("\n   ```", 1)[0]
+    assert "\n".join(line[3:] for line in block.splitlines()) == code
+
+
 # -- the command line: success with a zip, the zip round trip, the store untouched ----------------------
 def test_cli_export_zip_round_trip_and_store_unchanged(cli, work, tmp_path):
     from core.sources import resolve
@@ -312,8 +320,10 @@ def test_compare_downloads_and_store_lists_exports(saved_run):
     assert made and zipfile.is_zipfile(made["zip"]) and made["measured"]
     with zipfile.ZipFile(made["zip"]) as zf:
         assert snippet_from_readme(zf.read(f"{Path(made['folder']).name}/README.md").decode()) == snippet_code
-    if at.session_state["exports_made"] and "recommended" in str(at.markdown) and "exp_prep_recommended" not in [b.key for b in at.button]:
+    if history.load_run(saved_run)["recommended"]["variant"] == "onnx-int8":
         assert "exp_dl_recommended" in downloads      # the recommended card shares the prepared download
+    else:
+        assert "exp_prep_recommended" in [b.key for b in at.button]
     at.switch_page("pages/store.py").run()
     assert not at.exception
     assert "Exports" in [s.value for s in at.subheader]
