@@ -339,13 +339,12 @@ def check_out_dir(out, make_zip: bool = False) -> Path:
         raise ExportError(f"Cannot create '{out}': '{ancestor}' is a file, not a folder; give another --out.")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise ExportError(f"Cannot write to '{ancestor}' (permission denied); give an --out folder you can write to.")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        probe = out.parent / f".qlab-write-probe-{uuid.uuid4().hex[:8]}"
+    try:  # a real write where the folder will be created (nothing is created before the export is known to go ahead)
+        probe = ancestor / f".qlab-write-probe-{uuid.uuid4().hex[:8]}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
-        raise ExportError(f"Cannot write to '{out.parent}' ({err.strerror or err.__class__.__name__}); give an --out folder you can write to.") from None
+        raise ExportError(f"Cannot write to '{ancestor}' ({err.strerror or err.__class__.__name__}); give an --out folder you can write to.") from None
     return out
 
 
@@ -467,6 +466,7 @@ def export_variant(model: str, spec: str, out, *, task: str | None = None, make_
     config = AutoConfig.from_pretrained(str(source.path), trust_remote_code=False)
     job = Job(source, recipe, params, label, entry, min(128, max_positions(config) or 128))
 
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.qlab-export-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:

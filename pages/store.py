@@ -31,8 +31,9 @@ def exports_table(pol) -> None:
         "measured here": "yes" if r.get("measured") else "no", "exported": fmt_age(r.get("created")),
         "on disk": "yes" if r.get("exists") else "deleted", **({} if pol.hosted else {"folder": r.get("folder", "")}),
     } for r in rows])
-    st.dataframe(frame, hide_index=True, column_config={"size MB": st.column_config.NumberColumn(format="%.1f"),
-                                                        "zip MB": st.column_config.NumberColumn(format="%.1f")})
+    frame["zip MB"] = pd.to_numeric(frame["zip MB"], errors="coerce")   # an export without a zip shows a blank, not "None"
+    st.dataframe(frame, hide_index=True, placeholder="—", column_config={"size MB": st.column_config.NumberColumn(format="%.1f"),
+                                                                         "zip MB": st.column_config.NumberColumn(format="%.1f")})
     st.caption("Exports are copies that run without the lab: deleting or clearing store entries leaves them as they are.")
 
 

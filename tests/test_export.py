@@ -25,7 +25,7 @@ from core.errors import QlabError
 from core.export import EXPORTERS, ExportError, export_variant
 from core.recipes import RECIPES
 from core.snippets import MAX_LINES, OUTPUT, RUNTIMES, SNIPPETS, snippet, snippet_from_readme
-from core.tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING, TASKS
+from core.tasks import CLASSIFICATION, EMBEDDING, TASKS
 
 ROOT = Path(__file__).resolve().parent.parent
 HELD_OUT = [
@@ -224,7 +224,8 @@ def test_cli_bad_input_exits_2_with_one_line(cli, tmp_path):
     (busy / "keep.txt").write_text("mine")
     assert_usage_error(cli("export", "--model", "minilm", "--variant", "onnx-int8", "--out", str(busy)), "already exists and is not empty")
     assert (busy / "keep.txt").read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "busy"]
-    assert_usage_error(cli("export", "--model", "minilm", "--variant", "fp16", "--out", str(tmp_path / "b")), "needs a CUDA GPU")
+    assert_usage_error(cli("export", "--model", "minilm", "--variant", "fp16", "--out", str(tmp_path / "b" / "c")), "needs a CUDA GPU")
+    assert not (tmp_path / "b").exists()
     assert_usage_error(cli("export", "--model", "minilm", "--variant", "onnx-int8"), "--out")
 
 
