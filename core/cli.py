@@ -1,4 +1,4 @@
-"""``python -m core``: models, variants, evaluate, hardware, prepare, store, history.
+"""``python -m core``: models, variants, evaluate, hardware, prepare, export, store, history.
 
 Exit codes: 0 success; 2 bad input (one line on stderr, prefixed "error: ", never a traceback); 1 an unexpected
 failure (a bug: its traceback is printed); 130 interrupted.
@@ -380,12 +380,38 @@ def cmd_history(args) -> int:
     return EXIT_OK
 
 
+# -- export -----------------------------------------------------------------------------------------
+def cmd_export(args) -> int:
+    from . import exports, hosting
+    from .export import export_variant
+
+    if args.max_mb is not None and args.max_mb <= 0:
+        raise UsageError("--max-mb must be a positive number of megabytes.")
+
+    def say(message: str) -> None:  # on a terminal only: piped, stderr holds nothing but a failure's one line
+        if sys.stderr.isatty():
+            print(f"{message} ...", file=sys.stderr, flush=True)
+
+    done = export_variant(args.model, args.variant, args.out, task=args.task, make_zip=args.zip, build=not args.no_build,
+                          max_bytes=int(args.max_mb * 2**20) if args.max_mb else None, progress=say,
+                          allow_local=args.origin != "dashboard" or hosting.policy().allow_local)
+    exports.record(done, origin=args.origin)
+    measured = done.meta.get("measured")
+    print(f"exported {done.meta['model']} · {done.meta['variant']['spec']} ({done.meta['task']}) to {done.folder} ({done.bytes / 2**20:.1f} MB)")
+    if done.zip_path:
+        print(f"zip: {done.zip_path} ({done.zip_path.stat().st_size / 2**20:.1f} MB)")
+    print("measured here: " + (f"run {measured['run_id'][:8]} on {measured['cpu']}" if measured else done.meta.get("measured_note") or "no"))
+    print(f"\nLoad and run it (needs {', '.join(done.meta['runtime'])}; from inside the folder):\n")
+    print(done.code)
+    return EXIT_OK
+
+
 # -- parser -----------------------------------------------------------------------------------------
 def build_parser() -> Parser:
     from .tasks import TASKS
 
     parser = Parser(prog="python -m core", description="Quantization Lab: compare quantized variants of a model on this machine.")
-    sub = parser.add_subparsers(dest="command", metavar="{models,variants,evaluate,hardware,prepare,store,history}")
+    sub = parser.add_subparsers(dest="command", metavar="{models,variants,evaluate,hardware,prepare,export,store,history}")
 
     p = sub.add_parser("models", help="the bundled models and where they are on disk")
     p.add_argument("--json", action="store_true")
@@ -430,6 +456,17 @@ def build_parser() -> Parser:
     p = sub.add_parser("prepare", help="build every bundled model ahead of time")
     p.add_argument("--models", help="comma-separated subset (default: all)")
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("export", help="write a built variant as a folder that runs without the lab (builds it if needed)")
+    p.add_argument("--model", required=True, help="bundled name, hub id or local Hugging Face folder")
+    p.add_argument("--variant", required=True, help="one variant spec, e.g. onnx-int8 or dynamic-int8:engine=x86")
+    p.add_argument("--out", required=True, help="a new (or empty) folder to write")
+    p.add_argument("--task", choices=TASKS, help="embedding, classification or causal-lm (default: the model's own)")
+    p.add_argument("--zip", action="store_true", help="also write OUT.zip holding the same folder")
+    p.add_argument("--no-build", action="store_true", help="refuse instead of building a variant that is not in the store")
+    p.add_argument("--max-mb", type=float, help="refuse an export larger than this many MB")
+    p.add_argument("--origin", default="cli", choices=["cli", "dashboard"], help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("store", help="list, verify or clear the model store")
     p.add_argument("action", nargs="?", choices=["list", "verify", "clear"], default="list",

@@ -458,3 +458,45 @@ def allowed_hardware() -> list[str] | None:
     if "all" in raw:
         return None
     return raw or ["local"]
+# -- downloads of exported variants (Compare page) ----------------------------------------------
+HOSTED_EXPORT_MB = 300
+HOSTED_EXPORTS_PER_VISITOR = 5
+
+
+def _env_count(name: str, default: int | None) -> int | None:
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = int(float(raw)) if raw else default
+    except ValueError:
+        value = default
+    return value if value and value > 0 else default
+
+
+def export_cap_bytes() -> int | None:
+    """Largest exported folder the dashboard hands out (QLAB_MAX_EXPORT_MB; 300 MB when hosted, no cap locally)."""
+    mb = _env_mb("QLAB_MAX_EXPORT_MB", HOSTED_EXPORT_MB if is_hosted() else None)
+    return int(mb * 2**20) if mb else None
+
+
+def exports_per_visitor() -> int | None:
+    """Downloads one visitor (browser session) may prepare (QLAB_EXPORTS_PER_VISITOR; 5 when hosted, no limit locally)."""
+    return _env_count("QLAB_EXPORTS_PER_VISITOR", HOSTED_EXPORTS_PER_VISITOR if is_hosted() else None)
+
+
+def export_limits_words(used: int = 0) -> str | None:
+    """The download limits in words for the Compare page, or None when there are none."""
+    cap, limit = export_cap_bytes(), exports_per_visitor()
+    parts = []
+    if cap:
+        parts.append(f"each download is at most {cap / 2**20:.0f} MB")
+    if limit:
+        left = max(0, limit - used)
+        parts.append(f"each visitor may prepare {limit} download{'s' if limit != 1 else ''} ({left} left for you)")
+    return ("Downloads on this lab: " + " and ".join(parts) + ".") if parts else None
+
+
+def check_export_quota(used: int) -> None:
+    limit = exports_per_visitor()
+    if limit and used >= limit:
+        raise QlabError(f"You have prepared {used} downloads, the limit per visitor on this hosted lab; "
+                        "download the ones prepared above, or run the lab yourself (pip install -r requirements.txt) to export more.")

@@ -7,7 +7,7 @@ import streamlit as st
 
 from core import charts
 from core.tasks import EMBEDDING
-from pages._shared import BUDGETS, load_current_report, md, run_page
+from pages._shared import BUDGETS, guarded, load_current_report, md, run_page
 
 ALL_SEQS = 0   # the sequence-length choice "all (geometric mean)" (None would show as no choice)
 PLOTLY_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"], "toImageButtonOptions": {"scale": 2}}
@@ -189,7 +189,7 @@ def hardware_view(report: dict) -> dict | None:
     st.subheader("Across hardware targets")
     for t in targets:
         if t.get("status") != "ok":
-            st.warning(f"**{t.get('name')}**: {t.get('error') or t.get('status')}. The other targets' results are kept.", icon=":material/cloud_off:")
+            st.warning(f"**{md(t.get('name'))}**: {md(t.get('error') or t.get('status'))}. The other targets' results are kept.", icon=":material/cloud_off:")
     ok = [t for t in targets if t.get("status") == "ok"]
     if not ok:
         return None
@@ -202,9 +202,9 @@ def hardware_view(report: dict) -> dict | None:
     for i, t in enumerate(ok):
         rec = (report.get("recommended_by_hardware") or {}).get(t["id"])
         with cols[i % len(cols)]:
-            st.markdown(f"**{t.get('name')}** · {t.get('cpu') or '?'}  \n" + (" ".join(f"`{f}`" for f in t.get("isa") or []) or "no vector int8 flags"))
+            st.markdown(f"**{md(t.get('name'))}** · {md(t.get('cpu') or '?')}  \n" + (" · ".join(md(f) for f in t.get("isa") or []) or "no vector int8 flags"))
             if rec:
-                st.success(f"Ship **{rec['variant']}**: {rec.get('reason', '')}", icon=":material/star:")
+                st.success(f"Ship **{md(rec['variant'])}**: {md(rec.get('reason', ''))}", icon=":material/star:")
             else:
                 st.info("No variant within the quality budget here.", icon=":material/info:")
     rows = [r for r in cross_hardware_rows(report, batch) if r.get("variant")]
@@ -221,6 +221,58 @@ def hardware_view(report: dict) -> dict | None:
     chosen = st.selectbox("Detailed charts for", list(by_id), key="cmp_target", format_func=lambda i: charts.target_label(by_id[i]))
     st.divider()
     return Report.from_dict(report).for_hardware(chosen).to_dict()
+
+
+def download_controls(report: dict, variant: str, key: str) -> None:
+    """A Download button for one variant (a zip of the folder ``python -m core export`` writes) and its snippet."""
+    from pathlib import Path
+
+    from core import exports, hosting
+
+    made = st.session_state.setdefault("exports_made", {})   # "model|task|variant" -> export id, prepared this session
+    ident = f"{report['model']}|{report['task']}|{variant}"
+    rec = exports.latest(report["model"], report["task"], variant, origin="dashboard")
+    if rec is None or ident not in made:
+        limit = hosting.exports_per_visitor()
+        over = bool(limit) and len(made) >= limit and ident not in made
+        label = "Prepare download again" if rec else "Prepare download (zip)"
+        if st.button(label, key=f"exp_prep_{key}", icon=":material/folder_zip:", disabled=over,
+                     help="Writes the variant as a folder that runs without the lab (weights, tokenizer, qlab.json, README with a "
+                          "load-and-run snippet) and zips it. The store entry is only read."):
+            with guarded():
+                hosting.check_export_quota(len(made))
+                with st.spinner(f"Exporting {variant} ..."):
+                    rec = exports.prepare_download(report["model"], report["task"], variant, max_bytes=hosting.export_cap_bytes())
+                made[ident] = rec["id"]
+            if ident in made:
+                st.rerun()   # every button of this variant (row and recommended card) and the limits show the new download
+    if rec:
+        zip_path = Path(rec["zip"])
+        st.download_button(f"Download {variant} ({(rec.get('zip_bytes') or 0) / 2**20:.1f} MB zip)", data=lambda p=zip_path: p.read_bytes(),
+                           file_name=zip_path.name, mime="application/zip", key=f"exp_dl_{key}", icon=":material/download:", on_click="ignore",
+                           type="primary")
+        code = exports.snippet_of(rec)
+        if code:
+            st.caption(f"Unzip, then from inside the folder (needs {', '.join(rec.get('runtime') or [])}, never the lab):")
+            st.code(code, language="python")
+    else:
+        st.caption("The download is a folder that runs without the lab, with a load-and-run snippet of at most 15 lines.")
+
+
+def take_it_home(report: dict, results: list[dict]) -> None:
+    """One download per measured variant, with the hosted limits in words."""
+    from core import hosting
+
+    st.subheader("Take it home")
+    words = hosting.export_limits_words(len(st.session_state.get("exports_made", {})))
+    st.caption("Download any variant as a folder that runs without the lab: its weights in a safe format (ONNX or safetensors), "
+               "the tokenizer, qlab.json (spec, source fingerprint, inputs and outputs, post-processing, versions, what was measured here) "
+               "and a README with a load-and-run snippet." + (f" {words}" if words else ""))
+    for r in results:
+        if r.get("error"):
+            continue
+        with st.expander(f"{r['variant']}", icon=":material/folder_zip:"):
+            download_controls(report, r["variant"], f"row_{r['variant']}")
 
 
 def main() -> None:
@@ -248,6 +300,9 @@ def main() -> None:
     batch, seq, budget = recommendation_controls(report, batches, seqs)
     rec = live_recommendation(report, budget, batch)
     recommendation_box(report, rec, budget, batch)
+    if rec and rec.get("variant"):
+        with st.expander(f"Download {rec['variant']}, the recommended variant", icon=":material/download:"):
+            download_controls(report, rec["variant"], "recommended")
     rows = charts.reference_rows(report, batch)
     headline(report, rows, rec)
     for caveat in measurement_caveats(report):
@@ -272,6 +327,7 @@ def main() -> None:
     st.caption(f"Speed at batch {batch}: geometric mean of median end-to-end latency (tokenization included) over {', '.join(map(str, seqs))} tokens. "
                "Size: the artifact on disk. Timings belong to this machine and do not transfer to other hardware.")
     table(report, rows)
+    take_it_home(report, report.get("results") or [])
     st.subheader("Notes")
     notes(report)
     st.caption(f"Share this view: add `?run={report['run_id']}` to the lab's address, or export it on History & share.")
