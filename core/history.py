@@ -411,6 +411,17 @@ def export_html(report: dict, _plotlyjs: bool = True) -> str:
     ]
     env_html = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in env_rows)
     title = f"Quantization Lab — {report.get('model', '')} ({report.get('task', '')})"
+    body = f"""{rec_html}
+<h2>Machine</h2><table>{env_html}</table>
+<h2>Against the fp32 reference</h2>{table}
+{tput_html}
+<h2>Charts</h2>{''.join(f'<div class="chart">{p}</div>' for p in parts)}
+<h2>Notes</h2><ul>{''.join(notes) or '<li>None.</li>'}</ul>"""
+    return _html_page(title, body, "Exported from Quantization Lab. Timings are from the machine above; they do not transfer to other hardware.")
+
+
+def _html_page(title: str, body: str, footer: str) -> str:
+    """A standalone page with the export's style: the title as heading, ``body`` (HTML), ``footer`` (text)."""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -418,16 +429,11 @@ body{{font-family:Inter,'Source Sans Pro',Helvetica,Arial,sans-serif;margin:2rem
 h1{{font-size:1.6rem}} h2{{font-size:1.2rem;margin-top:2rem}}
 table{{border-collapse:collapse;margin:.5rem 0 1rem}} th,td{{border:1px solid #ddd;padding:.35rem .6rem;text-align:left;font-size:.9rem}}
 th{{background:#f5f5f5}} .rec{{background:#fff7e0;border-left:4px solid #f2a900;padding:.5rem .8rem}}
-.chart{{margin:1rem 0}} footer{{color:#777;font-size:.8rem;margin-top:2rem}}
+.chart{{margin:1rem 0}} section{{border-top:2px solid #eee;margin-top:2rem}} footer{{color:#777;font-size:.8rem;margin-top:2rem}}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-{rec_html}
-<h2>Machine</h2><table>{env_html}</table>
-<h2>Against the fp32 reference</h2>{table}
-{tput_html}
-<h2>Charts</h2>{''.join(f'<div class="chart">{p}</div>' for p in parts)}
-<h2>Notes</h2><ul>{''.join(notes) or '<li>None.</li>'}</ul>
-<footer>Exported from Quantization Lab. Timings are from the machine above; they do not transfer to other hardware.</footer>
+{body}
+<footer>{html.escape(footer)}</footer>
 </body></html>"""
 
 
@@ -451,18 +457,5 @@ def _export_html_across(report: dict) -> str:
         inner = re.search(r"<body>(.*)</body>", body, re.S).group(1).replace("<h1>", "<h2>").replace("</h1>", "</h2>")
         sections.append(f"<section><h2>{title}</h2>{inner}</section>")
     title = f"Quantization Lab — {report.get('model', '')} ({report.get('task', '')}) across {len(report['hardware'])} hardware targets"
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body{{font-family:Inter,'Source Sans Pro',Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1200px;color:#222;padding:0 1rem}}
-h1{{font-size:1.6rem}} h2{{font-size:1.25rem;margin-top:2.5rem}}
-table{{border-collapse:collapse;margin:.5rem 0 1rem}} th,td{{border:1px solid #ddd;padding:.35rem .6rem;text-align:left;font-size:.9rem}}
-th{{background:#f5f5f5}} .rec{{background:#fff7e0;border-left:4px solid #f2a900;padding:.5rem .8rem}}
-section{{border-top:2px solid #eee;margin-top:2rem}} footer{{color:#777;font-size:.8rem;margin-top:2rem}}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
-<div class="chart">{head}</div>
-{table}
-{''.join(sections)}
-<footer>Exported from Quantization Lab. Each target built and measured its own variants; timings do not transfer between machines.</footer>
-</body></html>"""
+    return _html_page(title, f'<div class="chart">{head}</div>\n{table}\n' + "".join(sections),
+                      "Exported from Quantization Lab. Each target built and measured its own variants; timings do not transfer between machines.")
