@@ -246,8 +246,9 @@ def _loader(scheme: str, bits: int):
         if params["granularity"] == "tensor":
             notes.append("One scale per tensor: a single outlier weight squeezes all others into few levels; granularity=channel or group is usually much better.")
         elif params["granularity"] == "group":
+            extra = " and an integer zero point" if scheme == "zeropoint" else ""
             notes.append(f"One scale per group of {params['group_size']} weights in a row: closer to the weights than per channel, "
-                         "at the cost of one float32 scale (and zero point) per group on disk.")
+                         f"at the cost of one float32 scale{extra} per group on disk.")
         return torch_variant("", ctx.task, model, device=ctx.device, notes=notes)
 
     return load
