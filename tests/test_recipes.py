@@ -286,15 +286,15 @@ def test_int4_artifact_is_packed_and_loads_back_exactly(outputs, name):
 
 
 def test_int4_groups_beat_one_scale_per_tensor_on_minilm(outputs):
-    from core.playground import layer_errors
+    from core.playground import layer_errors, relative_error, round_trip
 
     model = outputs[("minilm", "fp32")][0].variant.module
     for scheme in ("absmax", "zeropoint"):
         rows = layer_errors(model, scheme, bits=4, group_size=32)
         assert len(rows) == 37
         assert all(r["group"] < r["channel"] < r["tensor"] for r in rows), scheme
-        int8 = layer_errors(model, scheme, bits=8, group_size=32)
-        assert all(a["group"] > 8 * b["group"] for a, b in zip(rows, int8))   # 16 levels instead of 256
+        for row in rows[:6]:   # 16 levels instead of 256
+            assert row["group"] > 8 * relative_error(*round_trip(model, row["layer"], scheme, "group", 8, 32))
 
 
 def test_int4_quality_on_minilm(outputs):
