@@ -28,6 +28,10 @@ RECIPE_COLORS = {
     "onnx-int8": "#d62728",
     "onnx-int8-static": "#a6761d",
     "onnx-int8-mixed": "#e7298a",
+    "torchao-int4": "#0f8a99",        # 4-bit siblings: a darker or lighter shade of their int8 recipe's colour
+    "absmax-int4": "#c25700",
+    "zeropoint-int4": "#8a8b10",
+    "onnx-int4": "#8c1516",
 }
 EXTRA_COLORS = ["#6a3d9a", "#b15928", "#1b9e77", "#7fc97f", "#66a61e", "#7570b3", "#e6ab02", "#386cb0", "#f0027f", "#bf5b17"]
 FONT = dict(family="Inter, 'Source Sans Pro', Helvetica, Arial, sans-serif", size=13)
