@@ -9,7 +9,7 @@ import os
 
 import streamlit as st
 
-from pages._shared import PAGES, guarded, init_state, machine, open_run, policy, run_frame, show_error
+from pages._shared import PAGES, guarded, init_state, machine, md, open_run, policy, run_frame, show_error
 
 st.set_page_config(page_title="Quantization Lab", page_icon=":material/compress:", layout="wide")
 init_state()
@@ -69,22 +69,28 @@ def sidebar() -> None:
         if notes:
             st.caption("; ".join(notes) + ".")
         st.caption(f"Default quantized engine: `{info['engine']}`")
+        from core.execution import ray_cluster
+
+        if ray_cluster.configured_address():
+            picked = st.session_state.get("hw_targets") or []
+            st.caption(f":material/hub: Ray cluster at `{ray_cluster.configured_address()}`: measuring on "
+                       + (", ".join(f"**{t}**" for t in picked) if picked else "this machine's node") + " (choose on Models & variants).")
 
         st.markdown("**Store**")
         store = ModelStore()
         entries = store.entries()
-        total = sum(int(e.get("size_bytes", 0)) for e in entries)
+        total = store.total_bytes()  # the limit counts everything under the root
         limit = store.size_limit or 1
         st.progress(min(1.0, total / limit), text=f"{len(entries)} entries · {total / 2**30:.2f} of {limit / 2**30:.0f} GB")
         queue = get_queue()
         active = queue.active_jobs()
         holder = queue.machine_holder()
         if not active and holder and holder.get("pid") != os.getpid():
-            st.caption(f":material/hourglass_top: another server process is running an evaluation ({holder.get('model')})")
+            st.caption(f":material/hourglass_top: another server process is running an evaluation ({md(holder.get('model'), 60)})")
         if active:
             running = [j for j in active if j["state"] == "running"]
             st.caption(f":material/hourglass_top: {len(running)} evaluation running, {len(active) - len(running)} waiting"
-                       + (f" · {running[0]['config'].get('model')}" if running else ""))
+                       + (f" · {md(running[0]['config'].get('model'), 60)}" if running else ""))
         if st.session_state.get("current_run"):
             st.caption(f"Current run: `{st.session_state['current_run'][:8]}` (Compare)")
 

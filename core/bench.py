@@ -12,8 +12,14 @@ For each (batch_size, seq_len) cell:
 3. Statistics over iterations: p50/p90/p99 (numpy linear percentiles), mean, std (sample, ddof=1),
    throughput = batch_size / mean seconds; ``forward_p50_ms`` is the median of the forward-only times.
 
-Whole-dataset mode runs every text once in batches of the chosen size (padding to the longest in each batch),
-in data order and sorted by length, and reports texts per second.
+Whole-dataset mode (``dataset_throughput``) runs every text in batches of its own batch size (padding to the
+longest in each batch), in two modes: sorted by length and in data order. Each mode is timed over repeated whole
+passes, alternated (sorted, unsorted, sorted, unsorted, ...) so drift of a busy machine hits both alike, after the
+protocol's ``warmup`` untimed runs per mode (its longest batches: the model has already seen every text in the quality
+pass, so a whole warm-up pass would only cost time).
+Rounds go on until ``min_iters`` passes per mode AND ``min_seconds`` of timed passes per mode (capped by ``max_iters``
+passes, or by ``max_seconds`` once 3 passes are in). Per mode: texts/s median, min and max over passes, the
+number of passes, and the padding fraction (padding tokens / all tokens fed), which is what sorting removes.
 
 The clock is injectable (any callable returning seconds) so tests can check the statistics exactly.
 """
@@ -90,26 +96,42 @@ def _n_content_tokens(tokenizer, text: str) -> int:
 def cell_texts(tokenizer, texts: list[str], batch_size: int, seq_len: int) -> list[str]:
     """``batch_size`` texts of at least ``seq_len`` tokens each (consecutive data texts joined, cycling through the data
     when it is short), trimmed at the character where the ``seq_len``-th token ends, so tokenizing with truncation
-    gives exactly ``seq_len`` real tokens and no padding."""
+    gives exactly ``seq_len`` real tokens and no padding.
+
+    Each data text is tokenized once (its count is remembered) and each joined text once more to trim it, instead
+    of re-tokenizing the growing string after every join."""
     texts = [t for t in texts if t and t.strip()]
     if not texts:
         raise ValueError("no texts to build benchmark inputs from")
+    counts: dict[int, int] = {}
+
+    def count(i: int) -> int:
+        if i not in counts:
+            counts[i] = _n_content_tokens(tokenizer, texts[i])
+        return counts[i]
+
     out = []
     for row in range(batch_size):
         start = row % len(texts)
-        pieces, i = [texts[start]], start
-        joined = pieces[0]
-        while _n_content_tokens(tokenizer, joined) < seq_len and len(pieces) < seq_len:
-            i = (i + 1) % len(texts)
-            pieces.append(texts[i])
-            joined = " ".join(pieces)
-        try:
-            enc = tokenizer(joined, add_special_tokens=False, return_offsets_mapping=True)
-            offsets = enc["offset_mapping"]
+        pieces, i = [start], start
+        have = count(start)
+        while True:
+            while have < seq_len and len(pieces) < seq_len:   # joined with spaces, the pieces' counts add up (about)
+                i = (i + 1) % len(texts)
+                pieces.append(i)
+                have += count(i)
+            joined = " ".join(texts[j] for j in pieces)
+            try:
+                enc = tokenizer(joined, add_special_tokens=False, return_offsets_mapping=True)
+                offsets = enc["offset_mapping"]
+            except (NotImplementedError, KeyError, TypeError):  # slow tokenizers have no offsets: truncation still cuts
+                break
+            if len(offsets) < seq_len and len(pieces) < seq_len:
+                have = len(offsets)   # a BPE merge across a join made it shorter than counted: add more text
+                continue
             if len(offsets) > seq_len:
                 joined = joined[:offsets[seq_len - 1][1]]
-        except (NotImplementedError, KeyError, TypeError):  # slow tokenizers have no offsets: truncation still cuts
-            pass
+            break
         out.append(joined)
     return out
 
@@ -130,22 +152,86 @@ def measure_cell(variant, tokenizer, texts: list[str], batch_size: int, seq_len:
     return summarize(e2e, fwd, batch_size, seq_len)
 
 
-def dataset_throughput(variant, tokenizer, texts: list[str], batch_size: int, max_length: int, *, sort: bool,
-                       clock: Clock = time.perf_counter) -> dict:
-    """Every text once, batched by ``batch_size`` (padding to the longest in the batch), optionally sorted by length."""
-    order = list(range(len(texts)))
-    if sort:
-        lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
-        order.sort(key=lambda i: lengths[i])
-    batches = [[texts[i] for i in order[k:k + batch_size]] for k in range(0, len(order), batch_size)]
+MODES = ("sorted", "unsorted")
+
+
+def padding_fraction(batch_lengths: list[list[int]]) -> float:
+    """Padding tokens over all tokens fed, when each batch is padded to its longest item (0.0 for no tokens)."""
+    fed = sum(len(b) * max(b) for b in batch_lengths if b)
+    real = sum(sum(b) for b in batch_lengths)
+    return (fed - real) / fed if fed else 0.0
+
+
+@dataclass
+class BatchPlan:
+    """One mode's batches: the texts of each batch and their token counts (after truncation, special tokens included)."""
+    batches: list[list[str]]
+    lengths: list[list[int]]
+
+    @property
+    def tokens(self) -> int:
+        return sum(sum(b) for b in self.lengths)
+
+    @property
+    def tokens_fed(self) -> int:
+        return sum(len(b) * max(b) for b in self.lengths if b)
+
+
+def batch_plan(tokenizer, texts: list[str], batch_size: int, max_length: int, *, sort: bool) -> BatchPlan:
+    """Every text once in batches of ``batch_size``, in data order or sorted by token count (stable: ties keep data order)."""
+    lengths = [len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]]
+    order = sorted(range(len(texts)), key=lengths.__getitem__) if sort else list(range(len(texts)))
+    chunks = [order[k:k + batch_size] for k in range(0, len(order), batch_size)]
+    return BatchPlan([[texts[i] for i in c] for c in chunks], [[lengths[i] for i in c] for c in chunks])
+
+
+def dataset_throughput(variant, tokenizer, texts: list[str], batch_size: int, max_length: int, *, protocol: Protocol = Protocol(),
+                       clock: Clock = time.perf_counter, progress: Callable[[int], None] | None = None) -> dict:
+    """Texts per second over the whole dataset, sorted by length against data order, alternated pass by pass.
+
+    Returns ``{"sorted": {...}, "unsorted": {...}, "batch_size": b, "warmup_batches": w}``; each mode has
+    ``texts_per_s`` (median over passes), ``texts_per_s_min``, ``texts_per_s_max``, ``passes``, ``padding_fraction``,
+    ``seconds`` (median pass), ``texts``, ``batches``, ``tokens`` (real) and ``tokens_fed`` (with padding).
+    ``batch_size`` is capped at the number of texts. ``progress(rounds_done)`` is called after each round.
+    """
+    texts = list(texts)
+    if not texts:
+        raise ValueError("no texts to measure throughput on")
+    batch_size = max(1, min(int(batch_size), len(texts)))
+    plans = {mode: batch_plan(tokenizer, texts, batch_size, max_length, sort=mode == "sorted") for mode in MODES}
     sync = getattr(variant, "sync", None) or (lambda: None)
-    warm = tokenizer(batches[0], padding=True, truncation=True, max_length=max_length, return_tensors="np")
-    variant(warm["input_ids"].astype(np.int64), warm["attention_mask"].astype(np.int64))
-    sync()
-    started = clock()
-    for batch in batches:
-        enc = tokenizer(batch, padding=True, truncation=True, max_length=max_length, return_tensors="np")
-        variant(enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64))
-    sync()
-    elapsed = clock() - started
-    return {"texts_per_s": len(texts) / elapsed if elapsed > 0 else float("inf"), "seconds": elapsed, "texts": len(texts), "batches": len(batches)}
+
+    def one_pass(plan: BatchPlan) -> None:
+        for batch in plan.batches:
+            enc = tokenizer(batch, padding=True, truncation=True, max_length=max_length, return_tensors="np")
+            variant(enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64))
+        sync()
+
+    warmup = max(0, int(protocol.warmup))
+    for mode in MODES:   # the protocol's warm-up runs, per mode: its longest batches (the largest buffers), untimed
+        plan = plans[mode]
+        longest = sorted(range(len(plan.batches)), key=lambda k: -max(plan.lengths[k]) * len(plan.lengths[k]))[:warmup]
+        one_pass(BatchPlan([plan.batches[k] for k in longest], [plan.lengths[k] for k in longest]))
+    seconds: dict[str, list[float]] = {mode: [] for mode in MODES}
+    while True:
+        for mode in MODES:   # A B A B ...: whatever the machine does meanwhile, both modes get their share of it
+            t0 = clock()
+            one_pass(plans[mode])
+            seconds[mode].append(clock() - t0)
+        n = len(seconds[MODES[0]])
+        if progress:
+            progress(n)
+        spent = [sum(seconds[mode]) for mode in MODES]
+        if n >= protocol.max_iters or (n >= protocol.min_iters and min(spent) >= protocol.min_seconds):
+            break
+        if max(spent) >= protocol.max_seconds and n >= min(3, protocol.min_iters):
+            break
+    out = {mode: _mode_stats(seconds[mode], plans[mode], len(texts)) for mode in MODES}
+    return {**out, "batch_size": batch_size, "warmup_batches": min(warmup, len(plans[MODES[0]].batches))}
+
+
+def _mode_stats(pass_s: list[float], plan: BatchPlan, n_texts: int) -> dict:
+    rates = np.array([n_texts / s if s > 0 else float("inf") for s in pass_s], dtype=np.float64)
+    return {"texts_per_s": float(np.median(rates)), "texts_per_s_min": float(rates.min()), "texts_per_s_max": float(rates.max()),
+            "passes": len(pass_s), "padding_fraction": padding_fraction(plan.lengths), "seconds": float(np.median(pass_s)),
+            "texts": n_texts, "batches": len(plan.batches), "tokens": plan.tokens, "tokens_fed": plan.tokens_fed}

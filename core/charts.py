@@ -7,6 +7,8 @@ loaded from JSON (nothing here needs torch or Streamlit).
 
 from __future__ import annotations
 
+import html
+import itertools
 import math
 import re
 from typing import Iterable
@@ -60,7 +62,7 @@ def ok_results(report: dict) -> list[dict]:
 
 def variant_colors(variants: Iterable[str]) -> dict[str, str]:
     """A stable colour per variant: by recipe name, so 'onnx-int8' is the same red in every run and chart."""
-    colors, used, extra = {}, set(), iter(EXTRA_COLORS * 4)
+    colors, used, extra = {}, set(), itertools.cycle(EXTRA_COLORS)   # any number of variants: colours repeat, never run out
     for v in variants:
         if v in colors:
             continue
@@ -418,40 +420,109 @@ def _throughput(value) -> float | None:
         return None
 
 
+def _spread(mode: dict | None, median: float | None) -> tuple[float | None, float | None]:
+    """(above, below) the median to the pass maximum / minimum: the whiskers (None without repeated passes)."""
+    if median is None or not isinstance(mode, dict):
+        return None, None
+    lo, hi = _throughput(mode.get("texts_per_s_min")), _throughput(mode.get("texts_per_s_max"))
+    if lo is None or hi is None:
+        return None, None
+    return max(0.0, hi - median), max(0.0, median - lo)
+
+
+def _as_mode(value) -> dict:
+    """One mode's record as a dict (a bare number is a texts/s from an older shape; anything else counts as missing)."""
+    if isinstance(value, dict):
+        return value
+    return {"texts_per_s": value} if isinstance(value, (int, float)) and not isinstance(value, bool) else {}
+
+
+def _pct(value) -> str:
+    return f"{float(value):.0%}" if isinstance(value, (int, float)) else "n/a"
+
+
 def batching_figure(report: dict) -> go.Figure:
-    """Dataset throughput with length-sorted batches against batches in file order."""
+    """Whole-dataset throughput with length-sorted batches against batches in file order: median texts/s over
+    alternated passes, whiskers from the slowest to the fastest pass, the padding fraction of each mode, and per
+    variant either the gain or "no difference within noise" (the two ranges overlap). At batch 1 a note says that
+    sorting cannot matter there (no padding)."""
+    from .report import throughput_summary
+
     title = "Sorted against unsorted batching (whole dataset)"
     colors = report_colors(report)
-    sizes = {(r.get("dataset_throughput") or {}).get("batch_size") for r in ok_results(report)} - {None}
+    tputs = [(r, r.get("dataset_throughput") if isinstance(r.get("dataset_throughput"), dict) else {}) for r in ok_results(report)]
+    sizes = {dt.get("batch_size") for _, dt in tputs} - {None}
     if len(sizes) == 1:
-        title = f"Sorted against unsorted batching (whole dataset, batch {sizes.pop()})"
+        title = f"Sorted against unsorted batching (whole dataset, batch {next(iter(sizes))})"
     rows = []
-    for r in ok_results(report):
-        dt = r.get("dataset_throughput") or {}
+    for r, dt in tputs:
+        dt = dict(dt, **{m: _as_mode(dt.get(m)) for m in ("sorted", "unsorted")})
         s, u = _throughput(dt.get("sorted")), _throughput(dt.get("unsorted"))
         if s is not None or u is not None:
-            rows.append((r["variant"], s, u))
+            rows.append((r["variant"], dt, s, u, throughput_summary(dt)))
     if not rows:
         return _empty(title, "Dataset throughput was not measured in this run.")
-    names = [n for n, _, _ in rows]
+    names = [row[0] for row in rows]
     cols = [colors[n] for n in names]
+    pads = {mode: {(row[1].get(mode) or {}).get("padding_fraction") for row in rows} for mode in ("sorted", "unsorted")}
+    shared_pad = {mode: next(iter(v)) for mode, v in pads.items() if len(v) == 1 and isinstance(next(iter(v)), (int, float))}
     fig = go.Figure()
-    for label, pattern, opacity, group in (("sorted by length", "", 1.0, "s"), ("file order (unsorted)", "/", 0.55, "u")):  # neutral legend keys
-        fig.add_trace(go.Bar(x=[None], y=[None], name=label, offsetgroup=group, marker=dict(color="#777", opacity=opacity, pattern=dict(shape=pattern, fgcolor="white", size=7)),
+    modes = (("sorted", "sorted by length", "", 1.0, "s"), ("unsorted", "file order (unsorted)", "/", 0.55, "u"))
+    for mode, label, pattern, opacity, group in modes:  # neutral legend keys, with the padding when every variant shares it
+        legend = f"{label}, padding {_pct(shared_pad[mode])}" if mode in shared_pad else label
+        fig.add_trace(go.Bar(x=[None], y=[None], name=legend, offsetgroup=group, marker=dict(color="#777", opacity=opacity, pattern=dict(shape=pattern, fgcolor="white", size=7)),
                              hoverinfo="skip"))
-    fig.add_trace(go.Bar(x=names, y=[s for _, s, _ in rows], name="sorted by length", marker=dict(color=cols), showlegend=False, offsetgroup="s",
-                         text=[f"{s:.0f}" if s is not None else "" for _, s, _ in rows], textposition="outside", cliponaxis=False,
-                         hovertemplate="<b>%{x}</b><br>sorted: %{y:.1f} texts/s<extra></extra>"))
-    fig.add_trace(go.Bar(x=names, y=[u for _, _, u in rows], name="file order (unsorted)", showlegend=False, offsetgroup="u",
-                         marker=dict(color=cols, opacity=0.55, pattern=dict(shape="/", fgcolor="white", size=7)),
-                         text=[f"{u:.0f}" if u is not None else "" for _, _, u in rows], textposition="outside", cliponaxis=False,
-                         hovertemplate="<b>%{x}</b><br>unsorted: %{y:.1f} texts/s<extra></extra>"))
+    tops = []
+    for k, (mode, label, pattern, opacity, group) in enumerate(modes):
+        ys = [row[2 + k] for row in rows]
+        spreads = [_spread(row[1].get(mode), y) for row, y in zip(rows, ys)]
+        whiskers = any(up is not None for up, _ in spreads)
+        tops += [y + (up or 0.0) for y, (up, _) in zip(ys, spreads) if y is not None]
+        custom = [[_throughput((row[1].get(mode) or {}).get("texts_per_s_min")), _throughput((row[1].get(mode) or {}).get("texts_per_s_max")),
+                   (row[1].get(mode) or {}).get("passes") or 1, _pct((row[1].get(mode) or {}).get("padding_fraction"))] for row in rows]
+        fig.add_trace(go.Bar(
+            x=names, y=ys, name=label, showlegend=False, offsetgroup=group,
+            marker=dict(color=cols, opacity=opacity, pattern=dict(shape=pattern, fgcolor="white", size=7)),
+            error_y=dict(type="data", symmetric=False, array=[up or 0.0 for up, _ in spreads], arrayminus=[down or 0.0 for _, down in spreads],
+                         color="#444", thickness=1.4, width=5, visible=whiskers),
+            text=[f"{y:.0f}" if y is not None else "" for y in ys], textposition="inside", insidetextanchor="start", textangle=0,
+            customdata=custom,
+            hovertemplate=f"<b>%{{x}}</b><br>{mode}: %{{y:.1f}} texts/s (median)<br>range over passes: %{{customdata[0]:.1f}} to %{{customdata[1]:.1f}}"
+                          "<br>passes: %{customdata[2]}<br>padding: %{customdata[3]} of tokens fed<extra></extra>"))
     fig = _style(fig, title, "Variant", "Throughput (texts/s, higher is better)")
     fig.update_layout(barmode="group", bargap=0.3)
     _legend_below(fig, "Batching")
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=names)
-    top = max((v for _, s, u in rows for v in (s, u) if v is not None), default=1.0)
-    fig.update_yaxes(range=[0, top * 1.18])
+    if len(shared_pad) < 2 and any(isinstance((row[1].get("sorted") or {}).get("padding_fraction"), (int, float)) for row in rows):
+        fig.update_xaxes(tickmode="array", tickvals=names, ticktext=[  # padding differs by variant: label it under each name
+            f"{row[0]}<br>padding {_pct((row[1].get('unsorted') or {}).get('padding_fraction'))} → {_pct((row[1].get('sorted') or {}).get('padding_fraction'))}"
+            for row in rows])
+    top = max(tops, default=1.0) or 1.0
+    for name, dt, s, u, summary in rows:
+        if summary is None:
+            continue
+        if summary["within_noise"]:
+            text = "no difference within noise"
+        elif summary["batch_size"] == 1:
+            text = f"{summary['gain']:.2f}x: noise, not sorting" if summary["gain"] else ""
+        else:
+            text = f"sorted {summary['gain']:.2f}x" if summary["gain"] else ""
+        group_top = max(v + (_spread(dt.get(m), v)[0] or 0.0) for m, v in (("sorted", s), ("unsorted", u)) if v is not None)
+        fig.add_annotation(x=name, y=group_top, text=text, showarrow=False, yanchor="bottom", yshift=4, font=dict(size=11, color="#333"),
+                           name="verdict")
+    notes = []
+    if sizes == {1}:
+        notes.append("Batch 1: no padding, so sorting cannot matter here; any gap is noise.")
+    if any(summary and summary["spread"] is False for *_, summary in rows):
+        notes.append("Saved before repeated passes: one pass per mode, no spread.")
+    elif rows and rows[0][4] and all(rows[0][4]["passes"]):
+        passes = sorted({p for *_, sm in rows if sm for p in sm["passes"] if p})
+        notes.append(f"Median of {'/'.join(map(str, passes))} alternated passes per mode; whiskers: slowest to fastest pass.")
+    for k, note in enumerate(notes):
+        fig.add_annotation(text=note, showarrow=False, x=0.0, xref="paper", xanchor="left", y=1.0, yref="paper", yanchor="bottom",
+                           yshift=2 + 16 * (len(notes) - 1 - k), font=dict(size=11, color="#555"), name="note")
+    fig.update_layout(margin=dict(t=70 + 16 * max(0, len(notes) - 1)))
+    fig.update_yaxes(range=[0, top * 1.22])
     return fig
 
 
@@ -695,7 +766,7 @@ RUN_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", 
 def run_label(report: dict) -> str:
     env = report.get("environment") or {}
     cpu = str(env.get("cpu") or "unknown CPU")
-    cpu = cpu if len(cpu) <= 38 else cpu[:36] + "…"
+    cpu = html.escape(cpu if len(cpu) <= 38 else cpu[:36] + "…")   # plotly renders tags such as <a href> in labels
     return f"{str(report.get('run_id', ''))[:8]} · {cpu} · {env.get('threads', '?')} threads"
 
 
@@ -727,7 +798,7 @@ def similarity_figure(texts: list[str], matrix, title: str, *, zmin: float = -0.
     import numpy as np
 
     matrix = np.asarray(matrix, dtype=np.float64)
-    labels = [f"{i + 1}. {t[:28]}{'…' if len(t) > 28 else ''}" for i, t in enumerate(texts)]
+    labels = [html.escape(f"{i + 1}. {t[:28]}{'…' if len(t) > 28 else ''}") for i, t in enumerate(texts)]   # typed text: no plotly tags
     fig = go.Figure(go.Heatmap(z=matrix, x=labels, y=labels, zmin=zmin, zmax=zmax, colorscale="Blues", colorbar=dict(title="cosine"),
                                text=[[f"{v:.3f}" for v in row] for row in matrix], texttemplate="%{text}",
                                hovertemplate="%{y}<br>%{x}<br>cosine %{z:.4f}<extra></extra>"))
@@ -743,7 +814,7 @@ def difference_figure(texts: list[str], a, b, title: str) -> go.Figure:
 
     diff = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
     span = max(float(np.abs(diff).max()), 1e-4)
-    labels = [f"{i + 1}. {t[:28]}{'…' if len(t) > 28 else ''}" for i, t in enumerate(texts)]
+    labels = [html.escape(f"{i + 1}. {t[:28]}{'…' if len(t) > 28 else ''}") for i, t in enumerate(texts)]   # typed text: no plotly tags
     fig = go.Figure(go.Heatmap(z=diff, x=labels, y=labels, zmin=-span, zmax=span, zmid=0, colorscale="RdBu", colorbar=dict(title="Δ cosine"),
                                text=[[f"{v:+.4f}" for v in row] for row in diff], texttemplate="%{text}",
                                hovertemplate="%{y}<br>%{x}<br>Δ %{z:+.5f}<extra></extra>"))
@@ -751,3 +822,39 @@ def difference_figure(texts: list[str], a, b, title: str) -> go.Figure:
     fig.update_yaxes(autorange="reversed", showgrid=False)
     fig.update_xaxes(tickangle=-30, showgrid=False)
     return fig
+
+
+# -- across hardware targets ----------------------------------------------------------------------
+TARGET_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
+
+
+def target_label(target: dict) -> str:
+    """'edge-1 · AMD EPYC · avx2' : how a target is named on charts and selectors."""
+    isa = [f for f in target.get("isa") or [] if f in ("avx512_vnni", "avx_vnni", "amx_int8", "avx512_bf16", "asimddot")] or [f for f in target.get("isa") or []][:1]
+    return " · ".join(p for p in (str(target.get("name") or target.get("id")), str(target.get("cpu") or ""), " ".join(isa)) if p)
+
+
+def hardware_speedup_figure(report: dict, batch_size: int | None = None) -> go.Figure:
+    """Speed-up against each target's own fp32, every variant on every target, as grouped bars (1.0 = as fast as fp32).
+
+    The bar of each target's recommended variant is outlined and labelled with a star."""
+    from .report import cross_hardware_rows
+
+    rows = [r for r in cross_hardware_rows(report, batch_size) if r.get("variant") and r["variant"] != "fp32"]
+    title = "Speed-up against fp32 on each hardware target" + (f" (batch {rows[0]['batch_size']})" if rows else "")
+    if not rows:
+        return _empty(title, "No target has both fp32 and another variant measured.")
+    targets = [t for t in report.get("hardware") or [] if t.get("status") == "ok"]
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    fig = go.Figure()
+    for i, target in enumerate(targets):
+        mine = {r["variant"]: r for r in rows if r["hardware"] == target["id"]}
+        ys = [mine.get(v, {}).get("speedup") for v in variants]
+        text = [("★ " if mine.get(v, {}).get("recommended") else "") + (f"{y:.2f}x" if y else "n/a") for v, y in zip(variants, ys)]
+        fig.add_bar(x=variants, y=ys, name=target_label(target), marker_color=TARGET_COLORS[i % len(TARGET_COLORS)], text=text, textposition="outside",
+                    marker_line_width=[3 if mine.get(v, {}).get("recommended") else 0 for v in variants], marker_line_color="#111",
+                    hovertemplate="%{x}<br>" + str(target.get("name")) + ": %{y:.2f}x fp32<extra></extra>")
+    fig.add_hline(y=1.0, line_dash="dash", line_color="#555", annotation_text="fp32 (1.0x)", annotation_position="top left")
+    _style(fig, title, "Variant", "Speed-up vs that target's fp32 (x, higher is faster)", height=460)
+    fig.update_layout(barmode="group", legend_title_text="Hardware target")
+    return _legend_below(fig, "Hardware target")

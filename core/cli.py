@@ -1,4 +1,4 @@
-"""``python -m core``: models, variants, evaluate, prepare, store.
+"""``python -m core``: models, variants, evaluate, hardware, prepare, export, store, history.
 
 Exit codes: 0 success; 2 bad input (one line on stderr, prefixed "error: ", never a traceback); 1 an unexpected
 failure (a bug: its traceback is printed); 130 interrupted.
@@ -110,11 +110,13 @@ class ProgressView:
 
     def __call__(self, event: dict) -> None:
         head = f"[{event.get('index', 0) + 1}/{event.get('total', 1)}] {event.get('variant', '')}"
+        if event.get("target"):
+            head = f"{event['target']}: {head}"
         if self.bar is not None:
             self.bar.set_description_str(f"{head} {event.get('phase', '')}: {event.get('message', '')[:48]}", refresh=False)
             self.bar.update(max(0, int(event.get("fraction", 0) * 1000) - self.bar.n))
             return
-        key = (event.get("variant"), event.get("phase"))
+        key = (event.get("target"), event.get("variant"), event.get("phase"))
         if key != self.last:
             self.last = key
             print(f"{head} {event.get('phase', '')}: {event.get('message', '')}", file=self.stream, flush=True)
@@ -139,7 +141,8 @@ def _default_out(config) -> Path:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import EvalConfig, run_evaluation, validate
+    from .evaluate import EvalConfig, validate
+    from .execution.targets import lost_targets
     from .report import format_table, report_to_csv, report_to_json
 
     task = args.task or _infer_task(args.model)
@@ -149,12 +152,14 @@ def cmd_evaluate(args) -> int:
         task=task, model=args.model, variants=_csv_list(args.variants), data=args.data,
         batch_sizes=_csv_list(args.batch_sizes), seq_lengths=_csv_list(args.seq_lengths), threads=args.threads, device=args.device,
         max_length=args.max_length, budgets=budgets, recommend_batch_size=args.recommend_batch_size, stride=args.stride, protocol=protocol or None,
+        throughput_batch_size=args.throughput_batch_size,
     )
     config = validate(config)
+    chosen = _chosen_targets(args.hardware)
     out = Path(args.out) if args.out else _default_out(config)
     view = ProgressView()
     try:
-        report = run_evaluation(config, progress=view)
+        report = _measure(config, chosen, view)
     finally:
         view.close()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -167,6 +172,52 @@ def cmd_evaluate(args) -> int:
     else:
         print(format_table(report))
         print(f"\nReport: {out}" + (f"  CSV: {args.csv}" if args.csv else ""))
+    lost = lost_targets(report)
+    for target in lost:
+        print(f"error: hardware target {target['name']}: {target['error']}; the report keeps the other targets' results.", file=sys.stderr)
+    return EXIT_BUG if lost else EXIT_OK
+
+
+def _chosen_targets(selection: str | None) -> list[dict]:
+    from .execution.targets import choose, cluster_configured, list_targets, parse_selection
+
+    wanted = parse_selection(selection)
+    if wanted == ["local"] and not cluster_configured():
+        from .execution.hardware import LOCAL_ID
+
+        return [{"id": LOCAL_ID, "name": "this machine", "node_id": None, "alive": True}]
+    return choose(wanted, list_targets())
+
+
+def _measure(config, chosen: list[dict], progress) -> dict:
+    """Run the comparison: under this machine's measurement lock when it runs here, across the cluster otherwise."""
+    from .execution.machine_lock import machine_lock
+    from .execution.targets import run_across
+    from .history import store_root
+
+    if len(chosen) == 1 and not chosen[0].get("node_id"):
+        def waiting(message: str) -> None:
+            progress({"variant": config.model, "index": 0, "total": len(config.variants), "phase": "build", "fraction": 0.0, "message": message})
+
+        with machine_lock(store_root(), {"by": "command-line evaluation", "model": config.model}, on_wait=waiting):
+            return run_across(config, chosen, progress=progress)
+    return run_across(config, chosen, progress=progress)
+
+
+# -- hardware ---------------------------------------------------------------------------------------
+def cmd_hardware(args) -> int:
+    from .execution.hardware import speedup_hint
+    from .execution.targets import list_targets
+
+    rows = list_targets()
+    if args.json:
+        print(json.dumps([{k: r.get(k) for k in ("id", "name", "node_id", "cpu", "arch", "cores", "isa", "gpu", "alive")} | {"this_machine": bool(r.get("this_machine") or r["id"] == "local")}
+                          for r in rows], indent=2))
+        return EXIT_OK
+    table = [[r["id"], r["name"], str(r.get("cpu") or "?"), str(r.get("cores") or "?"), " ".join(r.get("isa") or []) or "-",
+              r.get("gpu") or "-", ("alive" if r.get("alive") else "lost") + (" (this machine)" if r.get("this_machine") else ""),
+              speedup_hint(r.get("isa") or [])] for r in rows]
+    _print_rows(["id", "name", "cpu", "cores", "isa", "gpu", "state", "int8"], table)
     return EXIT_OK
 
 
@@ -206,32 +257,152 @@ def cmd_prepare(args) -> int:
 
 
 # -- store ------------------------------------------------------------------------------------------
+def _store_row(e: dict, leased: set[str]) -> list[str]:
+    return [e["key"][:12], str(e.get("kind", "")), str(e.get("model", "")), str(e.get("label") or e.get("recipe") or ""),
+            f"{int(e.get('size_bytes', 0)) / 1e6:.1f}", f"{e.get('build_s', '')}", time.strftime("%Y-%m-%d %H:%M", time.localtime(e.get("last_used", 0))),
+            "in use" if e["key"] in leased else ""]
+
+
 def cmd_store(args) -> int:
+    """store list | verify [--repair] | clear, each with --json; --delete KEY and --clear kept from before."""
     from .store import ModelStore
 
     store = ModelStore()
+    action = "clear" if args.clear else args.action
     if args.delete:
         keys = [e["key"] for e in store.entries()]
         matches = [k for k in keys if k == args.delete] or [k for k in keys if k.startswith(args.delete)]
         if len(matches) != 1:
             raise QlabError(f"No store entry '{args.delete}'" + (" (ambiguous prefix)" if len(matches) > 1 else "") + "; list them with: python -m core store")
         store.delete(matches[0])
-        print(f"deleted {matches[0]}")
+        print(json.dumps({"deleted": matches[0]}) if args.json else f"deleted {matches[0]}")
         return EXIT_OK
-    if args.clear:
+    if action == "clear":
+        before = {e["key"] for e in store.entries()}
         n = store.clear()
-        print(f"cleared {n} entr{'y' if n == 1 else 'ies'} from {store.root}")
+        kept = sorted(before & {e["key"] for e in store.entries()})
+        if args.json:
+            print(json.dumps({"root": str(store.root), "cleared": n, "kept_in_use": kept}))
+        else:
+            print(f"cleared {n} entr{'y' if n == 1 else 'ies'} from {store.root}" + (f"; kept {len(kept)} in use" if kept else ""))
         return EXIT_OK
+    if action == "verify":
+        started = time.perf_counter()
+        results = store.verify_all()
+        damaged = {k: v for k, v in results.items() if v}
+        repaired = []
+        if args.repair:
+            for key in damaged:
+                if store.repair(key):  # checked again under the entry's lock, then removed (or an orphan re-indexed)
+                    repaired.append(key)
+        elapsed = time.perf_counter() - started
+        if args.json:
+            print(json.dumps({"root": str(store.root), "checked": len(results), "damaged": damaged, "removed": repaired,
+                              "seconds": round(elapsed, 3)}, indent=2))
+        else:
+            for key, problems in damaged.items():
+                for problem in problems:
+                    print(f"{key[:12]}  {problem}")
+            verdict = (f"{len(damaged)} damaged" + (f", {len(repaired)} repaired (removed ones are rebuilt on next use)" if repaired
+                                                     else "; remove them with: python -m core store verify --repair")) if damaged else "all intact"
+            print(f"verified {len(results)} entr{'y' if len(results) == 1 else 'ies'} in {elapsed:.2f} s: {verdict}", file=sys.stderr)
+        return EXIT_BUG if set(damaged) - set(repaired) else EXIT_OK
     entries = store.entries()
+    leased = store.leased_keys()
+    total = store.total_bytes()
     if args.json:
-        print(json.dumps({"root": str(store.root), "total_bytes": store.total_bytes(), "size_limit": store.size_limit, "entries": entries}, indent=2, default=str))
+        print(json.dumps({"root": str(store.root), "total_bytes": total, "entries_bytes": store.entries_bytes(), "size_limit": store.size_limit,
+                          "leased": sorted(leased), "entries": entries}, indent=2, default=str))
         return EXIT_OK
-    rows = [[e["key"][:12], str(e.get("kind", "")), str(e.get("model", "")), str(e.get("label") or e.get("recipe") or ""),
-             f"{int(e.get('size_bytes', 0)) / 1e6:.1f}", f"{e.get('build_s', '')}", time.strftime("%Y-%m-%d %H:%M", time.localtime(e.get("last_used", 0)))]
-            for e in entries]
-    print(f"store: {store.root}  ({store.total_bytes() / 1e6:.1f} MB of {store.size_limit / 1e9:.1f} GB, {len(entries)} entries)")
-    if rows:
-        _print_rows(["key", "kind", "model", "variant", "MB", "build s", "last used"], rows)
+    print(f"store: {store.root}  ({total / 1e6:.1f} MB of {store.size_limit / 1e9:.1f} GB, {len(entries)} entries)")
+    if entries:
+        _print_rows(["key", "kind", "model", "variant", "MB", "build s", "last used", ""], [_store_row(e, leased) for e in entries])
+    return EXIT_OK
+
+
+# -- history ----------------------------------------------------------------------------------------
+def _find_run(prefix: str) -> str:
+    from . import history
+
+    prefix = (prefix or "").strip().lower()
+    if history.valid_run_id(prefix):
+        return prefix
+    if len(prefix) < 4 or not all(c in "0123456789abcdef" for c in prefix):
+        raise QlabError(f"'{prefix[:40]}' is not a run id; give the 32 hex characters of one, or at least 4 of them (python -m core history list).")
+    matches = sorted(p.stem for p in history.runs_dir().glob(f"{prefix}*.json") if history.valid_run_id(p.stem))
+    if len(matches) != 1:
+        raise QlabError(f"{'No' if not matches else 'More than one'} saved run starts with '{prefix}'; list them with: python -m core history list")
+    return matches[0]
+
+
+def cmd_history(args) -> int:
+    from . import history
+
+    if args.action == "list":
+        runs = history.list_runs()
+        if args.json:
+            print(json.dumps([{k: v for k, v in r.items() if k != "created_ts"} for r in runs], indent=2))
+            return EXIT_OK
+        print(f"{len(runs)} saved run{'s' if len(runs) != 1 else ''} in {history.runs_dir()}")
+        if runs:
+            _print_rows(["run", "created", "model", "task", "variants", "imported"],
+                        [[r["run_id"], r["created"], str(r["model"])[:40], r["task"], str(r["variants"])[:60], "yes" if r["imported"] else ""] for r in runs])
+        return EXIT_OK
+    if args.action == "import":
+        if not args.target:
+            raise UsageError("history import needs a FILE (a report exported as JSON)")
+        path = Path(args.target).expanduser()
+        if not path.is_file():
+            raise QlabError(f"Report file '{args.target}' does not exist (or is not a file).")
+        if path.stat().st_size > history.MAX_IMPORT_BYTES:
+            raise QlabError(f"'{path.name}' is {path.stat().st_size / 2**20:.1f} MB; reports are at most {history.MAX_IMPORT_BYTES // 2**20} MB.")
+        try:
+            blob = path.read_bytes()
+        except OSError as err:
+            raise QlabError(f"Report file '{args.target}' cannot be read ({err.strerror or err.__class__.__name__}).") from None
+        run_id = history.import_report(blob, path.name)
+        print(json.dumps({"run_id": run_id, "imported": path.name}) if args.json else f"imported {path.name} as run {run_id}")
+        return EXIT_OK
+    # export
+    if not args.target:
+        raise UsageError("history export needs a run ID (python -m core history list)")
+    run_id = _find_run(args.target)
+    report = history.load_run(run_id)
+    fmt = "json" if args.json else args.format
+    text = {"json": history.export_json, "csv": history.export_csv, "html": history.export_html}[fmt](report)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+        print(f"run {run_id} written to {out} ({fmt})", file=sys.stderr)
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return EXIT_OK
+
+
+# -- export -----------------------------------------------------------------------------------------
+def cmd_export(args) -> int:
+    from . import exports, hosting
+    from .export import export_variant
+
+    if args.max_mb is not None and args.max_mb <= 0:
+        raise UsageError("--max-mb must be a positive number of megabytes.")
+
+    def say(message: str) -> None:  # on a terminal only: piped, stderr holds nothing but a failure's one line
+        if sys.stderr.isatty():
+            print(f"{message} ...", file=sys.stderr, flush=True)
+
+    done = export_variant(args.model, args.variant, args.out, task=args.task, make_zip=args.zip, build=not args.no_build,
+                          max_bytes=int(args.max_mb * 2**20) if args.max_mb else None, progress=say,
+                          allow_local=args.origin != "dashboard" or hosting.policy().allow_local)
+    exports.record(done, origin=args.origin)
+    measured = done.meta.get("measured")
+    print(f"exported {done.meta['model']} · {done.meta['variant']['spec']} ({done.meta['task']}) to {done.folder} ({done.bytes / 2**20:.1f} MB)")
+    if done.zip_path:
+        print(f"zip: {done.zip_path} ({done.zip_path.stat().st_size / 2**20:.1f} MB)")
+    print("measured here: " + (f"run {measured['run_id'][:8]} on {measured['cpu']}" if measured else done.meta.get("measured_note") or "no"))
+    print(f"\nLoad and run it (needs {', '.join(done.meta['runtime'])}; from inside the folder):\n")
+    print(done.code)
     return EXIT_OK
 
 
@@ -240,7 +411,7 @@ def build_parser() -> Parser:
     from .tasks import TASKS
 
     parser = Parser(prog="python -m core", description="Quantization Lab: compare quantized variants of a model on this machine.")
-    sub = parser.add_subparsers(dest="command", metavar="{models,variants,evaluate,prepare,store}")
+    sub = parser.add_subparsers(dest="command", metavar="{models,variants,evaluate,hardware,prepare,export,store,history}")
 
     p = sub.add_parser("models", help="the bundled models and where they are on disk")
     p.add_argument("--json", action="store_true")
@@ -266,6 +437,8 @@ def build_parser() -> Parser:
     p.add_argument("--max-accuracy-drop", type=float, help="classification budget: accuracy points (default 1.0)")
     p.add_argument("--max-ppl-increase", type=float, help="causal-lm budget: perplexity increase in percent (default 2.0)")
     p.add_argument("--recommend-batch-size", type=int, help="batch size the recommendation is made at (default 1 if measured, else the first)")
+    p.add_argument("--throughput-batch-size", type=int, default=32,
+                   help="batch size of the whole-dataset throughput, sorted by length vs data order (default 32, capped at the number of texts)")
     p.add_argument("--warmup", type=int, help="latency warm-up runs per cell (default 2)")
     p.add_argument("--min-iters", type=int, help="latency iterations per cell, at least (default 10)")
     p.add_argument("--min-seconds", type=float, help="latency seconds per cell, at least (default 0.5)")
@@ -273,17 +446,44 @@ def build_parser() -> Parser:
     p.add_argument("--out", help="report JSON path (default reports/<model>-<task>-<time>.json)")
     p.add_argument("--csv", help="also write a flat CSV (one row per variant x batch x seq)")
     p.add_argument("--json", action="store_true", help="print the report JSON instead of the table")
+    p.add_argument("--hardware", default="local", help="where to measure: local, all, or comma-separated target ids (python -m core hardware)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("hardware", help="the hardware targets: this machine, or every node of the Ray cluster in QLAB_RAY_ADDRESS")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_hardware)
 
     p = sub.add_parser("prepare", help="build every bundled model ahead of time")
     p.add_argument("--models", help="comma-separated subset (default: all)")
     p.set_defaults(func=cmd_prepare)
 
-    p = sub.add_parser("store", help="list or clear the model store")
+    p = sub.add_parser("export", help="write a built variant as a folder that runs without the lab (builds it if needed)")
+    p.add_argument("--model", required=True, help="bundled name, hub id or local Hugging Face folder")
+    p.add_argument("--variant", required=True, help="one variant spec, e.g. onnx-int8 or dynamic-int8:engine=x86")
+    p.add_argument("--out", required=True, help="a new (or empty) folder to write")
+    p.add_argument("--task", choices=TASKS, help="embedding, classification or causal-lm (default: the model's own)")
+    p.add_argument("--zip", action="store_true", help="also write OUT.zip holding the same folder")
+    p.add_argument("--no-build", action="store_true", help="refuse instead of building a variant that is not in the store")
+    p.add_argument("--max-mb", type=float, help="refuse an export larger than this many MB")
+    p.add_argument("--origin", default="cli", choices=["cli", "dashboard"], help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("store", help="list, verify or clear the model store")
+    p.add_argument("action", nargs="?", choices=["list", "verify", "clear"], default="list",
+                   help="list entries (default); verify every file against its manifest (exit 1 if any is damaged); clear entries not in use")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--clear", action="store_true", help="delete every stored artifact")
+    p.add_argument("--repair", action="store_true", help="with verify: remove damaged entries (they are rebuilt on next use)")
+    p.add_argument("--clear", action="store_true", help="same as: store clear")
     p.add_argument("--delete", metavar="KEY", help="delete one entry (key or unique prefix)")
     p.set_defaults(func=cmd_store)
+
+    p = sub.add_parser("history", help="saved runs: list them, import a colleague's JSON report, export one")
+    p.add_argument("action", choices=["list", "import", "export"], help="list | import FILE | export ID")
+    p.add_argument("target", nargs="?", help="import: the report JSON file; export: a run id (or a unique prefix of at least 4 hex digits)")
+    p.add_argument("--json", action="store_true", help="machine-readable output (export: the report JSON)")
+    p.add_argument("--format", choices=["json", "csv", "html"], default="json", help="export format (default json)")
+    p.add_argument("--out", help="export: write to this file instead of stdout")
+    p.set_defaults(func=cmd_history)
     return parser
 
 

@@ -12,11 +12,14 @@ Columns (names are matched case-insensitively, surrounding spaces ignored):
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
+import threading
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from .errors import DataError
@@ -32,8 +35,20 @@ BINARY_MAGIC = {
     b"\xd0\xcf\x11\xe0": "an old Office document (xls/doc)", b"PAR1": "a Parquet file", b"\x93NUMPY": "a NumPy array",
     b"\x80\x04": "a Python pickle", b"\x80\x05": "a Python pickle",
 }
+MAX_JSON_DEPTH = 16   # a data record is an object of strings; anything nested deeper is not evaluation data
+_CSV_LIMIT_LOCK = threading.Lock()
 
-csv.field_size_limit(DEFAULT_MAX_BYTES)
+
+@contextlib.contextmanager
+def _csv_field_limit(limit: int):
+    """Raise csv's per-field size limit only while this module parses (it is process-wide state: never left changed)."""
+    with _CSV_LIMIT_LOCK:
+        old = csv.field_size_limit()
+        csv.field_size_limit(max(old, limit))
+        try:
+            yield
+        finally:
+            csv.field_size_limit(old)
 
 
 @dataclass
@@ -150,6 +165,11 @@ def _guess_format(name: str, text: str) -> str:
 # -- parsing ------------------------------------------------------------------------------------
 def _parse_delimited(text: str, name: str, delimiter: str) -> tuple[list[str], list[dict]]:
     kind = "TSV" if delimiter == "\t" else "CSV"
+    with _csv_field_limit(max(len(text), 1)):
+        return _read_delimited(text, name, delimiter, kind)
+
+
+def _read_delimited(text: str, name: str, delimiter: str, kind: str) -> tuple[list[str], list[dict]]:
     reader = csv.reader(io.StringIO(text), delimiter=delimiter, strict=True)
     try:
         header = next(reader, None)
@@ -184,8 +204,12 @@ def _parse_jsonl(text: str, name: str) -> tuple[list[str], list[dict]]:
     if stripped.startswith("["):  # a JSON array of objects is accepted too
         try:
             data = json.loads(stripped)
+        except RecursionError:
+            raise _too_deep(name) from None
         except ValueError as err:
             raise DataError(f"'{name}' is malformed JSON: {err.msg} at line {err.lineno}.") from None
+        if _depth(data) > MAX_JSON_DEPTH:
+            raise _too_deep(name)
         items = list(enumerate(data, 1))
     else:
         items = []
@@ -193,9 +217,14 @@ def _parse_jsonl(text: str, name: str) -> tuple[list[str], list[dict]]:
             if not line.strip():
                 continue
             try:
-                items.append((lineno, json.loads(line)))
+                item = json.loads(line)
+            except RecursionError:
+                raise _too_deep(name, lineno) from None
             except ValueError as err:
                 raise DataError(f"'{name}' is malformed JSONL: line {lineno} is not valid JSON ({err.msg}).") from None
+            if _depth(item) > MAX_JSON_DEPTH:
+                raise _too_deep(name, lineno)
+            items.append((lineno, item))
     columns: list[str] = []
     for lineno, item in items:
         if not isinstance(item, dict):
@@ -208,6 +237,24 @@ def _parse_jsonl(text: str, name: str) -> tuple[list[str], list[dict]]:
             row[key] = "" if value is None else (value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) else str(value))
         rows.append(row)
     return columns, rows
+
+
+def _too_deep(name: str, lineno: int | None = None) -> DataError:
+    where = f" (line {lineno})" if lineno else ""
+    return DataError(f"'{name}' is JSON nested too deeply{where}: at most {MAX_JSON_DEPTH} levels; give one flat object per record, like {{\"text\": ...}}.")
+
+
+def _depth(value) -> int:
+    """Nesting depth of parsed JSON, iteratively (stops counting past MAX_JSON_DEPTH)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack and deepest <= MAX_JSON_DEPTH:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
 
 
 def _need(columns: list[str], needed: tuple[str, ...], name: str, task: str, hint: str) -> None:
@@ -323,8 +370,8 @@ def map_labels(labels: list[str], model_labels: list[str], name: str = "data") -
             out.append(exact[lab])
         elif lab.strip().lower() in folded:
             out.append(folded[lab.strip().lower()])
-        elif generic and lab.strip().isdigit() and int(lab) < len(model_labels):
-            out.append(int(lab))
+        elif generic and lab.strip().isdecimal() and int(lab.strip()) < len(model_labels):
+            out.append(int(lab.strip()))   # any script's decimal digits ('٢' is 2); '²' is not a decimal number
         else:
             out.append(-1)
             if lab not in unknown:
@@ -333,3 +380,57 @@ def map_labels(labels: list[str], model_labels: list[str], name: str = "data") -
         shown = ", ".join(repr(u) for u in unknown[:6]) + (" ..." if len(unknown) > 6 else "")
         raise DataError(f"'{name}' has label{'s' if len(unknown) > 1 else ''} {shown} that the model does not know; its labels are: {', '.join(model_labels)}.")
     return out
+
+
+# -- size in tokens -------------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def _reference_tokenizer():
+    """The bundled MiniLM WordPiece tokenizer (tokenizers only: no transformers, no torch), the lab's reference count."""
+    from tokenizers import Tokenizer
+
+    from .bundled.registry import BUNDLED
+
+    tok = Tokenizer.from_file(str(BUNDLED["minilm"].packaged_path() / "tokenizer.json"))
+    tok.no_truncation()   # its file truncates to the model's 512 (or 128) tokens: a count must see everything
+    tok.no_padding()
+    return tok
+
+
+def _pieces(text: str, size: int = 4096):
+    """``text`` in pieces of at most about ``size`` characters, cut at whitespace (WordPiece never joins across
+    whitespace, so the pieces' counts add up to the whole text's); one huge string is slow to tokenize in one go."""
+    start, n = 0, len(text)
+    while start < n:
+        end = min(n, start + size)
+        if end < n:
+            cut = text.rfind(" ", start + 1, end)
+            if cut <= start:
+                cut = max(text.rfind("\n", start + 1, end), text.rfind("\t", start + 1, end))
+            end = cut if cut > start else end
+        yield text[start:end]
+        start = end
+
+
+def count_tokens(dataset: Dataset, cap: int | None = None) -> int | None:
+    """How many tokens ``dataset`` is, counted with the reference tokenizer (special tokens not counted).
+
+    With ``cap``: None when the text is certainly within it (a WordPiece token covers at least one non-space
+    character, so fewer such characters than ``cap`` means fewer tokens), and counting stops soon after passing it."""
+    texts = [dataset.raw_text] if dataset.raw_text is not None else list(dataset.texts)
+    if cap is not None and sum(len(t) - t.count(" ") for t in texts) <= cap:
+        return None
+    tok = _reference_tokenizer()
+    step = min(1 << 20, max(1 << 14, 4 * cap)) if cap else 1 << 20   # characters per batch: a cap is passed after little work
+    total, chunk, chars = 0, [], 0
+    for text in texts:
+        for piece in _pieces(text):
+            chunk.append(piece)
+            chars += len(piece)
+            if chars >= step:
+                total += sum(len(e.ids) for e in tok.encode_batch(chunk, add_special_tokens=False))
+                chunk, chars = [], 0
+                if cap is not None and total > cap:
+                    return total
+    if chunk:
+        total += sum(len(e.ids) for e in tok.encode_batch(chunk, add_special_tokens=False))
+    return total

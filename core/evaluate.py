@@ -17,12 +17,8 @@ import datetime as _dt
 import json
 import math
 import os
-import queue
 import shutil
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
@@ -31,6 +27,8 @@ from typing import Callable
 
 from . import data as data_mod
 from .errors import QlabError, RecipeError, SourceError
+from .execution import local, scratch
+from .execution.events import PHASES, Cancelled
 from .recommend import TASK_BUDGET, budgets_for, default_batch_size, recommend
 from .report import REFERENCE, Report, VariantResult, finite
 from .tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING, TASKS, infer_task
@@ -38,12 +36,8 @@ from .tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING, TASKS, infer_task
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MAX_BATCH = 1024
 MAX_SEQ = 8192
-# progress: each artifact to build counts one unit, each variant to measure one unit, split by phase like this
-PHASES = {"build": (0.0, 0.1), "load": (0.0, 0.1), "quality": (0.1, 0.35), "latency": (0.35, 1.0), "done": (1.0, 1.0)}
-
-
-class Cancelled(QlabError):
-    """The evaluation was stopped on request (should_stop() returned True)."""
+DEFAULT_THROUGHPUT_BATCH = 32
+# progress: each artifact to build counts one unit, each variant to measure one unit, split by phase (events.PHASES)
 
 
 class WorkerError(RuntimeError):
@@ -66,6 +60,7 @@ class EvalConfig:
     allow_local: bool = True
     stride: int | None = None               # causal-lm perplexity window stride; default half the context
     protocol: dict | None = None            # latency protocol overrides (core.bench.Protocol fields)
+    throughput_batch_size: int = DEFAULT_THROUGHPUT_BATCH   # whole-dataset throughput (sorted vs unsorted); capped at the number of texts
     data_bytes: bytes | None = field(default=None, repr=False)   # an upload, instead of ``data`` (then ``data`` is its name)
 
     def to_dict(self) -> dict:
@@ -209,6 +204,8 @@ def _plan(config: EvalConfig, build: bool = False, progress=None) -> Plan:
             raise QlabError(f"Budget {key} must be a number, got '{value}'.") from None
         if not math.isfinite(budgets[key]) or budgets[key] < 0 or (key == "min_cosine" and budgets[key] > 1):
             raise QlabError(f"Budget {key}={value} is out of range.")
+    tput_bs = _ints([DEFAULT_THROUGHPUT_BATCH if config.throughput_batch_size in (None, "") else config.throughput_batch_size],
+                    "throughput batch size", 1, MAX_BATCH)[0]
     if config.protocol:
         from .bench import Protocol
 
@@ -229,7 +226,8 @@ def _plan(config: EvalConfig, build: bool = False, progress=None) -> Plan:
     _check_labels(source, dataset)
     positions = _check_positions(replace(config, seq_lengths=seq_lengths), source)
     clean = replace(config, model=config.model.strip(), variants=labels, batch_sizes=batch_sizes, seq_lengths=seq_lengths, threads=threads,
-                    max_length=max_length, stride=stride, recommend_batch_size=rec_bs, budgets=budgets_for(budgets))
+                    max_length=max_length, stride=stride, recommend_batch_size=rec_bs, budgets=budgets_for(budgets),
+                    throughput_batch_size=min(tput_bs, max(1, len(dataset.texts))))
     return Plan(clean, source, dataset, positions)
 
 
@@ -260,49 +258,22 @@ def _worker_env(threads: int | None) -> dict:
 
 def run_worker(job: dict, job_dir: Path, on_event: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None,
                poll_s: float = 0.2) -> dict:
-    """Run ``python -m core.runner`` on ``job`` and return its result dict; kill it and raise Cancelled on request."""
+    """Run ``python -m core.runner`` on ``job`` through the local launcher and return its result dict.
+
+    On request (``should_stop``) the worker's whole process tree is ended and :class:`Cancelled` is raised.
+    """
     tag = f"{job['mode']}-{uuid.uuid4().hex[:8]}"
     job = dict(job, result=str(job_dir / f"{tag}.result.json"))
     job_path = job_dir / f"{tag}.job.json"
     job_path.write_text(json.dumps(job), encoding="utf-8")
     log_path = job_dir / f"{tag}.log"
-    with open(log_path, "w", encoding="utf-8") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "core.runner", str(job_path)], stdout=subprocess.PIPE, stderr=log,
-                                stdin=subprocess.DEVNULL, env=_worker_env(job.get("threads")), cwd=str(PROJECT_ROOT), text=True, bufsize=1)
-        lines: queue.Queue = queue.Queue()
 
-        def pump():
-            for line in proc.stdout:
-                lines.put(line)
-            lines.put(None)
+    def forward(event: dict) -> None:
+        if on_event and event.get("phase") != "done":
+            on_event(event)
 
-        reader = threading.Thread(target=pump, daemon=True)
-        reader.start()
-        try:
-            finished = False
-            while not finished:
-                if should_stop and should_stop():
-                    proc.kill()
-                    proc.wait()
-                    raise Cancelled("Evaluation cancelled.")
-                try:
-                    line = lines.get(timeout=poll_s)
-                except queue.Empty:
-                    continue
-                if line is None:
-                    finished = True
-                    continue
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue  # not protocol: ignore
-                if isinstance(event, dict) and event.get("event") == "progress" and on_event:
-                    on_event(event)
-            proc.wait()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    code = local.run("core.runner", str(job_path), env=_worker_env(job.get("threads")), log_path=log_path, on_event=forward,
+                     should_stop=should_stop, poll_s=poll_s, grace_s=1.0)
     result_path = Path(job["result"])
     if result_path.is_file():
         result = json.loads(result_path.read_text(encoding="utf-8"))
@@ -312,7 +283,7 @@ def run_worker(job: dict, job_dir: Path, on_event: Callable[[dict], None] | None
             raise WorkerError(result["error"])
         return result
     tail = [ln.strip() for ln in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()][-1:]
-    raise WorkerError(f"worker for {job['variant']} exited with code {proc.returncode} without a result" + (f": {tail[0][:300]}" if tail else ""))
+    raise WorkerError(f"worker for {job['variant']} exited with code {code} without a result" + (f": {tail[0][:300]}" if tail else ""))
 
 
 # -- notes ------------------------------------------------------------------------------------------
@@ -406,7 +377,8 @@ def run_evaluation(config: EvalConfig, progress: Callable[[dict], None] | None =
     stride = min(cfg.stride or max(1, context // 2), context)
     store = ModelStore()
 
-    run_dir = Path(tempfile.mkdtemp(prefix="qlab-run-"))
+    scratch.sweep(tempfile.gettempdir(), prefix="qlab-run-")   # run folders of evaluations that were killed
+    run_dir = scratch.claim(tempfile.mkdtemp(prefix="qlab-run-"))
     ref_dir = run_dir / "reference"
     ref_dir.mkdir()
     dataset_path = run_dir / "dataset.json"
@@ -416,6 +388,7 @@ def run_evaluation(config: EvalConfig, progress: Callable[[dict], None] | None =
         "dataset": str(dataset_path), "data_name": dataset.name, "ref_dir": str(ref_dir), "device": cfg.device, "threads": cfg.threads,
         "max_length": context, "context": context, "stride": stride, "batch_sizes": cfg.batch_sizes, "seq_lengths": cfg.seq_lengths,
         "recommend_batch_size": cfg.recommend_batch_size, "protocol": cfg.protocol or {},
+        "throughput_batch_size": cfg.throughput_batch_size,
     }
     missing = [label for label in slots if not is_stored(source, label, store)]
     units = len(missing) + len(slots)
@@ -499,6 +472,7 @@ def run_evaluation(config: EvalConfig, progress: Callable[[dict], None] | None =
     settings = {
         "variants": cfg.variants, "batch_sizes": cfg.batch_sizes, "seq_lengths": cfg.seq_lengths, "threads": cfg.threads, "device": cfg.device,
         "max_length": context, "recommend_batch_size": cfg.recommend_batch_size, "protocol": _protocol_dict(cfg.protocol),
+        "throughput_batch_size": cfg.throughput_batch_size,
         "speed_summary": "geometric mean of end-to-end p50 over the seq-length sweep",
         "elapsed_s": round(time.perf_counter() - started, 2),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),

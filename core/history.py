@@ -7,7 +7,9 @@
 
 Exports: JSON, CSV (one row per variant x latency cell) and a standalone HTML report whose plotly charts
 carry plotly.js inline (it opens offline, no CDN). Imports: a colleague's JSON report, size-capped,
-parsed with ``json`` and checked field by field before it is saved as a run of its own.
+parsed with ``json`` (depth-limited, no NaN) and checked against the report schema (core/report_schema.py: types,
+ranges, lengths, known tasks and metrics) before it is saved as a run of its own; only the checked fields are kept.
+A run records the owner that created it (a hash of the session's secret); hosted, only that owner may delete it.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from .errors import QlabError
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_IMPORT_BYTES = 20 * 2**20
-MAX_RESULTS = 200
-HISTORY_KEY = "history"   # our bookkeeping inside a saved report: {"config_key", "imported", "saved", "origin_run_id"}
+MAX_DEPTH = 32            # nesting of an imported JSON document (a report is 5 deep)
+HISTORY_KEY = "history"   # our bookkeeping inside a saved report: {"config_key", "imported", "saved", "origin_run_id", "owner"}
 
 
 class HistoryError(QlabError):
@@ -152,8 +154,10 @@ def to_json(report: dict) -> str:
     return json.dumps(_clean(report), indent=2, sort_keys=False, allow_nan=False)
 
 
-def save_run(report: dict, *, key: str | None = None, root=None, imported: bool = False, origin_run_id: str | None = None) -> str:
-    """Save a report as a new run; returns its id (a fresh uuid4 hex, also written into the report)."""
+def save_run(report: dict, *, key: str | None = None, root=None, imported: bool = False, origin_run_id: str | None = None,
+             owner: str | None = None) -> str:
+    """Save a report as a new run; returns its id (a fresh uuid4 hex, also written into the report). ``owner``: who may
+    delete it in hosted mode (``hosting.owner_id`` of the creating session)."""
     given = report.get("run_id")
     if not imported and _is_uuid4(given) and not run_path(given, root).exists():
         run_id = given  # the engine's own uuid4 id: the CLI and the dashboard name the run alike
@@ -163,7 +167,7 @@ def save_run(report: dict, *, key: str | None = None, root=None, imported: bool 
             origin_run_id = origin_run_id or str(given)
     record = dict(report)
     record["run_id"] = run_id
-    record[HISTORY_KEY] = {"config_key": key, "imported": imported, "saved": time.time(), "origin_run_id": origin_run_id}
+    record[HISTORY_KEY] = {"config_key": key, "imported": imported, "saved": time.time(), "origin_run_id": origin_run_id, "owner": owner}
     _atomic_write(run_path(run_id, root), to_json(record))
     if key:
         remember(key, run_id, root)
@@ -176,14 +180,31 @@ def load_run(run_id: str, root=None) -> dict:
         raise HistoryError(f"No saved run '{run_id}' here; it may have been deleted, or it was saved on another machine (import its JSON on History).")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         raise HistoryError(f"Saved run '{run_id}' is damaged (not valid JSON); delete it on the History page.") from None
     return validate_report(data, name=f"run {run_id}")
 
 
-def delete_run(run_id: str, root=None) -> bool:
+def run_owner(run_id: str, root=None) -> str | None:
+    """The owner recorded in a saved run (None for runs saved before owners were recorded, or unreadable ones)."""
+    try:
+        record = json.loads(run_path(run_id, root).read_text(encoding="utf-8"))
+        owner = (record.get(HISTORY_KEY) or {}).get("owner")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return owner if isinstance(owner, str) else None
+
+
+def delete_run(run_id: str, root=None, *, requester: str | None = None, pol=None) -> bool:
+    """Delete a saved run. Hosted (``pol.owner_only_delete``), only the owner that created it may: anyone else, a
+    holder of a share link included, gets a one-line HistoryError and the run stays."""
+    from . import hosting
+
     path = run_path(run_id, root)
     existed = path.is_file()
+    if existed and not hosting.may_delete(run_owner(run_id, root), requester, pol):
+        raise HistoryError(f"Run '{run_id[:8]}' was not created in this session, so it cannot be deleted here "
+                           "(only the session that ran or imported it can delete it).")
     if existed:
         path.unlink()
     return existed
@@ -192,15 +213,15 @@ def delete_run(run_id: str, root=None) -> bool:
 def created_time(report: dict) -> float | None:
     """The report's creation time as epoch seconds (accepts epoch numbers and ISO strings)."""
     value = report.get("created")
-    if isinstance(value, (int, float)):
-        return float(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value) if math.isfinite(value) and abs(value) < 1e11 else None
     if isinstance(value, str):
         try:
             parsed = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
             if parsed.tzinfo is None:
                 parsed = parsed.replace(tzinfo=_dt.timezone.utc)
             return parsed.timestamp()
-        except ValueError:
+        except (ValueError, OverflowError):
             return None
     saved = (report.get(HISTORY_KEY) or {}).get("saved")
     return float(saved) if isinstance(saved, (int, float)) else None
@@ -210,9 +231,13 @@ def summary(report: dict) -> dict:
     env = report.get("environment") or {}
     hist = report.get(HISTORY_KEY) or {}
     created = created_time(report)
+    try:
+        when = _dt.datetime.fromtimestamp(created).strftime("%Y-%m-%d %H:%M") if created else ""
+    except (ValueError, OverflowError, OSError):
+        created, when = None, ""
     return {
         "run_id": report.get("run_id"),
-        "created": _dt.datetime.fromtimestamp(created).strftime("%Y-%m-%d %H:%M") if created else "",
+        "created": when,
         "created_ts": created or 0.0,
         "model": report.get("model", ""),
         "task": report.get("task", ""),
@@ -235,66 +260,52 @@ def list_runs(root=None, ids: list[str] | None = None) -> list[dict]:
             continue
         try:
             report = validate_report(json.loads(path.read_text(encoding="utf-8")), name=path.name)
-        except (OSError, ValueError, QlabError):
+            out.append(summary(report))
+        except (OSError, ValueError, RecursionError, QlabError):
             continue
-        out.append(summary(report))
     return sorted(out, key=lambda s: s["created_ts"], reverse=True)
 
 
 # -- validation and import ------------------------------------------------------------------------
-def _number_or_none(value) -> bool:
-    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+def validate_report(data, name: str = "report", *, strict: bool = False) -> dict:
+    """Check that ``data`` (parsed JSON) is a lab report against the schema (core/report_schema.py); raises a one-line
+    HistoryError naming the first problem. ``strict`` (imports): no field the lab does not know."""
+    from . import report_schema
 
-
-def validate_report(data, name: str = "report") -> dict:
-    """Check that ``data`` (parsed JSON) has the shape of a lab report; raises HistoryError naming the problem."""
-    def bad(why: str):
-        raise HistoryError(f"'{name}' is not a Quantization Lab report: {why}. Export reports with History > Download JSON.")
-
-    if not isinstance(data, dict):
-        bad(f"its top level is a {type(data).__name__}, not an object")
-    for field in ("task", "model", "results"):
-        if field not in data:
-            bad(f"it has no '{field}' field")
-    if not isinstance(data["task"], str) or not isinstance(data["model"], str):
-        bad("'task' and 'model' must be strings")
-    results = data["results"]
-    if not isinstance(results, list) or not results:
-        bad("'results' must be a non-empty list")
-    if len(results) > MAX_RESULTS:
-        bad(f"it has {len(results)} results (at most {MAX_RESULTS})")
-    for i, r in enumerate(results):
-        if not isinstance(r, dict) or not isinstance(r.get("variant"), str) or not r["variant"]:
-            bad(f"result {i + 1} has no variant name")
-        for field in ("size_bytes", "param_bytes", "load_s", "build_s", "peak_rss_bytes"):
-            if not _number_or_none(r.get(field)):
-                bad(f"result '{r['variant']}' has a non-numeric {field}")
-        if r.get("quality") is not None and not isinstance(r["quality"], dict):
-            bad(f"result '{r['variant']}' has a quality that is not an object")
-        latency = r.get("latency")
-        if latency is not None:
-            if not isinstance(latency, list):
-                bad(f"result '{r['variant']}' has a latency that is not a list")
-            for cell in latency:
-                if not isinstance(cell, dict):
-                    bad(f"result '{r['variant']}' has a latency entry that is not an object")
-                for field in ("batch_size", "seq_len"):
-                    if not isinstance(cell.get(field), int) or isinstance(cell.get(field), bool):
-                        bad(f"result '{r['variant']}' has a latency entry without an integer {field}")
-                for field in ("p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "throughput_per_s", "forward_p50_ms"):
-                    if not _number_or_none(cell.get(field)):
-                        bad(f"result '{r['variant']}' has a non-numeric {field}")
-        notes = r.get("notes")
-        if notes is not None and (not isinstance(notes, list) or not all(isinstance(n, str) for n in notes)):
-            bad(f"result '{r['variant']}' has notes that are not a list of strings")
-    for field in ("environment", "recommended", "data", "budgets"):
-        if data.get(field) is not None and not isinstance(data[field], dict):
-            bad(f"'{field}' must be an object")
+    problem = report_schema.check(data, strict=strict)
+    if problem:
+        raise HistoryError(f"'{_name(name)}' is not a Quantization Lab report: {problem}. Export reports with History > Download JSON.")
     return data
 
 
+def _name(name) -> str:
+    """A file name as shown in messages: its last component, short."""
+    text = Path(str(name)).name or str(name)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def json_depth(value, limit: int) -> int:
+    """Nesting depth of parsed JSON, stopping once past ``limit`` (iterative: no recursion to overflow)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def _no_constants(word):
+    raise ValueError(f"{word} is not a number in strict JSON")
+
+
 def parse_report_bytes(blob: bytes, name: str = "upload") -> dict:
-    """Bytes of an uploaded report -> a checked report dict. JSON only: anything else is refused."""
+    """Bytes of an uploaded report -> a checked report dict (strict schema). JSON only: anything else is refused."""
+    name = _name(name)
     if len(blob) > MAX_IMPORT_BYTES:
         raise HistoryError(f"'{name}' is {len(blob) / 2**20:.1f} MB; reports are at most {MAX_IMPORT_BYTES // 2**20} MB.")
     if not blob.strip():
@@ -306,18 +317,22 @@ def parse_report_bytes(blob: bytes, name: str = "upload") -> dict:
     except UnicodeDecodeError:
         raise HistoryError(f"'{name}' is not UTF-8 text; choose a report exported with Download JSON.") from None
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constants)
+    except RecursionError:
+        raise HistoryError(f"'{name}' is nested too deeply to be a report (at most {MAX_DEPTH} levels); choose a report exported with Download JSON.") from None
     except ValueError as err:
-        raise HistoryError(f"'{name}' is not valid JSON ({getattr(err, 'msg', 'parse error')} at line {getattr(err, 'lineno', '?')}); choose a report exported with Download JSON.") from None
-    return validate_report(data, name=name)
+        raise HistoryError(f"'{name}' is not valid JSON ({getattr(err, 'msg', str(err))[:80]} at line {getattr(err, 'lineno', '?')}); choose a report exported with Download JSON.") from None
+    if json_depth(data, MAX_DEPTH) > MAX_DEPTH:
+        raise HistoryError(f"'{name}' is nested too deeply to be a report (at most {MAX_DEPTH} levels); choose a report exported with Download JSON.")
+    return validate_report(data, name=name, strict=True)
 
 
-def import_report(blob: bytes, name: str = "upload", root=None) -> str:
+def import_report(blob: bytes, name: str = "upload", root=None, *, owner: str | None = None) -> str:
     """Validate a colleague's JSON report and save it as a run here; returns the new run id."""
     report = parse_report_bytes(blob, name)
-    origin = report.get("run_id") if isinstance(report.get("run_id"), str) else None
+    origin = report.get("run_id") if valid_run_id(report.get("run_id")) else None
     report.pop(HISTORY_KEY, None)
-    return save_run(report, root=root, imported=True, origin_run_id=origin)
+    return save_run(report, root=root, imported=True, origin_run_id=origin, owner=owner)
 
 
 # -- exports ------------------------------------------------------------------------------------
@@ -345,20 +360,38 @@ def _table_html(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def export_html(report: dict) -> str:
-    """A standalone HTML report: environment, table against fp32, notes and every chart, with plotly.js inline."""
+def _throughput_html(report: dict) -> str:
+    """The whole-dataset throughput table (sorted against unsorted, with spread and padding); empty when not measured."""
+    from .report import throughput_heading, throughput_rows
+
+    rows = throughput_rows({k: v for k, v in report.items() if k != HISTORY_KEY})
+    if not rows:
+        return ""
+    for row in rows:
+        row["padding"] = " -> ".join(f"{v:.0%}" for v in (row["padding_unsorted"], row["padding_sorted"])) if row["padding_sorted"] is not None else "n/a"
+    table = _table_html(rows, [("variant", "Variant"), ("sorted_range", "Sorted by length (texts/s)"), ("unsorted_range", "Data order (texts/s)"),
+                               ("passes", "Passes per mode"), ("padding", "Padding, unsorted -> sorted"), ("words", "Verdict")])
+    return f"<h2>Whole-dataset throughput</h2><p>{html.escape(throughput_heading(rows))}.</p>{table}"
+
+
+def export_html(report: dict, _plotlyjs: bool = True) -> str:
+    """A standalone HTML report: environment, table against fp32, notes and every chart, with plotly.js inline.
+    A comparison across hardware targets gets the cross-hardware chart and table, then one such section per target."""
     from . import charts
 
+    if report.get("hardware"):
+        return _export_html_across(report)
     env = report.get("environment") or {}
     figures = charts.compare_figures(report)
     parts = []
     for i, fig in enumerate(figures.values()):
-        parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0), config={"displaylogo": False, "responsive": True}))
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0 and _plotlyjs), config={"displaylogo": False, "responsive": True}))
     rows = charts.reference_rows(report)
     for row in rows:
         row["p50"] = row.get("p50_ms")
     table = _table_html(rows, [("variant", "Variant"), ("words", "Against fp32"), ("p50", "p50 latency (ms)"),
                                ("size_mb", "Size (MB)"), ("quality", charts.quality_spec(report)[0])])
+    tput_html = _throughput_html(report)
     rec = report.get("recommended") or {}
     rec_html = (f"<p class='rec'>Recommended: <b>{html.escape(str(rec.get('variant')))}</b> — {html.escape(str(rec.get('reason', '')))}</p>"
                 if rec.get("variant") else "<p class='rec'>No variant met the quality budgets; fp32 stays the choice.</p>")
@@ -378,6 +411,17 @@ def export_html(report: dict) -> str:
     ]
     env_html = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in env_rows)
     title = f"Quantization Lab — {report.get('model', '')} ({report.get('task', '')})"
+    body = f"""{rec_html}
+<h2>Machine</h2><table>{env_html}</table>
+<h2>Against the fp32 reference</h2>{table}
+{tput_html}
+<h2>Charts</h2>{''.join(f'<div class="chart">{p}</div>' for p in parts)}
+<h2>Notes</h2><ul>{''.join(notes) or '<li>None.</li>'}</ul>"""
+    return _html_page(title, body, "Exported from Quantization Lab. Timings are from the machine above; they do not transfer to other hardware.")
+
+
+def _html_page(title: str, body: str, footer: str) -> str:
+    """A standalone page with the export's style: the title as heading, ``body`` (HTML), ``footer`` (text)."""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -385,13 +429,33 @@ body{{font-family:Inter,'Source Sans Pro',Helvetica,Arial,sans-serif;margin:2rem
 h1{{font-size:1.6rem}} h2{{font-size:1.2rem;margin-top:2rem}}
 table{{border-collapse:collapse;margin:.5rem 0 1rem}} th,td{{border:1px solid #ddd;padding:.35rem .6rem;text-align:left;font-size:.9rem}}
 th{{background:#f5f5f5}} .rec{{background:#fff7e0;border-left:4px solid #f2a900;padding:.5rem .8rem}}
-.chart{{margin:1rem 0}} footer{{color:#777;font-size:.8rem;margin-top:2rem}}
+.chart{{margin:1rem 0}} section{{border-top:2px solid #eee;margin-top:2rem}} footer{{color:#777;font-size:.8rem;margin-top:2rem}}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-{rec_html}
-<h2>Machine</h2><table>{env_html}</table>
-<h2>Against the fp32 reference</h2>{table}
-<h2>Charts</h2>{''.join(f'<div class="chart">{p}</div>' for p in parts)}
-<h2>Notes</h2><ul>{''.join(notes) or '<li>None.</li>'}</ul>
-<footer>Exported from Quantization Lab. Timings are from the machine above; they do not transfer to other hardware.</footer>
+{body}
+<footer>{html.escape(footer)}</footer>
 </body></html>"""
+
+
+def _export_html_across(report: dict) -> str:
+    """export_html for a comparison across hardware targets (see there)."""
+    from . import charts
+    from .report import Report, cross_hardware_rows
+
+    head = charts.hardware_speedup_figure(report).to_html(full_html=False, include_plotlyjs=True, config={"displaylogo": False, "responsive": True})
+    rows = [dict(r, target=r.get("name"), speed=r.get("speedup"), rec="★" if r.get("recommended") else "") for r in cross_hardware_rows(report)]
+    table = _table_html(rows, [("target", "Target"), ("isa", "Instruction sets"), ("variant", "Variant"), ("p50_ms", "p50 latency (ms)"),
+                               ("speed", "x fp32 speed"), ("words", "Against that target's fp32"), ("rec", "Recommended")])
+    rep = Report.from_dict(report)
+    sections = []
+    for target in report["hardware"]:
+        title = html.escape(f"{target.get('name')}: {target.get('cpu') or '?'}")
+        if target.get("status") != "ok":
+            sections.append(f"<h2>{title}</h2><p class='rec'>{html.escape(str(target.get('error') or target.get('status')))}</p>")
+            continue
+        body = export_html(rep.for_hardware(target["id"]).to_dict(), _plotlyjs=False)
+        inner = re.search(r"<body>(.*)</body>", body, re.S).group(1).replace("<h1>", "<h2>").replace("</h1>", "</h2>")
+        sections.append(f"<section><h2>{title}</h2>{inner}</section>")
+    title = f"Quantization Lab — {report.get('model', '')} ({report.get('task', '')}) across {len(report['hardware'])} hardware targets"
+    return _html_page(title, f'<div class="chart">{head}</div>\n{table}\n' + "".join(sections),
+                      "Exported from Quantization Lab. Each target built and measured its own variants; timings do not transfer between machines.")

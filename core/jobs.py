@@ -3,32 +3,38 @@
 * One :class:`JobQueue` per store root per process (``get_queue()``), with one worker thread.
 * Identical requests share one job: a second tab asking the same comparison gets the running job back,
   and a comparison that already finished is answered from the saved run at once (``core.history``).
-* One evaluation at a time on the machine: the worker takes an ``fcntl`` lock on
-  ``<store root>/locks/evaluation.lock`` before it starts a job, so two Streamlit processes serialize too;
-  the others wait with their place in the queue shown.
-* Each job runs in a child process (``python -m core.jobs <job dir>``): the measurement is not disturbed by the
-  web server's threads, a crash cannot take the server down, and cancelling can always stop it.
-  The child reports progress as JSON lines on stdout and writes ``result.json`` or ``error.json``;
-  its stderr (warnings, tracebacks) goes to ``<job dir>/stderr.log``, never to the page.
+* One evaluation at a time on the machine: the worker takes the machine's measurement lock
+  (``core.execution.machine_lock``) before it starts a job, so two Streamlit processes and the CLI serialize too;
+  the others wait with their place in the queue shown. A comparison on cluster nodes takes each node's slot
+  and host lock there instead.
+* Each job runs in a child process (``python -m core.jobs <job dir>``) started by the local launcher
+  (``core.execution.local``: its own session, the whole tree ended on cancel, killed with its parent): the
+  measurement is not disturbed by the web server's threads, a crash cannot take the server down, and cancelling
+  can always stop it. The child reports progress as events (``core.execution.events``) on stdout and writes
+  ``result.json`` or ``error.json``; its stderr (warnings, tracebacks) goes to ``<job dir>/stderr.log``, never
+  to the page. Across hardware targets the child runs ``core.execution.targets.run_across``.
 
 Uploaded data lives in the job only: it is written to ``<store root>/uploads/<job id>/`` for the child to read
 and deleted when the job ends.
+
+Hosted limits (core/hosting.py) are asked here: ``hosting.admit`` before a new job is queued (queue length, jobs per
+visitor, with a "try again at" time), ``hosting.check_variants`` for its variants, ``hosting.deadline`` when it
+starts (the job is stopped at its wall time). Failure messages never carry server paths (the log path goes to the
+server's own log).
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import fcntl
 import hashlib
 import importlib
 import importlib.util
 import json
+import logging
 import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -40,19 +46,18 @@ from pathlib import Path
 
 from . import history
 from .errors import QlabError
+from .execution import local, scratch
+from .execution.events import Cancelled, encode, phase_start
+from .execution.local import KILL_AFTER_S
+from .execution.machine_lock import machine_lock, read_holder
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-EVENT_PREFIX = "@@qlab "
 DEFAULT_RUNNERS = {"evaluate": "core.jobs:evaluate_runner", "build": "core.jobs:build_runner"}
 ACTIVE = ("queued", "waiting", "running")
 FINISHED = ("done", "failed", "cancelled")
-KILL_AFTER_S = 8.0
-PHASE_SHARE = {"build": 0.05, "load": 0.3, "quality": 0.45, "latency": 0.65, "done": 1.0}
 KEEP_FINISHED = 200
-
-
-class Cancelled(QlabError):
-    """Raised inside a job when the person cancelled it."""
+RECENT_DURATIONS = 20
+LOG = logging.getLogger("qlab.jobs")
 
 
 @dataclass
@@ -79,7 +84,11 @@ class Job:
     log_path: str | None = None
     subscribers: int = 1               # how many requests share this job
     overall: float = 0.0               # overall fraction done, from the events
-    _proc: object = field(default=None, repr=False)
+    pid: int | None = None             # the job's process while it runs
+    targets: dict = field(default_factory=dict)    # hardware target -> its fraction done (comparisons across targets)
+    visitor: str | None = None         # who asked (hosting.visitor_key): the per-visitor limit counts this
+    owner: str | None = None           # who owns the saved run (hosting.owner_id): only they may delete it when hosted
+    timed_out: bool = False            # stopped at the wall-time limit
 
     @property
     def active(self) -> bool:
@@ -92,7 +101,7 @@ class Job:
             "total": self.total, "run_id": self.run_id, "result": self.result, "error": self.error, "cached": self.cached,
             "created": self.created, "started": self.started, "finished": self.finished, "waiting_for": self.waiting_for,
             "cancel_requested": self.cancel_requested, "subscribers": self.subscribers, "config": dict(self.config),
-            "data_name": self.data_name, "fraction": self.fraction(),
+            "data_name": self.data_name, "fraction": self.fraction(), "timed_out": self.timed_out,
         }
 
     def fraction(self) -> float:
@@ -126,15 +135,24 @@ class JobQueue:
         self._current: Job | None = None
         self._worker: threading.Thread | None = None
         self._closed = False
+        self._durations: deque[float] = deque(maxlen=RECENT_DURATIONS)   # seconds of recent finished jobs (queue-full estimates)
         for sub in ("locks", "jobs", "uploads"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+            scratch.sweep(self.root / sub)   # left by a server or job that was killed: nobody will read them
 
     # -- requests ------------------------------------------------------------------------------
     def submit(self, config: dict, *, kind: str = "evaluate", data_bytes: bytes | None = None, data_name: str | None = None,
-               force: bool = False) -> Job:
-        """Queue a job (or join the identical one already queued/running, or answer from a saved run)."""
+               force: bool = False, visitor: str | None = None, owner: str | None = None) -> Job:
+        """Queue a job (or join the identical one already queued/running, or answer from a saved run).
+
+        A new job must pass the hosted limits (``hosting.admit``): raises ``hosting.QueueFull`` with a time to try again."""
+        from . import hosting
+
         if kind not in self.runners:
             raise QlabError(f"Unknown job kind '{kind}'.")
+        pol = hosting.policy()
+        if kind == "evaluate":
+            hosting.check_variants(config.get("variants"), pol)
         config = {k: v for k, v in dict(config).items() if k != "data" or data_bytes is None}
         key = job_key(kind, config, data_bytes)
         with self._lock:
@@ -150,13 +168,21 @@ class JobQueue:
                               cached=True, finished=time.time())
                     self._remember(job)
                     return job
+            running = self._current.started if self._current is not None else None
+            hosting.admit(queued=len(self._queue), visitor_active=self._visitor_active(visitor), running_started=running,
+                          recent=list(self._durations), pol=pol)
             job = Job(id=uuid.uuid4().hex, kind=kind, key=key, config=config, data_name=data_name, data_bytes=data_bytes,
-                      total=len(config.get("variants") or []))
+                      total=len(config.get("variants") or []), visitor=visitor, owner=owner)
             self._remember(job)
             self._queue.append(job)
             self._ensure_worker()
             self._wake.notify_all()
             return job
+
+    def _visitor_active(self, visitor: str | None) -> int:
+        if not visitor:
+            return 0
+        return sum(1 for j in self._jobs.values() if j.visitor == visitor and j.active)
 
     def get(self, job_id: str | None) -> Job | None:
         with self._lock:
@@ -186,17 +212,8 @@ class JobQueue:
             return [j.snapshot() for j in jobs if j is not None]
 
     def machine_holder(self) -> dict | None:
-        """Who holds the machine-wide evaluation lock right now ({"pid", "job", "model", "since"}), if anyone."""
-        holder = _read_json(self.root / "locks" / "evaluation.holder.json")
-        if not holder or not isinstance(holder.get("pid"), int):
-            return None
-        try:
-            os.kill(holder["pid"], 0)
-        except ProcessLookupError:
-            return None  # left by a process that died
-        except PermissionError:
-            pass
-        return holder
+        """Who holds the machine-wide measurement lock right now ({"pid", "job", "model", "since"}), if anyone."""
+        return read_holder(self.root)
 
     def cancel(self, job_id: str) -> bool:
         """Cancel a queued job at once, or stop a running one (terminate, then kill if it does not stop)."""
@@ -213,10 +230,7 @@ class JobQueue:
                 self._queue.remove(job)
                 self._finish(job, "cancelled", "cancelled before it started")
                 return True
-            proc = job._proc
             job.message = "cancelling..."
-        if proc is not None:
-            _terminate(proc)
         return True
 
     def wait(self, job_id: str, timeout: float = 600.0) -> dict:
@@ -238,9 +252,8 @@ class JobQueue:
             self._queue.clear()
             current = self._current
             self._wake.notify_all()
-        if current is not None and current._proc is not None:
-            current.cancel_requested = True
-            _terminate(current._proc)
+        if current is not None:
+            current.cancel_requested = True   # the launcher ends the job's process tree within poll_s
         if self._worker is not None:
             self._worker.join(timeout=15)
 
@@ -269,7 +282,9 @@ class JobQueue:
                 self._run(job)
             except Exception as err:  # a bug in the queue itself: fail the job, keep the worker alive
                 traceback.print_exc()
-                self._finish(job, "failed", f"The job queue failed ({err.__class__.__name__}: {str(err)[:160]}); see the server log.")
+                from .hosting import redact
+
+                self._finish(job, "failed", f"The job queue failed ({err.__class__.__name__}: {redact(str(err))[:160]}); see the server log.")
             finally:
                 with self._lock:
                     self._current = None
@@ -278,38 +293,19 @@ class JobQueue:
     def _finish(self, job: Job, state: str, message: str, error: str | None = None) -> None:
         with self._lock:
             job.state, job.message, job.finished = state, message, time.time()
+            if job.started and state in ("done", "failed") and not job.cached:
+                self._durations.append(job.finished - job.started)
             job.error = error if error is not None else (message if state == "failed" else None)
-            job._proc = None
 
-    @contextlib.contextmanager
     def _machine_lock(self, job: Job):
-        """Hold the machine-wide evaluation lock; waits (cancellably) while another process holds it."""
-        lock_path = self.root / "locks" / "evaluation.lock"
-        holder_path = self.root / "locks" / "evaluation.holder.json"
-        fh = open(lock_path, "a+")
-        try:
-            while True:
-                try:
-                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if job.cancel_requested:
-                        raise Cancelled("cancelled while waiting for the machine") from None
-                    with self._lock:
-                        job.state = "waiting"
-                        job.waiting_for = _read_holder(holder_path)
-                        job.message = "waiting for " + (job.waiting_for or "another evaluation on this machine") + " to finish"
-                    time.sleep(self.poll_s)
-            holder = {"pid": os.getpid(), "job": job.id[:8], "model": job.config.get("model"), "since": time.time()}
-            with contextlib.suppress(OSError):
-                history._atomic_write(holder_path, json.dumps(holder))
-            yield
-        finally:
-            with contextlib.suppress(OSError):
-                holder_path.unlink()
-            with contextlib.suppress(OSError):
-                fcntl.flock(fh, fcntl.LOCK_UN)
-            fh.close()
+        """Hold the machine-wide measurement lock; waits (cancellably) while another process holds it."""
+        def on_wait(message: str) -> None:
+            with self._lock:
+                job.state, job.message = "waiting", message
+                job.waiting_for = message.removeprefix("waiting for ").removesuffix(" to finish")
+
+        return machine_lock(self.root, {"job": job.id[:8], "model": job.config.get("model")}, should_stop=lambda: job.cancel_requested,
+                            on_wait=on_wait, poll_s=self.poll_s)
 
     def _run(self, job: Job) -> None:
         if job.cancel_requested:
@@ -318,7 +314,8 @@ class JobQueue:
         job_dir = self.root / "jobs" / job.id
         upload_dir = self.root / "uploads" / job.id
         try:
-            with self._machine_lock(job):
+            # a comparison on cluster nodes takes each node's own slot and host lock there, not this machine's
+            with self._machine_lock(job) if not job.config.get("hardware") else contextlib.nullcontext():
                 with self._lock:
                     job.state, job.started, job.waiting_for = "running", time.time(), None
                     job.message = "starting"
@@ -327,7 +324,7 @@ class JobQueue:
                     raise Cancelled("cancelled")
                 config = dict(job.config)
                 if job.data_bytes is not None:
-                    upload_dir.mkdir(parents=True, exist_ok=True)
+                    scratch.claim(upload_dir)
                     data_path = upload_dir / safe_name(job.data_name)
                     data_path.write_bytes(job.data_bytes)
                     config["data"] = str(data_path)
@@ -339,34 +336,30 @@ class JobQueue:
             job.data_bytes = None
 
     def _run_child(self, job: Job, job_dir: Path, config: dict) -> None:
-        job_dir.mkdir(parents=True, exist_ok=True)
+        scratch.claim(job_dir)
         for stale in ("result.json", "error.json"):
             with contextlib.suppress(OSError):
                 (job_dir / stale).unlink()
         (job_dir / "job.json").write_text(json.dumps({"kind": job.kind, "runner": self.runners[job.kind], "config": config}, default=str))
         log_path = job_dir / "stderr.log"
         job.log_path = str(log_path)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-        env["QLAB_CACHE_DIR"] = str(self.root)
-        env.setdefault("TOKENIZERS_PARALLELISM", "false")
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "core.jobs", str(job_dir)], cwd=str(PROJECT_ROOT), env=env,
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True, bufsize=1)
-            with self._lock:
-                job._proc = proc
-                cancel_now = job.cancel_requested
-            _CHILDREN.add(proc)
-            if cancel_now:
-                _terminate(proc)
-            try:
-                for line in proc.stdout:
-                    if line.startswith(EVENT_PREFIX):
-                        with contextlib.suppress(ValueError):
-                            self._on_event(job, json.loads(line[len(EVENT_PREFIX):]))
-                proc.wait()
-            finally:
-                _CHILDREN.discard(proc)
+        timer = self._wall_timer(job)
+        try:
+            code = local.run("core.jobs", str(job_dir), env=local.project_env({"QLAB_CACHE_DIR": str(self.root)}), log_path=log_path,
+                             on_event=lambda event: self._on_event(job, event), should_stop=lambda: job.cancel_requested or job.timed_out,
+                             poll_s=self.poll_s, grace_s=KILL_AFTER_S, on_start=lambda handle: setattr(job, "pid", handle.pid))
+        except Cancelled:
+            if not job.timed_out:
+                raise
+            code = None
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if job.timed_out:
+            from . import hosting
+
+            self._finish(job, "failed", hosting.timed_out_message())
+            return
         if job.cancel_requested:
             raise Cancelled("cancelled")
         error = _read_json(job_dir / "error.json")
@@ -374,26 +367,54 @@ class JobQueue:
             kind = error.get("kind")
             if kind == "cancelled":
                 raise Cancelled("cancelled")
-            message = error.get("message") or "the evaluation failed"
+            from .hosting import redact
+
+            message = redact(error.get("message") or "the evaluation failed")
             if kind != "user":
-                message = f"The evaluation failed unexpectedly ({message}); the details are in {log_path}."
+                LOG.error("job %s failed (%s); its log is %s", job.id, message, log_path)
+                message = f"The evaluation failed unexpectedly ({message}); the details are in the server log (job {job.id[:8]})."
             self._finish(job, "failed", message)
             return
         result = _read_json(job_dir / "result.json")
         if result is None:
-            self._finish(job, "failed", f"The evaluation process stopped without a result (exit code {proc.returncode}); see {log_path}.")
+            LOG.error("job %s stopped without a result (exit code %s); its log is %s", job.id, code, log_path)
+            self._finish(job, "failed", f"The evaluation process stopped without a result (exit code {code}); "
+                                        f"the details are in the server log (job {job.id[:8]}).")
             return
         if job.kind == "evaluate":
             report = result.get("report")
             if job.data_name is not None and isinstance(report.get("data"), dict):
                 report["data"]["path"] = f"uploaded: {job.data_name}"  # the temp copy is gone; the upload itself is not kept
-            run_id = history.save_run(report, key=job.key, root=self.root)
+            elif isinstance(report.get("data"), dict) and report["data"].get("path"):
+                from .hosting import is_hosted
+
+                if is_hosted():  # a shared report names the sample, not where the server keeps it
+                    report["data"]["path"] = Path(str(report["data"]["path"])).name
+            run_id = history.save_run(report, key=job.key, root=self.root, owner=job.owner)
             job.run_id = run_id
             self._finish(job, "done", "finished")
         else:
             job.result = result
             self._finish(job, "done", "finished")
         shutil.rmtree(job_dir, ignore_errors=True)
+
+    def _wall_timer(self, job: Job) -> threading.Timer | None:
+        """Stop the job at its wall-time limit (hosting.deadline), if there is one: the launcher then ends its process tree."""
+        from . import hosting
+
+        end = hosting.deadline(job.started or time.time())
+        if end is None:
+            return None
+
+        def stop():
+            with self._lock:
+                job.timed_out = True
+                job.message = "stopping: wall-time limit reached"
+
+        timer = threading.Timer(max(0.0, end - time.time()), stop)
+        timer.daemon = True
+        timer.start()
+        return timer
 
     def _on_event(self, job: Job, event: dict) -> None:
         with self._lock:
@@ -402,15 +423,21 @@ class JobQueue:
                 job.total = int(event["total"])
             overall = event.get("fraction")
             if isinstance(overall, (int, float)):
+                if event.get("target"):   # across hardware targets: the job is as far as the mean of its targets
+                    done = job.targets.setdefault(str(event["target"]), 0.0)
+                    job.targets[str(event["target"])] = max(done, min(1.0, float(overall)))
+                    overall = sum(job.targets.values()) / max(1, len(job.targets), len(job.config.get("hardware") or []))
                 job.overall = max(job.overall, min(1.0, float(overall)))
             if variant:
-                slot = job.variants.setdefault(str(variant), {"phases": []})
+                name = f"{event['target']} · {variant}" if event.get("target") else str(variant)
+                slot = job.variants.setdefault(name, {"phases": []})
                 phase = event.get("phase")
                 if phase and phase not in slot["phases"]:
                     slot["phases"].append(phase)
                 slot.update({k: event.get(k) for k in ("index", "total", "phase", "message") if event.get(k) is not None})
-                if phase in PHASE_SHARE:  # the variant's own bar moves with its phases (events carry only the overall fraction)
-                    slot["fraction"] = max(float(slot.get("fraction") or 0.0), PHASE_SHARE[phase])
+                share = phase_start(phase)
+                if share is not None:  # the variant's own bar moves with its phases (events carry only the overall fraction)
+                    slot["fraction"] = max(float(slot.get("fraction") or 0.0), share)
             if event.get("message"):
                 job.message = str(event["message"])[:200]
 
@@ -418,7 +445,6 @@ class JobQueue:
 # -- process-wide singletons -----------------------------------------------------------------------
 _QUEUES: dict[str, JobQueue] = {}
 _QUEUES_LOCK = threading.Lock()
-_CHILDREN: set = set()
 
 
 def get_queue(root: str | os.PathLike | None = None) -> JobQueue:
@@ -431,44 +457,11 @@ def get_queue(root: str | os.PathLike | None = None) -> JobQueue:
         return queue
 
 
-def _terminate(proc) -> None:
-    """SIGTERM now (the child stops at its next check), SIGKILL if it is still running a few seconds later."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(OSError):
-        proc.terminate()
-
-    def escalate():
-        try:
-            proc.wait(timeout=KILL_AFTER_S)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(OSError):
-                proc.kill()
-
-    threading.Thread(target=escalate, daemon=True).start()
-
-
-@atexit.register
-def _kill_children() -> None:
-    for proc in list(_CHILDREN):
-        with contextlib.suppress(Exception):
-            proc.kill()
-
-
 def _read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-
-
-def _read_holder(path: Path) -> str | None:
-    holder = _read_json(path)
-    if not holder:
-        return None
-    if holder.get("pid") == os.getpid():
-        return f"another evaluation in this server ({holder.get('model')})"
-    return f"an evaluation in another process (pid {holder.get('pid')}, {holder.get('model')})"
 
 
 # -- runners (run inside the child process) --------------------------------------------------------
@@ -484,9 +477,19 @@ def evaluate_runner(config: dict, progress, should_stop) -> dict:
         hosting.check_data_path(config.get("data"), history.store_root(), pol)
     if pol.max_model_bytes and config.get("model") not in _bundled_names():
         _check_model_size(config, pol)
+    if config.get("data") and config.get("task"):  # the upload's rows and tokens, checked again where the work runs
+        from . import data as data_mod
+
+        dataset = data_mod.load_dataset(config["data"], config["task"])
+        hosting.check_dataset_size(dataset.name, dataset.rows, data_mod.count_tokens(dataset, pol.max_tokens) if pol.max_tokens else None, pol)
     known = set(EvalConfig.__dataclass_fields__)
     cfg = validate(EvalConfig(**{k: v for k, v in config.items() if k in known}))
-    return {"report": run_evaluation(cfg, progress=progress, should_stop=should_stop)}
+    if not config.get("hardware"):
+        return {"report": run_evaluation(cfg, progress=progress, should_stop=should_stop)}
+    from .execution.targets import choose, list_targets, parse_selection, run_across
+
+    chosen = choose(parse_selection(config["hardware"]), list_targets(), allowed=hosting.allowed_hardware())
+    return {"report": run_across(cfg, chosen, progress=progress, should_stop=should_stop)}
 
 
 def _bundled_names() -> set[str]:
@@ -569,7 +572,7 @@ def child_main(job_dir: str) -> int:
 
     def progress(event: dict) -> None:
         with out_lock:
-            out.write(EVENT_PREFIX + json.dumps(event, default=str) + "\n")
+            out.write(encode(event))
             out.flush()
 
     def should_stop() -> bool:

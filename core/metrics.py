@@ -43,9 +43,15 @@ def top_k_neighbours(emb: np.ndarray, k: int) -> np.ndarray:
     """[N,k] indices of each row's k most cosine-similar other rows (itself excluded; ties broken by index)."""
     x = np.asarray(emb, dtype=np.float64)
     x = x / np.clip(np.linalg.norm(x, axis=1, keepdims=True), EPS, None)
-    sim = x @ x.T
-    np.fill_diagonal(sim, -np.inf)
-    return np.argsort(-sim, axis=1, kind="stable")[:, :k]
+    n = len(x)
+    block = max(1, min(n, 4_000_000 // max(n, 1)))   # rows per step: ~32 MB of similarities, never the whole N x N matrix
+    out = np.empty((n, min(k, n)), dtype=np.int64)
+    for start in range(0, n, block):
+        sim = x[start:start + block] @ x.T
+        rows = np.arange(sim.shape[0])
+        sim[rows, start + rows] = -np.inf
+        out[start:start + block] = np.argsort(-sim, axis=1, kind="stable")[:, :out.shape[1]]
+    return out
 
 
 def retrieval_k(n: int, k: int = 5) -> int:

@@ -44,13 +44,9 @@ def hub_not_downloaded(name: str) -> bool:
     name = (name or "").strip()
     if not name or name in BUNDLED or hosting.looks_local(name) or not HUB_ID.match(name):
         return False
-    try:
-        from huggingface_hub import snapshot_download
+    from .sources import _cached_hub_snapshot
 
-        snapshot_download(name, allow_patterns=HUB_FILES, local_files_only=True)
-        return False
-    except Exception:  # noqa: BLE001 - any failure means "not available offline"
-        return True
+    return _cached_hub_snapshot(name, None) is None   # neither in the store's hub folder nor the user's HF cache
 
 
 def resolve_ready(name: str, task: str | None = None, *, allow_local: bool = True):
@@ -95,7 +91,7 @@ def load_stored(source, spec: str, *, device: str = "cpu", threads: int | None =
     store = ModelStore()
     if not is_stored(source, spec, store):
         raise QlabError(f"Variant '{spec}' of {source.name} is not built yet; build it in the background first.")
-    loaded = get_variant(source, spec, store=store, device=device, threads=threads)
+    loaded = get_variant(source, spec, store=store, device=device, threads=threads, build=False)  # verified; never built here; leased while loading only
     return Ready(source=source, variant=loaded.variant, tokenizer=load_tokenizer(source), load_s=loaded.load_s)
 
 

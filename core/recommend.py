@@ -18,6 +18,15 @@ SMALLER = 0.95        # a tie goes to a variant at most this fraction of the fas
 TASK_BUDGET = {EMBEDDING: "min_cosine", CLASSIFICATION: "max_accuracy_drop", CAUSAL_LM: "max_ppl_increase"}
 
 
+BUDGET_WORDS = {"min_cosine": "cosine fidelity >= {:g}", "max_accuracy_drop": "accuracy drop <= {:g} pt", "max_ppl_increase": "perplexity increase <= {:g}%"}
+
+
+def budget_words(task: str, budgets: dict | None) -> str:
+    """The task's quality budget in words: 'cosine fidelity >= 0.99'."""
+    key = TASK_BUDGET.get(task, "min_cosine")
+    return BUDGET_WORDS[key].format(budgets_for(budgets)[key])
+
+
 def budgets_for(budgets: dict | None) -> dict:
     out = dict(DEFAULT_BUDGETS)
     out.update({k: float(v) for k, v in (budgets or {}).items() if v is not None})
@@ -124,7 +133,7 @@ def recommend(results, task: str, budgets: dict | None, batch_size: int, referen
             rp50, rname, rwords = faster_rejected[0]
             reason += f"; {rname} is faster ({rp50:.2f} ms) but its {rwords}"
         elif len(candidates) + len(rejected) > 1:
-            reason += "; no quantized variant beats it here"
+            reason += f"; no quantized variant beats it within the budget ({budget_words(task, budgets)})"
         speedup = 1.0
     elif ref_p50:
         speedup = ref_p50 / p50

@@ -11,7 +11,7 @@ import csv
 import io
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from .errors import QlabError
 from .tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING
@@ -69,6 +69,7 @@ class VariantResult:
     error: str | None = None
     is_reference: bool = False
     baseline_rss_bytes: int | None = None          # the worker's memory with libraries imported, before loading the variant
+    hardware: str | None = None                    # the target it ran on, in a comparison across hardware targets
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -103,6 +104,8 @@ class Report:
     settings: dict = field(default_factory=dict)
     reference: dict = field(default_factory=dict)   # fp32's quality (always computed, even when fp32 is not a requested variant)
     schema: int = SCHEMA_VERSION
+    hardware: list = field(default_factory=list)    # across hardware targets: each target's probe, status, environment, reference
+    recommended_by_hardware: dict = field(default_factory=dict)   # target id -> the same shape as ``recommended``
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,6 +123,20 @@ class Report:
 
     def result(self, variant: str) -> VariantResult | None:
         return next((r for r in self.results if r.variant == variant), None)
+
+    @property
+    def target_ids(self) -> list[str]:
+        """The hardware targets of a cross-hardware report, in order ([] for a one-machine report)."""
+        return [t["id"] for t in self.hardware if isinstance(t, dict) and t.get("id")]
+
+    def for_hardware(self, target_id: str) -> "Report":
+        """This report as if only ``target_id`` had been measured: its rows, machine, reference and recommendation."""
+        target = next((t for t in self.hardware if t.get("id") == target_id), None)
+        if target is None:
+            raise ReportError(f"This report has no hardware target '{target_id}'.")
+        return replace(self, results=[r for r in self.results if r.hardware == target_id], environment=target.get("environment") or {},
+                       reference=target.get("reference") or {}, recommended=self.recommended_by_hardware.get(target_id),
+                       hardware=[], recommended_by_hardware={})
 
     @property
     def batch_sizes(self) -> list[int]:
@@ -175,7 +192,7 @@ def report_from_json(text: str | bytes) -> Report:
 
 
 CSV_COLUMNS = ["run_id", "task", "model", "variant", "batch_size", "seq_len", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms",
-               "throughput_per_s", "forward_p50_ms", "size_bytes", "param_bytes", "peak_rss_bytes", "load_s", "build_s", "cache_hit"]
+               "throughput_per_s", "forward_p50_ms", "size_bytes", "param_bytes", "peak_rss_bytes", "load_s", "build_s", "cache_hit", "hardware"]
 
 
 def report_to_csv(report) -> str:
@@ -186,15 +203,23 @@ def report_to_csv(report) -> str:
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS + qkeys + ["error"], extrasaction="ignore")
     writer.writeheader()
     for r in rep.results:
-        base = {"run_id": rep.run_id, "task": rep.task, "model": rep.model, "variant": r.variant, "size_bytes": r.size_bytes,
+        base = {"run_id": rep.run_id, "task": rep.task, "model": rep.model, "hardware": r.hardware or "", "variant": r.variant, "size_bytes": r.size_bytes,
                 "param_bytes": r.param_bytes, "peak_rss_bytes": r.peak_rss_bytes, "load_s": r.load_s, "build_s": r.build_s,
                 "cache_hit": r.cache_hit, "error": r.error or "", **{k: r.quality.get(k) for k in qkeys}}
         for c in r.latency or [None]:
             row = dict(base)
             if c is not None:
                 row.update({k: getattr(c, k) for k in ("batch_size", "seq_len", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "throughput_per_s", "forward_p50_ms")})
-            writer.writerow(row)
+            writer.writerow({k: csv_cell(v) for k, v in row.items()})
     return out.getvalue()
+
+
+def csv_cell(value):
+    """No spreadsheet formula from a CSV cell: text starting with = + - @ (or tab/CR) gets a leading apostrophe;
+    numbers stay numbers (a negative number is not text)."""
+    from .hosting import csv_cell as neutralise
+
+    return neutralise(value)
 
 
 # -- comparison with fp32 -------------------------------------------------------------------------
@@ -260,6 +285,116 @@ def compare_to_reference(report, batch_size: int | None = None) -> list[dict]:
     return rows
 
 
+# -- across hardware targets ----------------------------------------------------------------------
+def _target_heading(target: dict) -> str:
+    isa = " ".join(target.get("isa") or []) or "no vector int8/bf16 flags"
+    return f"== {target.get('name')} ({target.get('id')}): {target.get('cpu') or '?'}, {target.get('cores') or '?'} cores, {isa} =="
+
+
+def cross_hardware_rows(report, batch_size: int | None = None) -> list[dict]:
+    """One row per target x variant: speed-up against that target's own fp32, size, quality change, and whether it is
+    that target's recommendation; a lost or failed target gives one row with its reason."""
+    rep = as_report(report)
+    rows = []
+    for target in rep.hardware:
+        base = {"hardware": target["id"], "name": target.get("name"), "cpu": target.get("cpu"), "isa": " ".join(target.get("isa") or [])}
+        if target.get("status") != "ok":
+            rows.append(dict(base, variant=None, status=target.get("status"), words=target.get("error")))
+            continue
+        sub = rep.for_hardware(target["id"])
+        rec = (sub.recommended or {}).get("variant")
+        for row in compare_to_reference(sub, batch_size):
+            rows.append(dict(base, **row, status="ok", recommended=row["variant"] == rec))
+    return rows
+
+
+# -- whole-dataset throughput: sorted by length against data order ---------------------------------
+def _rate(mode: dict | None, key: str = "texts_per_s") -> float | None:
+    value = (mode or {}).get(key)
+    if value is None and key == "texts_per_s":
+        value = (mode or {}).get("throughput_per_s")
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def throughput_summary(dt: dict | None) -> dict | None:
+    """One result's ``dataset_throughput`` read for people (None when it was not measured).
+
+    ``gain`` = sorted median / unsorted median; ``within_noise`` = the two min-max ranges overlap (None for reports
+    from before repeated passes, which have no spread); ``padding`` = (sorted, unsorted) padding fractions or None;
+    ``words``: at batch 1 that sorting cannot matter, else "no difference within noise" or the gain beside the padding.
+    """
+    dt = dt if isinstance(dt, dict) else {}
+    s, u = (dt.get(m) if isinstance(dt.get(m), dict) else {} for m in ("sorted", "unsorted"))
+    s_med, u_med = _rate(s), _rate(u)
+    if s_med is None or u_med is None:
+        return None
+    ranges = [(_rate(m, "texts_per_s_min"), _rate(m, "texts_per_s_max")) for m in (s, u)]
+    spread = all(lo is not None and hi is not None for lo, hi in ranges)
+    within = (ranges[0][0] <= ranges[1][1] and ranges[1][0] <= ranges[0][1]) if spread else None
+    gain = s_med / u_med if u_med > 0 else None
+    pads = (s.get("padding_fraction"), u.get("padding_fraction"))
+    padding = pads if all(isinstance(p, (int, float)) for p in pads) else None
+    batch = dt.get("batch_size")
+    pad_words = f"padding {padding[1]:.0%} of tokens unsorted -> {padding[0]:.0%} sorted" if padding else ""
+    gain_words = (f"sorted {gain:.2f}x faster" if gain >= 1 else f"sorted {1 / gain:.2f}x slower") if gain else ""
+    if batch == 1:
+        words = "batch 1: no padding, so sorting cannot matter here" + (
+            " (no difference within noise)" if within else f" ({gain_words}: noise)" if gain_words else "")
+    elif within:
+        words = "no difference within noise" + (f" ({gain_words}; {pad_words})" if pad_words else f" ({gain_words})")
+    else:
+        words = "; ".join(w for w in (gain_words, pad_words) if w) + ("" if spread else " (one pass per mode: no spread measured)")
+    return {"batch_size": batch, "sorted": s_med, "unsorted": u_med, "gain": gain, "spread": spread, "within_noise": within,
+            "padding": padding, "passes": (s.get("passes"), u.get("passes")), "words": words}
+
+
+def _range_text(mode: dict | None) -> str:
+    med, lo, hi = _rate(mode), _rate(mode, "texts_per_s_min"), _rate(mode, "texts_per_s_max")
+    if med is None:
+        return "-"
+    return f"{med:.0f}" + (f" [{lo:.0f}-{hi:.0f}]" if lo is not None and hi is not None else "")
+
+
+def throughput_rows(report) -> list[dict]:
+    """Per measured variant: batch size, sorted / unsorted median texts/s with their ranges as text ("412 [398-420]"),
+    passes, padding fractions, the gain and the verdict in words (see throughput_summary). Old reports give what they have."""
+    rep = as_report(report)
+    rows = []
+    for r in rep.results:
+        summary = None if r.error else throughput_summary(r.dataset_throughput)
+        if summary is None:
+            continue
+        dt = r.dataset_throughput   # a dict: throughput_summary returned None otherwise
+        rows.append({"variant": r.variant, "batch_size": summary["batch_size"], "texts": (dt.get("sorted") or {}).get("texts"),
+                     "sorted_texts_per_s": summary["sorted"], "unsorted_texts_per_s": summary["unsorted"],
+                     "sorted_range": _range_text(dt.get("sorted")), "unsorted_range": _range_text(dt.get("unsorted")),
+                     "passes": summary["passes"][0], "padding_sorted": (summary["padding"] or (None, None))[0],
+                     "padding_unsorted": (summary["padding"] or (None, None))[1], "gain": summary["gain"],
+                     "within_noise": summary["within_noise"], "words": summary["words"]})
+    return rows
+
+
+def throughput_heading(rows: list[dict]) -> str:
+    """"Whole dataset (120 texts) at batch 32, texts/s sorted by length / in data order, median [min-max] over 5 alternated passes per mode"."""
+    if not rows:
+        return ""
+    texts, passes = rows[0].get("texts"), sorted({r["passes"] for r in rows if r.get("passes")})
+    return (f"Whole dataset{f' ({texts} texts)' if texts else ''} at batch {rows[0].get('batch_size', '?')}, texts/s sorted by length / in data order"
+            + (f", median [min-max] over {'/'.join(map(str, passes))} alternated passes per mode" if passes else ""))
+
+
+def throughput_lines(report, batch_size: int | None = None) -> list[str]:
+    """The CLI's whole-dataset throughput lines: per variant, median [min-max] texts/s sorted / unsorted, padding, verdict."""
+    rows = throughput_rows(report)
+    if not rows:
+        return []
+    return [throughput_heading(rows) + ":"] + [f"  {r['variant']}: {r['sorted_range']} / {r['unsorted_range']}; {r['words']}." for r in rows]
+
+
 # -- text table -----------------------------------------------------------------------------------
 def _fmt(value, spec: str, missing: str = "-") -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -296,6 +431,9 @@ def format_table(report, batch_size: int | None = None) -> str:
     """The table the CLI prints: variant, size MB, size ratio vs fp32, p50 ms per batch size (geo-mean over the seq
     sweep), speed-up vs fp32, quality metric, delta vs fp32, cache hit; then the recommendation and notes."""
     rep = as_report(report)
+    if rep.hardware:
+        return "\n\n".join(_target_heading(t) + "\n" + (format_table(rep.for_hardware(t["id"]), batch_size) if t.get("status") == "ok" else f"  {t.get('error')}")
+                             for t in rep.hardware)
     comparison = {row["variant"]: row for row in compare_to_reference(rep, batch_size)}
     bs_rec = next(iter(comparison.values()))["batch_size"] if comparison else batch_size
     metric, metric_label, _ = PRIMARY[rep.task]
@@ -335,10 +473,7 @@ def format_table(report, batch_size: int | None = None) -> str:
            _render(headers, rows, right), "",
            f"p50 = median end-to-end latency (tokenization included), geometric mean over seq lengths {seqs}; size = artifact on disk.",
            ]
-    tput = [(r.variant, r.dataset_throughput) for r in rep.results if not r.error and r.dataset_throughput.get("sorted")]
-    if tput:
-        out.append(f"Whole dataset at batch {tput[0][1].get('batch_size', bs_rec)}, texts/s sorted by length / in data order: "
-                   + ", ".join(f"{v} {t['sorted']['texts_per_s']:.0f} / {t['unsorted']['texts_per_s']:.0f}" for v, t in tput) + ".")
+    out += throughput_lines(rep, bs_rec)
     mem = [(r.variant, r.peak_rss_bytes, r.baseline_rss_bytes) for r in rep.results if not r.error and r.peak_rss_bytes]
     if mem:
         out.append("Peak memory of each worker (libraries alone): " + ", ".join(

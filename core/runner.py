@@ -1,12 +1,12 @@
 """One variant, measured in a fresh worker process: ``python -m core.runner JOB.json``.
 
-The parent (core.evaluate) writes a job file (JSON only; nothing user-supplied is ever pickled) and starts this
-module with OMP/MKL thread counts already in its environment, so torch and ONNX Runtime start with the right
-number of threads. The worker speaks JSON lines on its stdout (its real stdout; anything libraries print is
-sent to stderr instead):
+The parent (core.evaluate, through core.execution.local) writes a job file (JSON only; nothing user-supplied is
+ever pickled) and starts this module with OMP/MKL thread counts already in its environment, so torch and ONNX
+Runtime start with the right number of threads. The worker speaks the lab's event protocol
+(core.execution.events) on its real stdout; anything libraries print is sent to stderr instead:
 
-    {"event": "progress", "phase": "build|load|quality|latency", "fraction": 0..1 within the phase, "message": "..."}
-    {"event": "done", "ok": true}
+    @@qlab {"phase": "build|load|quality|latency", "fraction": 0..1 within the phase, "message": "..."}
+    @@qlab {"phase": "done", "fraction": 1.0, "message": "done"}
 
 and writes its result (or ``{"error": ..., "kind": "user|crash"}``) to the job's ``result`` path.
 
@@ -43,11 +43,13 @@ class Channel:
         sys.stdout = sys.stderr
 
     def send(self, **event) -> None:
-        self._out.write(json.dumps(event, default=str) + "\n")
+        from .execution.events import encode
+
+        self._out.write(encode(event))
         self._out.flush()
 
     def progress(self, phase: str, fraction: float, message: str) -> None:
-        self.send(event="progress", phase=phase, fraction=round(float(fraction), 4), message=message)
+        self.send(phase=phase, fraction=round(float(fraction), 4), message=message)
 
 
 def peak_rss_bytes() -> int:
@@ -212,7 +214,7 @@ def run_job(job: dict, channel: Channel) -> dict:
         builds = {}
         for label in job["variants"]:
             def on_build(fraction, message, label=label):
-                channel.send(event="progress", phase="build", variant=label, fraction=round(float(fraction), 4), message=message)
+                channel.send(phase="build", variant=label, fraction=round(float(fraction), 4), message=message)
 
             on_build(0.0, f"building {label}")
             try:
@@ -254,12 +256,11 @@ def run_job(job: dict, channel: Channel) -> dict:
         for k, (b, s) in enumerate(cells):
             channel.progress("latency", k / (len(cells) + 2), f"latency batch {b} x seq {s}")
             latency.append(bench.measure_cell(variant, tokenizer, texts, b, s, protocol=protocol).to_dict())
-        bs = job["recommend_batch_size"]
-        for k, sort in enumerate((True, False)):
-            key = "sorted" if sort else "unsorted"
-            channel.progress("latency", (len(cells) + k) / (len(cells) + 2), f"whole-dataset throughput ({key}, batch {bs})")
-            throughput[key] = bench.dataset_throughput(variant, tokenizer, texts, bs, job["max_length"], sort=sort)
-        throughput["batch_size"] = bs
+        bs = min(int(job.get("throughput_batch_size") or job["recommend_batch_size"]), len(texts))
+        message = f"whole-dataset throughput (sorted and unsorted alternated, batch {bs})"
+        channel.progress("latency", len(cells) / (len(cells) + 2), message)
+        throughput = bench.dataset_throughput(variant, tokenizer, texts, bs, job["max_length"], protocol=protocol,
+                                              progress=lambda n: channel.progress("latency", (len(cells) + 1) / (len(cells) + 2), f"{message}: {n} passes each"))
     result.update(latency=latency, dataset_throughput=throughput, peak_rss_bytes=peak_rss_bytes())
     channel.progress("latency", 1.0, f"{label} done")
     return result
@@ -282,17 +283,17 @@ def main(argv: list[str] | None = None) -> int:
         result = run_job(job, channel)
         result["worker_s"] = round(time.perf_counter() - started, 3)
         out.write_text(json.dumps(result, default=str), encoding="utf-8")
-        channel.send(event="done", ok=True)
+        channel.send(phase="done", fraction=1.0, message="done")
         return 0
     except QlabError as err:
         out.write_text(json.dumps({"error": str(err), "kind": "user"}), encoding="utf-8")
-        channel.send(event="done", ok=False)
+        channel.send(phase="done", fraction=1.0, message="failed")
         return 3
     except BaseException as err:  # a bug or a crash of a library: keep the traceback in the worker's log
         traceback.print_exc()
         first = (str(err).strip().splitlines() or [""])[0][:300]
         out.write_text(json.dumps({"error": f"{err.__class__.__name__}: {first}".rstrip(": "), "kind": "crash"}), encoding="utf-8")
-        channel.send(event="done", ok=False)
+        channel.send(phase="done", fraction=1.0, message="failed")
         return 1
 
 

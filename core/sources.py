@@ -12,11 +12,12 @@ import json
 import os
 import re
 import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .errors import SourceError
+from .errors import QlabError, SourceError
 from .tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING, check_task, infer_task
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
@@ -110,13 +111,98 @@ def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
         return False
 
 
-def hub_source(hub_id: str, task: str | None, revision: str | None = None) -> Source:
+def hub_cache_dir() -> Path:
+    """Hub downloads land inside the model store (``<store root>/hub``), so they count against its size limit."""
+    from .store import default_root
+
+    return Path(default_root()) / "hub"
+
+
+def _cached_hub_snapshot(hub_id: str, revision: str | None) -> str | None:
+    """A snapshot already on disk (the store's hub folder first, then the user's Hugging Face cache): no network."""
     from huggingface_hub import snapshot_download
 
-    try:  # already downloaded once: no network needed
-        path = snapshot_download(hub_id, revision=revision, allow_patterns=HUB_FILES, local_files_only=True)
-    except Exception:
-        path = None
+    for cache_dir in (hub_cache_dir(), None):
+        try:
+            return snapshot_download(hub_id, revision=revision, allow_patterns=HUB_FILES, local_files_only=True, cache_dir=cache_dir)
+        except Exception:  # noqa: BLE001 - not cached there
+            continue
+    return None
+
+
+def _with_deadline(fn, seconds: float, what: str):
+    """Run ``fn()`` and give up after ``seconds`` (the worker thread is a daemon; the job process ends after the error)."""
+    import threading
+
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as err:  # noqa: BLE001 - re-raised in the caller
+            box["error"] = err
+
+    worker = threading.Thread(target=target, name="qlab-hub", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise SourceError(f"{what} timed out after {seconds:.0f} s (QLAB_HUB_TIMEOUT_S); try again later or pick another model.")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def hub_file_list(hub_id: str, revision: str | None = None, timeout: float = 30.0) -> tuple[str, list[tuple[str, int | None]]]:
+    """(commit sha, [(path, size)]) of the files a download of ``hub_id`` would fetch: every file of the repository's
+    tree, subfolders included, that matches the lab's patterns. Only the file list is requested; nothing is downloaded."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.hf_api import RepoFile
+    from huggingface_hub.utils import filter_repo_objects
+
+    api = HfApi()
+    sha = api.model_info(hub_id, revision=revision, timeout=timeout).sha
+    tree = [f for f in api.list_repo_tree(hub_id, revision=sha, recursive=True) if isinstance(f, RepoFile)]
+    files = [(f.path, getattr(f.lfs, "size", None) if f.lfs is not None else f.size) for f in tree]
+    return sha, list(filter_repo_objects(files, allow_patterns=HUB_FILES, key=lambda item: item[0]))
+
+
+def download_hub_model(hub_id: str, revision: str | None = None, *, pol=None, store_limit: int | None = None) -> str:
+    """Download a hub model into the store's hub folder, after checking its total size (subfolders included) against
+    the limits from the repository's file list, and within the hub time limit. Returns the snapshot folder."""
+    from huggingface_hub import hf_hub_download
+
+    from . import hosting
+
+    pol = pol or hosting.policy()
+    started = time.monotonic()
+    budget = float(pol.hub_timeout_s)
+
+    def remaining() -> float:
+        return budget - (time.monotonic() - started)
+
+    sha, files = _with_deadline(lambda: hub_file_list(hub_id, revision, timeout=min(30.0, budget)), budget, f"Listing the files of '{hub_id}'")
+    if store_limit is None:
+        from .store import default_size_limit
+
+        store_limit = default_size_limit()
+    hosting.check_hub_download(hub_id, files, pol, store_limit=store_limit)
+    if not any(path.endswith(".safetensors") for path, _ in files):
+        raise SourceError(f"'{hub_id}' has no *.safetensors weights; the lab loads safetensors only.")
+    cache_dir = hub_cache_dir()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    folder = None
+    for path, _ in files:
+        left = remaining()
+        if left <= 0:
+            raise SourceError(f"Downloading '{hub_id}' timed out after {budget:.0f} s (QLAB_HUB_TIMEOUT_S); try again later or pick another model.")
+        local = _with_deadline(lambda path=path: hf_hub_download(hub_id, path, revision=sha, cache_dir=cache_dir, etag_timeout=min(10.0, left)),
+                               left, f"Downloading '{hub_id}'")
+        folder = Path(local).parents[len(Path(path).parts) - 1]
+    return str(folder)
+
+
+def hub_source(hub_id: str, task: str | None, revision: str | None = None) -> Source:
+    path = _cached_hub_snapshot(hub_id, revision)  # already downloaded once: no network needed
     if path is None:
         from .bundled import BUNDLED
 
@@ -126,17 +212,32 @@ def hub_source(hub_id: str, task: str | None, revision: str | None = None) -> So
                 f"use a bundled model ({', '.join(BUNDLED)}) or a local folder in Hugging Face format."
             )
         try:
-            path = snapshot_download(hub_id, revision=revision, allow_patterns=HUB_FILES, etag_timeout=10)
+            path = download_hub_model(hub_id, revision)
+        except SourceError:
+            raise
+        except QlabError:
+            raise
         except Exception as err:
             raise SourceError(f"Model '{hub_id}' could not be fetched from the Hugging Face hub ({err.__class__.__name__}); check the id and your network.") from None
     revision_sha = Path(path).name  # snapshots/<commit sha>
     return folder_source(Path(path), hub_id, "hub", task, fingerprint=f"hub:{hub_id}@{revision_sha}")
 
 
+# -- bundled models ---------------------------------------------------------------------------
+def bundled_source(name: str, task: str | None, *, store=None, progress=None) -> Source:
+    """A bundled model as a Source (trained and stored first if it is one of the models built here)."""
+    from .bundled import BUNDLED, bundled_path
+
+    model = BUNDLED[name]
+    if task and task != model.task:
+        raise SourceError(f"Bundled model '{name}' does {model.task}, not {task}; pick a {task} model (" + ", ".join(n for n, m in BUNDLED.items() if m.task == task) + ").")
+    return folder_source(bundled_path(name, store=store, progress=progress), name, "bundled", model.task)
+
+
 # -- entry point ------------------------------------------------------------------------------
 def resolve(name: str, task: str | None = None, *, store=None, progress=None, allow_local: bool = True) -> Source:
     """Turn a bundled name, local folder or hub id into a :class:`Source` (building bundled models if needed)."""
-    from .bundled import BUNDLED, bundled_source
+    from .bundled import BUNDLED
 
     name = (name or "").strip()
     if not name:

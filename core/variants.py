@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import env
 from .errors import RecipeError
 from .recipes import BuildContext, Variant, resolve
 from .sources import max_positions
-from .store import ModelStore, StoreEntry, make_key
+from .store import Lease, ModelStore, StoreEntry, damage_note, make_key
 
 RECIPE_FORMAT = 1  # bump when an artifact layout changes
 
@@ -21,6 +21,7 @@ class LoadedVariant:
     variant: Variant
     entry: StoreEntry
     load_s: float
+    lease: Lease | None = field(default=None, repr=False)   # held while this object lives: the entry is not evicted under it
 
     @property
     def label(self) -> str:
@@ -45,10 +46,14 @@ def is_stored(source, spec: str, store: ModelStore | None = None) -> bool:
 
 
 def get_variant(source, spec: str, *, store: ModelStore | None = None, device: str = "cpu", threads: int | None = None,
-                progress=None, calibration_texts: list[str] | None = None, max_length: int = 128, context: BuildContext | None = None) -> LoadedVariant:
+                progress=None, calibration_texts: list[str] | None = None, max_length: int = 128, context: BuildContext | None = None,
+                build: bool = True) -> LoadedVariant:
     """The runnable variant for ``spec`` on ``source``: built once into the store, loaded from it every time.
 
-    Pass one ``context`` across several calls to load the fp32 model once.
+    The stored entry is verified against its manifest before loading and leased for as long as the returned object
+    lives. A damaged entry is dropped and rebuilt, and the variant's notes say so; with ``build=False`` nothing is
+    built: a missing entry raises RecipeError and a damaged one DamagedEntry. Pass one ``context`` across several
+    calls to load the fp32 model once.
     """
     store = store or ModelStore()
     recipe, params, label = resolve(spec)
@@ -62,16 +67,28 @@ def get_variant(source, spec: str, *, store: ModelStore | None = None, device: s
     key = variant_key(source, recipe.name, params, calibration_texts)
     describe = {"kind": "variant", "model": source.name, "fingerprint": source.fingerprint, "task": source.task, "recipe": recipe.name, "params": params, "label": label}
 
-    def build(tmp):
+    def build_artifact(tmp):
         ctx.say(0.05, f"building {label}")
         return recipe.build(ctx, params, tmp) or {}
 
-    entry = store.get_or_build(key, build, describe)
-    ctx.say(0.9, f"loading {label}")
-    started = time.perf_counter()
-    variant = recipe.load(ctx, params, entry.path)
-    load_s = time.perf_counter() - started
+    lease = store.lease(key)
+    try:
+        if build:
+            entry = store.get_or_build(key, build_artifact, describe)
+        else:
+            entry = store.lookup(key, verify=True)
+            if entry is None:
+                raise RecipeError(f"Variant '{label}' of {source.name} is not built yet; build it first (run a comparison with it).")
+        ctx.say(0.9, f"loading {label}")
+        started = time.perf_counter()
+        variant = recipe.load(ctx, params, entry.path)
+        load_s = time.perf_counter() - started
+    except BaseException:
+        lease.release()
+        raise
     variant.name = label
     if recipe.deprecated and recipe.deprecated not in variant.notes:
         variant.notes.insert(0, recipe.deprecated)
-    return LoadedVariant(variant, entry, load_s)
+    if entry.damage:
+        variant.notes.insert(0, damage_note(entry.damage))
+    return LoadedVariant(variant, entry, load_s, lease)

@@ -2,6 +2,8 @@
 
 Pages never import torch: they ask ``core``. Anything a person can fix arrives as a QlabError and is shown as a
 one-line ``st.error``; anything else is logged with its traceback on the server and shown as one line too.
+Every message is shown without server paths (``hosting.redact``), and every user or imported string goes through
+``md`` (``hosting.md``) before it meets markdown.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +24,7 @@ from core.errors import QlabError
 from core.tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING, TASKS
 
 log = logging.getLogger("qlab.ui")
+md = hosting.md   # a user or imported string, escaped for st.markdown / st.info / st.caption
 
 TASK_NAMES = {EMBEDDING: "embedding (sentence vectors)", CLASSIFICATION: "classification (labels)", CAUSAL_LM: "causal LM (perplexity, generation)"}
 BATCH_CHOICES = [1, 2, 4, 8, 16, 32, 64]
@@ -73,14 +77,19 @@ PAGES = {
 
 
 # -- errors ---------------------------------------------------------------------------------------
-def show_error(err: BaseException) -> None:
-    if isinstance(err, QlabError):
-        st.error(str(err), icon=":material/error:")
-    else:
-        log.exception("unexpected error in the dashboard")
-        first = (str(err).strip().splitlines() or [""])[0][:160]
-        st.error(f"Something went wrong ({err.__class__.__name__}{': ' + first if first else ''}); the details are in the server log. "
-                 "Try again, or report it with the steps that led here.", icon=":material/error:")
+def error_line(err: BaseException | str) -> str:
+    """The one line a person sees for an error: no server paths, no markdown from the message."""
+    if isinstance(err, QlabError) or isinstance(err, str):
+        return md(hosting.redact(str(err)), limit=600)
+    first = hosting.redact((str(err).strip().splitlines() or [""])[0][:160])
+    return (f"Something went wrong ({err.__class__.__name__}{md(': ' + first) if first else ''}); the details are in the server log. "
+            "Try again, or report it with the steps that led here.")
+
+
+def show_error(err: BaseException | str) -> None:
+    if isinstance(err, BaseException) and not isinstance(err, QlabError):
+        log.error("unexpected error in the dashboard", exc_info=err)
+    st.error(error_line(err), icon=":material/error:")
 
 
 @contextlib.contextmanager
@@ -159,6 +168,7 @@ def init_state() -> None:
     ss.setdefault("hw_seqs", [16, 64])
     ss.setdefault("hw_maxlen", 128)
     ss.setdefault("hw_measure", "quick")
+    ss.setdefault("hw_targets", ["local"])
     from core.recommend import DEFAULT_BUDGETS
 
     for spec in BUDGETS.values():
@@ -184,10 +194,78 @@ def policy() -> hosting.Policy:
     return hosting.policy()
 
 
+@st.cache_data(show_spinner="Asking the cluster for its machines...", ttl=30, max_entries=4)
+def _cluster_listing(address: str) -> tuple[list[dict], str | None]:
+    """The cluster's targets, listed by ``python -m core hardware --json`` in a subprocess (Ray never joins the
+    web server's process); (rows, None), or ([], one-line error)."""
+    import json as _json
+    import subprocess
+    import sys
+
+    from core.execution.local import project_env
+
+    try:
+        proc = subprocess.run([sys.executable, "-m", "core", "hardware", "--json"], capture_output=True, text=True, timeout=90,
+                              env=project_env({"QLAB_RAY_ADDRESS": address}))
+    except subprocess.TimeoutExpired:
+        return [], f"The Ray cluster at {address} did not list its machines within 90 s."
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+        return [], (lines[-1].removeprefix("error: ") if lines else f"Listing the cluster's machines failed (exit code {proc.returncode}).")
+    return _json.loads(proc.stdout), None
+
+
+def hardware_targets() -> tuple[list[dict], str | None]:
+    """(targets the visitor may pick, error): this machine alone, or the cluster's nodes when QLAB_RAY_ADDRESS is set."""
+    from core.execution import ray_cluster
+    from core.execution.hardware import LOCAL_ID, local_target
+
+    address = ray_cluster.configured_address()
+    if not address:
+        return [local_target()], None
+    rows, error = _cluster_listing(address)
+    allowed = hosting.allowed_hardware()
+    if allowed is not None:
+        rows = [r for r in rows if r["id"] in allowed or r["name"] in allowed or (r.get("this_machine") and LOCAL_ID in allowed)]
+    return rows, error
+
+
+def chosen_hardware() -> list[str]:
+    """The target ids picked on Models & variants ([] = this machine through the local launcher)."""
+    from core.execution import ray_cluster
+
+    if not ray_cluster.configured_address():
+        return []
+    picked = [t for t in st.session_state.get("hw_targets") or [] if t]
+    return [] if picked in ([], ["local"]) else picked
+
+
 def remember_run(run_id: str) -> None:
     runs = st.session_state.setdefault("my_runs", [])
     if run_id and run_id not in runs:
         runs.append(run_id)
+
+
+def owner() -> str:
+    """This session's owner id (a hash of a secret kept in the session): runs it creates record it, and hosted,
+    only it may delete them. A ?run= link never grants it."""
+    token = st.session_state.get("_owner_token")
+    if not token:
+        token = st.session_state["_owner_token"] = secrets.token_hex(16)
+    return hosting.owner_id(token)
+
+
+def visitor() -> str:
+    """Who counts as one visitor for the per-visitor limits (hosting.visitor_key): the client address, else the session."""
+    ip = forwarded = None
+    with contextlib.suppress(Exception):
+        ip = st.context.ip_address
+    with contextlib.suppress(Exception):
+        forwarded = st.context.headers.get("X-Forwarded-For")
+    session = st.session_state.get("_visitor_session")
+    if not session:
+        session = st.session_state["_visitor_session"] = secrets.token_hex(8)
+    return hosting.visitor_key(ip, session, forwarded)
 
 
 # -- the model being compared -------------------------------------------------------------------
@@ -212,8 +290,9 @@ def model_task() -> str:
     return task if task in TASKS else EMBEDDING
 
 
-def variant_specs() -> list[str]:
-    """The variant specs chosen on the Models page (parameters applied), plus any typed extra specs."""
+def variant_specs(strict: bool = True) -> list[str]:
+    """The variant specs chosen on the Models page (parameters applied), plus any typed extra specs (``strict``: an extra
+    spec not in the accepted form raises a one-line QlabError; otherwise it is left out)."""
     from core.recipes import RECIPES
 
     ss = st.session_state
@@ -231,9 +310,15 @@ def variant_specs() -> list[str]:
             if value and value != default and (not offered or value in offered):
                 parts.append(f"{p.name}={value}")
         specs.append(":".join(parts))
-    for extra in (ss.get("v_extra") or "").split(","):
-        if extra.strip() and extra.strip() not in specs:
-            specs.append(extra.strip())
+    try:
+        extras = hosting.parse_extra_specs(ss.get("v_extra"))   # one-line QlabError unless in the accepted form
+    except QlabError:
+        if strict:
+            raise
+        extras = []
+    for extra in extras:
+        if extra not in specs:
+            specs.append(extra)
     return specs
 
 
@@ -257,8 +342,8 @@ def recommend_batch(batch_sizes: list[int]) -> int:
     return int(chosen) if chosen in batch_sizes else default_batch_size(batch_sizes)
 
 
-def current_config() -> dict:
-    """The comparison as EvalConfig fields (without the data, which travels as bytes)."""
+def current_config(strict: bool = True) -> dict:
+    """The comparison as EvalConfig fields (without the data, which travels as bytes); ``strict`` as in variant_specs."""
     from core.recommend import DEFAULT_BUDGETS
 
     ss = st.session_state
@@ -269,7 +354,7 @@ def current_config() -> dict:
     config = {
         "task": task,
         "model": model_name(),
-        "variants": variant_specs(),
+        "variants": variant_specs(strict),
         "batch_sizes": batches,
         "seq_lengths": sorted(int(s) for s in ss.get("hw_seqs") or [16]),
         "threads": threads,
@@ -277,6 +362,9 @@ def current_config() -> dict:
         "max_length": int(ss.get("hw_maxlen") or 128),
         "allow_local": pol.allow_local,
     }
+    targets = chosen_hardware()
+    if targets:   # only when a cluster is in use, so a one-machine comparison keeps its saved-run key
+        config["hardware"] = targets
     if ss.get("hw_measure", "quick") == "quick":
         config["protocol"] = dict(QUICK_PROTOCOL)
     # the recommendation: only what differs from the engine's defaults, so an unchanged comparison keeps its saved result
@@ -316,8 +404,19 @@ def inspect_upload(name: str, blob: bytes) -> dict:
     if detected != dataset.task:
         with contextlib.suppress(QlabError):
             dataset = data_mod.load_dataset(blob, detected, name=name, max_bytes=policy().max_upload_bytes)
+    check_dataset_limits(dataset)
     return {"name": name, "bytes": blob, "sha": hashlib.sha256(blob).hexdigest(), "task": dataset.task, "rows": dataset.rows,
             "columns": list(dataset.columns), "loaded": time.time()}
+
+
+def check_dataset_limits(dataset) -> None:
+    """Rows and tokens of a dataset against this deployment's limits (one-line QlabError)."""
+    from core import data as data_mod
+
+    pol = policy()
+    hosting.check_dataset_size(dataset.name, dataset.rows, None, pol)
+    if pol.max_tokens:
+        hosting.check_dataset_size(dataset.name, dataset.rows, data_mod.count_tokens(dataset, pol.max_tokens), pol)
 
 
 def dataset_for(task: str):
@@ -375,11 +474,11 @@ def build_panel(queue, job_id: str, what: str = "Building") -> None:
         if s is None:
             return
         if s["state"] in ("queued", "waiting"):
-            st.info(f"Build queued behind {s.get('ahead', 0)} job(s): {s['message']}", icon=":material/schedule:")
+            st.info(f"Build queued behind {s.get('ahead', 0)} job(s): {md(hosting.redact(s['message']))}", icon=":material/schedule:")
         elif s["state"] == "running":
-            st.progress(min(1.0, s["fraction"]), text=f"{what} in the background: {s['message']}")
+            st.progress(min(1.0, s["fraction"]), text=f"{what} in the background: {md(hosting.redact(s['message']))}")
         elif s["state"] == "failed":
-            st.error(s.get("error") or "The build failed.", icon=":material/error:")
+            st.error(error_line(s.get("error") or "The build failed."), icon=":material/error:")
         elif s["state"] == "cancelled":
             st.warning("Build cancelled.")
         if s["state"] in FINISHED and active:

@@ -7,7 +7,7 @@ import streamlit as st
 
 from core import charts
 from core.tasks import EMBEDDING
-from pages._shared import BUDGETS, load_current_report, run_page
+from pages._shared import BUDGETS, guarded, load_current_report, md, run_page
 
 ALL_SEQS = 0   # the sequence-length choice "all (geometric mean)" (None would show as no choice)
 PLOTLY_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"], "toImageButtonOptions": {"scale": 2}}
@@ -71,7 +71,7 @@ def recommendation_box(report: dict, rec: dict | None, budget: float, batch: int
     spec = BUDGETS.get(report.get("task"), BUDGETS[EMBEDDING])
     if rec:
         name, reason = rec["variant"], rec.get("reason") or ""
-        words = f"**{name}**{reason[len(name):]}" if reason.startswith(name) else f"**{name}** — {reason}"
+        words = f"**{md(name)}** {md(reason[len(name):], 1000)}" if reason.startswith(name) else f"**{md(name)}** — {md(reason, 1000)}"
         st.success(f"**Recommended:** {words}.", icon=":material/star:")
     else:
         measured_ref = any(r.get("variant") == "fp32" and not r.get("error") for r in report.get("results") or [])
@@ -80,7 +80,7 @@ def recommendation_box(report: dict, rec: dict | None, budget: float, batch: int
     saved = report.get("recommended") or {}
     saved_budget, saved_batch = report_budget(report), saved.get("batch_size") or (report.get("settings") or {}).get("recommend_batch_size")
     if abs(budget - saved_budget) > 1e-12 or (saved_batch and batch != saved_batch):
-        st.caption(f"Live for this view: the saved run recommended **{saved.get('variant') or 'nothing'}** with {spec.words(saved_budget)}"
+        st.caption(f"Live for this view: the saved run recommended **{md(saved.get('variant') or 'nothing')}** with {spec.words(saved_budget)}"
                    + (f" at batch {saved_batch}" if saved_batch else "") + ". Exports keep the saved recommendation.")
 
 
@@ -89,7 +89,7 @@ def headline(report: dict, rows: list[dict], rec: dict | None) -> None:
     by_name = {r["variant"]: r for r in rows}
     c1, c2, c3, c4 = st.columns(4)
     name = rec.get("variant")
-    c1.metric("Recommended", name or "none", help=rec.get("reason") or "No measured variant stays within the quality budget at this batch size.")
+    c1.metric("Recommended", name or "none", help=md(rec.get("reason"), 1000) or "No measured variant stays within the quality budget at this batch size.")
     row = by_name.get(name or "", {})
     c2.metric(f"Speed vs fp32 (batch {row.get('batch_size') or rec.get('batch_size') or '?'})",
               f"{row['speedup']:.2f}x" if row.get("speedup") else "—")
@@ -143,13 +143,23 @@ def notes(report: dict) -> None:
         any_note = True
         slow = [n for n in items if n.startswith("Slower than fp32") or n.startswith("Failed")]
         other = [n for n in items if n not in slow]
-        st.markdown(f"**{r['variant']}**")
+        st.markdown(f"**{md(r['variant'])}**")
         for n in slow:
-            st.markdown(f"- :orange[:material/speed:] {n}")
+            st.markdown(f"- :orange[:material/speed:] {md(n, 2000)}")
         for n in other:
-            st.markdown(f"- {n}")
+            st.markdown(f"- {md(n, 2000)}")
     if not any_note:
         st.caption("No notes: every variant ran as expected on this machine.")
+
+
+def throughput_caption(report: dict) -> None:
+    """Under the batching chart: each variant's sorted / unsorted texts/s with their ranges, and the verdict in words."""
+    from core.report import throughput_heading, throughput_rows
+
+    rows = throughput_rows(report)
+    if rows:
+        st.caption(throughput_heading(rows) + ":  \n" + "  \n".join(
+            f"**{r['variant']}**: {r['sorted_range']} / {r['unsorted_range']}; {r['words']}." for r in rows))
 
 
 def measurement_caveats(report: dict) -> list[str]:
@@ -170,6 +180,101 @@ def measurement_caveats(report: dict) -> list[str]:
     return out
 
 
+def hardware_view(report: dict) -> dict | None:
+    """The cross-hardware view of a comparison run on several targets; returns the chosen target's own report for
+    the detailed charts below it (None when no target finished)."""
+    from core.report import Report, cross_hardware_rows
+
+    targets = report.get("hardware") or []
+    st.subheader("Across hardware targets")
+    for t in targets:
+        if t.get("status") != "ok":
+            st.warning(f"**{md(t.get('name'))}**: {md(t.get('error') or t.get('status'))}. The other targets' results are kept.", icon=":material/cloud_off:")
+    ok = [t for t in targets if t.get("status") == "ok"]
+    if not ok:
+        return None
+    batches = charts.batch_sizes(report)
+    if st.session_state.get("cmp_xbatch") not in batches:
+        st.session_state["cmp_xbatch"] = charts.default_point(report)[0] if charts.default_point(report)[0] in batches else batches[0]
+    batch = st.selectbox("Batch size (across targets)", batches, key="cmp_xbatch", help="Speed-ups are against each target's own fp32 at this batch size.")
+    chart(charts.hardware_speedup_figure(report, batch), "fig_hardware_speedup")
+    cols = st.columns(min(3, len(ok)))
+    for i, t in enumerate(ok):
+        rec = (report.get("recommended_by_hardware") or {}).get(t["id"])
+        with cols[i % len(cols)]:
+            st.markdown(f"**{md(t.get('name'))}** · {md(t.get('cpu') or '?')}  \n" + (" · ".join(md(f) for f in t.get("isa") or []) or "no vector int8 flags"))
+            if rec:
+                st.success(f"Ship **{md(rec['variant'])}**: {md(rec.get('reason', ''))}", icon=":material/star:")
+            else:
+                st.info("No variant within the quality budget here.", icon=":material/info:")
+    rows = [r for r in cross_hardware_rows(report, batch) if r.get("variant")]
+    frame = pd.DataFrame([{"target": r["name"], "variant": r["variant"], "p50 ms": r.get("p50_ms"), "x fp32 speed": r.get("speedup"),
+                           "x smaller": r.get("size_ratio"), "change against fp32": r.get("words"), "recommended": "★" if r.get("recommended") else ""}
+                          for r in rows])
+    st.dataframe(frame, hide_index=True, column_config={"p50 ms": st.column_config.NumberColumn(format="%.2f"),
+                                                        "x fp32 speed": st.column_config.NumberColumn(format="%.2fx"),
+                                                        "x smaller": st.column_config.NumberColumn(format="%.2fx")})
+    st.caption("Each target built its own variants and its own fp32 reference and measured them on its own cores: no timing or artifact is copied between machines.")
+    by_id = {t["id"]: t for t in ok}
+    if st.session_state.get("cmp_target") not in by_id:
+        st.session_state["cmp_target"] = ok[0]["id"]
+    chosen = st.selectbox("Detailed charts for", list(by_id), key="cmp_target", format_func=lambda i: charts.target_label(by_id[i]))
+    st.divider()
+    return Report.from_dict(report).for_hardware(chosen).to_dict()
+
+
+def download_controls(report: dict, variant: str, key: str) -> None:
+    """A Download button for one variant (a zip of the folder ``python -m core export`` writes) and its snippet."""
+    from pathlib import Path
+
+    from core import exports, hosting
+
+    made = st.session_state.setdefault("exports_made", {})   # "model|task|variant" -> export id, prepared this session
+    ident = f"{report['model']}|{report['task']}|{variant}"
+    rec = exports.latest(report["model"], report["task"], variant, origin="dashboard")
+    if rec is None or ident not in made:
+        limit = hosting.exports_per_visitor()
+        over = bool(limit) and len(made) >= limit and ident not in made
+        label = "Prepare download again" if rec else "Prepare download (zip)"
+        if st.button(label, key=f"exp_prep_{key}", icon=":material/folder_zip:", disabled=over,
+                     help="Writes the variant as a folder that runs without the lab (weights, tokenizer, qlab.json, README with a "
+                          "load-and-run snippet) and zips it. The store entry is only read."):
+            with guarded():
+                hosting.check_export_quota(len(made))
+                with st.spinner(f"Exporting {variant} ..."):
+                    rec = exports.prepare_download(report["model"], report["task"], variant, max_bytes=hosting.export_cap_bytes())
+                made[ident] = rec["id"]
+            if ident in made:
+                st.rerun()   # every button of this variant (row and recommended card) and the limits show the new download
+    if rec:
+        zip_path = Path(rec["zip"])
+        st.download_button(f"Download {variant} ({(rec.get('zip_bytes') or 0) / 2**20:.1f} MB zip)", data=lambda p=zip_path: p.read_bytes(),
+                           file_name=zip_path.name, mime="application/zip", key=f"exp_dl_{key}", icon=":material/download:", on_click="ignore",
+                           type="primary")
+        code = exports.snippet_of(rec)
+        if code:
+            st.caption(f"Unzip, then from inside the folder (needs {', '.join(rec.get('runtime') or [])}, never the lab):")
+            st.code(code, language="python")
+    else:
+        st.caption("The download is a folder that runs without the lab, with a load-and-run snippet of at most 15 lines.")
+
+
+def take_it_home(report: dict, results: list[dict]) -> None:
+    """One download per measured variant, with the hosted limits in words."""
+    from core import hosting
+
+    st.subheader("Take it home")
+    words = hosting.export_limits_words(len(st.session_state.get("exports_made", {})))
+    st.caption("Download any variant as a folder that runs without the lab: its weights in a safe format (ONNX or safetensors), "
+               "the tokenizer, qlab.json (spec, source fingerprint, inputs and outputs, post-processing, versions, what was measured here) "
+               "and a README with a load-and-run snippet." + (f" {words}" if words else ""))
+    for r in results:
+        if r.get("error"):
+            continue
+        with st.expander(f"{r['variant']}", icon=":material/folder_zip:"):
+            download_controls(report, r["variant"], f"row_{r['variant']}")
+
+
 def main() -> None:
     st.title("Compare")
     report = load_current_report()
@@ -178,10 +283,15 @@ def main() -> None:
         st.page_link("pages/run.py", label="Go to Run", icon=":material/play_circle:")
         return
     st.query_params["run"] = report["run_id"]
+    if report.get("hardware"):
+        report = hardware_view(report)
+        if report is None:
+            st.error("No hardware target finished this comparison; the warnings above say why.", icon=":material/error:")
+            return
     env = report.get("environment") or {}
     data = report.get("data") or {}
-    st.markdown(f"**{report['model']}** ({report['task']}) on **{data.get('name', '?')}** ({data.get('rows', '?')} rows) · "
-                f"{env.get('cpu', '?')}, {env.get('threads', '?')} threads, {env.get('device', 'cpu')} · run `{report['run_id'][:8]}` · {report.get('created', '')}")
+    st.markdown(f"**{md(report['model'])}** ({md(report['task'])}) on **{md(data.get('name', '?'))}** ({md(data.get('rows', '?'))} rows) · "
+                f"{md(env.get('cpu', '?'))}, {md(env.get('threads', '?'))} threads, {md(env.get('device', 'cpu'))} · run `{report['run_id'][:8]}` · {md(report.get('created', ''))}")
     batches, seqs = charts.batch_sizes(report), charts.seq_lengths(report)
     if not batches:
         st.warning("This run has no latency measurements (every variant failed?); the notes below say why.", icon=":material/warning:")
@@ -190,6 +300,9 @@ def main() -> None:
     batch, seq, budget = recommendation_controls(report, batches, seqs)
     rec = live_recommendation(report, budget, batch)
     recommendation_box(report, rec, budget, batch)
+    if rec and rec.get("variant"):
+        with st.expander(f"Download {rec['variant']}, the recommended variant", icon=":material/download:"):
+            download_controls(report, rec["variant"], "recommended")
     rows = charts.reference_rows(report, batch)
     headline(report, rows, rec)
     for caveat in measurement_caveats(report):
@@ -203,6 +316,7 @@ def main() -> None:
         chart(charts.size_figure(report), "fig_size")
     with right:
         chart(charts.batching_figure(report), "fig_batching")
+        throughput_caption(report)
     left, right = st.columns(2)
     with left:
         chart(charts.latency_batch_figure(report, seq if seq is not None else seqs[-1]), "fig_latency_batch")
@@ -213,6 +327,7 @@ def main() -> None:
     st.caption(f"Speed at batch {batch}: geometric mean of median end-to-end latency (tokenization included) over {', '.join(map(str, seqs))} tokens. "
                "Size: the artifact on disk. Timings belong to this machine and do not transfer to other hardware.")
     table(report, rows)
+    take_it_home(report, report.get("results") or [])
     st.subheader("Notes")
     notes(report)
     st.caption(f"Share this view: add `?run={report['run_id']}` to the lab's address, or export it on History & share.")

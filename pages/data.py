@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages._shared import (TASK_NAMES, UPLOAD_TYPES, dataset_for, inspect_upload, model_task, policy, preview_frame, run_page,
+from pages._shared import (TASK_NAMES, UPLOAD_TYPES, dataset_for, inspect_upload, md, model_task, policy, preview_frame, run_page,
                            show_error)
 
 
@@ -45,7 +45,7 @@ def main() -> None:
             st.caption("Nothing changed: the previous dataset is still selected.")
         elif uploaded is not None and ss.get("upload_ok") == uploaded.file_id and ss.get("data_source") == "upload":
             up = ss["upload"]
-            st.success(f"Loaded **{up['name']}**: {up['rows']} rows, detected task **{up['task']}**.", icon=":material/check_circle:")
+            st.success(f"Loaded **{md(up['name'])}**: {up['rows']} rows, detected task **{up['task']}**.", icon=":material/check_circle:")
     with right:
         st.markdown("**Or use the sample data**")
         st.caption("Small bundled sets written for this lab: news topics (classification), sentence pairs with similarity scores "
@@ -54,7 +54,7 @@ def main() -> None:
             ss["data_source"] = "sample"
             st.rerun()
         if ss.get("upload") and ss.get("data_source") == "sample":
-            if st.button(f"Use my upload again ({ss['upload']['name']})", icon=":material/upload_file:"):
+            if st.button(f"Use my upload again ({md(ss['upload']['name'], 60)})", icon=":material/upload_file:"):
                 ss["data_source"] = "upload"
                 st.rerun()
 
@@ -63,7 +63,7 @@ def main() -> None:
     up = ss.get("upload")
     using_upload = ss.get("data_source") == "upload" and up is not None
     if using_upload:
-        st.subheader(f"Selected: {up['name']}")
+        st.subheader(f"Selected: {md(up['name'])}")
         detected = up["task"]
     else:
         st.subheader(f"Selected: sample data for {task}")
@@ -85,6 +85,17 @@ def main() -> None:
     st.dataframe(preview_frame(dataset), hide_index=True, height=320)
     if dataset.raw_text is not None:
         st.caption(f"Perplexity is computed over the whole text: {len(dataset.raw_text):,} characters.")
+    limits_section(pol)
+
+
+def limits_section(pol) -> None:
+    """Every limit of this deployment, its value and the environment variable that sets it."""
+    import pandas as pd
+
+    with st.expander("Limits of this lab" + (" (hosted mode)" if pol.hosted else ""), expanded=pol.hosted):
+        st.caption(pol.describe() + " An operator changes a limit with its environment variable (a missing or invalid value keeps the default).")
+        st.dataframe(pd.DataFrame(pol.limits_table()), hide_index=True, key="limits_table",
+                     column_config={"limit": st.column_config.TextColumn(width="large")})
 
 
 run_page(main)

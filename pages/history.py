@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import streamlit as st
 
-from core import charts, history
-from pages._shared import open_run, policy, remember_run, run_page, show_error
+from core import charts, history, hosting
+from pages._shared import md, open_run, owner, policy, remember_run, run_page, show_error, visitor
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -28,11 +30,11 @@ def share_url(run_id: str) -> str:
 
 def exports(run_id: str) -> None:
     report = history.load_run(run_id)
-    st.markdown(f"**Run `{run_id[:8]}`**: {report['model']} ({report['task']}), {len(report['results'])} variants, {report.get('created', '')}")
+    st.markdown(f"**Run `{run_id[:8]}`**: {md(report['model'])} ({report['task']}), {len(report['results'])} variants, {md(report.get('created', ''))}")
     st.code(share_url(run_id), language=None)
     st.caption("Anyone with this link can open the run on this lab (run ids are random and unguessable).")
     c1, c2, c3 = st.columns(3)
-    stem = f"qlab-{report['model'].replace('/', '_')}-{run_id[:8]}"
+    stem = "qlab-" + (re.sub(r"[^A-Za-z0-9._-]+", "_", report["model"])[:60].strip("._") or "model") + f"-{run_id[:8]}"
     c1.download_button("Download JSON", data=history.export_json(report), file_name=f"{stem}.json", mime="application/json",
                        icon=":material/data_object:", on_click="ignore", key="dl_json")
     c2.download_button("Download CSV", data=history.export_csv(report), file_name=f"{stem}.csv", mime="text/csv",
@@ -50,8 +52,14 @@ def import_section() -> None:
     up = st.file_uploader("Report JSON", type=["json"], key="import_file")
     if up is not None and ss.get("import_seen") != up.file_id:
         ss["import_seen"] = up.file_id
+        who = visitor()
         try:
-            run_id = history.import_report(up.getvalue(), up.name)
+            hosting.take_import(who)          # the per-visitor cap (QLAB_MAX_IMPORTS)
+            try:
+                run_id = history.import_report(up.getvalue(), up.name, owner=owner())
+            except Exception:
+                hosting.give_back_import(who)  # a refused import does not count
+                raise
         except Exception as err:  # noqa: BLE001
             ss["import_result"] = {"file_id": up.file_id, "error": err}
         else:
@@ -103,7 +111,7 @@ def main() -> None:
                               for r in runs])
         event = st.dataframe(frame, hide_index=True, on_select="rerun", selection_mode="multi-row", key="runs_table",
                              column_config={"variants": st.column_config.TextColumn(width="medium")})
-        picked = [runs[i]["run_id"] for i in (event.selection.rows if event else [])]
+        picked = [runs[i]["run_id"] for i in (event.selection.rows if event else []) if 0 <= i < len(runs)]
         st.caption("Select a run to open, share or export it; select two or more to compare them across machines.")
         current = ss.get("current_run")
         if not picked and current and any(r["run_id"] == current for r in runs):
@@ -115,12 +123,20 @@ def main() -> None:
             if c1.button("Open in Compare", type="primary", icon=":material/monitoring:", key="hist_open"):
                 open_run(first)
                 st.switch_page("pages/compare.py", query_params={"run": first})
-            if c2.button("Delete", icon=":material/delete:", key="hist_delete", help="Delete the selected run(s) from this lab."):
+            if c2.button("Delete", icon=":material/delete:", key="hist_delete", help="Delete the selected run(s) from this lab"
+                         + (" (only runs this session created)." if pol.owner_only_delete else ".")):
+                refused = None
                 for rid in picked:
-                    history.delete_run(rid)
+                    try:
+                        history.delete_run(rid, requester=owner(), pol=pol)
+                    except history.HistoryError as err:
+                        refused = refused or err
+                        continue
                     if ss.get("current_run") == rid:
                         ss["current_run"] = None
-                st.rerun()
+                if refused is None:
+                    st.rerun()
+                show_error(refused)
             exports(first)
             if len(picked) > 1:
                 cross_run(picked)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core import hosting
 from core.errors import QlabError
 from core.tasks import TASKS
-from pages._shared import (BATCH_CHOICES, BUDGETS, ENGINES, MEASUREMENTS, PARAM_SUGGESTIONS, SEQ_CHOICES, TASK_NAMES, machine, model_name,
-                           model_task, policy, run_page, show_error, variant_specs)
+from pages._shared import (BATCH_CHOICES, BUDGETS, ENGINES, MEASUREMENTS, PARAM_SUGGESTIONS, SEQ_CHOICES, TASK_NAMES, error_line, hardware_targets,
+                           machine, md, model_name, model_task, policy, run_page, show_error, variant_specs)
 
 
 @st.cache_resource(show_spinner=False, ttl=120, max_entries=16)
@@ -107,7 +108,8 @@ def variants_section(pol, source) -> None:
                         st.text_input(p.name, key=key, help=p.help, persist_state="session")
     st.text_input("More variant specs (optional, comma-separated)", key="v_extra", persist_state="session",
                   placeholder="dynamic-int8:engine=qnnpack, absmax-int8:granularity=tensor",
-                  help="Compare a recipe with other parameters side by side, e.g. the per-tensor absmax or the qnnpack engine.")
+                  help="Compare a recipe with other parameters side by side, e.g. the per-tensor absmax or the qnnpack engine. "
+                       f"Accepted form: {md(hosting.SPEC_FORM, 400)}.")
     try:
         from core.recipes import expand
 
@@ -123,9 +125,50 @@ def variants_section(pol, source) -> None:
         st.caption(f"{len(unavailable)} variant(s) cannot run here for {task} on {device}: the table says why.")
 
 
+def isa_badges(isa: list[str]) -> str:
+    """Instruction-set flags as badges: green where int8/bf16 get real hardware support."""
+    fast = ("vnni", "amx", "bf16", "asimddot")
+    return " ".join(f":green-badge[{f}]" if any(k in f for k in fast) else f":gray-badge[{f}]" for f in isa) or ":gray-badge[no vector int8 flags]"
+
+
+def targets_section() -> None:
+    """Where to measure: this machine, or nodes of the team's Ray cluster (QLAB_RAY_ADDRESS)."""
+    from core.charts import target_label
+    from core.execution.hardware import speedup_hint
+
+    targets, error = hardware_targets()
+    if error:
+        show_error(QlabError(error))
+    if not targets:
+        return
+    ids = [t["id"] for t in targets if t.get("alive")]
+    if len(targets) == 1 and targets[0]["id"] == "local":
+        t = targets[0]
+        st.markdown(f"**Hardware target:** {t['name']} · {t.get('cpu')} · {t.get('cores')} cores  \n" + isa_badges(t.get("isa") or []))
+        st.caption(f"{speedup_hint(t.get('isa') or [])}. To compare several machines, join them to a Ray cluster and set QLAB_RAY_ADDRESS (README: Several machines).")
+        return
+    by_id = {t["id"]: t for t in targets}
+    current = [v for v in st.session_state.get("hw_targets") or [] if v in ids]
+    if not current:
+        here = next((t["id"] for t in targets if t.get("this_machine")), ids[0] if ids else None)
+        current = [here] if here else []
+    st.session_state["hw_targets"] = current
+    st.multiselect("Hardware targets", ids, key="hw_targets", format_func=lambda i: target_label(by_id[i]),
+                   help="Every chosen machine builds its own variants and fp32 reference and measures them; one variant at a time per machine.")
+    for tid in st.session_state.get("hw_targets") or []:
+        t = by_id[tid]
+        where = " (this machine)" if t.get("this_machine") else ""
+        st.markdown(f"**{t['name']}**{where} · {t.get('cpu')} · {t.get('cores')} cores" + (f" · {t['gpu']}" if t.get("gpu") else "")
+                    + "  \n" + isa_badges(t.get("isa") or []) + f"  \n:gray[{speedup_hint(t.get('isa') or [])}]")
+    lost = [t["name"] for t in targets if not t.get("alive")]
+    if lost:
+        st.caption("Not reachable now: " + ", ".join(lost))
+
+
 def hardware_section() -> None:
     info = machine()
     st.subheader("Hardware and measurement")
+    targets_section()
     c1, c2, c3 = st.columns(3)
     cores = info["cpu"]["logical_cores"]
     with c1:
@@ -194,9 +237,10 @@ def main() -> None:
         with st.spinner("Checking the model..."):
             source, error = _resolve(name, task if st.session_state.get("m_kind") != "bundled" else None, pol.allow_local)
         if error:
-            st.error(error, icon=":material/error:")
+            st.error(error_line(error), icon=":material/error:")
         elif source is not None:
-            st.caption(f":material/check_circle: `{source.name}` · {source.kind} · task {source.task}" + (f" · labels: {', '.join(source.labels)}" if source.labels else ""))
+            st.caption(f":material/check_circle: {md(source.name)} · {source.kind} · task {source.task}"
+                       + (f" · labels: {md(', '.join(map(str, source.labels)))}" if source.labels else ""))
     else:
         st.info("Type a model to compare.")
     st.divider()

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import pandas as pd
 import streamlit as st
 
 from core import charts
 from core.errors import QlabError
+from core.execution.events import Cancelled
+from core.execution.machine_lock import machine_lock
+from core.history import store_root
 from core.jobs import FINISHED, get_queue
 from core.tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING
-from pages._shared import build_panel, current_config, model_name, model_task, policy, run_page, show_error
+from pages._shared import build_panel, current_config, md, model_name, model_task, policy, run_page, show_error, visitor
+
+PLAYGROUND_WAIT_S = float(os.environ.get("QLAB_PLAYGROUND_WAIT_S") or 120)   # how long a run here waits for an evaluation holding the machine
 
 EXAMPLES = {
     CAUSAL_LM: "Return a new list containing",
@@ -35,7 +43,7 @@ def _loaded(name: str, task: str, allow_local: bool, fingerprint: str, spec: str
 
 def show_result(task: str, spec: str, result: dict, other: dict | None) -> None:
     if task == CAUSAL_LM:
-        st.markdown(f"> {result['prompt']} **{result['text']}**")
+        st.markdown(f"> {md(result['prompt'], 2000)} **{md(result['text'], 4000)}**")
         st.caption(f"{len(result['tokens'])} tokens in {result['seconds']:.2f} s ({result['tokens_per_s']:.1f} tokens/s, no KV cache)")
         if other is not None:
             from core.playground import first_divergence
@@ -62,8 +70,8 @@ def main() -> None:
     queue = get_queue()
     st.title("Playground")
     name, task = model_name(), model_task()
-    config = current_config()
-    st.caption(f"One input through two variants of **{name}** ({task}), side by side. Generation uses a fixed seed, so the two runs "
+    config = current_config(strict=False)
+    st.caption(f"One input through two variants of **{md(name)}** ({task}), side by side. Generation uses a fixed seed, so the two runs "
                "differ only where the variants' logits differ.")
     try:
         chosen = expand(config["variants"], task, config["device"]) if config["variants"] else []
@@ -81,7 +89,7 @@ def main() -> None:
     if bundled_needs_build(name):
         missing = [a, b]
         source = None
-        st.info(f"**{name}** is trained on first use (a few minutes); build it and the two variants in the background.", icon=":material/model_training:")
+        st.info(f"**{md(name)}** is trained on first use (a few minutes); build it and the two variants in the background.", icon=":material/model_training:")
     else:
         source = _source(name, task, pol.allow_local)
         stored = stored_variants(source, [a, b])
@@ -92,8 +100,13 @@ def main() -> None:
         snap = queue.status(job_id) if job_id else None
         busy = snap is not None and snap["state"] not in FINISHED
         if st.button("Build in the background", icon=":material/build:", disabled=busy, key="pg_build"):
-            job = queue.submit({"model": name, "task": task, "variants": sorted(set(missing), key=missing.index), "device": config["device"],
-                                "threads": config["threads"], "max_length": config["max_length"], "allow_local": pol.allow_local}, kind="build")
+            try:
+                job = queue.submit({"model": name, "task": task, "variants": sorted(set(missing), key=missing.index), "device": config["device"],
+                                    "threads": config["threads"], "max_length": config["max_length"], "allow_local": pol.allow_local},
+                                   kind="build", visitor=visitor())
+            except Exception as err:  # noqa: BLE001 - a full queue or a limit: one line, the page stays
+                show_error(err)
+                return
             ss["pg_job"] = job.id
             st.rerun()
         if job_id:
@@ -113,8 +126,16 @@ def main() -> None:
         submitted = st.form_submit_button("Run both", type="primary", icon=":material/play_arrow:")
     if submitted:
         results = {}
+        waiting = st.empty()
+        started = time.monotonic()
+
+        def on_wait(message: str) -> None:   # an evaluation is timing variants on these cores: wait for it, and say so
+            waiting.info(f"The playground {message.replace('waiting for', 'waits for', 1)} (so neither disturbs the other's timings).",
+                         icon=":material/hourglass_top:")
+
         try:
-            with st.spinner("Running both variants..."):
+            with machine_lock(store_root(), {"by": "playground run", "model": name}, on_wait=on_wait,
+                              should_stop=lambda: time.monotonic() - started > PLAYGROUND_WAIT_S), st.spinner("Running both variants..."):
                 for spec in (a, b):
                     ready = _loaded(name, task, pol.allow_local, source.fingerprint, spec, config["device"], config["threads"])
                     if task == CAUSAL_LM:
@@ -124,9 +145,14 @@ def main() -> None:
                                                  seed=int(seed), max_positions=max_positions(source.path))
                     else:
                         results[spec] = run_task(task, ready.variant, ready.tokenizer, text, labels=list(source.labels), max_length=config["max_length"])
+        except Cancelled:
+            waiting.warning(f"An evaluation is still measuring on this machine after {PLAYGROUND_WAIT_S:.0f} s; run the playground again when it has finished.",
+                            icon=":material/hourglass_top:")
+            return
         except Exception as err:  # noqa: BLE001
             show_error(err)
             return
+        waiting.empty()
         ss["pg_results"] = {"task": task, "model": name, "a": a, "b": b, "results": results}
     shown = ss.get("pg_results")
     if not shown or shown["model"] != name or shown["task"] != task or {shown["a"], shown["b"]} != {a, b}:

@@ -9,8 +9,8 @@ import streamlit as st
 
 from core import history
 from core.jobs import FINISHED, get_queue
-from pages._shared import (BUDGETS, MEASUREMENTS, budget_value, current_config, data_bytes, data_label, open_run, policy, recommend_batch,
-                           run_page, show_error)
+from pages._shared import (BUDGETS, MEASUREMENTS, budget_value, current_config, data_bytes, data_label, error_line, md, open_run, owner, policy,
+                           recommend_batch, run_page, show_error, visitor)
 
 PHASES = ["build", "load", "quality", "latency"]
 PHASE_WORDS = {"build": "build", "load": "load", "quality": "quality", "latency": "latency"}
@@ -26,6 +26,7 @@ def _check(config_json: str, data_sha: str | None, _blob: bytes | None, data_nam
     from core.recipes import expand
 
     config = json.loads(config_json)
+    config.pop("hardware", None)   # checked by the job against the cluster's current nodes
     try:
         if hub_not_downloaded(config["model"]):
             # checking the model would download it inside this page: check the rest, the job fetches the model
@@ -39,6 +40,18 @@ def _check(config_json: str, data_sha: str | None, _blob: bytes | None, data_nam
     except QlabError as err:
         return str(err), []
     return None, list(clean.variants)
+
+
+def _limits_error(variants: list[str], pol) -> str | None:
+    """The hosted limits on variants (count, accepted form), before anything is checked or queued."""
+    from core import hosting
+    from core.errors import QlabError
+
+    try:
+        hosting.check_variants(variants, pol)
+    except QlabError as err:
+        return str(err)
+    return None
 
 
 def phase_line(slot: dict) -> str:
@@ -64,9 +77,9 @@ def render_status(snap: dict) -> None:
         st.info(f"Queued: {ahead} evaluation{'s' if ahead != 1 else ''} ahead of yours on this machine. One runs at a time so timings are not disturbed.",
                 icon=":material/schedule:")
     elif state == "waiting":
-        st.info(f"Waiting: {snap['message']}. Yours starts as soon as it finishes.", icon=":material/schedule:")
+        st.info(f"Waiting: {md(snap['message'])}. Yours starts as soon as it finishes.", icon=":material/schedule:")
     elif state == "running":
-        st.progress(min(1.0, snap["fraction"]), text=f"Running for {elapsed:.0f} s: {snap['message']}")
+        st.progress(min(1.0, snap["fraction"]), text=f"Running for {elapsed:.0f} s: {md(snap['message'])}")
     if snap.get("subscribers", 1) > 1 and state in ("queued", "waiting", "running"):
         st.caption(f":material/group: {snap['subscribers']} requests share this job (the same comparison asked from another tab).")
     names = list(snap["variants"])
@@ -78,28 +91,34 @@ def render_status(snap: dict) -> None:
         for name in names:
             slot = snap["variants"].get(name, {"phases": []})
             c1, c2, c3 = st.columns([2, 4, 3])
-            label = name if name in order else f"{name} (model)"
-            c1.markdown(f"**{label}**")
+            label = name if name in order or " · " in name else f"{name} (model)"
+            c1.markdown(f"**{md(label)}**")
             c2.markdown(phase_line(slot) if slot.get("phases") else ":gray[waiting]")
             frac = float(slot.get("fraction") or 0.0)
-            c3.progress(min(1.0, max(0.0, frac)), text=(slot.get("message") or "")[:60])
+            c3.progress(min(1.0, max(0.0, frac)), text=md((slot.get("message") or "")[:60]))
 
 
 def main() -> None:
     ss = st.session_state
     queue = get_queue()
     st.title("Run")
-    config = current_config()
+    try:
+        config = current_config()
+    except Exception as err:  # noqa: BLE001 - e.g. an extra variant spec not in the accepted form: one line, nothing to run
+        show_error(err)
+        st.page_link("pages/models.py", label="Fix it on Models & variants", icon=":material/tune:")
+        return
     blob, name = data_bytes()
     pol = policy()
 
     st.markdown(
-        f"**{config['model'] or '(no model)'}** ({config['task']}) on **{data_label()}**  \n"
-        f"Variants: {', '.join(f'`{v}`' for v in config['variants']) or '(none)'}  \n"
+        f"**{md(config['model']) or '(no model)'}** ({config['task']}) on **{md(data_label())}**  \n"
+        f"Variants: {', '.join(md(v) for v in config['variants']) or '(none)'}  \n"
         f"Batch sizes {config['batch_sizes']} × sequence lengths {config['seq_lengths']} tokens · "
         f"threads {config['threads'] or 'default'} · {config['device']} · "
         f"{MEASUREMENTS['quick' if config.get('protocol') else 'standard']}  \n"
-        f"Recommendation: the fastest variant at batch {recommend_batch(config['batch_sizes'])} with "
+        + (f"Hardware targets: {', '.join(f'**{t}**' for t in config['hardware'])} (each measures on its own machine, side by side)  \n" if config.get("hardware") else "")
+        + f"Recommendation: the fastest variant at batch {recommend_batch(config['batch_sizes'])} with "
         f"{BUDGETS[config['task']].words(budget_value(config['task']))}"
     )
     st.caption("Change these on Data and Models & variants.")
@@ -111,10 +130,12 @@ def main() -> None:
     elif not ss.get("hw_batches") or not ss.get("hw_seqs"):
         error = "No batch sizes or sequence lengths chosen: pick at least one of each on Models & variants."
     else:
-        cfg_json = json.dumps(config, sort_keys=True)
-        error, labels = _check(cfg_json, history.digest_bytes(blob), blob, name)
+        error = _limits_error(config["variants"], pol)
+        if not error:
+            cfg_json = json.dumps(config, sort_keys=True)
+            error, labels = _check(cfg_json, history.digest_bytes(blob), blob, name)
     if error:
-        st.error(error, icon=":material/error:")
+        st.error(error_line(error), icon=":material/error:")
 
     job_id = ss.get("job_id")
     snap = queue.status(job_id) if job_id else None
@@ -126,7 +147,7 @@ def main() -> None:
                       help="Ignore the saved result of this exact comparison and measure it again.")
     if start or again:
         try:
-            job = queue.submit(config, data_bytes=blob, data_name=name, force=bool(again))
+            job = queue.submit(config, data_bytes=blob, data_name=name, force=bool(again), visitor=visitor(), owner=owner())
         except Exception as err:  # noqa: BLE001
             show_error(err)
             return
@@ -172,7 +193,7 @@ def progress_panel(queue, job_id: str, active: bool) -> None:
                         else f"Finished in {took:.0f} s.") + f" Run `{snap['run_id'][:8]}` is saved.", icon=":material/check_circle:")
             st.page_link("pages/compare.py", label="See the comparison", icon=":material/monitoring:")
         elif snap["state"] == "failed":
-            st.error(snap.get("error") or "The evaluation failed.", icon=":material/error:")
+            st.error(error_line(snap.get("error") or "The evaluation failed."), icon=":material/error:")
             if ss.get("job_seen_finished") != snap["id"]:
                 ss["job_seen_finished"] = snap["id"]
                 st.rerun()

@@ -1,4 +1,4 @@
-"""Store: the built variants and bundled models kept on disk, with size and age; clear one or all."""
+"""Store: the built variants and bundled models kept on disk, with size and age; clear one or all; the exports written."""
 
 from __future__ import annotations
 
@@ -15,6 +15,28 @@ def describe(entry: dict) -> str:
     return f"{entry.get('model', '?')} · {label}"
 
 
+def exports_table(pol) -> None:
+    """Every export the lab has written (dashboard downloads and python -m core export), newest first."""
+    from core import exports
+
+    st.subheader("Exports")
+    rows = exports.list_exports()
+    if not rows:
+        st.caption("No exports yet: download a variant on Compare, or run `python -m core export --model M --variant V --out DIR`.")
+        return
+    frame = pd.DataFrame([{
+        "model": r.get("model", ""), "variant": r.get("variant", ""), "task": r.get("task", ""),
+        "from": "dashboard" if r.get("origin") == "dashboard" else "command line", "runtime": ", ".join(r.get("runtime") or []),
+        "size MB": int(r.get("bytes") or 0) / 2**20, "zip MB": (int(r["zip_bytes"]) / 2**20) if r.get("zip_bytes") else None,
+        "measured here": "yes" if r.get("measured") else "no", "exported": fmt_age(r.get("created")),
+        "on disk": "yes" if r.get("exists") else "deleted", **({} if pol.hosted else {"folder": r.get("folder", "")}),
+    } for r in rows])
+    frame["zip MB"] = pd.to_numeric(frame["zip MB"], errors="coerce")   # an export without a zip shows a blank, not "None"
+    st.dataframe(frame, hide_index=True, placeholder="—", column_config={"size MB": st.column_config.NumberColumn(format="%.1f"),
+                                                                         "zip MB": st.column_config.NumberColumn(format="%.1f")})
+    st.caption("Exports are copies that run without the lab: deleting or clearing store entries leaves them as they are.")
+
+
 def main() -> None:
     from core.store import ModelStore
 
@@ -23,7 +45,7 @@ def main() -> None:
     store = ModelStore()
     st.title("Store")
     entries = store.entries()
-    total = sum(int(e.get("size_bytes", 0)) for e in entries)
+    total = store.total_bytes()  # everything under the root: what the limit counts
     c1, c2, c3 = st.columns(3)
     c1.metric("Entries", len(entries))
     c2.metric("Total size", f"{total / 2**20:,.1f} MB")
@@ -35,6 +57,7 @@ def main() -> None:
         st.success(ss.get("store_done", "Done."), icon=":material/check_circle:")
     if not entries:
         st.info("The store is empty: variants are built and kept here the first time a comparison needs them.", icon=":material/info:")
+        exports_table(pol)
         return
     now = time.time()
     frame = pd.DataFrame([{
@@ -45,6 +68,7 @@ def main() -> None:
     st.dataframe(frame, hide_index=True, column_config={"size MB": st.column_config.NumberColumn(format="%.1f"),
                                                         "age days": st.column_config.NumberColumn(format="%.2f"),
                                                         "build s": st.column_config.NumberColumn(format="%.1f")})
+    exports_table(pol)
     if not pol.can_clear_store:
         st.caption(":material/lock: Clearing the store is disabled on this hosted lab.")
         return

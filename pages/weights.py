@@ -7,15 +7,23 @@ import pandas as pd
 import streamlit as st
 
 from core import charts
-from pages._shared import PARAM_SUGGESTIONS, build_panel, current_config, model_name, model_task, policy, run_page
+from pages._shared import PARAM_SUGGESTIONS, build_panel, current_config, md, model_name, model_task, policy, run_page, show_error, visitor
 
 MIXED = "onnx-int8-mixed"
 
 PLOTLY_CONFIG = {"displaylogo": False}
 
 
+def _fingerprint(name: str, task: str, allow_local: bool) -> str:
+    """The model's weights fingerprint now (cheap: memoised on file sizes and times); every cache below is keyed on it,
+    so a model folder saved again is never answered from the old weights."""
+    from core.playground import resolve_ready
+
+    return resolve_ready(name, task, allow_local=allow_local).fingerprint
+
+
 @st.cache_resource(show_spinner=False, max_entries=2)
-def _model(name: str, task: str, allow_local: bool):
+def _model(name: str, task: str, allow_local: bool, fingerprint: str):
     from core.playground import load_reference, resolve_ready
 
     source = resolve_ready(name, task, allow_local=allow_local)
@@ -23,18 +31,18 @@ def _model(name: str, task: str, allow_local: bool):
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _layer_errors(name: str, task: str, allow_local: bool, scheme: str, bits: int, group_size: int, _fingerprint: str) -> list[dict]:
+def _layer_errors(name: str, task: str, allow_local: bool, scheme: str, bits: int, group_size: int, fingerprint: str) -> list[dict]:
     from core.playground import layer_errors
 
-    _, model = _model(name, task, allow_local)
+    _, model = _model(name, task, allow_local, fingerprint)
     return layer_errors(model, scheme, bits, group_size)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _round_trips(name: str, task: str, allow_local: bool, layer: str, granularity: str, bits: int, group_size: int, _fingerprint: str):
+def _round_trips(name: str, task: str, allow_local: bool, layer: str, granularity: str, bits: int, group_size: int, fingerprint: str):
     from core.playground import relative_error, round_trip
 
-    _, model = _model(name, task, allow_local)
+    _, model = _model(name, task, allow_local, fingerprint)
     out, errors = {}, {}
     original = None
     for scheme in ("absmax", "zeropoint"):
@@ -69,7 +77,7 @@ def mixed_precision_section(name: str, task: str, source, pol) -> None:
     st.caption("`onnx-int8-mixed` quantizes each weight node (a MatMul or a fused attention block) to int8 **alone** and measures how far the "
                "model's output moves from fp32 on calibration texts: that node's sensitivity. Then it quantizes every node and gives the most "
                "sensitive ones back their fp32 weights, one at a time, until the output fidelity (cosine to fp32) meets the target.")
-    config = current_config()
+    config = current_config(strict=False)
     reason = RECIPES[MIXED].unavailable_reason(config["device"], task)
     if reason:
         st.info(f"Not available here: {reason}.", icon=":material/block:")
@@ -87,12 +95,16 @@ def mixed_precision_section(name: str, task: str, source, pol) -> None:
         snap = queue.status(job_id) if job_id else None
         busy = snap is not None and snap["state"] not in FINISHED
         if not busy:
-            st.info(f"`{spec}` is not built for **{name}** yet. The search quantizes every weight node on its own, then the mixed model a few "
+            st.info(f"`{spec}` is not built for **{md(name)}** yet. The search quantizes every weight node on its own, then the mixed model a few "
                     "times: about a minute for MiniLM (24 weight nodes), seconds for a tiny model. It runs in the background job queue "
                     "(one job at a time on this machine); this page stays usable.", icon=":material/construction:")
         if st.button("Run the search in the background", icon=":material/build:", disabled=busy, key="w_mixed_build"):
-            job = queue.submit({"model": name, "task": task, "variants": [spec], "device": config["device"], "threads": config["threads"],
-                                "max_length": config["max_length"], "allow_local": pol.allow_local}, kind="build")
+            try:
+                job = queue.submit({"model": name, "task": task, "variants": [spec], "device": config["device"], "threads": config["threads"],
+                                    "max_length": config["max_length"], "allow_local": pol.allow_local}, kind="build", visitor=visitor())
+            except Exception as err:  # noqa: BLE001 - a full queue or a limit: one line, the page stays
+                show_error(err)
+                return
             jobs[job_key] = job.id
             st.rerun()
         if job_id:
@@ -132,16 +144,16 @@ def main() -> None:
         st.info("Choose a model on Models & variants first.")
         return
     if bundled_needs_build(name):
-        st.info(f"**{name}** is trained on first use and has not been built yet: run a comparison with it (Run page) or build it from the Playground; "
+        st.info(f"**{md(name)}** is trained on first use and has not been built yet: run a comparison with it (Run page) or build it from the Playground; "
                 "then its weights appear here.", icon=":material/model_training:")
         return
-    with st.spinner(f"Loading {name}..."):
-        source, model = _model(name, task, pol.allow_local)
+    with st.spinner(f"Loading {md(name)}..."):
+        source, model = _model(name, task, pol.allow_local, _fingerprint(name, task, pol.allow_local))
     layers = weight_layers(model)
     if not layers:
         st.warning("This model has no Linear layers to quantize.")
         return
-    st.markdown(f"**{name}** · {len(layers)} Linear weights · fingerprint `{source.fingerprint[:12]}`")
+    st.markdown(f"**{md(name)}** · {len(layers)} Linear weights · fingerprint `{source.fingerprint[:12]}`")
 
     c1, c2, c3, c4 = st.columns([3, 1, 2, 1])
     layer = c1.selectbox("Layer", layers, format_func=lambda n: f"{short_layer_name(n)}  ({n})", key="w_layer")

@@ -31,7 +31,8 @@ def new_app() -> AppTest:
 
 
 def texts(elements) -> list[str]:
-    return [str(e.value) for e in elements]
+    """What a person reads: user strings are backslash-escaped in the markdown source (hosting.md)."""
+    return [re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", str(e.value)) for e in elements]
 
 
 def no_exceptions(at: AppTest) -> None:
@@ -381,7 +382,7 @@ def use_local_model(at: AppTest, folder, task: str) -> None:
     no_exceptions(at)
 
 
-def test_playground_builds_missing_variants_in_the_background(tiny_classifier_dir):
+def test_playground_builds_missing_variants_in_the_background(tiny_classifier_dir, monkeypatch):
     at = new_app()
     at.run()
     use_local_model(at, tiny_classifier_dir, "classification")
@@ -393,6 +394,18 @@ def test_playground_builds_missing_variants_in_the_background(tiny_classifier_di
     assert any("Not built yet" in w for w in texts(at.warning)), texts(at.warning)
     at.button(key="pg_build").click().run()
     poll(at, lambda a: not a.warning and not a.error, timeout=180, every=0.5)   # the build job ran in the queue
+
+    # while an evaluation holds the machine, the playground waits for it (here for 1 s), then says so in one line
+    from core.execution.machine_lock import machine_lock
+    from core.history import store_root
+
+    monkeypatch.setenv("QLAB_PLAYGROUND_WAIT_S", "1")
+    with machine_lock(store_root(), {"by": "evaluation", "model": "someone else's"}):
+        [b for b in at.button if b.proto.label == "Run both"][0].click().run()
+    no_exceptions(at)
+    assert any("still measuring on this machine after 1 s" in w for w in texts(at.warning)), texts(at.warning)
+    assert not at.dataframe
+
     submit = [b for b in at.button if b.proto.label == "Run both"][0]
     submit.click().run()
     no_exceptions(at)
@@ -504,3 +517,31 @@ def test_weights_page_runs_the_accuracy_aware_search(tiny_classifier_dir):
     kept = next(s for s in specs.values() if s["layout"]["title"]["text"].startswith("Fidelity as nodes"))
     assert any(t["name"] == "target 0.99999" and t["line"]["dash"] == "dash" for t in kept["data"])
     assert charts.KEPT_FP32_COLOR in bar["marker"]["color"] and charts.INT8_NODE_COLOR in bar["marker"]["color"]
+
+
+def test_compare_shows_throughput_spread_padding_and_verdict():
+    """A saved run with repeated-pass throughput: the batching chart has whiskers, padding and the verdicts, and the
+    caption under it gives the numbers in words; a run saved before (no spread) still opens (the budget test above)."""
+    import json
+
+    from core import history
+    from test_charts import SPREADS, throughput
+
+    rep = embedding_report()
+    spread = throughput(SPREADS, batch=32)
+    for r, s in zip(rep["results"], spread["results"]):
+        r["dataset_throughput"] = s["dataset_throughput"]
+    run_id = history.save_run(rep)
+    at = new_app()
+    at.query_params["run"] = run_id
+    at.run()
+    no_exceptions(at)
+    spec = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "Sorted against unsorted" in json.loads(c.proto.spec)["layout"]["title"]["text"])
+    assert spec["layout"]["title"]["text"].endswith("batch 32)")
+    verdicts = {a["x"]: a["text"] for a in spec["layout"]["annotations"] if a.get("name") == "verdict"}
+    assert verdicts == {"fp32": "sorted 1.25x", "onnx-int8": "no difference within noise", "dynamic-int8": "sorted 1.33x"}
+    assert [t["name"] for t in spec["data"][:2]] == ["sorted by length, padding 5%", "file order (unsorted), padding 38%"]
+    assert all(t["error_y"]["visible"] for t in spec["data"][2:])
+    caption = next(c for c in texts(at.caption) if c.startswith("Whole dataset (120 texts) at batch 32"))
+    assert "**onnx-int8**: 300 [250-320] / 290 [240-310]; no difference within noise" in caption
+    assert "**dynamic-int8**: 200 [190-210] / 150 [140-160]; sorted 1.33x faster; padding 38% of tokens unsorted -> 5% sorted." in caption

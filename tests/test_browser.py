@@ -197,3 +197,25 @@ def test_upload_run_and_compare_in_chromium(page, server, tmp_path):
     page.locator(".js-plotly-plot").nth(1).wait_for(timeout=120_000)
     shot(page, "weights.png", height=1900)
     assert time.time() - started < 300
+
+
+def test_cross_hardware_compare_in_chromium(page, server):
+    """A comparison measured on two targets: the grouped speed-up chart, one recommendation per target, and the
+    detailed charts following the target a person picks."""
+    from test_execution import cross_report
+
+    from core import history
+
+    run_id = history.save_run(cross_report())
+    page.goto(f"{server}/?run={run_id}")
+    page.get_by_role("heading", name="Across hardware targets").wait_for()
+    page.locator(".js-plotly-plot .bars").first.wait_for(timeout=60_000)
+    body = page.locator("body").inner_text()
+    assert "Speed-up against fp32 on each hardware target" in body
+    assert "Ship onnx-int8" in body and "Ship dynamic-int8" in body          # int8 pays off on one CPU, not the other
+    picker = page.get_by_role("combobox", name="Detailed charts for")
+    picker.scroll_into_view_if_needed()
+    picker.click()
+    page.get_by_role("option", name=re.compile("^arm-box")).click()
+    page.get_by_text(re.compile(r"Recommended: dynamic-int8")).first.wait_for(timeout=60_000)
+    no_traceback(page)

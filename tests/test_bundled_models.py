@@ -185,10 +185,20 @@ def test_demo_gpt_tiny_build_end_to_end(tmp_path):
 
 
 def test_demo_gpt_budget_path_and_atomic_failure(tmp_path):
-    # The time-budget path (throughput measurement, planned steps) with a cap that it should reach.
+    # Under a generous time budget, max_steps is what ends the run.
     m = _tiny_build(tmp_path / "budget", budget_s=120, max_steps=8)
-    assert m["planned_steps"] == 8 and m["steps"] == 8
+    assert m["planned_steps"] == 8 and m["steps"] == 8 and m["stopped_by"] == "max_steps"
     assert (tmp_path / "budget" / "model.safetensors").exists()
+
+    # A run whose length was planned from the time budget replays exactly with max_steps = planned_steps.
+    planned = _tiny_build(tmp_path / "planned", budget_s=8.0, max_steps=None)
+    assert planned["steps"] <= planned["planned_steps"] and planned["stopped_by"] in ("budget_plan", "budget")
+    if planned["stopped_by"] == "budget_plan":   # not cut short by a sudden slowdown of the machine
+        assert planned["steps"] == planned["planned_steps"] > 20
+        replay = _tiny_build(tmp_path / "replay", max_steps=planned["planned_steps"])
+        w1, w2 = _weights(tmp_path / "planned"), _weights(tmp_path / "replay")
+        assert all(torch.equal(w1[k], w2[k]) for k in w1)
+        assert replay["heldout_perplexity"] == planned["heldout_perplexity"]
 
     # A build that dies part way leaves nothing at out_dir and no temporary folder behind.
     def explode(fraction, message):

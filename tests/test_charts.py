@@ -116,11 +116,53 @@ def test_latency_sweeps_use_the_same_colours():
 
 
 def test_batching_figure_reads_texts_per_second():
-    fig = charts.batching_figure(classification_report())
+    fig = charts.batching_figure(classification_report())   # a report saved before repeated passes: one number per mode
     sorted_trace = [t for t in fig.data if t.name == "sorted by length" and t.x and t.x[0] is not None][0]
     assert list(sorted_trace.x) == ["fp32", "onnx-int8", "dynamic-int8", "bf16"]
     assert sorted_trace.y[0] == pytest.approx(100.0)
     assert "texts/s" in fig.layout.yaxis.title.text
+    assert not sorted_trace.error_y.visible
+    notes = [a.text for a in fig.layout.annotations]
+    assert "Saved before repeated passes: one pass per mode, no spread." in notes
+    assert any("sorting cannot matter" in n for n in notes)                  # the old report was at batch 1
+
+
+def throughput(spreads, batch, pads=(0.05, 0.38), passes=5):
+    """``spreads``: per variant ((median, min, max) sorted, (median, min, max) unsorted)."""
+    def mode(stats, pad):
+        med, lo, hi = stats
+        return {"texts_per_s": med, "texts_per_s_min": lo, "texts_per_s_max": hi, "passes": passes, "padding_fraction": pad, "texts": 120}
+
+    rep = classification_report()
+    for r, (s, u) in zip(rep["results"], spreads):
+        r["dataset_throughput"] = {"sorted": mode(s, pads[0]), "unsorted": mode(u, pads[1]), "batch_size": batch}
+    return rep
+
+
+SPREADS = [((100, 95, 104), (80, 78, 83)), ((300, 250, 320), (290, 240, 310)), ((200, 190, 210), (150, 140, 160)), ((50, 45, 55), (40, 38, 42))]
+
+
+def test_batching_figure_whiskers_padding_and_noise_verdict():
+    fig = charts.batching_figure(throughput(SPREADS, batch=32))
+    assert fig.layout.title.text.endswith("batch 32)")
+    s_bar = [t for t in fig.data if t.name == "sorted by length" and t.x[0] is not None][0]
+    u_bar = [t for t in fig.data if t.name == "file order (unsorted)" and t.x[0] is not None][0]
+    assert s_bar.error_y.visible and list(s_bar.error_y.array) == [4, 20, 10, 5] and list(s_bar.error_y.arrayminus) == [5, 50, 10, 5]
+    assert list(u_bar.error_y.array) == [3, 20, 10, 2] and list(u_bar.error_y.arrayminus) == [2, 50, 10, 2]
+    legend = [t.name for t in fig.data if t.x[0] is None]
+    assert legend == ["sorted by length, padding 5%", "file order (unsorted), padding 38%"]
+    verdicts = {a.x: a.text for a in fig.layout.annotations if a.name == "verdict"}
+    assert verdicts == {"fp32": "sorted 1.25x", "onnx-int8": "no difference within noise", "dynamic-int8": "sorted 1.33x", "bf16": "sorted 1.25x"}
+    notes = [a.text for a in fig.layout.annotations if a.name == "note"]
+    assert notes == ["Median of 5 alternated passes per mode; whiskers: slowest to fastest pass."]
+
+
+def test_batching_figure_at_batch_1_says_sorting_cannot_matter():
+    fig = charts.batching_figure(throughput(SPREADS, batch=1, pads=(0.0, 0.0)))
+    notes = [a.text for a in fig.layout.annotations if a.name == "note"]
+    assert notes[0] == "Batch 1: no padding, so sorting cannot matter here; any gap is noise."
+    verdicts = {a.x: a.text for a in fig.layout.annotations if a.name == "verdict"}
+    assert verdicts["onnx-int8"] == "no difference within noise" and verdicts["dynamic-int8"] == "1.33x: noise, not sorting"
 
 
 def test_reference_rows_in_words_and_numbers():

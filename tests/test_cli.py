@@ -77,8 +77,10 @@ def bad_files(tmp_path_factory):
     (["--data", "{bad}/latin1.csv"], ["latin1.csv", "not valid UTF-8"]),
     (["--data", "{bad}/malformed.csv"], ["malformed.csv", "malformed CSV"]),
     (["--data", "{bad}/columns.csv"], ["columns.csv", "no text column", "question, answer"]),
+    (["--throughput-batch-size", "0"], ["throughput batch size must be between 1 and 1024, got 0"]),
+    (["--throughput-batch-size", "many"], ["--throughput-batch-size", "invalid int value"]),
 ], ids=["unknown-model", "unknown-variant", "bad-param", "task-mismatch", "unknown-task", "bad-number", "bad-threads", "missing-file",
-        "empty-file", "binary-file", "mis-encoded-file", "malformed-csv", "missing-columns"])
+        "empty-file", "binary-file", "mis-encoded-file", "malformed-csv", "missing-columns", "zero-throughput-batch", "bad-throughput-batch"])
 def test_bad_input_exits_2_with_one_line(cli, bad_files, args, words):
     args = [a.replace("{bad}", str(bad_files)) for a in args]
     base = list(EVAL)
@@ -107,7 +109,7 @@ def test_evaluate_minilm_end_to_end(cli, tmp_path):
     out, out_csv = tmp_path / "report.json", tmp_path / "report.csv"
     proc = cli("evaluate", "--task", "embedding", "--model", "minilm", "--variants", "fp32,onnx-int8", "--data", str(data),
                "--batch-sizes", "1,4", "--seq-lengths", "16", "--threads", "2", "--warmup", "1", "--min-iters", "3", "--min-seconds", "0",
-               "--out", str(out), "--csv", str(out_csv))
+               "--throughput-batch-size", "4", "--out", str(out), "--csv", str(out_csv))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     # the table
@@ -128,7 +130,16 @@ def test_evaluate_minilm_end_to_end(cli, tmp_path):
     assert q.quality["retrieval_k"] == 5
     assert q.size_bytes < fp32.size_bytes * 0.8 and q.param_bytes > 0 and q.peak_rss_bytes > 0 and q.load_s > 0
     assert [(c.batch_size, c.seq_len) for c in q.latency] == [(1, 16), (4, 16)]
-    assert q.dataset_throughput["sorted"]["texts_per_s"] > 0 and q.dataset_throughput["batch_size"] == 1
+    # whole-dataset throughput at its own batch size: alternated passes per mode, spread, padding
+    dt = q.dataset_throughput
+    assert dt["batch_size"] == 4 and rep.settings["throughput_batch_size"] == 4
+    for mode in ("sorted", "unsorted"):
+        m = dt[mode]
+        assert m["passes"] == 3 and m["texts"] == 12 and m["batches"] == 3
+        assert 0 < m["texts_per_s_min"] <= m["texts_per_s"] <= m["texts_per_s_max"]
+    assert 0 <= dt["sorted"]["padding_fraction"] < dt["unsorted"]["padding_fraction"] < 1
+    assert "Whole dataset (12 texts) at batch 4, texts/s sorted by length / in data order, median [min-max] over 3 alternated passes per mode:" in proc.stdout
+    assert f"padding {dt['unsorted']['padding_fraction']:.0%} of tokens unsorted -> {dt['sorted']['padding_fraction']:.0%} sorted" in proc.stdout
     assert any("Fused operators" in n for n in q.notes)
     assert rep.recommended["variant"] in ("fp32", "onnx-int8") and rep.recommended["batch_size"] == 1 and rep.recommended["reason"]
     rows = list(csv.DictReader(io.StringIO(out_csv.read_text())))

@@ -92,6 +92,21 @@ def test_report_round_trip_csv_and_table():
     table = format_table(rep)
     for needle in ("onnx-int8 *", "4.00x", "89.6%", "-0.4 pt", "failed", "Recommended: onnx-int8", "FAILED: bf16 build failed"):
         assert needle in table, needle
+    # whole-dataset throughput: an old report (one pass per mode) still reads; a new one shows ranges, padding and the verdict
+    assert "  onnx-int8: 10 / 8; sorted 1.25x faster (one pass per mode: no spread measured)." in table
+
+
+def test_table_shows_throughput_spread_padding_and_verdict():
+    rep = classification_report()
+    mode = lambda med, lo, hi, pad: {"texts_per_s": med, "texts_per_s_min": lo, "texts_per_s_max": hi, "passes": 5, "padding_fraction": pad, "texts": 200}
+    rep.results[0].dataset_throughput = {"sorted": mode(412, 398, 420, 0.04), "unsorted": mode(300, 290, 310, 0.41), "batch_size": 32}
+    rep.results[1].dataset_throughput = {"sorted": mode(900, 850, 960, 0.04), "unsorted": mode(880, 800, 905, 0.41), "batch_size": 32}
+    lines = format_table(rep).splitlines()
+    k = lines.index("Whole dataset (200 texts) at batch 32, texts/s sorted by length / in data order, median [min-max] over 5 alternated passes per mode:")
+    assert lines[k + 1] == "  fp32: 412 [398-420] / 300 [290-310]; sorted 1.37x faster; padding 41% of tokens unsorted -> 4% sorted."
+    assert lines[k + 2] == "  onnx-int8: 900 [850-960] / 880 [800-905]; no difference within noise (sorted 1.02x faster; padding 41% of tokens unsorted -> 4% sorted)."
+    rep.results[0].dataset_throughput["batch_size"] = 1
+    assert "  fp32: 412 [398-420] / 300 [290-310]; batch 1: no padding, so sorting cannot matter here (sorted 1.37x faster: noise)." in format_table(rep)
 
 
 def test_compare_to_reference_words():
@@ -182,6 +197,11 @@ def test_validate_normalises(tiny_gpt2_dir):
     cfg = validate(EvalConfig(task="embedding", model="minilm", variants=["fp32", "onnx-int8:per_channel=true"], batch_sizes=["1", 8, 8]))
     assert cfg.variants == ["fp32", "onnx-int8"] and cfg.batch_sizes == [1, 8] and cfg.recommend_batch_size == 1
     assert cfg.budgets == {"min_cosine": 0.99, "max_accuracy_drop": 1.0, "max_ppl_increase": 2.0}
+    assert cfg.throughput_batch_size == 32                        # its own setting, not the recommendation's batch size
+    from core import data as data_mod
+
+    n_texts = len(data_mod.load_dataset(data_mod.sample_path("embedding"), "embedding").texts)
+    assert validate(EvalConfig(task="embedding", model="minilm", variants=["fp32"], throughput_batch_size=1000)).throughput_batch_size == n_texts
     cfg = validate(EvalConfig(task="causal-lm", model=str(tiny_gpt2_dir), variants=["all"], batch_sizes=[4, 2], seq_lengths=[16]))
     assert "fp32" in cfg.variants and "fp16" not in cfg.variants and cfg.recommend_batch_size == 4
 
@@ -198,6 +218,8 @@ def test_validate_normalises(tiny_gpt2_dir):
     (dict(budgets={"min_cosine": 1.5}), QlabError, "out of range"),
     (dict(budgets={"speed": 1}), QlabError, "Unknown budget"),
     (dict(device="tpu"), QlabError, "Unknown device"),
+    (dict(throughput_batch_size=0), QlabError, "throughput batch size must be between 1 and 1024, got 0"),
+    (dict(throughput_batch_size="lots"), QlabError, "throughput batch size must be whole numbers, got 'lots'"),
     (dict(data="/no/such/file.csv"), DataError, "does not exist"),
 ])
 def test_validate_rejects_bad_input(kwargs, error, words):
@@ -256,6 +278,8 @@ def test_causal_lm_run_matches_in_process_perplexity(tiny_gpt2_dir, tmp_path, mo
     assert all(c.p50_ms > 0 and c.forward_p50_ms <= c.p99_ms for c in fp32.latency)
     assert q.size_bytes < fp32.size_bytes and fp32.peak_rss_bytes > 50e6 and not fp32.cache_hit
     assert set(fp32.dataset_throughput) >= {"sorted", "unsorted", "batch_size"}
+    assert fp32.dataset_throughput["batch_size"] == rep.settings["throughput_batch_size"] == 1   # 32 capped at the one text of the file
+    assert fp32.dataset_throughput["sorted"]["passes"] == fp32.dataset_throughput["unsorted"]["passes"] >= 3
     assert rep.recommended and rep.recommended["variant"] in ("fp32", "absmax-int8")
     assert rep.environment["cpu"] and rep.environment["versions"]["torch"] and len(rep.run_id) == 32
     # progress: every phase, fractions never go back, ending at 1

@@ -93,8 +93,9 @@ def test_import_a_colleagues_report(tmp_path):
     (b"{not json", "not valid JSON"),
     (b"[1, 2]", "top level"),
     (json.dumps({"task": "embedding", "model": "m", "results": []}).encode(), "non-empty"),
-    (json.dumps({"task": "embedding", "model": "m", "results": [{"variant": "fp32", "latency": [{"batch_size": "1", "seq_len": 8}]}]}).encode(), "integer batch_size"),
-    (json.dumps({"task": "embedding", "model": "m", "results": [{"variant": "fp32", "size_bytes": "big"}]}).encode(), "non-numeric size_bytes"),
+    (json.dumps({"task": "embedding", "model": "m", "results": [{"variant": "fp32", "latency": [{"batch_size": "1", "seq_len": 8}]}]}).encode(), "batch_size: '1' is not an integer"),
+    (json.dumps({"task": "embedding", "model": "m", "results": [{"variant": "fp32", "size_bytes": "big"}]}).encode(), "size_bytes: 'big' is not an integer"),
+    (json.dumps({"task": "embedding", "model": "m", "results": [{"variant": "fp32", "dataset_throughput": [1]}]}).encode(), "dataset_throughput"),
 ])
 def test_bad_imports_are_refused_with_one_line(tmp_path, blob, words):
     with pytest.raises(history.HistoryError) as info:
@@ -129,3 +130,13 @@ def test_html_export_is_standalone_and_offline():
     assert html.count('class="plotly-graph-div"') == 5
     assert "3.0x faster, 4.0x smaller, -0.4 pt accuracy" in html
     assert "Test CPU" in html
+
+
+def test_html_export_shows_the_whole_dataset_throughput():
+    from test_charts import SPREADS, throughput
+
+    html = history.export_html(throughput(SPREADS, batch=32))
+    assert "<h2>Whole-dataset throughput</h2>" in html and "at batch 32" in html and "over 5 alternated passes per mode" in html
+    assert "<td>onnx-int8</td><td>300 [250-320]</td><td>290 [240-310]</td><td>5</td><td>38% -&gt; 5%</td><td>no difference within noise" in html
+    assert "sorted 1.33x faster; padding 38% of tokens unsorted -&gt; 5% sorted" in html
+

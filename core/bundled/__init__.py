@@ -1,5 +1,8 @@
-"""Bundled models: the registry lives in ``registry.py``; the builders of the trained ones beside it."""
+"""Bundled models: the registry lives in ``registry.py``; the builders of the trained ones beside it.
 
-from .registry import BUNDLED, SAMPLES, BundledModel, bundled_path, bundled_source
+This package never imports ``core.sources``: sources turns a bundled model's folder into a Source, not the other way.
+"""
 
-__all__ = ["BUNDLED", "SAMPLES", "BundledModel", "bundled_path", "bundled_source"]
+from .registry import BUNDLED, SAMPLES, BundledModel, bundled_path
+
+__all__ = ["BUNDLED", "SAMPLES", "BundledModel", "bundled_path"]

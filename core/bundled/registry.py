@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -52,7 +53,7 @@ BUNDLED: dict[str, BundledModel] = {
     for m in (
         BundledModel("minilm", EMBEDDING, "sentence-transformers all-MiniLM-L6-v2 (packaged, 22M params)", packaged_path=_minilm_path),
         BundledModel("minilm-classifier", CLASSIFICATION, "MiniLM fine-tuned here on news topics: world, sports, business, science", builder=_build_classifier),
-        BundledModel("demo-gpt", CAUSAL_LM, "small GPT-2 trained here on Python's own documentation", builder=_build_demo_gpt),
+        BundledModel("demo-gpt", CAUSAL_LM, "small GPT-2 trained here on Python's own documentation", builder=_build_demo_gpt, version="2"),
     )
 }
 
@@ -66,22 +67,14 @@ def bundled_path(name: str, *, store=None, build: bool = True, progress=None) ->
         return model.packaged_path()
     store = store or ModelStore()
     key = model.store_key()
-    entry = store.lookup(key)
-    if entry is None:
-        if not build:
-            return None
-        entry = store.get_or_build(
-            key,
-            lambda tmp: {"metrics": model.builder(tmp / "model", progress=progress)},
-            describe={"kind": "bundled-model", "model": name, "recipe": "bundled", "task": model.task},
-        )
+    if not build:  # a cheap presence check for the UI; building paths below verify the files
+        entry = store.lookup(key)
+        return entry.path / "model" if entry is not None else None
+    entry = store.get_or_build(  # verified first: a damaged trained model is dropped and trained again
+        key,
+        lambda tmp: {"metrics": model.builder(tmp / "model", progress=progress)},
+        describe={"kind": "bundled-model", "model": name, "recipe": "bundled", "task": model.task},
+    )
+    if entry.damage:
+        print(f"warning: the stored {name} failed verification ({entry.damage[0]}) and was trained again.", file=sys.stderr)
     return entry.path / "model"
-
-
-def bundled_source(name: str, task: str | None, *, store=None, progress=None):
-    from ..sources import folder_source
-
-    model = BUNDLED[name]
-    if task and task != model.task:
-        raise SourceError(f"Bundled model '{name}' does {model.task}, not {task}; pick a {task} model (" + ", ".join(n for n, m in BUNDLED.items() if m.task == task) + ").")
-    return folder_source(bundled_path(name, store=store, progress=progress), name, "bundled", model.task)

@@ -1,0 +1,8 @@
+"""Where work runs: one launcher interface, two implementations (a local process, a Ray node), one event format.
+
+    events.py       the progress event, the phase table and the one Cancelled error
+    local.py        a fresh process on this machine, in its own session; cancel ends its whole tree
+    hardware.py     probe(): what a target is (CPU, ISA flags, RAM, GPU, versions), run on that target
+    ray_cluster.py  the same evaluation on a chosen node of a Ray cluster (one qlab_bench slot per node)
+    targets.py      hardware targets (local, cluster nodes) and one comparison across several of them
+"""
