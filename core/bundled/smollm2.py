@@ -16,6 +16,8 @@ see :data:`MODEL_CARD`.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import subprocess
@@ -171,8 +173,9 @@ def convert_gguf(gguf_path: Path, out_dir: Path, progress: Progress | None = Non
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         t_tok = time.perf_counter() - t0
         report(0.3, "Dequantizing the GGUF weights to fp32")
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32,
-                                                     quantization_config=GgufConfig(dequantize=True))
+        with contextlib.redirect_stderr(io.StringIO()):   # transformers' own GGUF tqdm bar ignores its progress setting
+            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32,
+                                                         quantization_config=GgufConfig(dequantize=True))
         if getattr(model, "hf_quantizer", None) is not None:   # a plain dense model now: drop the GGUF loading state
             model.hf_quantizer.remove_quantization_config(model)
         t_model = time.perf_counter() - t0 - t_tok
