@@ -30,6 +30,10 @@ RECIPE_COLORS = {
     "onnx-int8": "#d62728",
     "onnx-int8-static": "#a6761d",
     "onnx-int8-mixed": "#e7298a",
+    "torchao-int4": "#0f8a99",        # 4-bit siblings: a darker or lighter shade of their int8 recipe's colour
+    "absmax-int4": "#c25700",
+    "zeropoint-int4": "#8a8b10",
+    "onnx-int4": "#8c1516",
 }
 EXTRA_COLORS = ["#6a3d9a", "#b15928", "#1b9e77", "#7fc97f", "#66a61e", "#7570b3", "#e6ab02", "#386cb0", "#f0027f", "#bf5b17"]
 FONT = dict(family="Inter, 'Source Sans Pro', Helvetica, Arial, sans-serif", size=13)
@@ -562,8 +566,8 @@ def _density(values, edges):
     return counts
 
 
-def weight_histogram_figure(layer: str, original, dequantized: dict, bins: int = 120) -> go.Figure:
-    """Histogram of a layer's fp32 weights against its int8 round trips (absmax, zero-point), and of the rounding error.
+def weight_histogram_figure(layer: str, original, dequantized: dict, bins: int = 120, bits: int = 8) -> go.Figure:
+    """Histogram of a layer's fp32 weights against its int8 (or int4) round trips (absmax, zero-point), and of the rounding error.
 
     Histograms are computed here with numpy (exact, every weight counted) and drawn as bars, so the figure stays
     small whatever the layer size.
@@ -588,7 +592,7 @@ def weight_histogram_figure(layer: str, original, dequantized: dict, bins: int =
         values = np.asarray(values, dtype=np.float32).ravel()
         color = SCHEME_COLORS.get(label.split()[0])
         fig.add_trace(go.Scatter(x=centers, y=_density(values, edges), mode="lines", line=dict(color=color, width=2, shape="hvh"),
-                                 name=f"{label} int8 → fp32", hovertemplate=f"value %{{x:.4f}}<br>density %{{y:.3g}}<extra>{label}</extra>"), row=1, col=1)
+                                 name=f"{label} int{bits} → fp32", hovertemplate=f"value %{{x:.4f}}<br>density %{{y:.3g}}<extra>{label}</extra>"), row=1, col=1)
         fig.add_trace(go.Scatter(x=err_centers, y=_density(errors[label], err_edges), mode="lines", line=dict(color=color, width=2, shape="hvh"),
                                  name=f"{label} error", showlegend=False, hovertemplate=f"error %{{x:.2e}}<br>density %{{y:.3g}}<extra>{label}</extra>"), row=1, col=2)
     fig.update_layout(bargap=0)
@@ -601,12 +605,12 @@ def weight_histogram_figure(layer: str, original, dequantized: dict, bins: int =
     return fig
 
 
-def layer_error_figure(rows: list[dict], scheme: str) -> go.Figure:
-    """Relative quantization error per layer, per-tensor against per-channel scales.
+def layer_error_figure(rows: list[dict], scheme: str, bits: int = 8, group_size: int = 32) -> go.Figure:
+    """Relative quantization error per layer: per-tensor against per-channel (and, where the rows have it, per-group) scales.
 
-    ``rows``: [{"layer", "tensor", "channel"}] with relative Frobenius error ||W' - W|| / ||W||.
+    ``rows``: [{"layer", "tensor", "channel", "group"?}] with relative Frobenius error ||W' - W|| / ||W||.
     """
-    title = f"Quantization error per layer ({scheme})"
+    title = f"Quantization error per layer ({scheme}, int{bits})"
     if not rows:
         return _empty(title, "This model has no Linear layers to quantize.")
     layers = [r["layer"] for r in rows]
@@ -615,6 +619,9 @@ def layer_error_figure(rows: list[dict], scheme: str) -> go.Figure:
                          hovertemplate="<b>%{x}</b><br>per tensor: %{y:.3f}%<extra></extra>"))
     fig.add_trace(go.Bar(x=layers, y=[r["channel"] * 100 for r in rows], name="per channel (one scale per row)", marker_color="#1f77b4",
                          hovertemplate="<b>%{x}</b><br>per channel: %{y:.3f}%<extra></extra>"))
+    if all("group" in r for r in rows):
+        fig.add_trace(go.Bar(x=layers, y=[r["group"] * 100 for r in rows], name=f"per group of {group_size}", marker_color="#2ca02c",
+                             hovertemplate="<b>%{x}</b><br>per group: %{y:.3f}%<extra></extra>"))
     fig = _style(fig, title, "Layer", "Relative error ‖W′ − W‖ / ‖W‖ (%)", height=460)
     fig.update_layout(barmode="group", bargap=0.2,
                       legend=dict(title_text="Scales", orientation="h", x=1.0, xanchor="right", y=1.02, yanchor="bottom"))

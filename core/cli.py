@@ -46,7 +46,7 @@ def models_table() -> list[dict]:
             path = None
         rows.append({
             "name": name, "task": model.task,
-            "source": "bundled (packaged)" if model.packaged_path else "bundled (trained here on first use)",
+            "source": "bundled (packaged)" if model.packaged_path else "bundled (built here on first use)",
             "description": model.description,
             "path": str(path) if path is not None and Path(path).is_dir() else None,
         })

@@ -47,6 +47,12 @@ def has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def isa_words() -> str:
+    """What the CPU has, in words for notes: 'AMD EPYC 7B13 (avx2, f16c, fma)'."""
+    info = cpu_info()
+    return f"{info['model']} ({', '.join(info['flags']) or 'none of ' + ', '.join(INTERESTING_FLAGS[:6])})"
+
+
 def is_x86() -> bool:
     return cpu_info()["arch"].lower() in ("x86_64", "amd64", "i686", "x86")
 

@@ -289,11 +289,12 @@ def run_worker(job: dict, job_dir: Path, on_event: Callable[[dict], None] | None
 # -- notes ------------------------------------------------------------------------------------------
 CAUSES = (
     ("qnnpack", "the qnnpack engine (ARM kernels) runs on this x86 CPU; use engine=x86"),
-    ("no native bf16", "bf16 is emulated on this CPU (no avx512_bf16/AMX)"),
-    ("no AMX", "no AMX on this CPU, so bf16 matmuls gain little"),
+    ("no native bf16", "this CPU has no avx512_bf16/AMX, so bf16 matmuls run in ATen's fallback bf16 GEMM (converted to fp32 in software), not oneDNN"),
+    ("but no AMX", "no AMX on this CPU, so bf16 matmuls gain little"),
     ("no VNNI", "this CPU has no VNNI, so int8 matmuls gain little over fp32"),
     ("Weight-only", "weight-only int8 is dequantized to fp32 at load, so it computes exactly like fp32 (the gap is noise)"),
-    ("targets GPUs first", "torchao's CPU int8 kernels are slow"),  # the torchao recipe's own note, not the torch.ao deprecation
+    ("neither VNNI", "no VNNI/AMX on this CPU, so torchao's torch._int_mm runs ATen's fallback int8 GEMM (no oneDNN kernel)"),
+    ("targets GPUs first", "torchao's CPU int8 path quantizes activations with eager ops on every Linear call"),  # the torchao recipe's own note, not the torch.ao deprecation
     ("fell back", "a fallback: "),
     ("fusion failed", "the graph runs unfused"),
     ("No transformer fusion", "the graph runs unfused"),

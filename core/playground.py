@@ -239,13 +239,13 @@ def _weight(model, name: str):
     return w.t() if transposed else w
 
 
-def round_trip(model, name: str, scheme: str, granularity: str) -> tuple[np.ndarray, np.ndarray]:
-    """(original, dequantized) values of one weight, as float32 arrays of the same shape."""
+def round_trip(model, name: str, scheme: str, granularity: str, bits: int = 8, group_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """(original, dequantized) values of one weight at ``bits`` (8 or 4), as float32 arrays of the same shape."""
     from .recipes.weight_only import dequantize_tensor, quantize_tensor
 
     w = _weight(model, name)
-    q, scale, zp = quantize_tensor(w, scheme, granularity)
-    return w.numpy().astype(np.float32), dequantize_tensor(q, scale, zp).numpy().astype(np.float32)
+    q, scale, zp = quantize_tensor(w, scheme, granularity, bits, group_size)
+    return w.numpy().astype(np.float32), dequantize_tensor(q, scale, zp, group_size).numpy().astype(np.float32)
 
 
 def relative_error(original: np.ndarray, dequantized: np.ndarray) -> float:
@@ -254,13 +254,13 @@ def relative_error(original: np.ndarray, dequantized: np.ndarray) -> float:
     return num / den if den else 0.0
 
 
-def layer_errors(model, scheme: str) -> list[dict]:
-    """Per quantizable layer: relative error ||W' - W|| / ||W|| with per-tensor and per-channel scales."""
+def layer_errors(model, scheme: str, bits: int = 8, group_size: int = 32) -> list[dict]:
+    """Per quantizable layer: relative error ||W' - W|| / ||W|| at ``bits`` with per-tensor, per-channel and per-group scales."""
     rows = []
     for name in weight_layers(model):
         row = {"layer": name}
-        for granularity in ("tensor", "channel"):
-            w, dq = round_trip(model, name, scheme, granularity)
+        for granularity in ("tensor", "channel", "group"):
+            w, dq = round_trip(model, name, scheme, granularity, bits, group_size)
             row[granularity] = relative_error(w, dq)
         row["shape"] = "x".join(str(d) for d in _weight(model, name).shape)
         rows.append(row)

@@ -3,6 +3,8 @@
 Speed = geometric mean of the end-to-end p50 over the seq-length sweep at that batch size (see core.report).
 Budgets (defaults): embeddings cosine fidelity >= 0.99; classification accuracy drop <= 1 point;
 causal LMs perplexity increase <= 2 %. fp32 always meets the budget, so when it is measured there is always an answer.
+Size breaks ties: when another variant within budget is as fast as the fastest one within noise (its p50 within
+5 %, or within the fastest one's own p90) and clearly smaller on disk, the smaller one is recommended.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from .report import REFERENCE, VariantResult
 from .tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING
 
 DEFAULT_BUDGETS = {"min_cosine": 0.99, "max_accuracy_drop": 1.0, "max_ppl_increase": 2.0}
+NOISE = 1.05          # p50s closer than this ratio are the same speed
+SMALLER = 0.95        # a tie goes to a variant at most this fraction of the fastest one's size
 TASK_BUDGET = {EMBEDDING: "min_cosine", CLASSIFICATION: "max_accuracy_drop", CAUSAL_LM: "max_ppl_increase"}
 
 
@@ -63,6 +67,34 @@ def _as_result(r) -> VariantResult:
     return r if isinstance(r, VariantResult) else VariantResult.from_dict(r)
 
 
+def _p90_at(r: VariantResult, batch_size: int) -> float | None:
+    import math
+
+    values = [c.p90_ms for c in r.latency if c.batch_size == batch_size and c.p90_ms and c.p90_ms > 0]
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
+
+
+def within_noise(fast: VariantResult, other: VariantResult, batch_size: int) -> bool:
+    """True when ``other`` is as fast as ``fast`` at ``batch_size`` within the run's noise: its p50 is within 5 % of
+    ``fast``'s, or no slower than ``fast``'s own p90."""
+    a, b = fast.p50_at(batch_size), other.p50_at(batch_size)
+    if not a or not b:
+        return False
+    p90 = _p90_at(fast, batch_size)
+    return b <= a * NOISE or (p90 is not None and b <= p90)
+
+
+def smaller_tie(candidates: list[tuple], by_name: dict, batch_size: int) -> tuple | None:
+    """Among the candidates (p50, name, words) tied with the fastest within noise, the smallest on disk if it is clearly
+    smaller than the fastest one; else None."""
+    fastest = by_name[candidates[0][1]]
+    tied = [c for c in candidates[1:] if by_name[c[1]].size_bytes and within_noise(fastest, by_name[c[1]], batch_size)]
+    if not tied or not fastest.size_bytes:
+        return None
+    best = min(tied, key=lambda c: (by_name[c[1]].size_bytes, c[0]))
+    return best if by_name[best[1]].size_bytes <= SMALLER * fastest.size_bytes else None
+
+
 def recommend(results, task: str, budgets: dict | None, batch_size: int, reference_quality: dict | None = None) -> dict | None:
     """{"variant", "reason", "batch_size", "p50_ms", "speedup"} for the fastest variant within budget, or None."""
     rs = [_as_result(r) for r in results]
@@ -85,6 +117,15 @@ def recommend(results, task: str, budgets: dict | None, batch_size: int, referen
         return None
     candidates.sort()
     p50, best, words = candidates[0]
+    by_name = {r.variant: r for r in rs}
+    size_note = ""
+    tie = smaller_tie(candidates, by_name, batch_size)
+    if tie:
+        fastest, fastest_p50 = by_name[best], p50
+        p50, best, words = tie
+        mb = lambda n: by_name[n].size_bytes / 1e6  # noqa: E731
+        size_note = (f"; {fastest.variant} is as fast within noise ({fastest_p50:.2f} ms vs {p50:.2f} ms p50) but "
+                     f"{fastest.size_bytes / by_name[best].size_bytes:.1f}x larger on disk ({mb(fastest.variant):.1f} MB vs {mb(best):.1f} MB)")
     faster_rejected = sorted(x for x in rejected if x[0] < p50)
     if best == REFERENCE:
         reason = f"fp32 is the fastest within budget at batch {batch_size} ({p50:.2f} ms p50)"
@@ -103,6 +144,8 @@ def recommend(results, task: str, budgets: dict | None, batch_size: int, referen
             reason += f"; {rname} is faster still but its {rwords}"
     else:
         speedup = None
-        runner_up = f", ahead of {candidates[1][1]} ({candidates[1][0]:.2f} ms)" if len(candidates) > 1 else ""
+        others = [c for c in candidates if c[1] != best]
+        runner_up = f", ahead of {others[0][1]} ({others[0][0]:.2f} ms)" if others and not size_note else ""
         reason = f"{best} is the fastest within budget at batch {batch_size} ({p50:.2f} ms p50{runner_up}) with {words}; fp32 speed was not measured"
+    reason += size_note
     return {"variant": best, "reason": reason, "batch_size": batch_size, "p50_ms": p50, "speedup": speedup}

@@ -53,8 +53,13 @@ def model_section(pol) -> None:
                      format_func=lambda n: f"{n} — {BUNDLED[n].description}")
         name = st.session_state.get("m_bundled") or "minilm"
         st.caption(f"Task: **{BUNDLED[name].task}** (fixed by the model).")
+        if BUNDLED[name].note:
+            st.warning(BUNDLED[name].note, icon=":material/info:")
+        if BUNDLED[name].card:
+            with st.expander(f"Model card: {name}", expanded=False):
+                st.markdown(BUNDLED[name].card)
         if bundled_needs_build(name):
-            st.info(f"**{name}** is trained on this machine the first time it is used (a few minutes on a laptop CPU); the Run page shows its progress.",
+            st.info(f"**{name}** is {BUNDLED[name].first_use}; the Run page shows its progress.",
                     icon=":material/model_training:")
     else:
         if kind == "hub":

@@ -1,4 +1,4 @@
-"""Weights: what int8 rounding does to a layer's weights (absmax vs zero-point), and the error of every layer."""
+"""Weights: what int8 / int4 rounding does to a layer's weights (absmax vs zero-point), and the error of every layer."""
 
 from __future__ import annotations
 
@@ -31,22 +31,22 @@ def _model(name: str, task: str, allow_local: bool, fingerprint: str):
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _layer_errors(name: str, task: str, allow_local: bool, scheme: str, fingerprint: str) -> list[dict]:
+def _layer_errors(name: str, task: str, allow_local: bool, scheme: str, bits: int, group_size: int, fingerprint: str) -> list[dict]:
     from core.playground import layer_errors
 
     _, model = _model(name, task, allow_local, fingerprint)
-    return layer_errors(model, scheme)
+    return layer_errors(model, scheme, bits, group_size)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _round_trips(name: str, task: str, allow_local: bool, layer: str, granularity: str, fingerprint: str):
+def _round_trips(name: str, task: str, allow_local: bool, layer: str, granularity: str, bits: int, group_size: int, fingerprint: str):
     from core.playground import relative_error, round_trip
 
     _, model = _model(name, task, allow_local, fingerprint)
     out, errors = {}, {}
     original = None
     for scheme in ("absmax", "zeropoint"):
-        w, dq = round_trip(model, layer, scheme, granularity)
+        w, dq = round_trip(model, layer, scheme, granularity, bits, group_size)
         original = w
         out[scheme] = dq
         errors[scheme] = relative_error(w, dq)
@@ -136,8 +136,9 @@ def main() -> None:
 
     pol = policy()
     st.title("Weights")
-    st.caption("Weight-only int8 round to nearest: **absmax** (symmetric, scale = 127 / max|W|) and **zero-point** "
-               "(asymmetric, scale = 255 / (max − min)), with one scale per tensor or per output channel.")
+    st.caption("Weight-only round to nearest at 8 or 4 bits: **absmax** (symmetric, scale = 127 / max|W| at 8 bits, 7 / max|W| at 4) and "
+               "**zero-point** (asymmetric, scale = 255 / (max − min) at 8 bits, 15 / (max − min) at 4), with one scale per tensor, "
+               "per output channel, or per group of 32/64/128 weights in a row (as GPTQ, AWQ and GGUF do at 4 bits).")
     name, task = model_name(), model_task()
     if not name:
         st.info("Choose a model on Models & variants first.")
@@ -154,32 +155,37 @@ def main() -> None:
         return
     st.markdown(f"**{md(name)}** · {len(layers)} Linear weights · fingerprint `{source.fingerprint[:12]}`")
 
-    c1, c2 = st.columns([3, 1])
+    c1, c2, c3, c4 = st.columns([3, 1, 2, 1])
     layer = c1.selectbox("Layer", layers, format_func=lambda n: f"{short_layer_name(n)}  ({n})", key="w_layer")
-    granularity = c2.radio("Scales", ["channel", "tensor"], format_func={"channel": "per channel", "tensor": "per tensor"}.get, key="w_gran", horizontal=True)
-    original, dequantized, errors = _round_trips(name, task, pol.allow_local, layer, granularity, source.fingerprint)
+    bits = c2.radio("Bits", [8, 4], format_func=lambda b: f"int{b}", key="w_bits", horizontal=True)
+    granularity = c3.radio("Scales", ["channel", "tensor", "group"], format_func={"channel": "per channel", "tensor": "per tensor", "group": "per group"}.get,
+                           key="w_gran", horizontal=True)
+    group_size = c4.selectbox("Group size", [32, 64, 128], key="w_group", help="Weights per group when the scales are per group.")
+    original, dequantized, errors = _round_trips(name, task, pol.allow_local, layer, granularity, bits, group_size, source.fingerprint)
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Shape", " × ".join(str(d) for d in original.shape))
     m2.metric("Range", f"{original.min():.3f} … {original.max():.3f}")
     m3.metric("absmax relative error", f"{errors['absmax'] * 100:.3f}%")
     m4.metric("zero-point relative error", f"{errors['zeropoint'] * 100:.3f}%")
-    st.plotly_chart(charts.weight_histogram_figure(short_layer_name(layer), original, {f"{k} ({granularity})": v for k, v in dequantized.items()}),
+    where = f"group {group_size}" if granularity == "group" else granularity
+    st.plotly_chart(charts.weight_histogram_figure(short_layer_name(layer), original, {f"{k} ({where})": v for k, v in dequantized.items()}, bits=bits),
                     key="fig_weights_hist", theme=None, config=PLOTLY_CONFIG)
 
     st.subheader("Error of every layer")
     scheme = st.radio("Scheme", ["absmax", "zeropoint"], format_func={"absmax": "absmax (symmetric)", "zeropoint": "zero-point (asymmetric)"}.get,
                       key="w_scheme", horizontal=True)
     with st.spinner("Quantizing every layer..."):
-        rows = _layer_errors(name, task, pol.allow_local, scheme, source.fingerprint)
+        rows = _layer_errors(name, task, pol.allow_local, scheme, bits, group_size, source.fingerprint)
     shown = [dict(r, layer=short_layer_name(r["layer"])) for r in rows]
-    st.plotly_chart(charts.layer_error_figure(shown, scheme), key="fig_layer_errors", theme=None, config=PLOTLY_CONFIG)
+    st.plotly_chart(charts.layer_error_figure(shown, scheme, bits, group_size), key="fig_layer_errors", theme=None, config=PLOTLY_CONFIG)
     worst = max(rows, key=lambda r: r["tensor"])
     ratio = np.median([r["tensor"] / r["channel"] for r in rows if r["channel"] > 0]) if rows else float("nan")
-    st.caption(f"Per-channel scales cut the error by a median {ratio:.1f}x here. Worst per-tensor layer: "
-               f"{short_layer_name(worst['layer'])} ({worst['tensor'] * 100:.2f}%): one outlier weight squeezes the rest onto few levels.")
+    group_ratio = np.median([r["channel"] / r["group"] for r in rows if r["group"] > 0]) if rows else float("nan")
+    st.caption(f"At int{bits}, per-channel scales cut the error by a median {ratio:.1f}x here, and groups of {group_size} by a further {group_ratio:.1f}x. "
+               f"Worst per-tensor layer: {short_layer_name(worst['layer'])} ({worst['tensor'] * 100:.2f}%): one outlier weight squeezes the rest onto few levels.")
     with st.expander("Numbers"):
-        st.dataframe(pd.DataFrame([{"layer": r["layer"], "shape": r["shape"], "per tensor %": r["tensor"] * 100, "per channel %": r["channel"] * 100}
-                                   for r in rows]), hide_index=True)
+        st.dataframe(pd.DataFrame([{"layer": r["layer"], "shape": r["shape"], "per tensor %": r["tensor"] * 100, "per channel %": r["channel"] * 100,
+                                    f"per group of {group_size} %": r["group"] * 100} for r in rows]), hide_index=True)
 
     st.divider()
     mixed_precision_section(name, task, source, pol)

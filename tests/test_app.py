@@ -293,6 +293,24 @@ def test_weights_page(finished):
     per_tensor = {m.label: m.value for m in at.metric}["absmax relative error"]
     assert per_tensor != metrics["absmax relative error"]
 
+    def error(label="absmax relative error") -> float:
+        return float({m.label: m.value for m in at.metric}[label].rstrip("%"))
+
+    at.radio(key="w_bits").set_value(4).run()          # 4 bits: 16 levels instead of 256
+    no_exceptions(at)
+    tensor4 = error()
+    assert tensor4 > 8 * float(per_tensor.rstrip("%"))
+    at.radio(key="w_gran").set_value("group").run()
+    no_exceptions(at)
+    assert error() < tensor4 / 2 and error("zero-point relative error") < tensor4 / 2
+    import json
+
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    layers = next(s for s in specs if s["layout"]["title"]["text"].startswith("Quantization error per layer"))
+    assert "int4" in layers["layout"]["title"]["text"] and [t["name"] for t in layers["data"]][-1] == "per group of 32"
+    hist = next(s for s in specs if s["layout"]["title"]["text"].startswith("Weights of"))
+    assert any(t.get("name") == "absmax (group 32) int4 → fp32" for t in hist["data"])
+
 
 def test_cancel_a_running_comparison(finished):
     at = new_app()

@@ -189,6 +189,9 @@ def test_weight_charts():
     names = [t.name for t in fig.data]
     assert "fp32 original" in names and "absmax (channel) int8 → fp32" in names
     assert sum(trace_named(fig, "fp32 original").y) * (fig.data[0].width) == pytest.approx(1.0, rel=1e-3)  # a density
+    fig4 = charts.layer_error_figure([{"layer": "L0 q", "tensor": 0.3, "channel": 0.1, "group": 0.07}], "zeropoint", bits=4, group_size=64)
+    assert [t.name for t in fig4.data] == ["per tensor (one scale)", "per channel (one scale per row)", "per group of 64"]
+    assert "int4" in fig4.layout.title.text and list(fig4.data[2].y) == pytest.approx([7.0])
     fig = charts.layer_error_figure([{"layer": "L0 q", "tensor": 0.02, "channel": 0.005}], "absmax")
     assert list(fig.data[0].y) == pytest.approx([2.0]) and "%" in fig.layout.yaxis.title.text
 

@@ -147,6 +147,51 @@ def test_slow_notes_use_the_variants_own_notes_not_lookalikes():
     assert "torchao's CPU int8 kernels" not in note and "quantizing activations on the fly" in note
 
 
+EPYC_AVX2 = {"model": "AMD EPYC 7B13", "arch": "x86_64", "flags": ["avx2", "f16c", "fma"], "logical_cores": 2}
+SAPPHIRE = {"model": "Intel Xeon 8480", "arch": "x86_64", "flags": ["amx_bf16", "amx_int8", "amx_tile", "avx2", "avx512_bf16", "avx512_vnni", "avx512f"],
+            "logical_cores": 2}
+
+
+def test_slow_notes_name_the_missing_instruction_sets(monkeypatch):
+    """On an AVX2-only CPU the bf16 and torchao-int8 notes say which instructions are missing and which fallback kernel runs,
+    and the slow-variant explanation carries that; on a CPU with VNNI/AMX/avx512_bf16 they claim nothing of the kind."""
+    from core import env
+    from core.recipes.torch_native import bf16_cpu_notes, torchao_int8_notes
+
+    monkeypatch.setattr(env, "cpu_info", lambda: EPYC_AVX2)
+    bf16, torchao = bf16_cpu_notes(), torchao_int8_notes()
+    assert any("no avx512_bf16, no AMX" in n and "AMD EPYC 7B13 (avx2, f16c, fma)" in n and "fallback bf16 GEMM" in n for n in bf16), bf16
+    assert any("neither VNNI (avx512_vnni/avx_vnni) nor AMX" in n and "fallback int8 GEMM" in n and "torch._int_mm" in n for n in torchao), torchao
+    fp32 = result("fp32", {1: [25.0, 25.0]}, {})
+    slow_bf16 = result("bf16", {1: [78.0, 78.0]}, {}, notes=bf16)
+    slow_ao = result("torchao-int8", {1: [216.0, 216.0]}, {}, notes=torchao)
+    note = slow_notes(slow_bf16, fp32, [1], {})[0]
+    assert note.startswith("Slower than fp32 at batch 1 (78.00 ms vs 25.00 ms p50)") and "no avx512_bf16/AMX" in note and "fallback bf16 GEMM" in note
+    assert "gain little" not in note   # the no-AMX cause is for CPUs that do have avx512_bf16
+    note = slow_notes(slow_ao, fp32, [1], {})[0]
+    assert "no VNNI/AMX on this CPU" in note and "fallback int8 GEMM" in note and "eager ops" in note
+
+    monkeypatch.setattr(env, "cpu_info", lambda: SAPPHIRE)
+    assert bf16_cpu_notes() == [] and not any("VNNI" in n for n in torchao_int8_notes())
+
+
+def test_recommend_prefers_the_smaller_of_two_variants_within_noise():
+    emb = [result("fp32", {1: [12, 12]}, {"cosine_fidelity": 1.0}, size=90_000_000),
+           result("onnx-int8:embeddings=fp32", {1: [4.0, 4.0]}, {"cosine_fidelity": 0.994}, size=58_600_000),
+           result("onnx-int8", {1: [4.1, 4.1]}, {"cosine_fidelity": 0.993}, size=22_800_000)]
+    rec = recommend(emb, "embedding", None, 1)
+    assert rec["variant"] == "onnx-int8" and rec["p50_ms"] == pytest.approx(4.1)
+    assert "onnx-int8:embeddings=fp32 is as fast within noise (4.00 ms vs 4.10 ms p50) but 2.6x larger on disk (58.6 MB vs 22.8 MB)" in rec["reason"]
+    emb[2] = result("onnx-int8", {1: [5.0, 5.0]}, {"cosine_fidelity": 0.993}, size=22_800_000)   # 25% slower: beyond noise, speed wins
+    assert recommend(emb, "embedding", None, 1)["variant"] == "onnx-int8:embeddings=fp32"
+    emb[2] = result("onnx-int8", {1: [4.0, 4.0]}, {"cosine_fidelity": 0.98}, size=22_800_000)    # out of budget: size cannot buy it in
+    assert recommend(emb, "embedding", None, 1)["variant"] == "onnx-int8:embeddings=fp32"
+    same = [result("fp32", {1: [10, 10]}, {"cosine_fidelity": 1.0}, size=90_000_000),
+            result("absmax-int8", {1: [10.2, 10.2]}, {"cosine_fidelity": 0.9996}, size=58_700_000)]
+    rec = recommend(same, "embedding", None, 1)    # weight-only int8 computes like fp32; same speed, smaller file
+    assert rec["variant"] == "absmax-int8" and "as fast as fp32" in rec["reason"] and "1.5x larger on disk" in rec["reason"]
+
+
 # -- validation (fast, nothing built) --------------------------------------------------------------------
 def test_validate_normalises(tiny_gpt2_dir):
     cfg = validate(EvalConfig(task="embedding", model="minilm", variants=["fp32", "onnx-int8:per_channel=true"], batch_sizes=["1", 8, 8]))

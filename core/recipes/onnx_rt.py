@@ -1,4 +1,5 @@
-"""ONNX Runtime recipes: the exported fp32 graph with transformer fusions, dynamic int8, static QDQ int8."""
+"""ONNX Runtime recipes: the exported fp32 graph with transformer fusions, dynamic int8 (embedding tables too),
+static QDQ int8, and block-wise 4-bit weights (``MatMulNBits``)."""
 
 from __future__ import annotations
 
@@ -112,6 +113,56 @@ def weight_type_for_cpu(choice: str) -> str:
     return "int8"
 
 
+def embedding_nodes(graph: Path, gather_only: bool = False) -> list[str]:
+    """Names of the nodes that read an embedding table: a Gather over a float 2-D initializer (word, position
+    embeddings) or ONNX Runtime's fused EmbedLayerNormalization (which holds the tables as inputs)."""
+    import onnx
+
+    model = onnx.load(str(graph), load_external_data=False)
+    tables = {i.name for i in model.graph.initializer if len(i.dims) == 2 and i.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)}
+    out = []
+    for node in model.graph.node:
+        if node.op_type == "Gather" and node.input and node.input[0] in tables:
+            out.append(node.name)
+        elif node.op_type == "EmbedLayerNormalization" and not gather_only:
+            out.append(node.name)
+    return out
+
+
+def table_bytes(graph: Path) -> int:
+    """Bytes of the float embedding tables read by :func:`embedding_nodes` (what int8/int4 tables save)."""
+    import onnx
+
+    model = onnx.load(str(graph), load_external_data=False)
+    inits = {i.name: i for i in model.graph.initializer}
+    names = set()
+    for node in model.graph.node:
+        if node.op_type in ("Gather", "EmbedLayerNormalization"):
+            names.update(n for n in node.input if n in inits and len(inits[n].dims) == 2)
+    return sum(len(inits[n].raw_data) or 4 * len(inits[n].float_data) for n in names)
+
+
+def calibration_fidelity(ctx: BuildContext, fp32_graph: Path, graph: Path) -> float:
+    """Output fidelity (mean cosine to fp32, as onnx-int8-mixed measures it) of ``graph`` on the calibration texts."""
+    from .. import calibration
+    from .mixed import fidelity
+
+    texts = (ctx.calibration_texts or calibration.default_texts(ctx.task))[:32]
+    enc = ctx.tokenizer()(texts, padding=True, truncation=True, max_length=ctx.max_length, return_tensors="np")
+    feeds = {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask")}
+    outs = []
+    for path in (fp32_graph, graph):
+        session = make_session(path, threads=ctx.threads)
+        outs.append(session.run(["output"], {i.name: feeds[i.name] for i in session.get_inputs()})[0])
+    return fidelity(ctx.task, outs[1], outs[0], feeds["attention_mask"])
+
+
+def _table_budget() -> float:
+    from ..recommend import DEFAULT_BUDGETS
+
+    return float(DEFAULT_BUDGETS["min_cosine"])
+
+
 def build_onnx_int8(ctx: BuildContext, params: dict, out: Path) -> dict:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -120,18 +171,79 @@ def build_onnx_int8(ctx: BuildContext, params: dict, out: Path) -> dict:
     tmp.mkdir()
     notes = build_fp32_graph(ctx, tmp)
     weight_type = weight_type_for_cpu(params["weight_type"])
-    ops = ["MatMul", "Attention"] if params["ops"] == "matmul" else None
-    ctx.say(0.7, f"dynamic int8 quantization (weights {weight_type}, per_channel={params['per_channel']})")
-    with _quiet():
-        quantize_dynamic(
-            str(tmp / GRAPH), str(out / GRAPH), op_types_to_quantize=ops, per_channel=params["per_channel"] == "true",
-            reduce_range=params["reduce_range"] == "true", weight_type=QuantType.QInt8 if weight_type == "int8" else QuantType.QUInt8,
-            extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
+    tables = embedding_nodes(tmp / GRAPH)
+    table = params.get("embeddings", "fp32") if tables else "fp32"
+
+    def quantize(with_tables: bool, dst: Path) -> None:
+        ops = None if params["ops"] == "all" else ["MatMul", "Attention"] + (["Gather", "EmbedLayerNormalization"] if with_tables else [])
+        with _quiet():
+            quantize_dynamic(
+                str(tmp / GRAPH), str(dst), op_types_to_quantize=ops, per_channel=params["per_channel"] == "true",
+                reduce_range=params["reduce_range"] == "true", weight_type=QuantType.QInt8 if weight_type == "int8" else QuantType.QUInt8,
+                nodes_to_exclude=None if with_tables else tables or None,
+                extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
+            )
+
+    ctx.say(0.7, f"dynamic int8 quantization (weights {weight_type}, per_channel={params['per_channel']}, embedding tables {table})")
+    quantize(table != "fp32", out / GRAPH)
+    fp32_tables_mb = table_bytes(tmp / GRAPH) / 1e6
+    if table == "auto":
+        ctx.say(0.85, "checking the int8 embedding tables against the quality budget")
+        budget, score = _table_budget(), calibration_fidelity(ctx, tmp / GRAPH, out / GRAPH)
+        if score >= budget:
+            notes.append(f"Embedding tables int8 ({fp32_tables_mb:.1f} MB in fp32): calibration fidelity {score:.4f} >= {budget:g}, so they stay int8 (embeddings=fp32 keeps them fp32).")
+        else:
+            quantize(False, out / GRAPH)
+            notes.append(f"Embedding tables kept fp32 ({fp32_tables_mb:.1f} MB): in int8 the calibration fidelity fell to {score:.4f} < {budget:g} (embeddings=int8 forces them).")
+    elif table == "int8":
+        notes.append(f"Embedding tables int8 ({fp32_tables_mb:.1f} MB in fp32), asked for with embeddings=int8.")
+    elif tables and params["ops"] != "all":
+        notes.append(f"Embedding tables kept fp32 ({fp32_tables_mb:.1f} MB), asked for with embeddings=fp32.")
     shutil.rmtree(tmp)
     notes.append(f"Activations uint8 (dynamic), weights {weight_type}" + (" (this CPU has VNNI)." if env.has_vnni() else "."))
     write_json(out / "onnx.json", {"notes": notes, "weight_type": weight_type})
     return {}
+
+
+def build_onnx_int4(ctx: BuildContext, params: dict, out: Path) -> dict:
+    """Block-wise 4-bit weight-only quantization (ONNX Runtime's MatMulNBits; GatherBlockQuantized for the tables)."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    tmp = out / "fp32"
+    tmp.mkdir()
+    # unfused attention: MatMulNBits replaces MatMul nodes, while a fused Attention op would keep its weights fp32
+    notes = build_fp32_graph(ctx, tmp, fuse_attention=False)
+    block, symmetric, level = int(params["block_size"]), params["symmetric"] == "true", int(params["accuracy_level"])
+    tables = embedding_nodes(tmp / GRAPH, gather_only=True) if params["embeddings"] == "int4" else []
+    ctx.say(0.7, f"4-bit block quantization (block {block}, {'symmetric' if symmetric else 'asymmetric'}, accuracy level {level})")
+    with _quiet():
+        quantizer = MatMulNBitsQuantizer(str(tmp / GRAPH), bits=4, block_size=block, is_symmetric=symmetric, accuracy_level=level,
+                                         op_types_to_quantize=("MatMul",), nodes_to_include=tables or None)
+        quantizer.process()
+        quantizer.model.save_model_to_file(str(out / GRAPH), use_external_data_format=False)
+    fp32_tables_mb = table_bytes(tmp / GRAPH) / 1e6
+    shutil.rmtree(tmp)
+    ops = _op_counts(out / GRAPH)
+    notes.append(f"4-bit weights in blocks of {block} ({'symmetric' if symmetric else 'asymmetric, with 4-bit zero points'}, float32 scales): "
+                 f"MatMulNBits x{ops.get('MatMulNBits', 0)}" + (f", GatherBlockQuantized x{ops['GatherBlockQuantized']}" if ops.get("GatherBlockQuantized") else "")
+                 + f"; accuracy_level={level} ({ACCURACY_LEVELS[str(level)]}).")
+    if not tables and params["embeddings"] == "fp32":
+        notes.append(f"Embedding tables kept fp32 ({fp32_tables_mb:.1f} MB), asked for with embeddings=fp32.")
+    write_json(out / "onnx.json", {"notes": notes, "ops": ops})
+    return {}
+
+
+ACCURACY_LEVELS = {"0": "unset: the kernel's default", "1": "fp32 compute", "2": "fp16 compute", "3": "bf16 compute",
+                   "4": "int8 compute: activations quantized per block on the fly"}
+
+
+def _op_counts(graph: Path) -> dict:
+    import onnx
+
+    counts: dict = {}
+    for node in onnx.load(str(graph), load_external_data=False).graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
 
 
 class _Calibration:
@@ -230,6 +342,18 @@ RECIPES = [
             Param("per_channel", "true", ("true", "false"), "one scale per output channel"),
             Param("reduce_range", "false", ("true", "false"), "7-bit weights, avoids saturation on non-VNNI CPUs"),
             Param("ops", "matmul", ("matmul", "all"), "quantize MatMul/Attention only, or every supported operator (Gather too)"),
+            Param("embeddings", "auto", ("auto", "int8", "fp32"),
+                  "embedding tables: int8 when the output fidelity on calibration texts stays within the 0.99 budget (auto), always int8, or fp32"),
+        ),
+        check=_cpu_only,
+    ),
+    Recipe(
+        "onnx-int4", "onnx", "ONNX Runtime block-wise 4-bit weight-only quantization (MatMulNBits), embedding tables too", build_onnx_int4, load_onnx,
+        params=(
+            Param("block_size", "32", ("32", "64", "128"), "weights per block sharing one scale (and zero point)"),
+            Param("symmetric", "false", ("true", "false"), "symmetric blocks (no zero point) or asymmetric (4-bit zero point per block)"),
+            Param("accuracy_level", "4", tuple(ACCURACY_LEVELS), "MatMulNBits compute type: 4 = int8 (fastest on CPU), 1 = fp32, 0 = unset"),
+            Param("embeddings", "int4", ("int4", "fp32"), "embedding tables as 4-bit blocks (GatherBlockQuantized) or kept fp32"),
         ),
         check=_cpu_only,
     ),

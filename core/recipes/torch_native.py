@@ -45,12 +45,30 @@ def _load_pretrained(dtype_name: str, notes_fn=None):
     return load
 
 
-def _bf16_notes(ctx: BuildContext) -> list[str]:
-    if ctx.device == "cpu" and not env.has_native_bf16():
-        return ["This CPU has no native bf16 instructions (avx512_bf16/AMX), so bf16 matmuls are emulated and usually slower than fp32."]
-    if ctx.device == "cpu" and not env.has_amx():
+def mkldnn_bf16_supported() -> bool:
+    """Whether PyTorch's oneDNN (mkldnn) runs bf16 matmuls on this CPU (it needs avx512 with bf16 support or AMX)."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def bf16_cpu_notes() -> list[str]:
+    """Why bf16 is (or is not) fast on this CPU, from its instruction sets (core.env) and PyTorch's own check."""
+    if not env.has_native_bf16():
+        onednn = "unsupported" if not mkldnn_bf16_supported() else "supported"
+        return [f"This CPU has no native bf16 instructions (no avx512_bf16, no AMX; it is {env.isa_words()}), so oneDNN's bf16 matmul "
+                f"is {onednn} here (torch.ops.mkldnn._is_mkldnn_bf16_supported()) and PyTorch runs every bf16 Linear in ATen's fallback bf16 GEMM, "
+                "which widens each value to fp32 in software: usually slower than fp32, whose matmuls use the optimised fp32 GEMM."]
+    if not env.has_amx():
         return ["This CPU has avx512_bf16 but no AMX: bf16 halves the weights, but expect little or no speed-up over fp32."]
     return []
+
+
+def _bf16_notes(ctx: BuildContext) -> list[str]:
+    return bf16_cpu_notes() if ctx.device == "cpu" else []
 
 
 def _needs_cuda(device: str) -> str | None:
@@ -186,8 +204,77 @@ def load_torchao_int8(ctx: BuildContext, params: dict, art: Path):
 
     model = load_dequantized(ctx, art)
     quantize_(model, Int8DynamicActivationInt8WeightConfig())
-    notes = ["torchao int8 dynamic activation + int8 weight (per-channel) via quantize_; torchao targets GPUs first and its CPU kernels may be slower than fp32."]
-    return torch_variant("", ctx.task, model, notes=notes)
+    return torch_variant("", ctx.task, model, notes=torchao_int8_notes())
+
+
+def torchao_int8_notes() -> list[str]:
+    """What torchao's int8 path does on this CPU, from its instruction sets (core.env)."""
+    notes = ["torchao int8 dynamic activation + int8 weight (per-channel) via quantize_; torchao targets GPUs first: on the CPU every Linear call "
+             "quantizes its activations per token with several eager PyTorch ops (choose_qparams_affine, quantize_affine), then multiplies with torch._int_mm."]
+    if env.is_x86() and not env.has_vnni() and not env.has_amx():
+        notes.append(f"This CPU has neither VNNI (avx512_vnni/avx_vnni) nor AMX (it is {env.isa_words()}): oneDNN has no int8 matmul kernel for "
+                     "torch._int_mm here, so it runs ATen's fallback int8 GEMM (no oneDNN primitive is created), slower than the fp32 GEMM it replaces.")
+    return notes
+
+
+# -- torchao int4 weight-only: only where torchao has a CPU kernel ------------------------------------
+TORCHAO_INT4_NO_CPU = ("torchao {version} has no int4 weight-only kernel for this CPU: Int4WeightOnlyConfig's packing formats need mslk "
+                       "(plain, preshuffled; not installed), CUDA (tile_packed_to_4d, tinygemm) or an XPU/NPU (plain_int32); "
+                       "use zeropoint-int4 or onnx-int4 (MatMulNBits has CPU kernels).")
+
+
+def _torchao_int4_check(device: str) -> str | None:
+    """torchao int4 weight-only runs on CUDA (tinygemm) or with mslk installed; on a plain CPU it has no kernel."""
+    reason = _torchao_check(device)
+    if reason:
+        return reason
+    if device == "cuda" and env.cuda_available():
+        return None
+    if importlib.util.find_spec("mslk") is not None:
+        return None
+    from importlib import metadata
+
+    return TORCHAO_INT4_NO_CPU.format(version=metadata.version("torchao"))
+
+
+def torchao_int4_cpu_probe() -> str | None:
+    """Really try torchao int4 weight-only on a small CPU Linear with every packing format: None if one runs, else the errors.
+    (Slow: imports torchao. The tests use it to check that _torchao_int4_check tells the truth.)"""
+    import torch
+    from torchao.quantization import Int4WeightOnlyConfig, quantize_
+    from torchao.quantization.quantize_.workflows.int4.int4_packing_format import Int4PackingFormat
+
+    errors = []
+    for fmt in Int4PackingFormat:
+        for dtype in (torch.float32, torch.bfloat16):
+            layer = torch.nn.Sequential(torch.nn.Linear(128, 64)).eval().to(dtype)
+            try:
+                quantize_(layer, Int4WeightOnlyConfig(group_size=32, int4_packing_format=fmt))
+                with torch.inference_mode():
+                    layer(torch.randn(2, 128, dtype=dtype))
+                return None
+            except Exception as err:  # noqa: BLE001 - every failure is the answer
+                errors.append(f"{fmt.value}/{str(dtype).split('.')[-1]}: {type(err).__name__}: {str(err)[:120]}")
+    return "; ".join(errors)
+
+
+def build_torchao_int4(ctx: BuildContext, params: dict, out: Path) -> dict:
+    # torchao's int4 tensors are not safetensors-native: the artifact is the lab's packed zero-point int4 (groups of
+    # group_size), and load hands the dequantized weights to torchao, which re-quantizes them onto the same grid.
+    from .weight_only import quantize_weights_to_file
+
+    return quantize_weights_to_file(ctx, out, scheme="zeropoint", granularity="group", bits=4, group_size=int(params["group_size"]))
+
+
+def load_torchao_int4(ctx: BuildContext, params: dict, art: Path):
+    from torchao.quantization import Int4WeightOnlyConfig, quantize_
+
+    from .weight_only import load_dequantized
+
+    model = load_dequantized(ctx, art).to(ctx.device)
+    quantize_(model, Int4WeightOnlyConfig(group_size=int(params["group_size"])))
+    notes = [f"torchao int4 weight-only (groups of {params['group_size']}) via quantize_, stored as the lab's packed zero-point int4."]
+    return torch_variant("", ctx.task, model, device=ctx.device, notes=notes)
 
 
 # -- TorchScript ------------------------------------------------------------------------------
@@ -215,6 +302,11 @@ RECIPES = [
     Recipe(
         "torchao-int8", "torch", "torchao int8 dynamic activations + int8 weights (the maintained successor of torch.ao)",
         build_torchao_int8, load_torchao_int8, check=_torchao_check,
+    ),
+    Recipe(
+        "torchao-int4", "torch", "torchao int4 weight-only (Int4WeightOnlyConfig), where torchao has a kernel for the device",
+        build_torchao_int4, load_torchao_int4, params=(Param("group_size", "128", ("32", "64", "128"), "weights per group sharing one scale"),),
+        check=_torchao_int4_check,
     ),
     Recipe("torchscript", "torch", "TorchScript trace of the fp32 model", _save_pretrained("float32"), load_torchscript, deprecated=TS_DEPRECATION),
 ]
