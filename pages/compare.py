@@ -193,6 +193,10 @@ def hardware_view(report: dict) -> dict | None:
     ok = [t for t in targets if t.get("status") == "ok"]
     if not ok:
         return None
+    versions = {str((t.get("probe") or {}).get("lab_version")) for t in ok if (t.get("probe") or {}).get("lab_version")}
+    if len(versions) > 1:
+        st.warning("The targets ran different versions of the lab's code; update every node's checkout for a like-for-like comparison.",
+                   icon=":material/difference:")
     batches = charts.batch_sizes(report)
     if st.session_state.get("cmp_xbatch") not in batches:
         st.session_state["cmp_xbatch"] = charts.default_point(report)[0] if charts.default_point(report)[0] in batches else batches[0]

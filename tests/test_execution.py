@@ -191,6 +191,16 @@ def test_compare_page_shows_the_cross_hardware_view():
     no_exceptions(at)
     assert any("**Recommended:** **dynamic-int8**" in s for s in texts(at.success))   # the detailed view follows the chosen target
 
+    assert not any("different versions of the lab" in w for w in texts(at.warning))
+    mixed = cross_report()
+    mixed["hardware"][0]["probe"] = {"lab_version": "aaaaaaaaaaaa"}
+    mixed["hardware"][1]["probe"] = {"lab_version": "bbbbbbbbbbbb"}
+    at = new_app()
+    at.query_params["run"] = history.save_run(mixed)
+    at.run()
+    no_exceptions(at)
+    assert any("different versions of the lab" in w for w in texts(at.warning))
+
     lost_id = history.save_run(cross_report(lost=True))
     at = new_app()
     at.query_params["run"] = lost_id

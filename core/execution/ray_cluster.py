@@ -18,6 +18,7 @@ Nodes run their own checkout of the lab (``scripts/join_cluster.sh`` starts them
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -263,6 +264,7 @@ class NodeRunner:
         return False
 
 
+@functools.lru_cache(maxsize=1)
 def _actor_class():
     import ray
 
