@@ -22,7 +22,7 @@ import pytest
 
 from core import env, exports, history, hosting, metrics
 from core.errors import QlabError
-from core.export import EXPORTERS, ExportError, export_variant
+from core.export import EXPORTERS, NOT_EXPORTED, ExportError, export_variant
 from core.recipes import RECIPES
 from core.snippets import MAX_LINES, OUTPUT, RUNTIMES, SNIPPETS, snippet, snippet_from_readme
 from core.tasks import CLASSIFICATION, EMBEDDING, TASKS
@@ -110,7 +110,7 @@ def entry_files(entry_path: Path) -> dict:
 
 # -- the snippets, without models --------------------------------------------------------------------
 def test_every_recipe_has_an_export_and_every_snippet_is_short_and_lab_free():
-    assert set(EXPORTERS) == set(RECIPES)
+    assert set(EXPORTERS) | set(NOT_EXPORTED) == set(RECIPES) and not set(EXPORTERS) & set(NOT_EXPORTED)
     details = {"max_length": 128, "input_names": ["input_ids", "attention_mask"], "output_name": "output", "engine": "x86",
                "qconfig": "per_channel_dynamic_qconfig", "dtype": "bfloat16"}
     for kind in SNIPPETS:
@@ -130,7 +130,7 @@ def test_every_recipe_has_an_export_and_every_snippet_is_short_and_lab_free():
 
 
 # -- each family, each task it applies to: the README snippet equals the lab ---------------------------
-FAMILIES = ["onnx-int8", "dynamic-int8", "absmax-int8"]
+FAMILIES = ["onnx-int8", "dynamic-int8", "absmax-int8", "onnx-int4"]
 MODELS = ["minilm", "tiny_classifier_dir", "tiny_gpt2_dir"]   # embedding (real MiniLM), classification, causal LM (tiny)
 
 
@@ -162,10 +162,10 @@ def test_exported_snippet_equals_the_lab(spec, model, exported):
         assert meta["postprocessing"]["pooling"] == "mean over attention_mask" and meta["postprocessing"]["normalize"] == "l2"
         assert meta["tokenizer"]["max_length"] == 128 and meta["outputs"][0]["shape"][-1] == 384
     assert not list(out.glob("*.bin")) and not list(out.glob("*.pt")) and not list(out.glob("*.pkl"))
-    weights = {"onnx-int8": "model.onnx", "dynamic-int8": "model.safetensors", "absmax-int8": "weights.safetensors"}[spec]
+    weights = {"onnx-int8": "model.onnx", "onnx-int4": "model.onnx", "dynamic-int8": "model.safetensors", "absmax-int8": "weights.safetensors"}[spec]
     assert (out / weights).is_file() and (out / "tokenizer.json").is_file()
     required = (out / "requirements.txt").read_text()
-    assert ("torch==" in required) == (spec != "onnx-int8") and ("onnxruntime==" in required) == (spec == "onnx-int8")
+    assert ("torch==" in required) == (not spec.startswith("onnx-")) and ("onnxruntime==" in required) == (spec.startswith("onnx-"))
     entry = ModelStore().lookup(meta["store_key"])
     assert entry is not None and meta["store_size_bytes"] == entry.size_bytes
     lab, mask = lab_outputs(name, spec, meta["tokenizer"]["max_length"])
@@ -358,3 +358,10 @@ def test_hosted_compare_states_the_limits_and_applies_them(saved_run, monkeypatc
     at.switch_page("pages/store.py").run()
     table = next(d.value for d in at.dataframe if "runtime" in d.value.columns)
     assert "folder" not in table.columns                                    # no server paths for visitors
+
+
+def test_4_bit_and_group_wise_weight_only_are_refused_before_building(tmp_path):
+    for spec in ("absmax-int4", "zeropoint-int4:group_size=64", "absmax-int8:granularity=group"):
+        with pytest.raises(ExportError, match="cannot be exported yet .* export onnx-int4 for 4-bit weights"):
+            export_variant("minilm", spec, tmp_path / spec.replace(":", "_"))
+        assert not (tmp_path / spec.replace(":", "_")).exists()
