@@ -40,7 +40,6 @@ PROBE_TIMEOUT_S = 60.0
 POLL_S = 0.5
 DISPATCH_TIMEOUT_ENV = "QLAB_RAY_DISPATCH_TIMEOUT_S"
 DEFAULT_DISPATCH_TIMEOUT_S = 600.0
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -217,6 +216,7 @@ class NodeRunner:
     def _run(self, config: dict, data_bytes: bytes | None) -> None:
         from ..evaluate import EvalConfig, run_evaluation
         from ..history import store_root
+        from ..runner import THREAD_VARS
         from .machine_lock import machine_lock
 
         for key in THREAD_VARS:   # Ray sets OMP_NUM_THREADS=1 for zero-CPU actors; measure with the settings given instead
