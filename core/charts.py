@@ -121,8 +121,30 @@ def shown_quality(report: dict, result: dict) -> float | None:
     return None if value is None else (value * 100 if pct else value)
 
 
+def is_generation(report: dict) -> bool:
+    """A generation run (causal LMs): speed is decode time per token, by prompt length, instead of one forward pass."""
+    if (report.get("settings") or {}).get("scenario") == "generate":
+        return True
+    rs = ok_results(report)
+    return bool(rs) and all(r.get("generation") and not r.get("latency") for r in rs)
+
+
 def latency_points(result: dict) -> list[dict]:
+    """The result's speed cells: its latency cells, or in a generation run its generation cells read as
+    (batch size, prompt length) -> decode ms per token (p50, p90), so every speed chart works for both."""
+    if not result.get("latency") and result.get("generation"):
+        return [{"batch_size": g["batch_size"], "seq_len": g["prompt_len"], "p50_ms": g.get("decode_ms_per_token_p50"),
+                 "p90_ms": g.get("decode_ms_per_token_p90")} for g in result["generation"] if g.get("decode_ms_per_token_p50") is not None]
     return [p for p in result.get("latency") or [] if p.get("p50_ms") is not None]
+
+
+def speed_words(report: dict) -> dict:
+    """Axis titles and units of the speed figure: end-to-end latency per batch, or decode time per token."""
+    if is_generation(report):
+        return {"axis": "Decode time per token (ms, p50, lower is better)", "short": "ms/token", "what": "decode time per token",
+                "length": "prompt length", "lengths": "Prompt length (tokens)"}
+    return {"axis": "Median latency per batch (ms, lower is better)", "short": "ms", "what": "latency", "length": "sequence length",
+            "lengths": "Sequence length (tokens)"}
 
 
 def batch_sizes(report: dict) -> list[int]:
@@ -159,12 +181,13 @@ def latency_at(result: dict, batch_size: int | None, seq_len: int | None, field:
 
 
 def point_words(report: dict, batch_size: int | None, seq_len: int | None) -> str:
+    prompt = "-token prompts" if is_generation(report) else " tokens"
     if seq_len is not None:
-        return f"batch {batch_size}, {seq_len} tokens"
+        return f"batch {batch_size}, {seq_len}{prompt}"
     seqs = seq_lengths(report)
     if len(seqs) == 1:
-        return f"batch {batch_size}, {seqs[0]} tokens"
-    return f"batch {batch_size}, geometric mean over {', '.join(map(str, seqs))} tokens"
+        return f"batch {batch_size}, {seqs[0]}{prompt}"
+    return f"batch {batch_size}, geometric mean over {', '.join(map(str, seqs))}{prompt}"
 
 
 def pareto_front(points: list[tuple[str, float, float]], higher_is_better: bool = True) -> list[str]:
@@ -269,7 +292,8 @@ def quality_latency_figure(report: dict, batch_size: int | None = None, seq_len:
     (the side that breaks it lightly shaded)."""
     key, q_title, higher, _ = quality_spec(report)
     batch_size = batch_size if batch_size is not None else default_point(report)[0]
-    title = f"Quality against latency ({point_words(report, batch_size, seq_len)})"
+    words = speed_words(report)
+    title = f"Quality against {words['what']} ({point_words(report, batch_size, seq_len)})"
     colors = report_colors(report)
     points = []
     for r in ok_results(report):
@@ -289,7 +313,7 @@ def quality_latency_figure(report: dict, batch_size: int | None = None, seq_len:
     for name, lat, q in points:
         fig.add_trace(go.Scatter(
             x=[lat], y=[q], mode="markers", name=_legend_name(name), marker=_marker(name, colors[name], 15),
-            hovertemplate=f"<b>{name}</b><br>p50 %{{x:.2f}} ms<br>{key} %{{y:.4g}}<extra></extra>",
+            hovertemplate=f"<b>{name}</b><br>p50 %{{x:.2f}} {words['short']}<br>{key} %{{y:.4g}}<extra></extra>",
             legendrank=0 if is_reference(name) else 1000,
         ))
     recommended = (report.get("recommended") or {}).get("variant")
@@ -305,7 +329,7 @@ def quality_latency_figure(report: dict, batch_size: int | None = None, seq_len:
             ))
             fig.add_annotation(x=lat, y=q, text=f"★ recommended: {name}", showarrow=False, yshift=-26,
                                font=dict(color="#8a6100", size=12), bgcolor="rgba(255,255,255,0.85)")
-    fig = _style(fig, title, "Median latency per batch (ms, lower is better)", q_title, height=460)
+    fig = _style(fig, title, words["axis"], q_title, height=460)
     lats = [p[1] for p in points]
     lo, hi = min(lats), max(lats)
     pad = (hi - lo) * 0.12 or max(hi * 0.1, 0.1)
@@ -365,6 +389,8 @@ def size_figure(report: dict) -> go.Figure:
 
 def _latency_lines(report: dict, *, vary: str, fixed_value: int | None, title: str, x_title: str) -> go.Figure:
     fixed = "seq_len" if vary == "batch_size" else "batch_size"
+    words = speed_words(report)
+    unit = words["short"]
     colors = report_colors(report)
     fig = go.Figure()
     count = 0
@@ -382,12 +408,12 @@ def _latency_lines(report: dict, *, vary: str, fixed_value: int | None, title: s
             marker=_marker(name, colors[name], 9),
             error_y=dict(type="data", symmetric=False, array=[max(0.0, b - a) for a, b in zip(p50, p90)], arrayminus=[0] * len(p50),
                          thickness=1.2, width=4, color=colors[name]),
-            customdata=p90, hovertemplate=f"<b>{name}</b><br>{vary.replace('_', ' ')} %{{x}}<br>p50 %{{y:.2f}} ms<br>p90 %{{customdata:.2f}} ms<extra></extra>",
+            customdata=p90, hovertemplate=f"<b>{name}</b><br>{x_title} %{{x}}<br>p50 %{{y:.2f}} {unit}<br>p90 %{{customdata:.2f}} {unit}<extra></extra>",
             legendrank=0 if is_reference(name) else 1000,
         ))
     if not count:
         return _empty(title, "Nothing measured at this setting.")
-    fig = _style(fig, title, x_title, "Median latency per batch (ms)")
+    fig = _style(fig, title, x_title, words["axis"].replace(", lower is better", ""))
     xs = batch_sizes(report) if vary == "batch_size" else seq_lengths(report)
     subtitle = "dots: p50 · whiskers reach p90 · lower is better"
     if len(xs) < 2:
@@ -401,14 +427,74 @@ def _latency_lines(report: dict, *, vary: str, fixed_value: int | None, title: s
 
 def latency_batch_figure(report: dict, seq_len: int | None = None) -> go.Figure:
     seq_len = seq_len if seq_len is not None else (seq_lengths(report) or [None])[-1]
+    if is_generation(report):
+        return _latency_lines(report, vary="batch_size", fixed_value=seq_len,
+                              title=f"Decode time per token against batch size ({seq_len}-token prompts)", x_title="Batch size (prompts)")
     return _latency_lines(report, vary="batch_size", fixed_value=seq_len,
                           title=f"Latency against batch size ({seq_len} tokens per text)", x_title="Batch size (texts)")
 
 
 def latency_seq_figure(report: dict, batch_size: int | None = None) -> go.Figure:
     batch_size = batch_size if batch_size is not None else default_point(report)[0]
+    if is_generation(report):
+        return _latency_lines(report, vary="seq_len", fixed_value=batch_size,
+                              title=f"Decode time per token against prompt length (batch {batch_size})", x_title="Prompt length (tokens)")
     return _latency_lines(report, vary="seq_len", fixed_value=batch_size,
                           title=f"Latency against sequence length (batch {batch_size})", x_title="Sequence length (tokens)")
+
+
+# -- generation: time to first token and tokens per second ------------------------------------------
+def generation_cells(result: dict, batch_size: int | None) -> list[dict]:
+    return sorted((g for g in result.get("generation") or [] if batch_size is None or int(g["batch_size"]) == batch_size),
+                  key=lambda g: int(g["prompt_len"]))
+
+
+def _generation_bars(report: dict, batch_size: int | None, *, field: str, p90: str | None, title: str, y_title: str, fmt: str,
+                     subtitle: str) -> go.Figure:
+    """Bars per variant, grouped by prompt length; hatched bars = measured without a KV cache."""
+    batch_size = batch_size if batch_size is not None else default_point(report)[0]
+    colors = report_colors(report)
+    fig = go.Figure()
+    prompts = sorted({int(g["prompt_len"]) for r in ok_results(report) for g in generation_cells(r, batch_size)})
+    for r in ok_results(report):
+        cells = [g for g in generation_cells(r, batch_size) if g.get(field) is not None]
+        if not cells:
+            continue
+        name = r["variant"]
+        values = [float(g[field]) for g in cells]
+        whisker = [max(0.0, float(g.get(p90) or v) - v) for g, v in zip(cells, values)] if p90 else None
+        no_cache = [not g.get("kv_cache", True) for g in cells]
+        fig.add_trace(go.Bar(
+            x=[f"{g['prompt_len']}-token prompt" for g in cells], y=values, name=_legend_name(name) + (" (no KV cache)" if any(no_cache) else ""),
+            text=[format(v, fmt) for v in values], textposition="outside", cliponaxis=False, textfont=dict(size=11),
+            marker=dict(color=colors[name], line=dict(color=colors[name], width=1.5),
+                        pattern=dict(shape=["x" if n else ("/" if is_reference(name) else "") for n in no_cache], fgcolor="white", size=7)),
+            error_y=dict(type="data", symmetric=False, array=whisker, arrayminus=[0] * len(values), thickness=1.2, width=4, color="#555") if whisker else None,
+            hovertemplate=f"<b>{name}</b><br>%{{x}}<br>{y_title}: %{{y:{fmt}}}" + ("<br>no KV cache" if any(no_cache) else "") + "<extra></extra>",
+            legendrank=0 if is_reference(name) else 1000,
+        ))
+    if not fig.data:
+        return _empty(title, "No generation was measured at this batch size.")
+    fig = _style(fig, title.format(batch=batch_size), "", y_title)
+    fig.update_layout(barmode="group", bargap=0.25, title_subtitle_text=subtitle, title_subtitle_font=dict(size=12, color="#777"))
+    top = max(float(v) for t in fig.data for v in t.y)
+    fig.update_yaxes(range=[0, top * 1.25])
+    fig.update_xaxes(categoryorder="array", categoryarray=[f"{p}-token prompt" for p in prompts])
+    _legend_below(fig)
+    return fig
+
+
+def ttft_figure(report: dict, batch_size: int | None = None) -> go.Figure:
+    return _generation_bars(report, batch_size, field="ttft_ms", p90="ttft_p90_ms", title="Time to first token (batch {batch})",
+                            y_title="Time to first token (ms, p50)", fmt=".1f",
+                            subtitle="prompt tokenized and prefilled, first token chosen · whiskers reach p90 · lower is better · hatched: no KV cache")
+
+
+def tokens_per_s_figure(report: dict, batch_size: int | None = None) -> go.Figure:
+    new = (report.get("settings") or {}).get("new_tokens")
+    return _generation_bars(report, batch_size, field="tokens_per_s", p90=None, title="Generated tokens per second (batch {batch})",
+                            y_title="Tokens per second (higher is better)", fmt=".1f",
+                            subtitle=(f"{new} new tokens" if new else "new tokens") + " per prompt, greedy · first token included · hatched: no KV cache")
 
 
 def _throughput(value) -> float | None:
@@ -528,13 +614,17 @@ def batching_figure(report: dict) -> go.Figure:
 
 def compare_figures(report: dict, batch_size: int | None = None, seq_len: int | None = None) -> dict[str, go.Figure]:
     """Every Compare-page chart, keyed by a short name (also used by the HTML export)."""
-    return {
+    figures = {
         "quality_latency": quality_latency_figure(report, batch_size, seq_len),
         "size": size_figure(report),
         "latency_batch": latency_batch_figure(report, seq_len),
         "latency_seq": latency_seq_figure(report, batch_size),
-        "batching": batching_figure(report),
     }
+    if is_generation(report):
+        figures.update(ttft=ttft_figure(report, batch_size), tokens_per_s=tokens_per_s_figure(report, batch_size))
+    else:
+        figures["batching"] = batching_figure(report)
+    return figures
 
 
 # -- words against the reference ------------------------------------------------------------------

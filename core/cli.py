@@ -150,9 +150,10 @@ def cmd_evaluate(args) -> int:
     protocol = {k: v for k, v in (("warmup", args.warmup), ("min_iters", args.min_iters), ("min_seconds", args.min_seconds), ("max_seconds", args.max_seconds)) if v is not None}
     config = EvalConfig(
         task=task, model=args.model, variants=_csv_list(args.variants), data=args.data,
-        batch_sizes=_csv_list(args.batch_sizes), seq_lengths=_csv_list(args.seq_lengths), threads=args.threads, device=args.device,
-        max_length=args.max_length, budgets=budgets, recommend_batch_size=args.recommend_batch_size, stride=args.stride, protocol=protocol or None,
-        throughput_batch_size=args.throughput_batch_size,
+        batch_sizes=_csv_list(args.batch_sizes or ("1" if args.scenario == "generate" else "1,8")), seq_lengths=_csv_list(args.seq_lengths),
+        threads=args.threads, device=args.device, max_length=args.max_length, budgets=budgets, recommend_batch_size=args.recommend_batch_size,
+        stride=args.stride, protocol=protocol or None, throughput_batch_size=args.throughput_batch_size,
+        scenario=args.scenario, prompt_lengths=_csv_list(args.prompt_lengths), new_tokens=args.new_tokens,
     )
     config = validate(config)
     chosen = _chosen_targets(args.hardware)
@@ -427,8 +428,13 @@ def build_parser() -> Parser:
     p.add_argument("--model", required=True, help="bundled name, hub id or local Hugging Face folder")
     p.add_argument("--variants", required=True, help="comma-separated variant specs, or all")
     p.add_argument("--data", help="CSV/TSV/JSONL/TXT file (default: the task's bundled sample)")
-    p.add_argument("--batch-sizes", default="1,8", help="comma-separated (default 1,8)")
+    p.add_argument("--batch-sizes", help="comma-separated (default 1,8; 1 in the generate scenario)")
     p.add_argument("--seq-lengths", default="16,64", help="comma-separated token counts (default 16,64)")
+    p.add_argument("--scenario", choices=["latency", "generate"], default="latency",
+                   help="latency: one forward pass per batch x seq length; generate (causal-lm): greedy decoding with a KV cache, "
+                        "time to first token and ms per token (default latency)")
+    p.add_argument("--prompt-lengths", default="32,128", help="generate: prompt tokens, comma-separated (default 32,128)")
+    p.add_argument("--new-tokens", default=32, type=int, help="generate: tokens generated after each prompt (default 32)")
     p.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime (default: library default)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--max-length", type=int, default=128, help="truncation for quality inputs; causal-lm context (default 128)")

@@ -29,11 +29,13 @@ from . import data as data_mod
 from .errors import QlabError, RecipeError, SourceError
 from .execution import local, scratch
 from .execution.events import PHASES, Cancelled
+from .generation import DEFAULT_NEW_TOKENS, DEFAULT_PROMPT_LENGTHS, MAX_NEW_TOKENS
 from .recommend import TASK_BUDGET, budgets_for, default_batch_size, recommend
-from .report import REFERENCE, Report, VariantResult, finite
+from .report import REFERENCE, Report, VariantResult, finite, speed_unit
 from .tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING, TASKS, infer_task
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ("latency", "generate")
 MAX_BATCH = 1024
 MAX_SEQ = 8192
 DEFAULT_THROUGHPUT_BATCH = 32
@@ -62,6 +64,9 @@ class EvalConfig:
     protocol: dict | None = None            # latency protocol overrides (core.bench.Protocol fields)
     throughput_batch_size: int = DEFAULT_THROUGHPUT_BATCH   # whole-dataset throughput (sorted vs unsorted); capped at the number of texts
     data_bytes: bytes | None = field(default=None, repr=False)   # an upload, instead of ``data`` (then ``data`` is its name)
+    scenario: str = "latency"               # latency: one forward pass per cell; generate: greedy decoding (causal LMs)
+    prompt_lengths: list[int] = field(default_factory=lambda: list(DEFAULT_PROMPT_LENGTHS))   # generate: prompt tokens
+    new_tokens: int = DEFAULT_NEW_TOKENS    # generate: tokens generated after each prompt
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -155,14 +160,15 @@ def _check_labels(source, dataset: data_mod.Dataset) -> list[int] | None:
     return data_mod.map_labels(dataset.labels or [], source.labels, dataset.name)
 
 
-def _check_positions(config: EvalConfig, source) -> int | None:
+def _check_positions(config: EvalConfig, source, what: str = "Sequence length") -> int | None:
     if source is None:
         return None
     limit = max_positions(source.path)
     if limit:
         too_long = [s for s in config.seq_lengths if s > limit]
         if too_long:
-            raise QlabError(f"Sequence length {too_long[0]} is longer than model '{config.model}' accepts ({limit} positions); use --seq-lengths up to {limit}.")
+            fix = "use --seq-lengths" if what == "Sequence length" else "shorten --prompt-lengths or --new-tokens to a total"
+            raise QlabError(f"{what} {too_long[0]} is longer than model '{config.model}' accepts ({limit} positions); {fix} up to {limit}.")
     return limit
 
 
@@ -224,8 +230,22 @@ def _plan(config: EvalConfig, build: bool = False, progress=None) -> Plan:
         raise data_mod.DataError(f"'{dataset.name}' has no text to compute perplexity over.")
     source = _resolve_model(config, build=build, progress=progress)
     _check_labels(source, dataset)
-    positions = _check_positions(replace(config, seq_lengths=seq_lengths), source)
+    scenario = (config.scenario or "latency").strip()
+    if scenario not in SCENARIOS:
+        raise QlabError(f"Unknown scenario '{scenario}'; choose latency or generate.")
+    prompt_lengths, new_tokens = list(DEFAULT_PROMPT_LENGTHS), DEFAULT_NEW_TOKENS
+    if scenario == "generate":
+        if config.task != CAUSAL_LM:
+            raise QlabError(f"The generate scenario is for causal-lm models; a {config.task} model has no text to generate (use --scenario latency).")
+        prompt_lengths = _ints(config.prompt_lengths, "prompt lengths", 1, MAX_SEQ)
+        new_tokens = _ints([config.new_tokens], "new tokens", 1, MAX_NEW_TOKENS)[0]
+        if not dataset.texts:
+            raise data_mod.DataError(f"'{dataset.name}' has no texts to take prompts from.")
+        positions = _check_positions(replace(config, seq_lengths=[p + new_tokens for p in prompt_lengths]), source, what="Prompt length + new tokens")
+    else:
+        positions = _check_positions(replace(config, seq_lengths=seq_lengths), source)
     clean = replace(config, model=config.model.strip(), variants=labels, batch_sizes=batch_sizes, seq_lengths=seq_lengths, threads=threads,
+                    scenario=scenario, prompt_lengths=prompt_lengths, new_tokens=new_tokens,
                     max_length=max_length, stride=stride, recommend_batch_size=rec_bs, budgets=budgets_for(budgets),
                     throughput_batch_size=min(tput_bs, max(1, len(dataset.texts))))
     return Plan(clean, source, dataset, positions)
@@ -298,6 +318,7 @@ CAUSES = (
     ("fell back", "a fallback: "),
     ("fusion failed", "the graph runs unfused"),
     ("No transformer fusion", "the graph runs unfused"),
+    ("without a KV cache", "it has no KV cache, so every new token re-runs the whole sequence"),
 )
 
 
@@ -307,11 +328,12 @@ def slow_notes(result: VariantResult, ref: VariantResult, batch_sizes: list[int]
     if result.variant == REFERENCE or result.error or ref is None or ref.error:
         return []
     out = []
+    ms = speed_unit([result, ref])
     for b in batch_sizes:
-        mine, theirs = result.p50_at(b), ref.p50_at(b)
+        mine, theirs = result.speed_at(b), ref.speed_at(b)
         if not mine or not theirs or mine <= theirs * tolerance:
             continue
-        ref_p90 = _geo([c.p90_ms for c in ref.latency if c.batch_size == b])
+        ref_p90 = ref.speed_p90_at(b)
         if ref_p90 and mine <= ref_p90:   # within fp32's own run-to-run spread: not a real slowdown
             continue
         causes = []
@@ -329,13 +351,9 @@ def slow_notes(result: VariantResult, ref: VariantResult, batch_sizes: list[int]
                 causes.append("int8 quantize/dequantize overhead outweighs the faster matmuls at these sizes")
             else:
                 causes.append("per-call overhead of this runtime at these sizes")
-        out.append(f"Slower than fp32 at batch {b} ({mine:.2f} ms vs {theirs:.2f} ms p50); likely cause: {'; '.join(causes)}.")
+        what = "Decodes slower than fp32" if ms == "ms/token" else "Slower than fp32"
+        out.append(f"{what} at batch {b} ({mine:.2f} {ms} vs {theirs:.2f} {ms} p50); likely cause: {'; '.join(causes)}.")
     return out
-
-
-def _geo(values: list[float]) -> float | None:
-    values = [v for v in values if v and v > 0]
-    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
 
 
 # -- the run ------------------------------------------------------------------------------------------
@@ -388,7 +406,7 @@ def run_evaluation(config: EvalConfig, progress: Callable[[dict], None] | None =
         "dataset": str(dataset_path), "data_name": dataset.name, "ref_dir": str(ref_dir), "device": cfg.device, "threads": cfg.threads,
         "max_length": context, "context": context, "stride": stride, "batch_sizes": cfg.batch_sizes, "seq_lengths": cfg.seq_lengths,
         "recommend_batch_size": cfg.recommend_batch_size, "protocol": cfg.protocol or {},
-        "throughput_batch_size": cfg.throughput_batch_size,
+        "throughput_batch_size": cfg.throughput_batch_size, "scenario": cfg.scenario, "prompt_lengths": cfg.prompt_lengths, "new_tokens": cfg.new_tokens,
     }
     missing = [label for label in slots if not is_stored(source, label, store)]
     units = len(missing) + len(slots)
@@ -473,13 +491,17 @@ def run_evaluation(config: EvalConfig, progress: Callable[[dict], None] | None =
         "variants": cfg.variants, "batch_sizes": cfg.batch_sizes, "seq_lengths": cfg.seq_lengths, "threads": cfg.threads, "device": cfg.device,
         "max_length": context, "recommend_batch_size": cfg.recommend_batch_size, "protocol": _protocol_dict(cfg.protocol),
         "throughput_batch_size": cfg.throughput_batch_size,
-        "speed_summary": "geometric mean of end-to-end p50 over the seq-length sweep",
+        "speed_summary": ("decode ms per token (p50 over every generated token), geometric mean over the prompt lengths" if cfg.scenario == "generate"
+                          else "geometric mean of end-to-end p50 over the seq-length sweep"),
+        "scenario": cfg.scenario,
         "elapsed_s": round(time.perf_counter() - started, 2),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
         "load_average": {"start": load_start, "end": _load_average()},
     }
     if cfg.task == CAUSAL_LM:
         settings.update(context=context, stride=stride)
+    if cfg.scenario == "generate":
+        settings.update(prompt_lengths=cfg.prompt_lengths, new_tokens=cfg.new_tokens, seq_lengths=[])
     if rec is None:
         settings["no_recommendation_reason"] = "no measured variant stays within the quality budget" + ("" if measured_ref else " (add fp32 to the variants to always have an answer)")
     report = Report(

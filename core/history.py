@@ -389,7 +389,8 @@ def export_html(report: dict, _plotlyjs: bool = True) -> str:
     rows = charts.reference_rows(report)
     for row in rows:
         row["p50"] = row.get("p50_ms")
-    table = _table_html(rows, [("variant", "Variant"), ("words", "Against fp32"), ("p50", "p50 latency (ms)"),
+    speed = "p50 decode time per token (ms)" if charts.is_generation(report) else "p50 latency (ms)"
+    table = _table_html(rows, [("variant", "Variant"), ("words", "Against fp32"), ("p50", speed),
                                ("size_mb", "Size (MB)"), ("quality", charts.quality_spec(report)[0])])
     tput_html = _throughput_html(report)
     rec = report.get("recommended") or {}

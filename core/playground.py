@@ -1,8 +1,8 @@
 """Side-by-side helpers for the Playground and Weights pages, over any :class:`~core.recipes.Variant`.
 
 Everything goes through ``variant(input_ids, attention_mask) -> np.float32`` so ONNX Runtime variants work
-the same as torch ones: generation is a plain greedy / top-k sampling loop over the logits (no KV cache: the
-whole sequence is run every step, which is fine for the small demo models), classification is a softmax
+the same as torch ones: generation is a greedy / top-k sampling loop over the logits, one token at a time through the
+variant's KV-cache decoder (core.recipes.decoders; a variant without a cache re-runs the whole sequence), classification is a softmax
 over the logits, similarity is mean pooling + cosine.
 
 Loading here never builds: a variant that is not in the store yet is built by a ``build`` job
@@ -127,22 +127,28 @@ def generate(variant, tokenizer, prompt: str, *, max_new_tokens: int = 40, tempe
     ids = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
     if not ids:
         raise QlabError("The prompt has no tokens the model knows; type some words.")
+    if max_positions:   # prompt + new tokens must fit the model: keep the prompt's end
+        max_new_tokens = min(max_new_tokens, max(1, max_positions // 2))
+        ids = ids[-(max_positions - max_new_tokens):]
     eos = getattr(tokenizer, "eos_token_id", None)
     rng = np.random.default_rng(int(seed))
+    decoder = variant.new_decoder()   # the variant's KV cache, or a re-run of the whole sequence per token
     new: list[int] = []
     started = time.perf_counter()
+    logits = decoder.start(np.asarray([ids], dtype=np.int64))
+    first = None
     for _ in range(max_new_tokens):
-        window = ids[-max_positions:] if max_positions else ids
-        arr = np.asarray([window], dtype=np.int64)
-        logits = np.asarray(variant(arr, np.ones_like(arr)))
-        token = next_token(logits[0, -1], temperature=temperature, top_k=top_k, rng=rng)
-        ids.append(token)
+        token = next_token(logits[0], temperature=temperature, top_k=top_k, rng=rng)
+        first = first if first is not None else time.perf_counter() - started
         new.append(token)
-        if eos is not None and token == eos:
+        if (eos is not None and token == eos) or len(new) == max_new_tokens:
             break
+        logits = decoder.step(np.asarray([token], dtype=np.int64))
     seconds = time.perf_counter() - started
+    decode = (seconds - first) / (len(new) - 1) if len(new) > 1 else None
     return {"prompt": prompt, "text": tokenizer.decode(new, skip_special_tokens=True), "tokens": new, "seconds": seconds,
-            "tokens_per_s": len(new) / seconds if seconds > 0 else float("inf")}
+            "tokens_per_s": len(new) / seconds if seconds > 0 else float("inf"), "ttft_s": first, "decode_ms_per_token": decode * 1000 if decode else None,
+            "kv_cache": bool(decoder.kv_cache)}
 
 
 def first_divergence(a: list[int], b: list[int]) -> int | None:

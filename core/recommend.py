@@ -1,6 +1,7 @@
 """Pick the variant to use: the fastest one at the chosen batch size whose quality loss stays within the budget.
 
-Speed = geometric mean of the end-to-end p50 over the seq-length sweep at that batch size (see core.report).
+Speed = geometric mean of the end-to-end p50 over the seq-length sweep at that batch size (see core.report); in a
+generation run, the decode milliseconds per token (p50, geometric mean over the prompt lengths).
 Budgets (defaults): embeddings cosine fidelity >= 0.99; classification accuracy drop <= 1 point;
 causal LMs perplexity increase <= 2 %. fp32 always meets the budget, so when it is measured there is always an answer.
 Size breaks ties: when another variant within budget is as fast as the fastest one within noise (its p50 within
@@ -9,7 +10,7 @@ Size breaks ties: when another variant within budget is as fast as the fastest o
 
 from __future__ import annotations
 
-from .report import REFERENCE, VariantResult
+from .report import REFERENCE, VariantResult, speed_unit
 from .tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING
 
 DEFAULT_BUDGETS = {"min_cosine": 0.99, "max_accuracy_drop": 1.0, "max_ppl_increase": 2.0}
@@ -67,20 +68,13 @@ def _as_result(r) -> VariantResult:
     return r if isinstance(r, VariantResult) else VariantResult.from_dict(r)
 
 
-def _p90_at(r: VariantResult, batch_size: int) -> float | None:
-    import math
-
-    values = [c.p90_ms for c in r.latency if c.batch_size == batch_size and c.p90_ms and c.p90_ms > 0]
-    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else None
-
-
 def within_noise(fast: VariantResult, other: VariantResult, batch_size: int) -> bool:
     """True when ``other`` is as fast as ``fast`` at ``batch_size`` within the run's noise: its p50 is within 5 % of
     ``fast``'s, or no slower than ``fast``'s own p90."""
-    a, b = fast.p50_at(batch_size), other.p50_at(batch_size)
+    a, b = fast.speed_at(batch_size), other.speed_at(batch_size)
     if not a or not b:
         return False
-    p90 = _p90_at(fast, batch_size)
+    p90 = fast.speed_p90_at(batch_size)
     return b <= a * NOISE or (p90 is not None and b <= p90)
 
 
@@ -100,12 +94,13 @@ def recommend(results, task: str, budgets: dict | None, batch_size: int, referen
     rs = [_as_result(r) for r in results]
     ref = next((r for r in rs if r.variant == REFERENCE and not r.error), None)
     ref_q = reference_quality or (ref.quality if ref else {}) or {}
-    ref_p50 = ref.p50_at(batch_size) if ref else None
+    ref_p50 = ref.speed_at(batch_size) if ref else None
+    ms = speed_unit(rs)
     candidates, rejected = [], []
     for r in rs:
         if r.error:
             continue
-        p50 = r.p50_at(batch_size)
+        p50 = r.speed_at(batch_size)
         if p50 is None:
             continue
         if r.variant == REFERENCE:
@@ -124,28 +119,28 @@ def recommend(results, task: str, budgets: dict | None, batch_size: int, referen
         fastest, fastest_p50 = by_name[best], p50
         p50, best, words = tie
         mb = lambda n: by_name[n].size_bytes / 1e6  # noqa: E731
-        size_note = (f"; {fastest.variant} is as fast within noise ({fastest_p50:.2f} ms vs {p50:.2f} ms p50) but "
+        size_note = (f"; {fastest.variant} is as fast within noise ({fastest_p50:.2f} {ms} vs {p50:.2f} {ms} p50) but "
                      f"{fastest.size_bytes / by_name[best].size_bytes:.1f}x larger on disk ({mb(fastest.variant):.1f} MB vs {mb(best):.1f} MB)")
     faster_rejected = sorted(x for x in rejected if x[0] < p50)
     if best == REFERENCE:
-        reason = f"fp32 is the fastest within budget at batch {batch_size} ({p50:.2f} ms p50)"
+        reason = f"fp32 is the fastest within budget at batch {batch_size} ({p50:.2f} {ms} p50)"
         if faster_rejected:
             rp50, rname, rwords = faster_rejected[0]
-            reason += f"; {rname} is faster ({rp50:.2f} ms) but its {rwords}"
+            reason += f"; {rname} is faster ({rp50:.2f} {ms}) but its {rwords}"
         elif len(candidates) + len(rejected) > 1:
             reason += f"; no quantized variant beats it within the budget ({budget_words(task, budgets)})"
         speedup = 1.0
     elif ref_p50:
         speedup = ref_p50 / p50
         relation = f"{speedup:.1f}x faster than" if speedup >= 1.05 else ("as fast as" if speedup > 0.95 else f"{1 / speedup:.1f}x slower than")
-        reason = f"{best} is {relation} fp32 at batch {batch_size} ({p50:.2f} ms vs {ref_p50:.2f} ms p50) with {words}"
+        reason = f"{best} is {relation} fp32 at batch {batch_size} ({p50:.2f} {ms} vs {ref_p50:.2f} {ms} p50) with {words}"
         if faster_rejected:
             rp50, rname, rwords = faster_rejected[0]
             reason += f"; {rname} is faster still but its {rwords}"
     else:
         speedup = None
         others = [c for c in candidates if c[1] != best]
-        runner_up = f", ahead of {others[0][1]} ({others[0][0]:.2f} ms)" if others and not size_note else ""
-        reason = f"{best} is the fastest within budget at batch {batch_size} ({p50:.2f} ms p50{runner_up}) with {words}; fp32 speed was not measured"
+        runner_up = f", ahead of {others[0][1]} ({others[0][0]:.2f} {ms})" if others and not size_note else ""
+        reason = f"{best} is the fastest within budget at batch {batch_size} ({p50:.2f} {ms} p50{runner_up}) with {words}; fp32 speed was not measured"
     reason += size_note
     return {"variant": best, "reason": reason, "batch_size": batch_size, "p50_ms": p50, "speedup": speedup}

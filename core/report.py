@@ -54,6 +54,32 @@ class LatencyCell:
 
 
 @dataclass
+class GenerationCell:
+    """Greedy generation at one batch size and prompt length (core.generation): time to the first token (prompt
+    tokenized and prefilled, first token chosen), then milliseconds per further token, and generated tokens per second
+    over the whole generation (first token included)."""
+
+    batch_size: int
+    prompt_len: int
+    new_tokens: int
+    ttft_ms: float
+    decode_ms_per_token_p50: float
+    decode_ms_per_token_p90: float
+    tokens_per_s: float
+    kv_cache: bool
+    ttft_p90_ms: float | None = None
+    runs: int | None = None
+    sample: str | None = None       # the first prompt's continuation, as text
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GenerationCell":
+        return cls(**_known(cls, d))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
 class VariantResult:
     variant: str
     size_bytes: int = 0
@@ -70,6 +96,8 @@ class VariantResult:
     is_reference: bool = False
     baseline_rss_bytes: int | None = None          # the worker's memory with libraries imported, before loading the variant
     hardware: str | None = None                    # the target it ran on, in a comparison across hardware targets
+    generation: list[GenerationCell] = field(default_factory=list)   # the generation scenario's cells (causal LMs)
+    generation_agreement: float | None = None      # share of greedy tokens equal to fp32's for the same prompts
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,6 +106,7 @@ class VariantResult:
     def from_dict(cls, d: dict) -> "VariantResult":
         d = _known(cls, d)
         d["latency"] = [LatencyCell.from_dict(c) for c in d.get("latency") or []]
+        d["generation"] = [GenerationCell.from_dict(c) for c in d.get("generation") or []]
         return cls(**d)
 
     # -- derived ---------------------------------------------------------------------------------
@@ -86,8 +115,31 @@ class VariantResult:
 
     def p50_at(self, batch_size: int) -> float | None:
         """Geometric mean of end-to-end p50 (ms) over the seq-length sweep at ``batch_size``."""
-        values = [c.p50_ms for c in self.latency if c.batch_size == batch_size and c.p50_ms and c.p50_ms > 0]
-        return float(math.exp(sum(math.log(v) for v in values) / len(values))) if values else None
+        return geomean(c.p50_ms for c in self.latency if c.batch_size == batch_size)
+
+    def decode_ms_at(self, batch_size: int) -> float | None:
+        """Geometric mean of the decode p50 (ms per token) over the prompt lengths at ``batch_size``."""
+        return geomean(c.decode_ms_per_token_p50 for c in self.generation if c.batch_size == batch_size)
+
+    def speed_at(self, batch_size: int) -> float | None:
+        """The run's speed figure (lower is faster): the latency p50, or in a generation run the decode ms per token."""
+        return self.p50_at(batch_size) if self.latency or not self.generation else self.decode_ms_at(batch_size)
+
+    def speed_p90_at(self, batch_size: int) -> float | None:
+        if self.latency or not self.generation:
+            return geomean(c.p90_ms for c in self.latency if c.batch_size == batch_size)
+        return geomean(c.decode_ms_per_token_p90 for c in self.generation if c.batch_size == batch_size)
+
+
+def geomean(values) -> float | None:
+    values = [float(v) for v in values if v is not None and v > 0]
+    return float(math.exp(sum(math.log(v) for v in values) / len(values))) if values else None
+
+
+def speed_unit(results) -> str:
+    """'ms/token' when the results are a generation run (decode speed), else 'ms' (one forward pass, end to end)."""
+    rs = [r for r in results if not getattr(r, "error", None)]
+    return "ms/token" if rs and all(r.generation and not r.latency for r in rs) else "ms"
 
 
 @dataclass
@@ -268,12 +320,12 @@ def compare_to_reference(report, batch_size: int | None = None) -> list[dict]:
     bs = batch_size or (rep.recommended or {}).get("batch_size") or rep.settings.get("recommend_batch_size") or (rep.batch_sizes[0] if rep.batch_sizes else None)
     ref = rep.result(REFERENCE)
     ref_ok = ref is not None and not ref.error
-    ref_p50 = ref.p50_at(bs) if ref_ok else None
+    ref_p50 = ref.speed_at(bs) if ref_ok else None
     ref_size = ref.size_bytes if ref_ok else rep.reference.get("size_bytes")
     ref_q = reference_quality(rep)
     rows = []
     for r in rep.results:
-        p50 = r.p50_at(bs) if not r.error else None
+        p50 = r.speed_at(bs) if not r.error else None
         speedup = ref_p50 / p50 if ref_p50 and p50 else None
         size_ratio = ref_size / r.size_bytes if ref_size and r.size_bytes else None
         delta, unit = quality_delta(rep.task, r.quality, ref_q) if not r.error else (None, "")
@@ -438,7 +490,8 @@ def format_table(report, batch_size: int | None = None) -> str:
     bs_rec = next(iter(comparison.values()))["batch_size"] if comparison else batch_size
     metric, metric_label, _ = PRIMARY[rep.task]
     seqs = ",".join(str(s) for s in rep.seq_lengths)
-    headers = ["variant", "size MB", "x smaller"] + [f"p50 ms b={b}" for b in rep.batch_sizes] + [f"x faster b={bs_rec}", metric_label, "delta", "cached"]
+    unit = speed_unit(rep.results)
+    headers = ["variant", "size MB", "x smaller"] + [f"p50 {unit} b={b}" for b in rep.batch_sizes] + [f"x faster b={bs_rec}", metric_label, "delta", "cached"]
     extra = []
     if rep.task == EMBEDDING and any("spearman" in r.quality for r in rep.results):
         extra = ["spearman"]
@@ -458,7 +511,7 @@ def format_table(report, batch_size: int | None = None) -> str:
         cells = [r.variant + (" *" if rep.recommended and rep.recommended.get("variant") == r.variant else ""),
                  _fmt(r.size_bytes / 1e6 if r.size_bytes else None, ".1f"),
                  _fmt(c["size_ratio"], ".2f") + ("x" if c["size_ratio"] else "")]
-        cells += [_fmt(r.p50_at(b), ".2f") for b in rep.batch_sizes]
+        cells += [_fmt(r.speed_at(b), ".2f") for b in rep.batch_sizes]
         cells += [_fmt(c["speedup"], ".2f") + ("x" if c["speedup"] else ""), _metric_fmt(rep.task, r.quality.get(metric)), _delta_fmt(rep.task, c["quality_delta"])]
         for key in extra:
             v = r.quality.get(key)
@@ -471,8 +524,10 @@ def format_table(report, batch_size: int | None = None) -> str:
     out = [f"{rep.task} | model {rep.model} | data {rep.data.get('name', '?')} ({rep.data.get('rows', '?')} rows) | "
            f"{rep.environment.get('cpu', '?')}, {rep.environment.get('threads', '?')} threads, {rep.environment.get('device', 'cpu')}{busy}", "",
            _render(headers, rows, right), "",
-           f"p50 = median end-to-end latency (tokenization included), geometric mean over seq lengths {seqs}; size = artifact on disk.",
            ]
+    if unit == "ms":
+        out.append(f"p50 = median end-to-end latency (tokenization included), geometric mean over seq lengths {seqs}; size = artifact on disk.")
+    out += generation_lines(rep)
     out += throughput_lines(rep, bs_rec)
     mem = [(r.variant, r.peak_rss_bytes, r.baseline_rss_bytes) for r in rep.results if not r.error and r.peak_rss_bytes]
     if mem:
@@ -489,3 +544,20 @@ def format_table(report, batch_size: int | None = None) -> str:
         out += ["", "Notes:"]
         out += [f"  {v}: {n}" for v, n in notes]
     return "\n".join(out)
+
+
+def generation_lines(rep: Report) -> list[str]:
+    """The generation scenario's table: per variant, batch size and prompt length, TTFT, decode ms/token, tokens/s."""
+    rows = []
+    for r in rep.results:
+        for c in r.generation:
+            rows.append([r.variant, str(c.batch_size), str(c.prompt_len), str(c.new_tokens), _fmt(c.ttft_ms, ".1f"),
+                         _fmt(c.decode_ms_per_token_p50, ".2f"), _fmt(c.decode_ms_per_token_p90, ".2f"), _fmt(c.tokens_per_s, ".1f"),
+                         "yes" if c.kv_cache else "NO", _fmt(r.generation_agreement * 100 if r.generation_agreement is not None else None, ".0f") + "%"])
+    if not rows:
+        return []
+    headers = ["variant", "batch", "prompt", "new", "TTFT ms", "ms/token p50", "ms/token p90", "tokens/s", "KV cache", "agree"]
+    new = rep.settings.get("new_tokens")
+    return ["", f"Generation (greedy{f', {new} new tokens' if new else ''}): TTFT = prompt tokenized and prefilled, first token chosen; "
+                "ms/token = each further token; tokens/s = generated tokens / whole generation time; agree = greedy tokens equal to fp32's.",
+            _render(headers, rows, set(range(1, len(headers))))]

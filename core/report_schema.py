@@ -72,6 +72,12 @@ CELL = _obj({
     "throughput_per_s": _num(0, 1e12), "iterations": _int(0, 10**9, null=True),
 }, required=("batch_size", "seq_len"))
 
+GENERATION_CELL = _obj({
+    "batch_size": _int(1, 100_000), "prompt_len": _int(1, 1_000_000), "new_tokens": _int(1, 1_000_000),
+    **{k: _num(0, 1e9) for k in ("ttft_ms", "ttft_p90_ms", "decode_ms_per_token_p50", "decode_ms_per_token_p90")},
+    "tokens_per_s": _num(0, 1e12), "kv_cache": {"type": "boolean"}, "runs": _int(0, 10**9, null=True), "sample": _str(MAX_TEXT, null=True),
+}, required=("batch_size", "prompt_len", "new_tokens"))
+
 THROUGHPUT = _obj({"texts_per_s": _num(0, 1e12), "seconds": _num(0, 1e9), "texts": _int(0, 10**9), "batches": _int(0, 10**9)}, extra=True)
 
 
@@ -87,6 +93,8 @@ def _result(task: str | None, strict: bool = True) -> dict:
         "notes": {"type": ["array", "null"], "maxItems": MAX_NOTES, "items": _str(MAX_TEXT)},
         "error": _str(MAX_TEXT, null=True),
         "hardware": _str(64, null=True),
+        "generation": {"type": ["array", "null"], "maxItems": MAX_CELLS, "items": GENERATION_CELL},
+        "generation_agreement": _num(0, 1),
     }, required=("variant",), extra=not strict)
 
 
@@ -130,6 +138,9 @@ def _report(task: str | None, strict: bool) -> dict:
         "settings": _obj({"variants": {"type": "array", "maxItems": MAX_RESULTS + 1, "items": _str(300)},
                           "batch_sizes": {"type": "array", "maxItems": 64, "items": _int(1, 100_000)},
                           "seq_lengths": {"type": "array", "maxItems": 64, "items": _int(1, 1_000_000)},
+                          "scenario": {"enum": ["latency", "generate"]},
+                          "prompt_lengths": {"type": "array", "maxItems": 64, "items": _int(1, 1_000_000)},
+                          "new_tokens": _int(1, 1_000_000),
                           "protocol": {"type": ["object", "null"], "maxProperties": 16, "additionalProperties": _num(0, 1e9)},
                           "load_average": {"type": ["object", "null"], "maxProperties": 4, "additionalProperties": _num(0, 1e6)}},
                          extra=True, null=True),

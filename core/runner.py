@@ -175,6 +175,38 @@ def compute_quality(job: dict, variant, tokenizer, channel: Channel) -> dict:
     return scores
 
 
+def measure_generation_cells(job: dict, variant, tokenizer, channel: Channel) -> dict:
+    """The generation scenario: greedy decoding at every batch size x prompt length, timed (untimed for a reference
+    that was not asked for), with the share of tokens equal to fp32's (whose tokens are saved as .npy)."""
+    import numpy as np
+
+    from . import bench, generation
+
+    data = json.loads(Path(job["dataset"]).read_text(encoding="utf-8"))
+    texts = [t for t in data["texts"] if t.strip()] or [data.get("raw_text") or ""]
+    protocol = bench.Protocol(**job.get("protocol", {}))
+    new_tokens = int(job["new_tokens"])
+    cells = [(b, p) for b in job["batch_sizes"] for p in job["prompt_lengths"]]
+    ref_dir, is_ref = Path(job["ref_dir"]), job["reference"]
+    out, same, compared = [], 0, 0
+    decoder = variant.new_decoder()
+    for k, (b, p) in enumerate(cells):
+        what = f"generating {new_tokens} tokens after {b} x {p}-token prompts"
+        channel.progress("latency", k / len(cells), what + (" (reference tokens)" if job.get("quality_only") else ""))
+        if job.get("quality_only"):   # fp32 only gives the reference tokens here
+            tokens = generation.greedy_tokens(variant, generation.prompt_ids(tokenizer, texts, b, p), new_tokens)
+        else:
+            cell, tokens = generation.measure_generation(variant, tokenizer, texts, b, p, new_tokens, protocol=protocol)
+            out.append(cell.to_dict())
+        ref_path = ref_dir / f"generated_b{b}_p{p}.npy"
+        if is_ref:
+            np.save(ref_path, tokens, allow_pickle=False)
+        equal, n = generation.agreement(tokens, np.load(ref_path, allow_pickle=False))
+        same, compared = same + equal, compared + n
+    note = generation.no_cache_note(decoder)
+    return {"generation": out, "generation_agreement": same / compared if compared else None, "notes": list(variant.notes) + ([note] if note else [])}
+
+
 def run_job(job: dict, channel: Channel) -> dict:
     threads = job.get("threads")
     for key, value in thread_env(threads).items():
@@ -248,7 +280,9 @@ def run_job(job: dict, channel: Channel) -> dict:
     result["quality"] = compute_quality(job, variant, tokenizer, channel)
 
     latency, throughput = [], {}
-    if not job.get("quality_only"):
+    if job.get("scenario") == "generate":
+        result.update(measure_generation_cells(job, variant, tokenizer, channel))
+    elif not job.get("quality_only"):
         data = json.loads(Path(job["dataset"]).read_text(encoding="utf-8"))
         texts = data["texts"]
         protocol = bench.Protocol(**job.get("protocol", {}))

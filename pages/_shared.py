@@ -29,6 +29,8 @@ md = hosting.md   # a user or imported string, escaped for st.markdown / st.info
 TASK_NAMES = {EMBEDDING: "embedding (sentence vectors)", CLASSIFICATION: "classification (labels)", CAUSAL_LM: "causal LM (perplexity, generation)"}
 BATCH_CHOICES = [1, 2, 4, 8, 16, 32, 64]
 SEQ_CHOICES = [8, 16, 32, 64, 128, 256, 512]
+PROMPT_CHOICES = [8, 16, 32, 64, 128, 256, 512]
+SCENARIOS = {"latency": "Latency: one forward pass per batch × sequence length", "generate": "Generation: greedy decoding with a KV cache (TTFT, ms per token)"}
 ENGINES = ["x86", "fbgemm", "onednn", "qnnpack"]
 QUICK_PROTOCOL = {"warmup": 1, "min_iters": 3, "min_seconds": 0.0, "max_iters": 20, "max_seconds": 2.0}
 MEASUREMENTS = {"quick": "Quick (a few iterations; for demos)", "standard": "Standard (≥10 iterations and ≥0.5 s per cell)"}
@@ -166,6 +168,9 @@ def init_state() -> None:
     ss.setdefault("hw_engine", default_engine())
     ss.setdefault("hw_batches", [1, 8])
     ss.setdefault("hw_seqs", [16, 64])
+    ss.setdefault("hw_scenario", "latency")
+    ss.setdefault("hw_prompts", [32, 128])
+    ss.setdefault("hw_new_tokens", 32)
     ss.setdefault("hw_maxlen", 128)
     ss.setdefault("hw_measure", "quick")
     ss.setdefault("hw_targets", ["local"])
@@ -362,6 +367,9 @@ def current_config(strict: bool = True) -> dict:
         "max_length": int(ss.get("hw_maxlen") or 128),
         "allow_local": pol.allow_local,
     }
+    if task == CAUSAL_LM and ss.get("hw_scenario") == "generate":   # only then, so a latency comparison keeps its saved-run key
+        config.update(scenario="generate", prompt_lengths=sorted(int(p) for p in ss.get("hw_prompts") or [32]),
+                      new_tokens=int(ss.get("hw_new_tokens") or 32))
     targets = chosen_hardware()
     if targets:   # only when a cluster is in use, so a one-machine comparison keeps its saved-run key
         config["hardware"] = targets

@@ -108,12 +108,13 @@ def headline(report: dict, rows: list[dict], rec: dict | None) -> None:
 
 def table(report: dict, rows: list[dict]) -> None:
     key, q_title, _, pct = charts.quality_spec(report)
+    speed = "p50 ms/token" if charts.is_generation(report) else "p50 ms"
     frame = pd.DataFrame([{
         "variant": r["variant"],
         "against fp32": r["words"],
         "speed-up": r.get("speedup"),
         "size ratio": r.get("size_ratio"),
-        "p50 ms": r.get("p50_ms"),
+        speed: r.get("p50_ms"),
         "size MB": r.get("size_mb"),
         key.replace("_", " ") + (" %" if pct else ""): r.get("quality"),
         "quality Δ": r.get("quality_delta"),
@@ -124,10 +125,32 @@ def table(report: dict, rows: list[dict]) -> None:
         "against fp32": st.column_config.TextColumn(width="large"),
         "speed-up": st.column_config.NumberColumn(format="%.2fx", help="fp32 p50 / variant p50 (higher is faster)"),
         "size ratio": st.column_config.NumberColumn(format="%.2fx", help="fp32 size / variant size (higher is smaller)"),
-        "p50 ms": st.column_config.NumberColumn(format="%.2f", help="median end-to-end latency per batch, geometric mean over the length sweep"),
+        speed: st.column_config.NumberColumn(format="%.2f", help="decode time per generated token, geometric mean over the prompt lengths" if speed.endswith("token")
+                                             else "median end-to-end latency per batch, geometric mean over the length sweep"),
         "size MB": st.column_config.NumberColumn(format="%.1f"),
         key.replace("_", " ") + (" %" if pct else ""): st.column_config.NumberColumn(format="%.2f" if pct else "%.4f"),
         "quality Δ": st.column_config.NumberColumn(format="%+.3f", help="change of the headline metric against fp32 (accuracy in points, perplexity in %)"),
+    })
+
+
+def generated_texts(report: dict, batch: int) -> None:
+    """What each variant generated after the first prompt (greedy, so the same prompt gives the same text), with its
+    speed and agreement with fp32."""
+    rows = []
+    for r in charts.ok_results(report):
+        for g in charts.generation_cells(r, batch):
+            agree = r.get("generation_agreement")
+            rows.append({"variant": r["variant"], "prompt": g["prompt_len"], "tokens/s": g.get("tokens_per_s"),
+                         "agrees with fp32": agree * 100 if agree is not None else None, "KV cache": "yes" if g.get("kv_cache") else "no",
+                         "generated text (first prompt)": g.get("sample") or ""})
+    st.markdown("**Generated text** (greedy, first prompt of each length)")
+    if not rows:
+        st.caption("No generation was measured at this batch size.")
+        return
+    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
+        "tokens/s": st.column_config.NumberColumn(format="%.1f"),
+        "agrees with fp32": st.column_config.NumberColumn(format="%.0f%%", help="share of greedy tokens equal to fp32's for the same prompts (all lengths)"),
+        "generated text (first prompt)": st.column_config.TextColumn(width="large"),
     })
 
 
@@ -315,12 +338,22 @@ def main() -> None:
     spec = BUDGETS.get(report.get("task"), BUDGETS[EMBEDDING])
     live = dict(report, recommended=rec, budgets=dict(report.get("budgets") or {}, **{spec.key: budget}))
     chart(charts.quality_latency_figure(live, batch, seq, budgets=live["budgets"]), "fig_quality_latency")
+    generating = charts.is_generation(report)
+    if generating:
+        left, right = st.columns(2)
+        with left:
+            chart(charts.ttft_figure(report, batch), "fig_ttft")
+        with right:
+            chart(charts.tokens_per_s_figure(report, batch), "fig_tokens_per_s")
     left, right = st.columns(2)
     with left:
         chart(charts.size_figure(report), "fig_size")
     with right:
-        chart(charts.batching_figure(report), "fig_batching")
-        throughput_caption(report)
+        if generating:
+            generated_texts(report, batch)
+        else:
+            chart(charts.batching_figure(report), "fig_batching")
+            throughput_caption(report)
     left, right = st.columns(2)
     with left:
         chart(charts.latency_batch_figure(report, seq if seq is not None else seqs[-1]), "fig_latency_batch")
@@ -328,7 +361,9 @@ def main() -> None:
         chart(charts.latency_seq_figure(report, batch), "fig_latency_seq")
 
     st.subheader("Against the fp32 reference")
-    st.caption(f"Speed at batch {batch}: geometric mean of median end-to-end latency (tokenization included) over {', '.join(map(str, seqs))} tokens. "
+    speed = (f"decode time per token (p50) over {', '.join(map(str, seqs))}-token prompts" if generating else
+             f"median end-to-end latency (tokenization included) over {', '.join(map(str, seqs))} tokens")
+    st.caption(f"Speed at batch {batch}: geometric mean of {speed}. "
                "Size: the artifact on disk. Timings belong to this machine and do not transfer to other hardware.")
     table(report, rows)
     take_it_home(report, report.get("results") or [])

@@ -8,8 +8,10 @@ import streamlit as st
 from core import hosting
 from core.errors import QlabError
 from core.tasks import TASKS
-from pages._shared import (BATCH_CHOICES, BUDGETS, ENGINES, MEASUREMENTS, PARAM_SUGGESTIONS, SEQ_CHOICES, TASK_NAMES, error_line, hardware_targets,
-                           machine, md, model_name, model_task, policy, run_page, show_error, variant_specs)
+from core.generation import MAX_NEW_TOKENS
+from core.tasks import CAUSAL_LM
+from pages._shared import (BATCH_CHOICES, BUDGETS, ENGINES, MEASUREMENTS, PARAM_SUGGESTIONS, PROMPT_CHOICES, SCENARIOS, SEQ_CHOICES, TASK_NAMES, error_line,
+                           hardware_targets, machine, md, model_name, model_task, policy, run_page, show_error, variant_specs)
 
 
 @st.cache_resource(show_spinner=False, ttl=120, max_entries=16)
@@ -187,11 +189,23 @@ def hardware_section() -> None:
         st.selectbox("Quantized engine (torch int8 variants)", ENGINES, key="hw_engine", persist_state="session",
                      help=f"x86/fbgemm/onednn are Intel/AMD kernels, qnnpack is ARM's. Suggested here: {info['engine']}.")
         st.number_input("Max length (tokens, for quality)", min_value=8, max_value=4096, step=8, key="hw_maxlen", persist_state="session")
+    generate = model_task() == CAUSAL_LM and st.session_state.get("hw_scenario") == "generate"
     with c3:
         _keep_valid("hw_batches", BATCH_CHOICES, multi=True)
         st.multiselect("Batch sizes", BATCH_CHOICES, key="hw_batches", persist_state="session")
-        _keep_valid("hw_seqs", SEQ_CHOICES, multi=True)
-        st.multiselect("Sequence lengths (tokens)", SEQ_CHOICES, key="hw_seqs", persist_state="session")
+        if generate:
+            _keep_valid("hw_prompts", PROMPT_CHOICES, multi=True)
+            st.multiselect("Prompt lengths (tokens)", PROMPT_CHOICES, key="hw_prompts", persist_state="session",
+                           help="Each prompt is real text cut to exactly this many tokens (CLI: --prompt-lengths).")
+            st.number_input("New tokens", min_value=1, max_value=MAX_NEW_TOKENS, step=1, key="hw_new_tokens", persist_state="session",
+                            help="Tokens generated greedily after each prompt (CLI: --new-tokens).")
+        else:
+            _keep_valid("hw_seqs", SEQ_CHOICES, multi=True)
+            st.multiselect("Sequence lengths (tokens)", SEQ_CHOICES, key="hw_seqs", persist_state="session")
+    if model_task() == CAUSAL_LM:
+        st.radio("Scenario", list(SCENARIOS), format_func=SCENARIOS.get, key="hw_scenario", horizontal=True, persist_state="session",
+                 help="Generation measures the time to the first token and the milliseconds per further token, with each variant's KV cache "
+                      "(CLI: --scenario generate). A variant without a cache is measured without one and says so.")
     st.radio("Measurement", list(MEASUREMENTS), format_func=MEASUREMENTS.get, key="hw_measure", horizontal=True, persist_state="session")
     if st.session_state.get("hw_engine") == "qnnpack" and info["cpu"]["arch"].lower() in ("x86_64", "amd64"):
         st.warning("qnnpack is the ARM kernel library: on this x86 CPU torch int8 variants will be slower than fp32.", icon=":material/warning:")

@@ -44,7 +44,14 @@ def _loaded(name: str, task: str, allow_local: bool, fingerprint: str, spec: str
 def show_result(task: str, spec: str, result: dict, other: dict | None) -> None:
     if task == CAUSAL_LM:
         st.markdown(f"> {md(result['prompt'], 2000)} **{md(result['text'], 4000)}**")
-        st.caption(f"{len(result['tokens'])} tokens in {result['seconds']:.2f} s ({result['tokens_per_s']:.1f} tokens/s, no KV cache)")
+        st.metric("tokens/s", f"{result['tokens_per_s']:.1f}", help="generated tokens / whole generation time, first token included")
+        speed = [f"{len(result['tokens'])} tokens in {result['seconds']:.2f} s"]
+        if result.get("ttft_s") is not None:
+            speed.append(f"first token after {result['ttft_s'] * 1000:.0f} ms")
+        if result.get("decode_ms_per_token"):
+            speed.append(f"then {result['decode_ms_per_token']:.1f} ms per token")
+        speed.append("KV cache" if result.get("kv_cache", False) else "no KV cache: every token re-runs the whole text")
+        st.caption(" · ".join(speed))
         if other is not None:
             from core.playground import first_divergence
 

@@ -114,8 +114,9 @@ def main() -> None:
     st.markdown(
         f"**{md(config['model']) or '(no model)'}** ({config['task']}) on **{md(data_label())}**  \n"
         f"Variants: {', '.join(md(v) for v in config['variants']) or '(none)'}  \n"
-        f"Batch sizes {config['batch_sizes']} × sequence lengths {config['seq_lengths']} tokens · "
-        f"threads {config['threads'] or 'default'} · {config['device']} · "
+        + (f"Generation: batch sizes {config['batch_sizes']} × prompts of {config['prompt_lengths']} tokens, {config['new_tokens']} new tokens (greedy, KV cache) · "
+           if config.get("scenario") == "generate" else f"Batch sizes {config['batch_sizes']} × sequence lengths {config['seq_lengths']} tokens · ")
+        + f"threads {config['threads'] or 'default'} · {config['device']} · "
         f"{MEASUREMENTS['quick' if config.get('protocol') else 'standard']}  \n"
         + (f"Hardware targets: {', '.join(f'**{t}**' for t in config['hardware'])} (each measures on its own machine, side by side)  \n" if config.get("hardware") else "")
         + f"Recommendation: the fastest variant at batch {recommend_batch(config['batch_sizes'])} with "
@@ -127,7 +128,9 @@ def main() -> None:
         error = "No model chosen: pick one on Models & variants."
     elif not config["variants"]:
         error = "No variants chosen: pick at least one on Models & variants (fp32 plus a compressed one)."
-    elif not ss.get("hw_batches") or not ss.get("hw_seqs"):
+    elif config.get("scenario") == "generate" and (not ss.get("hw_batches") or not ss.get("hw_prompts")):
+        error = "No batch sizes or prompt lengths chosen: pick at least one of each on Models & variants."
+    elif config.get("scenario") != "generate" and (not ss.get("hw_batches") or not ss.get("hw_seqs")):
         error = "No batch sizes or sequence lengths chosen: pick at least one of each on Models & variants."
     else:
         error = _limits_error(config["variants"], pol)

@@ -48,6 +48,14 @@ def tiny_gpt2_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    """A 2-layer Llama with grouped-query attention, saved with save_pretrained."""
+    from tiny_models import make_tiny_llama
+
+    return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama") / "model")
+
+
+@pytest.fixture(scope="session")
 def tiny_classifier_dir(tmp_path_factory) -> Path:
     """A 2-layer BERT sequence classifier with labels neg/neu/pos and the MiniLM tokenizer."""
     from tiny_models import make_tiny_bert_classifier

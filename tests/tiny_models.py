@@ -35,6 +35,22 @@ def make_tiny_gpt2(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def make_tiny_llama(folder: Path, seed: int = 0) -> Path:
+    """A 2-layer Llama with grouped-query attention (4 query heads sharing 2 key/value heads), like SmolLM2's."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    tok = gpt2_tokenizer()
+    eos = tok.eos_token_id
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, max_position_embeddings=128, bos_token_id=eos, eos_token_id=eos, tie_word_embeddings=True,
+                         architectures=["LlamaForCausalLM"])
+    LlamaForCausalLM(config).eval().save_pretrained(str(folder), safe_serialization=True)
+    tok.save_pretrained(str(folder))
+    return folder
+
+
 def make_tiny_bert_classifier(folder: Path, seed: int = 0, num_labels: int = 3) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification

@@ -103,9 +103,19 @@ class Variant:
     device: str = "cpu"
     module: object = None          # the torch module, where there is one (weights page, generation)
     sync: Callable[[], None] = lambda: None
+    decoder: Callable[[], object] | None = None   # causal LMs: makes a fresh KV-cache decoder (core.recipes.decoders)
+    no_cache_reason: str = ""      # why ``decoder`` is None: generation then re-runs the whole sequence per token
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         return self.run(input_ids, attention_mask)
+
+    def new_decoder(self):
+        """A decoder for greedy generation: the variant's KV-cache decoder, or one that re-runs the whole sequence."""
+        from .decoders import RecomputeDecoder
+
+        if self.decoder is not None:
+            return self.decoder()
+        return RecomputeDecoder(self.run, self.no_cache_reason or "this variant has no KV cache")
 
 
 @dataclass(frozen=True)

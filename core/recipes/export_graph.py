@@ -57,3 +57,52 @@ def additive_encoder_wrapper(model, task: str):
     from .torch_common import make_wrapper
 
     return make_wrapper(model, task, mask_transform=additive_mask)
+
+
+# -- causal LMs: a decoder with past key/values ---------------------------------------------------
+def decoder_with_past(model):
+    """forward(input_ids, attention_mask, position_ids, past.0.key, past.0.value, ...) -> (logits, present.0.key, ...),
+    the model's KV cache as plain tensors, for an ONNX decoder that generates one token per call.
+
+    The past is [batch, kv_heads, past_len, head_dim] per layer; a zero-length past makes it a whole-sequence pass
+    (the prompt, or perplexity), so one graph serves quality, prefill and decoding."""
+    import torch
+    from transformers import DynamicCache
+
+    layers = model.config.num_hidden_layers
+
+    class DecoderWithPast(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask, position_ids, *past):
+            cache = DynamicCache([(past[2 * i], past[2 * i + 1]) for i in range(layers)], config=model.config)
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=cache, use_cache=True)
+            presents = []
+            for layer in out.past_key_values.layers:
+                presents += [layer.keys, layer.values]
+            return (out.logits, *presents)
+
+    return DecoderWithPast().eval()
+
+
+def kv_shape(config) -> tuple[int, int, int]:
+    """(layers, kv heads, head dim) of a causal LM's KV cache."""
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return config.num_hidden_layers, kv_heads, head_dim
+
+
+def decoder_example(model, input_ids, past_len: int = 3):
+    """Example inputs for tracing :func:`decoder_with_past`: a non-empty past, so the cache's concatenation is traced."""
+    import torch
+
+    layers, kv_heads, head_dim = kv_shape(model.config)
+    batch, n = input_ids.shape
+    past = [torch.zeros(batch, kv_heads, past_len, head_dim) for _ in range(2 * layers)]
+    mask = torch.ones(batch, past_len + n, dtype=torch.long)
+    positions = torch.arange(past_len, past_len + n).expand(batch, n)
+    names = [f"past.{i}.{kv}" for i in range(layers) for kv in ("key", "value")]
+    return (input_ids, mask, positions, *past), names

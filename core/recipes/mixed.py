@@ -17,6 +17,7 @@ import numpy as np
 
 from ..tasks import EMBEDDING
 from .base import BuildContext, Param, Recipe, write_json
+from .decoders import graph_feeds
 from .onnx_rt import GRAPH, _cpu_only, _quiet, build_fp32_graph, load_onnx, make_session, weight_type_for_cpu
 
 QUANTIZABLE = ("MatMul", "Attention")
@@ -52,12 +53,11 @@ class _Probe:
         texts = (ctx.calibration_texts or calibration.default_texts(ctx.task))[:32]
         enc = ctx.tokenizer()(texts, padding=True, truncation=True, max_length=ctx.max_length, return_tensors="np")
         session = make_session(fp32_graph, threads=ctx.threads)
-        self.names = [i.name for i in session.get_inputs()]
-        self.feeds = {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask")}
+        self.feeds = graph_feeds(session, enc["input_ids"], enc["attention_mask"])
         self.ref = self._run(session)
 
     def _run(self, session) -> np.ndarray:
-        return session.run(["output"], {k: self.feeds[k] for k in self.names})[0]
+        return session.run(["output"], self.feeds)[0]
 
     def quantize(self, out: Path, exclude: list[str] | None = None, only: list[str] | None = None) -> Path:
         import onnx

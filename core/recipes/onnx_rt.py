@@ -12,8 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from .. import env
+from ..errors import RecipeError
 from .base import BuildContext, Param, Recipe, Variant, read_json, write_json
-from .export_graph import additive_encoder_wrapper, classic_attention_for
+from ..tasks import CAUSAL_LM
+from .decoders import PAST, POSITIONS, PRESENT, OnnxCacheDecoder, graph_feeds, has_past
+from .export_graph import additive_encoder_wrapper, classic_attention_for, decoder_example, decoder_with_past
 from .torch_common import conv1d_to_linear, example_inputs, make_wrapper
 
 GRAPH = "model.onnx"
@@ -30,9 +33,11 @@ def export_onnx(ctx: BuildContext, path: Path) -> None:
     if any(type(m).__name__ == "Conv1D" for m in model.modules()):  # GPT-2: addmm exports as Gemm, which int8 skips
         model = copy.deepcopy(model)
         conv1d_to_linear(model)
-    encoder = fusion_type(ctx) == "bert" and ctx.task != "causal-lm"
-    wrapper = additive_encoder_wrapper(model, ctx.task) if encoder else make_wrapper(model, ctx.task)
     ids, mask = example_inputs(loaded.tokenizer)
+    if ctx.task == CAUSAL_LM:
+        return _export_decoder(model, ids, path)
+    encoder = fusion_type(ctx) == "bert"
+    wrapper = additive_encoder_wrapper(model, ctx.task) if encoder else make_wrapper(model, ctx.task)
     out_axes = {0: "batch"} if ctx.task == "classification" else {0: "batch", 1: "sequence"}
     attention = classic_attention_for(model) if encoder else contextlib.nullcontext()
     with torch.inference_mode(), _quiet(), attention:
@@ -40,6 +45,23 @@ def export_onnx(ctx: BuildContext, path: Path) -> None:
             wrapper, (ids, mask), str(path), dynamo=False, opset_version=OPSET, do_constant_folding=True,
             input_names=["input_ids", "attention_mask"], output_names=["output"],
             dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}, "output": out_axes},
+        )
+
+
+def _export_decoder(model, ids, path: Path) -> None:
+    """A causal LM as a decoder with past key/values (see export_graph.decoder_with_past): its KV cache works in ONNX Runtime."""
+    import torch
+
+    args, pasts = decoder_example(model, ids)
+    presents = [PRESENT + n[len(PAST):] for n in pasts]
+    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "total"}, POSITIONS: {0: "batch", 1: "sequence"},
+            "output": {0: "batch", 1: "sequence"}}
+    axes.update({n: {0: "batch", 2: "past"} for n in pasts})
+    axes.update({n: {0: "batch", 2: "total"} for n in presents})
+    with torch.inference_mode(), _quiet():
+        torch.onnx.export(
+            decoder_with_past(model), args, str(path), dynamo=False, opset_version=OPSET, do_constant_folding=True,
+            input_names=["input_ids", "attention_mask", POSITIONS, *pasts], output_names=["output", *presents], dynamic_axes=axes,
         )
 
 
@@ -149,12 +171,12 @@ def calibration_fidelity(ctx: BuildContext, fp32_graph: Path, graph: Path) -> fl
 
     texts = (ctx.calibration_texts or calibration.default_texts(ctx.task))[:32]
     enc = ctx.tokenizer()(texts, padding=True, truncation=True, max_length=ctx.max_length, return_tensors="np")
-    feeds = {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask")}
+    ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
     outs = []
     for path in (fp32_graph, graph):
         session = make_session(path, threads=ctx.threads)
-        outs.append(session.run(["output"], {i.name: feeds[i.name] for i in session.get_inputs()})[0])
-    return fidelity(ctx.task, outs[1], outs[0], feeds["attention_mask"])
+        outs.append(session.run(["output"], graph_feeds(session, ids, mask))[0])
+    return fidelity(ctx.task, outs[1], outs[0], mask)
 
 
 def _table_budget() -> float:
@@ -207,24 +229,36 @@ def build_onnx_int8(ctx: BuildContext, params: dict, out: Path) -> dict:
 
 def build_onnx_int4(ctx: BuildContext, params: dict, out: Path) -> dict:
     """Block-wise 4-bit weight-only quantization (ONNX Runtime's MatMulNBits; GatherBlockQuantized for the tables)."""
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+    from onnxruntime.quantization.matmul_nbits_quantizer import HQQWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
     tmp = out / "fp32"
     tmp.mkdir()
     # unfused attention: MatMulNBits replaces MatMul nodes, while a fused Attention op would keep its weights fp32
     notes = build_fp32_graph(ctx, tmp, fuse_attention=False)
     block, symmetric, level = int(params["block_size"]), params["symmetric"] == "true", int(params["accuracy_level"])
+    algorithm = params["algorithm"]
+    if algorithm == "hqq" and symmetric:
+        raise RecipeError("onnx-int4: algorithm=hqq fits asymmetric blocks (a scale and a zero point each); use symmetric=false, or algorithm=rtn for symmetric blocks.")
     tables = embedding_nodes(tmp / GRAPH, gather_only=True) if params["embeddings"] == "int4" else []
-    ctx.say(0.7, f"4-bit block quantization (block {block}, {'symmetric' if symmetric else 'asymmetric'}, accuracy level {level})")
+    how = "HQQ-fitted" if algorithm == "hqq" else "round-to-nearest"
+    ctx.say(0.6, f"4-bit block quantization, {how} (block {block}, {'symmetric' if symmetric else 'asymmetric'}, accuracy level {level})")
     with _quiet():
+        config = HQQWeightOnlyQuantConfig(block_size=block, bits=4, op_types_to_quantize=("MatMul",)) if algorithm == "hqq" else None
         quantizer = MatMulNBitsQuantizer(str(tmp / GRAPH), bits=4, block_size=block, is_symmetric=symmetric, accuracy_level=level,
-                                         op_types_to_quantize=("MatMul",), nodes_to_include=tables or None)
+                                         op_types_to_quantize=("MatMul",), algo_config=config)
         quantizer.process()
+        if tables:   # embedding tables: round-to-nearest blocks (GatherBlockQuantized takes no HQQ zero points)
+            ctx.say(0.85, "4-bit embedding tables")
+            quantizer.model.save_model_to_file(str(tmp / "matmuls.onnx"), use_external_data_format=False)
+            quantizer = MatMulNBitsQuantizer(str(tmp / "matmuls.onnx"), bits=4, block_size=block, is_symmetric=symmetric, accuracy_level=level,
+                                             op_types_to_quantize=("MatMul",), nodes_to_include=tables)   # ("Gather",) would force opset 21
+            quantizer.process()
         quantizer.model.save_model_to_file(str(out / GRAPH), use_external_data_format=False)
     fp32_tables_mb = table_bytes(tmp / GRAPH) / 1e6
     shutil.rmtree(tmp)
+    make_session(out / GRAPH, threads=1)   # a graph ONNX Runtime refuses fails the build here, before it is stored
     ops = _op_counts(out / GRAPH)
-    notes.append(f"4-bit weights in blocks of {block} ({'symmetric' if symmetric else 'asymmetric, with 4-bit zero points'}, float32 scales): "
+    notes.append(f"4-bit weights in blocks of {block} ({how}; {'symmetric' if symmetric else 'asymmetric, with 4-bit zero points'}, float32 scales): "
                  f"MatMulNBits x{ops.get('MatMulNBits', 0)}" + (f", GatherBlockQuantized x{ops['GatherBlockQuantized']}" if ops.get("GatherBlockQuantized") else "")
                  + f"; accuracy_level={level} ({ACCURACY_LEVELS[str(level)]}).")
     if not tables and params["embeddings"] == "fp32":
@@ -249,7 +283,7 @@ def _op_counts(graph: Path) -> dict:
 class _Calibration:
     """Feeds tokenized calibration batches to ONNX Runtime's static quantizer."""
 
-    def __init__(self, ctx: BuildContext, input_names: list[str], batch_size: int = 8):
+    def __init__(self, ctx: BuildContext, session, batch_size: int = 8):
         from .. import calibration
 
         texts = ctx.calibration_texts or calibration.default_texts(ctx.task)
@@ -257,7 +291,7 @@ class _Calibration:
         self.batches = []
         for i in range(0, len(texts), batch_size):
             enc = tok(texts[i:i + batch_size], padding=True, truncation=True, max_length=ctx.max_length, return_tensors="np")
-            self.batches.append({k: enc[k].astype(np.int64) for k in input_names})
+            self.batches.append(graph_feeds(session, enc["input_ids"], enc["attention_mask"]))
         self._it = iter(self.batches)
 
     def get_next(self):
@@ -274,9 +308,8 @@ def build_onnx_int8_static(ctx: BuildContext, params: dict, out: Path) -> dict:
     tmp = out / "fp32"
     tmp.mkdir()
     notes = build_fp32_graph(ctx, tmp, fuse_attention=False)  # QDQ quantizes MatMuls, not the fused Attention op
-    names = [i.name for i in ort.InferenceSession(str(tmp / GRAPH), providers=["CPUExecutionProvider"]).get_inputs()]
-    reader = _Calibration(ctx, names)
-    ctx.say(0.7, f"calibrating static int8 on {sum(len(b[names[0]]) for b in reader.batches)} texts")
+    reader = _Calibration(ctx, ort.InferenceSession(str(tmp / GRAPH), providers=["CPUExecutionProvider"]))
+    ctx.say(0.7, f"calibrating static int8 on {sum(len(b['input_ids']) for b in reader.batches)} texts")
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[params["calibration"]]
     with _quiet():
         quantize_static(
@@ -307,17 +340,17 @@ def make_session(path: Path, device: str = "cpu", threads: int | None = None):
 
 def load_onnx(ctx: BuildContext, params: dict, art: Path) -> Variant:
     session = make_session(art / GRAPH, ctx.device, ctx.threads)
-    names = [i.name for i in session.get_inputs()]
     notes = list(read_json(art / "onnx.json").get("notes", []))
     if ctx.device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
         notes.append("CUDA execution provider unavailable: ONNX Runtime fell back to the CPU.")
 
     def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        feeds = {"input_ids": np.asarray(input_ids, dtype=np.int64), "attention_mask": np.asarray(attention_mask, dtype=np.int64)}
-        return np.asarray(session.run(["output"], {k: feeds[k] for k in names})[0], dtype=np.float32)
+        return np.asarray(session.run(["output"], graph_feeds(session, input_ids, attention_mask))[0], dtype=np.float32)
 
     size = sum(p.stat().st_size for p in art.glob("*.onnx*"))
-    return Variant(name="", task=ctx.task, run=run, param_bytes=size, notes=notes, device=ctx.device, module=session)
+    decoder = (lambda: OnnxCacheDecoder(session)) if has_past(session) else None
+    no_cache = "" if decoder or ctx.task != CAUSAL_LM else "this ONNX graph has no past key/values inputs, so it carries no KV cache"
+    return Variant(name="", task=ctx.task, run=run, param_bytes=size, notes=notes, device=ctx.device, module=session, decoder=decoder, no_cache_reason=no_cache)
 
 
 def _ort_check(device: str) -> str | None:
@@ -353,6 +386,9 @@ RECIPES = [
             Param("block_size", "32", ("32", "64", "128"), "weights per block sharing one scale (and zero point)"),
             Param("symmetric", "false", ("true", "false"), "symmetric blocks (no zero point) or asymmetric (4-bit zero point per block)"),
             Param("accuracy_level", "4", tuple(ACCURACY_LEVELS), "MatMulNBits compute type: 4 = int8 (fastest on CPU), 1 = fp32, 0 = unset"),
+            Param("algorithm", "rtn", ("rtn", "hqq"),
+                  "rtn: round to nearest (4-bit zero points, ONNX Runtime's fast int8-compute kernel); hqq: scales and float zero points fitted "
+                  "to minimise the weight error (half-quadratic, no data): more accurate, but the CPU kernel has no fast path for float zero points"),
             Param("embeddings", "int4", ("int4", "fp32"), "embedding tables as 4-bit blocks (GatherBlockQuantized) or kept fp32"),
         ),
         check=_cpu_only,

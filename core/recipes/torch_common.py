@@ -93,9 +93,15 @@ def module_bytes(model) -> int:
     return total
 
 
-def torch_variant(name, task, module, *, device="cpu", notes=None, forward_module=None) -> Variant:
-    """Wrap a torch module as a Variant: numpy in, float32 numpy out, no autograd."""
+def torch_variant(name, task, module, *, device="cpu", notes=None, forward_module=None, before=None, no_cache: str = "") -> Variant:
+    """Wrap a torch module as a Variant: numpy in, float32 numpy out, no autograd.
+
+    A causal LM also gets a KV-cache decoder for generation (``before`` runs before each of its calls), unless
+    ``no_cache`` says why it cannot have one."""
     import torch
+
+    from ..tasks import CAUSAL_LM
+    from .decoders import TorchCacheDecoder
 
     fwd = forward_module or make_wrapper(module, task)
 
@@ -106,7 +112,9 @@ def torch_variant(name, task, module, *, device="cpu", notes=None, forward_modul
             return fwd(ids, mask).float().cpu().numpy()
 
     sync = (lambda: torch.cuda.synchronize()) if device == "cuda" else (lambda: None)
-    return Variant(name=name, task=task, run=run, param_bytes=module_bytes(module), notes=list(notes or []), device=device, module=module, sync=sync)
+    decoder = (lambda: TorchCacheDecoder(module, device, before)) if task == CAUSAL_LM and not no_cache else None
+    return Variant(name=name, task=task, run=run, param_bytes=module_bytes(module), notes=list(notes or []), device=device, module=module, sync=sync,
+                   decoder=decoder, no_cache_reason=no_cache)
 
 
 def save_state(path, tensors: dict) -> None:

@@ -179,7 +179,10 @@ def load_dynamic_int8(ctx: BuildContext, params: dict, art: Path):
             torch.backends.quantized.engine = engine
             return wrapper(ids, mask)
 
-    return torch_variant("", ctx.task, model, notes=_dynamic_notes(engine), forward_module=EngineScoped())
+    def pin_engine():
+        torch.backends.quantized.engine = engine
+
+    return torch_variant("", ctx.task, model, notes=_dynamic_notes(engine), forward_module=EngineScoped(), before=pin_engine)
 
 
 # -- torchao int8 (the maintained successor) ----------------------------------------------------
@@ -278,6 +281,9 @@ def load_torchao_int4(ctx: BuildContext, params: dict, art: Path):
 
 
 # -- TorchScript ------------------------------------------------------------------------------
+TS_NO_CACHE = "a TorchScript trace has fixed inputs (ids and mask) and returns only the logits, so it cannot carry a KV cache"
+
+
 def load_torchscript(ctx: BuildContext, params: dict, art: Path):
     import torch
 
@@ -288,7 +294,7 @@ def load_torchscript(ctx: BuildContext, params: dict, art: Path):
     with torch.inference_mode():
         traced = torch.jit.freeze(torch.jit.trace(wrapper, (ids, mask), check_trace=False, strict=False))
     notes = [TS_DEPRECATION, "The store keeps safetensors weights and re-traces at load: TorchScript archives contain pickles, which the store never loads."]
-    return torch_variant("", ctx.task, model, notes=notes, forward_module=traced)
+    return torch_variant("", ctx.task, model, notes=notes, forward_module=traced, no_cache=TS_NO_CACHE)
 
 
 RECIPES = [

@@ -1,0 +1,134 @@
+"""The README's Generation table: causal-LM variants decoding greedily with their KV cache, on smollm2 and demo-gpt.
+
+    python benchmarks/generation.py [--models smollm2,demo-gpt] [--threads 2] [--prompt-lengths 32,128] [--new-tokens 32] [--write-readme]
+
+Each model goes through ``core.evaluate.run_evaluation`` with ``scenario="generate"`` (each variant in a fresh worker
+process, batch 1): time to first token, decode milliseconds per token (p50), generated tokens per second, perplexity
+on the causal-LM sample, size on disk, and the share of greedy tokens equal to fp32's. All variants of a model are
+measured in one run, one after the other, so ratios between them are what to read on a busy machine.
+
+The CPU reference people know is llama.cpp; it is not run here (its Python package is not a dependency of the lab):
+the figure quoted beside the table is the one measured on this machine with that very GGUF (2 threads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+VARIANTS = ["fp32", "dynamic-int8", "onnx-fp32", "onnx-int8", "onnx-int4", "onnx-int4:algorithm=hqq",
+            "absmax-int8:granularity=tensor", "zeropoint-int8:granularity=tensor", "absmax-int4", "zeropoint-int4"]
+LLAMA_CPP_MS_PER_TOKEN = 16.0   # llama.cpp on this machine, SmolLM2-135M Q4_1 GGUF, 2 threads (measured outside the lab)
+START, END = "<!-- generation:start -->", "<!-- generation:end -->"
+
+
+def progress_bar():
+    from tqdm import tqdm
+
+    bar = tqdm(total=100, unit="%", file=sys.stderr, bar_format="{l_bar}{bar}| {n:.0f}% {postfix}")
+
+    def on_event(event: dict) -> None:
+        bar.n = round(100 * event.get("fraction", 0), 1)
+        bar.set_postfix_str(f"{event.get('variant', '')} {event.get('phase', '')}"[:60])
+        bar.refresh()
+
+    return bar, on_event
+
+
+def table(report: dict, prompts: list[int]) -> str:
+    results = [r for r in report["results"]]
+    fp32 = next(r for r in results if r["variant"] == "fp32")
+    head = (["variant", "size MB", "perplexity", "Δ ppl"] + [f"TTFT ms p={p}" for p in prompts] + [f"ms/token p={p}" for p in prompts]
+            + [f"tokens/s p={p}" for p in prompts] + ["decode vs fp32", "agree", "KV cache"])
+    rows = []
+    rec = (report.get("recommended") or {}).get("variant")
+    for r in results:
+        if r.get("error"):
+            rows.append([f"`{r['variant']}`", "failed: " + r["error"][:80]] + [""] * (len(head) - 2))
+            continue
+        cells = {c["prompt_len"]: c for c in r["generation"] if c["batch_size"] == 1}
+        fp32_cells = {c["prompt_len"]: c for c in fp32["generation"] if c["batch_size"] == 1}
+        ratio = [fp32_cells[p]["decode_ms_per_token_p50"] / cells[p]["decode_ms_per_token_p50"] for p in prompts if p in cells and p in fp32_cells]
+        q = r["quality"]
+        rows.append([f"`{r['variant']}`" + (" **(recommended)**" if r["variant"] == rec else ""), f"{r['size_bytes'] / 1e6:.1f}",
+                     f"{q['perplexity']:.2f}", f"{q.get('perplexity_increase_pct', 0.0):+.1f}%"]
+                    + [f"{cells[p]['ttft_ms']:.0f}" for p in prompts] + [f"{cells[p]['decode_ms_per_token_p50']:.1f}" for p in prompts]
+                    + [f"{cells[p]['tokens_per_s']:.1f}" for p in prompts]
+                    + [f"{sorted(ratio)[len(ratio) // 2]:.2f}x" if ratio else "-", f"{(r.get('generation_agreement') or 0) * 100:.0f}%",
+                       "yes" if all(c["kv_cache"] for c in cells.values()) else "no"])
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def run(model: str, args) -> dict:
+    from core.evaluate import EvalConfig, run_evaluation
+
+    protocol = {"warmup": 1, "min_iters": args.min_iters, "min_seconds": args.min_seconds, "max_iters": 200, "max_seconds": args.max_seconds}
+    config = EvalConfig(task="causal-lm", model=model, variants=args.variants.split(","), batch_sizes=[1], threads=args.threads, protocol=protocol,
+                        scenario="generate", prompt_lengths=[int(p) for p in args.prompt_lengths.split(",")], new_tokens=args.new_tokens)
+    bar, on_event = progress_bar()
+    try:
+        return run_evaluation(config, progress=on_event)
+    finally:
+        bar.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="smollm2,demo-gpt")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--prompt-lengths", default="32,128")
+    ap.add_argument("--new-tokens", type=int, default=32)
+    ap.add_argument("--min-iters", type=int, default=5)
+    ap.add_argument("--min-seconds", type=float, default=2.0)
+    ap.add_argument("--max-seconds", type=float, default=20.0)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "generation.json"))
+    ap.add_argument("--write-readme", action="store_true")
+    args = ap.parse_args()
+    prompts = [int(p) for p in args.prompt_lengths.split(",")]
+
+    blocks, reports = [], {}
+    for model in args.models.split(","):
+        report = run(model, args)
+        reports[model] = report
+        env = report["environment"]
+        machine = (f"{env['cpu']}, {env['cores']} cores, {args.threads} threads, instruction sets: {', '.join(env['instruction_sets'])}; "
+                   f"torch {env['versions'].get('torch')}, onnxruntime {env['versions'].get('onnxruntime')}; "
+                   f"load average {report['settings']['load_average']['start']} at start")
+        lines = [f"**{model}**, measured {report['created']} on {machine}.", "", table(report, prompts), ""]
+        rec = report.get("recommended")
+        if rec:
+            lines.append(f"- Recommended (perplexity budget +2%): `{rec['variant']}`: {rec['reason']}.")
+        ok = {r["variant"]: r for r in report["results"] if not r.get("error")}
+        budget = [r for r in ok.values() if (r["quality"].get("perplexity_increase_pct") or 0) <= 15.0 and r["generation"]]
+        if model == "smollm2" and budget:
+            fastest = min(budget, key=lambda r: min(c["decode_ms_per_token_p50"] for c in r["generation"]))
+            ms = min(c["decode_ms_per_token_p50"] for c in fastest["generation"])
+            lines.append(f"- Fastest within +15% perplexity: `{fastest['variant']}` at {ms:.1f} ms/token; llama.cpp decodes this model's GGUF at about "
+                         f"{LLAMA_CPP_MS_PER_TOKEN:.0f} ms/token on this machine (2 threads): {ms / LLAMA_CPP_MS_PER_TOKEN:.2f}x its time per token.")
+        blocks.append("\n".join(lines))
+    block = "\n\n".join([f"Batch 1, prompts of {', '.join(map(str, prompts))} tokens of real text, {args.new_tokens} new tokens, greedy. "
+                         "TTFT = prompt tokenized and prefilled, first token chosen; ms/token = p50 of every further token; tokens/s = generated "
+                         "tokens / whole generation (first token included); decode vs fp32 = fp32's ms/token / the variant's; agree = share of "
+                         "greedy tokens equal to fp32's. Perplexity on the causal-LM sample (context 128, stride 64).", *blocks])
+    print("\n" + block)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(reports, indent=2, default=str))
+    if args.write_readme:
+        readme = ROOT / "README.md"
+        text = readme.read_text()
+        section = f"{START}\n{block}\n{END}"
+        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda m: section, text, flags=re.S) if START in text else text + "\n## Generation\n\n" + section + "\n"
+        readme.write_text(text)
+        print(f"wrote the Generation section of {readme}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
