@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-VARIANTS = ["fp32", "dynamic-int8", "onnx-fp32", "onnx-int8", "onnx-int4", "onnx-int4:algorithm=hqq",
+VARIANTS = ["fp32", "dynamic-int8", "onnx-fp32", "onnx-int8", "onnx-int4", "onnx-int4:algorithm=hqq", "onnx-genai", "onnx-genai:precision=int8",
             "absmax-int8:granularity=tensor", "zeropoint-int8:granularity=tensor", "absmax-int4", "zeropoint-int4"]
 LLAMA_CPP_MS_PER_TOKEN = 16.0   # llama.cpp on this machine, SmolLM2-135M Q4_1 GGUF, 2 threads (measured outside the lab)
 START, END = "<!-- generation:start -->", "<!-- generation:end -->"
@@ -69,7 +69,12 @@ def run(model: str, args) -> dict:
     from core.evaluate import EvalConfig, run_evaluation
 
     protocol = {"warmup": 1, "min_iters": args.min_iters, "min_seconds": args.min_seconds, "max_iters": 200, "max_seconds": args.max_seconds}
-    config = EvalConfig(task="causal-lm", model=model, variants=args.variants.split(","), batch_sizes=[1], threads=args.threads, protocol=protocol,
+    from core.recipes.onnx_genai import ARCHITECTURES
+    from core.sources import resolve
+
+    arch = (json.loads((Path(resolve(model, "causal-lm").path) / "config.json").read_text()).get("architectures") or ["?"])[0]
+    variants = [v for v in args.variants.split(",") if arch in ARCHITECTURES or not v.startswith("onnx-genai")]   # the builder covers Llama-family models only
+    config = EvalConfig(task="causal-lm", model=model, variants=variants, batch_sizes=[1], threads=args.threads, protocol=protocol,
                         scenario="generate", prompt_lengths=[int(p) for p in args.prompt_lengths.split(",")], new_tokens=args.new_tokens)
     bar, on_event = progress_bar()
     try:

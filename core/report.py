@@ -247,21 +247,30 @@ CSV_COLUMNS = ["run_id", "task", "model", "variant", "batch_size", "seq_len", "p
                "throughput_per_s", "forward_p50_ms", "size_bytes", "param_bytes", "peak_rss_bytes", "load_s", "build_s", "cache_hit", "hardware"]
 
 
+GENERATION_COLUMNS = ["prompt_len", "new_tokens", "ttft_ms", "decode_ms_per_token_p50", "decode_ms_per_token_p90", "tokens_per_s", "kv_cache",
+                      "generation_agreement"]
+
+
 def report_to_csv(report) -> str:
     """One row per variant x batch size x seq length, with the variant's quality metrics repeated on each row."""
     rep = as_report(report)
     qkeys = sorted({k for r in rep.results for k, v in r.quality.items() if isinstance(v, (int, float)) or v is None})
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS + qkeys + ["error"], extrasaction="ignore")
+    generation = GENERATION_COLUMNS if any(r.generation for r in rep.results) else []
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS + generation + qkeys + ["error"], extrasaction="ignore")
     writer.writeheader()
     for r in rep.results:
         base = {"run_id": rep.run_id, "task": rep.task, "model": rep.model, "hardware": r.hardware or "", "variant": r.variant, "size_bytes": r.size_bytes,
                 "param_bytes": r.param_bytes, "peak_rss_bytes": r.peak_rss_bytes, "load_s": r.load_s, "build_s": r.build_s,
                 "cache_hit": r.cache_hit, "error": r.error or "", **{k: r.quality.get(k) for k in qkeys}}
-        for c in r.latency or [None]:
+        for c in r.latency or ([] if r.generation else [None]):
             row = dict(base)
             if c is not None:
                 row.update({k: getattr(c, k) for k in ("batch_size", "seq_len", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "throughput_per_s", "forward_p50_ms")})
+            writer.writerow({k: csv_cell(v) for k, v in row.items()})
+        for g in r.generation:   # the generation scenario: one row per batch size x prompt length
+            row = dict(base, batch_size=g.batch_size, generation_agreement=r.generation_agreement,
+                       **{k: getattr(g, k) for k in GENERATION_COLUMNS if k not in ("generation_agreement", "batch_size")})
             writer.writerow({k: csv_cell(v) for k, v in row.items()})
     return out.getvalue()
 

@@ -21,6 +21,7 @@ import numpy as np
 
 PAST = "past."         # ONNX decoder inputs: past.{layer}.key / past.{layer}.value  [batch, kv_heads, past_len, head_dim]
 PRESENT = "present."   # ONNX decoder outputs: present.{layer}.key / .value          [batch, kv_heads, total_len, head_dim]
+PAST_PREFIXES = (PAST, "past_key_values.")   # the lab's export, and onnxruntime-genai's model builder
 POSITIONS = "position_ids"
 
 
@@ -86,23 +87,38 @@ class TorchCacheDecoder(Decoder):
 
 
 def past_inputs(session) -> list:
-    return [i for i in session.get_inputs() if i.name.startswith(PAST)]
+    return [i for i in session.get_inputs() if i.name.startswith(PAST_PREFIXES)]
+
+
+def present_name(past: str) -> str:
+    """past.3.key / past_key_values.3.key -> present.3.key"""
+    prefix = next(p for p in PAST_PREFIXES if past.startswith(p))
+    return PRESENT + past[len(prefix):]
 
 
 def has_past(session) -> bool:
     return bool(past_inputs(session))
 
 
-def empty_past(session, batch: int) -> dict:
-    """Zero-length past key/values for every layer of an ONNX decoder (the prompt pass of a decoder with past)."""
+def empty_past(session, batch: int, head_dim: int | None = None) -> dict:
+    """Zero-length past key/values for every layer of an ONNX decoder (the prompt pass of a decoder with past).
+    ``head_dim`` is needed only where the graph leaves that axis symbolic."""
     feeds = {}
     for inp in past_inputs(session):
-        _, heads, _, head_dim = inp.shape
-        feeds[inp.name] = np.zeros((batch, int(heads), 0, int(head_dim)), dtype=np.float32)
+        _, heads, _, dim = inp.shape
+        dim = dim if isinstance(dim, int) else head_dim
+        if not isinstance(heads, int) or not isinstance(dim, int):
+            raise ValueError(f"{inp.name} has shape {inp.shape}: give the key/value head size")
+        feeds[inp.name] = np.zeros((batch, heads, 0, dim), dtype=np.float32)
     return feeds
 
 
-def graph_feeds(session, input_ids: np.ndarray, attention_mask: np.ndarray) -> dict:
+def logits_name(session) -> str:
+    names = [o.name for o in session.get_outputs()]
+    return "output" if "output" in names else names[0]
+
+
+def graph_feeds(session, input_ids: np.ndarray, attention_mask: np.ndarray, head_dim: int | None = None) -> dict:
     """Feeds for one whole-sequence pass of any of the lab's graphs: ids and mask, plus position ids and an empty past
     where the graph is a decoder with past key/values (then its first output is the logits of every position)."""
     ids = np.asarray(input_ids, dtype=np.int64)
@@ -111,7 +127,7 @@ def graph_feeds(session, input_ids: np.ndarray, attention_mask: np.ndarray) -> d
     if POSITIONS in names:
         feeds[POSITIONS] = np.broadcast_to(np.arange(ids.shape[1], dtype=np.int64), ids.shape).copy()
     if has_past(session):
-        feeds.update(empty_past(session, ids.shape[0]))
+        feeds.update(empty_past(session, ids.shape[0], head_dim))
     return {k: v for k, v in feeds.items() if k in names}
 
 
@@ -120,16 +136,18 @@ class OnnxCacheDecoder(Decoder):
 
     kv_cache = True
 
-    def __init__(self, session, logits_name: str = "output"):
-        self.session = session
+    def __init__(self, session, head_dim: int | None = None):
+        self.session, self.head_dim = session, head_dim
         self.pasts = [i.name for i in past_inputs(session)]
-        self.outputs = [logits_name] + [PRESENT + n[len(PAST):] for n in self.pasts]
+        self.outputs = [logits_name(session)] + [present_name(n) for n in self.pasts]
+        self.positions = POSITIONS in {i.name for i in session.get_inputs()}   # onnxruntime-genai's graphs derive them from the mask
         self.past, self.length = {}, 0
 
     def _run(self, ids: np.ndarray) -> np.ndarray:
         batch, n = ids.shape
-        feeds = {"input_ids": ids, "attention_mask": np.ones((batch, self.length + n), dtype=np.int64),
-                 POSITIONS: np.broadcast_to(np.arange(self.length, self.length + n, dtype=np.int64), ids.shape).copy(), **self.past}
+        feeds = {"input_ids": ids, "attention_mask": np.ones((batch, self.length + n), dtype=np.int64), **self.past}
+        if self.positions:
+            feeds[POSITIONS] = np.broadcast_to(np.arange(self.length, self.length + n, dtype=np.int64), ids.shape).copy()
         logits, *presents = self.session.run(self.outputs, feeds)
         self.past = dict(zip(self.pasts, presents))
         self.length += n
@@ -137,7 +155,7 @@ class OnnxCacheDecoder(Decoder):
 
     def start(self, input_ids):
         ids = np.asarray(input_ids, dtype=np.int64)
-        self.past, self.length = empty_past(self.session, ids.shape[0]), 0
+        self.past, self.length = empty_past(self.session, ids.shape[0], self.head_dim), 0
         return self._run(ids)
 
     def step(self, tokens):

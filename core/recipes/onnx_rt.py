@@ -15,7 +15,7 @@ from .. import env
 from ..errors import RecipeError
 from .base import BuildContext, Param, Recipe, Variant, read_json, write_json
 from ..tasks import CAUSAL_LM
-from .decoders import PAST, POSITIONS, PRESENT, OnnxCacheDecoder, graph_feeds, has_past
+from .decoders import PAST, POSITIONS, PRESENT, OnnxCacheDecoder, graph_feeds, has_past, logits_name
 from .export_graph import additive_encoder_wrapper, classic_attention_for, decoder_example, decoder_with_past
 from .torch_common import conv1d_to_linear, example_inputs, make_wrapper
 
@@ -340,15 +340,18 @@ def make_session(path: Path, device: str = "cpu", threads: int | None = None):
 
 def load_onnx(ctx: BuildContext, params: dict, art: Path) -> Variant:
     session = make_session(art / GRAPH, ctx.device, ctx.threads)
-    notes = list(read_json(art / "onnx.json").get("notes", []))
+    info = read_json(art / "onnx.json")
+    notes = list(info.get("notes", []))
     if ctx.device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
         notes.append("CUDA execution provider unavailable: ONNX Runtime fell back to the CPU.")
 
+    head_dim, output = info.get("head_dim"), logits_name(session)   # head_dim: for graphs whose cache axes are symbolic (onnx-genai)
+
     def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return np.asarray(session.run(["output"], graph_feeds(session, input_ids, attention_mask))[0], dtype=np.float32)
+        return np.asarray(session.run([output], graph_feeds(session, input_ids, attention_mask, head_dim))[0], dtype=np.float32)
 
     size = sum(p.stat().st_size for p in art.glob("*.onnx*"))
-    decoder = (lambda: OnnxCacheDecoder(session)) if has_past(session) else None
+    decoder = (lambda: OnnxCacheDecoder(session, head_dim)) if has_past(session) else None
     no_cache = "" if decoder or ctx.task != CAUSAL_LM else "this ONNX graph has no past key/values inputs, so it carries no KV cache"
     return Variant(name="", task=ctx.task, run=run, param_bytes=size, notes=notes, device=ctx.device, module=session, decoder=decoder, no_cache_reason=no_cache)
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from ..errors import RecipeError
-from . import mixed, onnx_rt, torch_native, weight_only
+from . import mixed, onnx_genai, onnx_rt, torch_native, weight_only
 from .base import Recipe, VariantSpec, parse_spec
 
-RECIPES: dict[str, Recipe] = {r.name: r for r in (*torch_native.RECIPES, *weight_only.RECIPES, *onnx_rt.RECIPES, *mixed.RECIPES)}
+RECIPES: dict[str, Recipe] = {r.name: r for r in (*torch_native.RECIPES, *weight_only.RECIPES, *onnx_rt.RECIPES, *mixed.RECIPES, *onnx_genai.RECIPES)}
 REFERENCE = "fp32"
 
 
