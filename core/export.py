@@ -204,6 +204,7 @@ EXPORTERS: dict[str, Exporter] = {
 NOT_EXPORTED = {
     "absmax-int4": "packed 4-bit weight-only weights", "zeropoint-int4": "packed 4-bit weight-only weights",
     "torchao-int4": "torchao 4-bit weights",
+    "onnx-genai": "onnxruntime-genai decoder graphs (their cache inputs have symbolic head sizes the snippet does not fill in yet)",
 }
 GROUPWISE = ("absmax-int8", "zeropoint-int8")
 

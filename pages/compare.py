@@ -58,7 +58,8 @@ def recommendation_controls(report: dict, batches: list[int], seqs: list[int]) -
         ss[budget_key] = min(max(report_budget(report), spec.min_value), spec.max_value)
     c1, c2, c3 = st.columns([1.3, 1.5, 2.2])
     batch = c1.selectbox("Batch size", batches, key="cmp_batch", persist_state="session", help="The batch size the charts, the table and the recommendation are read at.")
-    seq = c2.selectbox("Sequence length (charts)", [ALL_SEQS] + seqs, key="cmp_seq",
+    length = "Prompt length (charts)" if charts.is_generation(report) else "Sequence length (charts)"
+    seq = c2.selectbox(length, [ALL_SEQS] + seqs, key="cmp_seq",
                        format_func=lambda s: "all (geometric mean)" if s == ALL_SEQS else f"{s} tokens", persist_state="session",
                        help="The recommendation always uses the geometric mean over every measured length.")
     budget = c3.number_input(spec.label, min_value=spec.min_value, max_value=spec.max_value, step=spec.step, format=spec.fmt, key=budget_key,

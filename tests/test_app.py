@@ -365,6 +365,8 @@ def test_generation_loop_works_for_torch_and_onnx_variants(tiny_gpt2_dir):
         ids.append(token)
     on_onnx = generate(onnx_v, tok, "Quantization maps", max_new_tokens=8, max_positions=64)
     assert len(on_onnx["tokens"]) == len(greedy["tokens"]) or tok.eos_token_id in on_onnx["tokens"]
+    assert greedy["kv_cache"] and on_onnx["kv_cache"] and greedy["ttft_s"] > 0   # both decode one token per step through their cache
+    assert on_onnx["tokens"][:len(greedy["tokens"])] == greedy["tokens"][:len(on_onnx["tokens"])]
     # sampling: the same seed gives the same text, on either runtime's logits
     a = generate(torch_v, tok, "The quick brown", max_new_tokens=12, temperature=1.0, top_k=20, seed=7, max_positions=64)
     b = generate(torch_v, tok, "The quick brown", max_new_tokens=12, temperature=1.0, top_k=20, seed=7, max_positions=64)

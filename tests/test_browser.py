@@ -219,3 +219,24 @@ def test_cross_hardware_compare_in_chromium(page, server):
     page.get_by_role("option", name=re.compile("^arm-box")).click()
     page.get_by_text(re.compile(r"Recommended: dynamic-int8")).first.wait_for(timeout=60_000)
     no_traceback(page)
+
+
+def test_generation_compare_in_chromium(page, server):
+    """A generation run (recorded from benchmarks/generation.py on demo-gpt): time to first token and tokens/s by prompt
+    length, the generated texts side by side, and decode time per token on the quality chart."""
+    import json
+
+    from core import history
+
+    report = json.loads((Path(__file__).parent / "data" / "generation_demo_gpt.json").read_text())
+    run_id = history.save_run(report)
+    page.goto(f"{server}/?run={run_id}")
+    page.get_by_role("heading", name="Compare", exact=True).wait_for()
+    page.get_by_text("Time to first token (batch 1)").first.wait_for(timeout=60_000)   # chart titles (SVG)
+    page.get_by_text("Generated tokens per second (batch 1)").first.wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"^Quality against decode time per token")).first.wait_for(timeout=60_000)
+    body = page.locator("body").inner_text()
+    assert "Generated text" in body and "ms/token" in body
+    assert page.locator(".js-plotly-plot").count() >= 6
+    no_traceback(page)
+    shot(page, "compare-generation.png", height=2600)
