@@ -58,6 +58,15 @@ def onnx_snippet(task: str, d: dict) -> str:
             'labels = json.load(open("qlab.json"))["postprocessing"]["labels"]',
             "print([labels[i] for i in logits.argmax(-1)])",
         ]
+    elif "position_ids" in d["input_names"]:   # a decoder with a KV cache: position ids, and an empty past for a whole-text pass
+        lines += [
+            'feeds = {"input_ids": ids, "attention_mask": mask, "position_ids": np.broadcast_to(np.arange(ids.shape[1]), ids.shape).copy()}',
+            "for i in session.get_inputs():  # past.N.key/value [batch, kv_heads, past_len, head_dim]; generation feeds back present.N.*",
+            '    if i.name.startswith("past."):',
+            "        feeds[i.name] = np.zeros((len(ids), i.shape[1], 0, i.shape[3]), dtype=np.float32)",
+            f'logits = session.run(["{d["output_name"]}"], feeds)[0]',
+            "print([tok.decode([int(row[n - 1].argmax())]) for row, n in zip(logits, mask.sum(1))])  # each text's next token",
+        ]
     else:
         lines += [
             f"logits = {run}",

