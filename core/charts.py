@@ -480,7 +480,6 @@ def _generation_bars(report: dict, batch_size: int | None, *, field: str, p90: s
     top = max(float(v) for t in fig.data for v in t.y)
     fig.update_yaxes(range=[0, top * 1.25])
     fig.update_xaxes(categoryorder="array", categoryarray=[f"{p}-token prompt" for p in prompts])
-    _legend_below(fig)
     return fig
 
 

@@ -319,6 +319,7 @@ CAUSES = (
     ("fusion failed", "the graph runs unfused"),
     ("No transformer fusion", "the graph runs unfused"),
     ("without a KV cache", "it has no KV cache, so every new token re-runs the whole sequence"),
+    ("float zero points are outside", "HQQ's float zero points take ONNX Runtime's slow MatMulNBits path, not its int8-compute kernel"),
 )
 
 

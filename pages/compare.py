@@ -340,12 +340,9 @@ def main() -> None:
     live = dict(report, recommended=rec, budgets=dict(report.get("budgets") or {}, **{spec.key: budget}))
     chart(charts.quality_latency_figure(live, batch, seq, budgets=live["budgets"]), "fig_quality_latency")
     generating = charts.is_generation(report)
-    if generating:
-        left, right = st.columns(2)
-        with left:
-            chart(charts.ttft_figure(report, batch), "fig_ttft")
-        with right:
-            chart(charts.tokens_per_s_figure(report, batch), "fig_tokens_per_s")
+    if generating:   # full width: one group of bars per prompt length, one bar per variant
+        chart(charts.ttft_figure(report, batch), "fig_ttft")
+        chart(charts.tokens_per_s_figure(report, batch), "fig_tokens_per_s")
     left, right = st.columns(2)
     with left:
         chart(charts.size_figure(report), "fig_size")

@@ -13,8 +13,8 @@ import numpy as np
 
 from .. import env
 from ..errors import RecipeError
-from .base import BuildContext, Param, Recipe, Variant, read_json, write_json
 from ..tasks import CAUSAL_LM
+from .base import BuildContext, Param, Recipe, Variant, read_json, write_json
 from .decoders import PAST, POSITIONS, PRESENT, OnnxCacheDecoder, graph_feeds, has_past, logits_name
 from .export_graph import additive_encoder_wrapper, classic_attention_for, decoder_example, decoder_with_past
 from .torch_common import conv1d_to_linear, example_inputs, make_wrapper
@@ -258,9 +258,13 @@ def build_onnx_int4(ctx: BuildContext, params: dict, out: Path) -> dict:
     shutil.rmtree(tmp)
     make_session(out / GRAPH, threads=1)   # a graph ONNX Runtime refuses fails the build here, before it is stored
     ops = _op_counts(out / GRAPH)
-    notes.append(f"4-bit weights in blocks of {block} ({how}; {'symmetric' if symmetric else 'asymmetric, with 4-bit zero points'}, float32 scales): "
+    zero_points = "symmetric" if symmetric else ("asymmetric, with float zero points" if algorithm == "hqq" else "asymmetric, with 4-bit zero points")
+    notes.append(f"4-bit weights in blocks of {block} ({how}; {zero_points}, float32 scales): "
                  f"MatMulNBits x{ops.get('MatMulNBits', 0)}" + (f", GatherBlockQuantized x{ops['GatherBlockQuantized']}" if ops.get("GatherBlockQuantized") else "")
                  + f"; accuracy_level={level} ({ACCURACY_LEVELS[str(level)]}).")
+    if algorithm == "hqq":
+        notes.append("HQQ's float zero points are outside ONNX Runtime's fast CPU MatMulNBits path (it takes 4-bit zero points), "
+                     "so this graph computes more slowly than algorithm=rtn; it is the accurate choice, not the fast one.")
     if not tables and params["embeddings"] == "fp32":
         notes.append(f"Embedding tables kept fp32 ({fp32_tables_mb:.1f} MB), asked for with embeddings=fp32.")
     write_json(out / "onnx.json", {"notes": notes, "ops": ops})
