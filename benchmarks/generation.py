@@ -15,30 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from _common import progress_bar, write_readme_section  # noqa: E402 (benchmarks/ is on sys.path when a script runs)
 
 VARIANTS = ["fp32", "dynamic-int8", "onnx-fp32", "onnx-int8", "onnx-int4", "onnx-int4:algorithm=hqq", "onnx-genai", "onnx-genai:precision=int8",
             "absmax-int8:granularity=tensor", "zeropoint-int8:granularity=tensor", "absmax-int4", "zeropoint-int4"]
 LLAMA_CPP_MS_PER_TOKEN = 16.0   # llama.cpp on this machine, SmolLM2-135M Q4_1 GGUF, 2 threads (measured outside the lab)
 START, END = "<!-- generation:start -->", "<!-- generation:end -->"
-
-
-def progress_bar():
-    from tqdm import tqdm
-
-    bar = tqdm(total=100, unit="%", file=sys.stderr, bar_format="{l_bar}{bar}| {n:.0f}% {postfix}")
-
-    def on_event(event: dict) -> None:
-        bar.n = round(100 * event.get("fraction", 0), 1)
-        bar.set_postfix_str(f"{event.get('variant', '')} {event.get('phase', '')}"[:60])
-        bar.refresh()
-
-    return bar, on_event
 
 
 def table(report: dict, prompts: list[int]) -> str:
@@ -127,10 +114,7 @@ def main() -> int:
     Path(args.out).write_text(json.dumps(reports, indent=2, default=str))
     if args.write_readme:
         readme = ROOT / "README.md"
-        text = readme.read_text()
-        section = f"{START}\n{block}\n{END}"
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda m: section, text, flags=re.S) if START in text else text + "\n## Generation\n\n" + section + "\n"
-        readme.write_text(text)
+        write_readme_section(readme, START, END, block, heading="Generation")
         print(f"wrote the Generation section of {readme}", file=sys.stderr)
     return 0
 

@@ -14,32 +14,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from _common import progress_bar, write_readme_section  # noqa: E402 (benchmarks/ is on sys.path when a script runs)
 
 VARIANTS = ["fp32", "bf16", "dynamic-int8", "dynamic-int8:engine=qnnpack", "torchscript", "absmax-int8",
             "onnx-fp32", "onnx-int8", "onnx-int8-static", "onnx-int8-mixed"]
 PEER_INT8 = "peer: sentence-transformers onnx-int8 (avx512_vnni)"
 PEER_FP32 = "peer: sentence-transformers fp32 (torch)"
 START, END = "<!-- performance:start -->", "<!-- performance:end -->"
-
-
-def progress_bar():
-    from tqdm import tqdm
-
-    bar = tqdm(total=100, unit="%", file=sys.stderr, bar_format="{l_bar}{bar}| {n:.0f}% {postfix}")
-
-    def on_event(event: dict) -> None:
-        bar.n = round(100 * event.get("fraction", 0), 1)
-        bar.set_postfix_str(f"{event.get('variant', '')} {event.get('phase', '')}"[:60])
-        bar.refresh()
-
-    return bar, on_event
 
 
 def run_peer(venv: Path, texts: list[str], cells: dict, threads: int, protocol: dict) -> dict | None:
@@ -153,10 +140,7 @@ def main() -> int:
     Path(args.out).write_text(json.dumps({"report": report, "peer": peer, "figures": figures}, indent=2, default=str))
     if args.write_readme:
         readme = ROOT / "README.md"
-        text = readme.read_text()
-        section = f"{START}\n{block}\n{END}"
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda m: section, text, flags=re.S) if START in text else text + "\n## Performance\n\n" + section + "\n"
-        readme.write_text(text)
+        write_readme_section(readme, START, END, block, heading="Performance")
         print(f"wrote the Performance section of {readme}", file=sys.stderr)
     return 0
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from _common import write_readme_section  # noqa: E402 (benchmarks/ is on sys.path when a script runs)
 START, END = "<!-- ray-overhead:start -->", "<!-- ray-overhead:end -->"
 
 
@@ -94,10 +94,7 @@ def main() -> int:
     print(text)
     if args.write_readme:
         readme = ROOT / "README.md"
-        body = readme.read_text(encoding="utf-8")
-        if START in body and END in body:
-            body = re.sub(re.escape(START) + ".*?" + re.escape(END), START + "\n" + text + "\n" + END, body, flags=re.S)
-            readme.write_text(body, encoding="utf-8")
+        if write_readme_section(readme, START, END, text):
             print("README updated", file=sys.stderr)
         else:
             print(f"README has no {START} ... {END} section; not written", file=sys.stderr)
