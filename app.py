@@ -9,7 +9,7 @@ import os
 
 import streamlit as st
 
-from pages._shared import PAGES, guarded, init_state, machine, md, open_run, policy, run_frame, show_error
+from pages._shared import PAGES, error_line, guarded, init_state, machine, md, open_run, policy, run_frame, show_error
 
 st.set_page_config(page_title="Quantization Lab", page_icon=":material/compress:", layout="wide")
 init_state()
@@ -95,8 +95,24 @@ def sidebar() -> None:
             st.caption(f"Current run: `{st.session_state['current_run'][:8]}` (Compare)")
 
 
+def follow_job() -> None:
+    """The job this session follows: found again after a reload (?job=), kept in the address, polled in the sidebar
+    on every page but Run (which shows it in detail)."""
+    from core.jobs import get_queue
+    from pages import _jobwatch
+
+    queue = get_queue()
+    _jobwatch.restore(queue)
+    _jobwatch.keep_in_address()
+    _jobwatch.show_flash(error_line)
+    if nav.url_path != "run":
+        with st.sidebar:
+            _jobwatch.sidebar_watch(queue, open_run, md)
+
+
 with guarded():
     sidebar()
+    follow_job()
 if run_error is not None:
     show_error(run_error)
 run_frame(nav)

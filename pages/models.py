@@ -160,7 +160,7 @@ def targets_section() -> None:
         here = next((t["id"] for t in targets if t.get("this_machine")), ids[0] if ids else None)
         current = [here] if here else []
     st.session_state["hw_targets"] = current
-    st.multiselect("Hardware targets", ids, key="hw_targets", format_func=lambda i: target_label(by_id[i]),
+    st.multiselect("Hardware targets", ids, key="hw_targets", persist_state="session", format_func=lambda i: target_label(by_id[i]),
                    help="Every chosen machine builds its own variants and fp32 reference and measures them; one variant at a time per machine.")
     for tid in st.session_state.get("hw_targets") or []:
         t = by_id[tid]

@@ -9,6 +9,7 @@ import streamlit as st
 
 from core import history
 from core.jobs import FINISHED, get_queue
+from pages._jobwatch import finished_once, on_finish, watch
 from pages._shared import (BUDGETS, MEASUREMENTS, budget_value, current_config, data_bytes, data_label, error_line, md, open_run, owner, policy,
                            recommend_batch, run_page, show_error, visitor)
 
@@ -154,10 +155,10 @@ def main() -> None:
         except Exception as err:  # noqa: BLE001
             show_error(err)
             return
-        ss["job_id"] = job.id
+        watch(job.id)
         if job.state == "done" and job.run_id:
+            finished_once(queue.status(job.id))
             open_run(job.run_id)
-            ss["job_seen_finished"] = job.id
             st.toast("Same comparison already measured on this machine: opened the saved result.", icon=":material/bolt:")
         st.rerun()
 
@@ -171,6 +172,8 @@ def main() -> None:
 
 
 def progress_panel(queue, job_id: str, active: bool) -> None:
+    """The followed job, polled once a second while it is active (a poll is one status read). The first poll that sees
+    it end opens the run and reruns the page once, which registers the panel without a timer."""
     ss = st.session_state
 
     @st.fragment(run_every=1.0 if active else None)
@@ -179,32 +182,28 @@ def progress_panel(queue, job_id: str, active: bool) -> None:
         if snap is None:
             st.info("The job is gone (the server restarted); run the comparison again.")
             return
+        if finished_once(snap):
+            on_finish(snap, open_run)
+            st.rerun(scope="app")
         render_status(snap)
         if snap["state"] not in FINISHED:
-            if st.button("Cancel", icon=":material/stop_circle:", key="run_cancel"):
+            if ss.get("job_subscribed") and st.button("Cancel", icon=":material/stop_circle:", key="run_cancel",
+                                                      help="Stop this comparison (when other tabs asked for the same one, only your request is dropped)."):
+                shared = snap.get("subscribers", 1) > 1
                 queue.cancel(job_id)
-                ss["job_id"] = None if snap.get("subscribers", 1) > 1 else job_id
-                st.rerun()
+                if shared:   # the others' job goes on: stop following it here
+                    watch(None)
+                st.rerun(scope="app")
             return
         if snap["state"] == "done" and snap.get("run_id"):
-            if ss.get("job_seen_finished") != snap["id"]:
-                ss["job_seen_finished"] = snap["id"]
-                open_run(snap["run_id"])
-                st.rerun()
             took = (snap["finished"] - snap["started"]) if snap.get("started") else 0
             st.success(("Opened the saved result of this exact comparison (instant)." if snap["cached"]
                         else f"Finished in {took:.0f} s.") + f" Run `{snap['run_id'][:8]}` is saved.", icon=":material/check_circle:")
             st.page_link("pages/compare.py", label="See the comparison", icon=":material/monitoring:")
         elif snap["state"] == "failed":
             st.error(error_line(snap.get("error") or "The evaluation failed."), icon=":material/error:")
-            if ss.get("job_seen_finished") != snap["id"]:
-                ss["job_seen_finished"] = snap["id"]
-                st.rerun()
         elif snap["state"] == "cancelled":
             st.warning("Cancelled. Nothing was saved; variants already built stay in the store.", icon=":material/cancel:")
-            if ss.get("job_seen_finished") != snap["id"]:
-                ss["job_seen_finished"] = snap["id"]
-                st.rerun()
 
     panel()
 

@@ -1,0 +1,293 @@
+"""Many people at once: real Chromium sessions against a real `streamlit run app.py`, running real evaluations.
+
+    python benchmarks/load_sessions.py [--sessions 8] [--distinct 4] [--idle-s 30] [--store DIR] [--write-readme]
+
+Phase 1: every session opens Run and presses "Measure again" on the default comparison (the sample data, MiniLM,
+fp32 + dynamic-int8 + onnx-int8, Quick protocol) at the same moment: one evaluation is run and shared by all.
+Phase 2: ``--distinct`` sessions each change the comparison on Models & variants (another batch size or sequence
+length), come back to Run and press "Measure again": distinct comparisons, which queue one behind the other.
+
+Recorded per session: seconds from the click to the page showing the result, and any refusal with its reason.
+Recorded for the server process (psutil; the evaluations run in child processes, not counted): CPU while the jobs
+run, and for ``--idle-s`` seconds after the last one ends with every session still open; evaluations run (runs
+saved) and whether each session's run is one of them. The variants are built into the store first (not timed), so
+the figures are about serving and measuring, not building. The tests (tests/test_load.py) assert on the same figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+VARIANTS = "fp32,dynamic-int8,onnx-int8"
+RESULT = re.compile(r"Finished in \d+ s|Opened the saved result")
+START, END = "<!-- load:start -->", "<!-- load:end -->"
+# phase 2: what each session changes on Models & variants, as (multiselect label, tag removed) -> a distinct comparison
+CHANGES = [("Sequence lengths (tokens)", "64"), ("Sequence lengths (tokens)", "16"), ("Batch sizes", "8"), ("Batch sizes", "1")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prebuild(store: Path) -> None:
+    """Build the default comparison's variants into ``store`` (a quick CLI evaluation; it saves no run)."""
+    env = dict(os.environ, QLAB_CACHE_DIR=str(store), HF_HUB_OFFLINE="1")
+    subprocess.run([sys.executable, "-m", "core", "evaluate", "--task", "embedding", "--model", "minilm", "--variants", VARIANTS,
+                    "--batch-sizes", "1", "--seq-lengths", "8", "--warmup", "0", "--min-iters", "1", "--min-seconds", "0", "--max-seconds", "1",
+                    "--throughput-batch-size", "1"],
+                   cwd=str(ROOT), env=env, check=True, capture_output=True, timeout=900)
+
+
+@contextlib.contextmanager
+def server(store: Path, extra_env: dict | None = None):
+    """``streamlit run app.py`` on a free loopback port with ``store`` as its model store; yields (url, pid, log path)."""
+    port = free_port()
+    env = dict(os.environ, QLAB_CACHE_DIR=str(store), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **(extra_env or {}))
+    env.pop("QLAB_HOSTED", None) if "QLAB_HOSTED" not in (extra_env or {}) else None
+    log_path = Path(tempfile.mkdtemp(prefix="qlab-load-")) / "streamlit.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+                                 "--server.address", "127.0.0.1"], cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.time() + 90
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"streamlit exited with code {proc.returncode}; see {log_path}")
+                try:
+                    with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as resp:
+                        if resp.read().strip() == b"ok":
+                            break
+                except OSError:
+                    if time.time() > deadline:
+                        raise RuntimeError(f"streamlit did not become healthy in 90 s; see {log_path}") from None
+                    time.sleep(0.5)
+            yield url, proc.pid, log_path
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+class CpuMeter:
+    """CPU seconds of one process (not its children) between two readings."""
+
+    def __init__(self, pid: int):
+        import psutil
+
+        self.proc = psutil.Process(pid)
+        self.mark()
+
+    def _total(self) -> float:
+        t = self.proc.cpu_times()
+        return t.user + t.system
+
+    def mark(self) -> None:
+        self.t0, self.c0 = time.time(), self._total()
+
+    def cores(self) -> float:
+        """Mean cores used since the last mark."""
+        return (self._total() - self.c0) / max(1e-6, time.time() - self.t0)
+
+
+def saved_runs(store: Path) -> set[str]:
+    runs = store / "runs"
+    return {p.stem for p in runs.glob("*.json")} if runs.is_dir() else set()
+
+
+def goto_page(page, label: str, title: str) -> None:
+    page.locator('[data-testid="stSidebarNav"]').get_by_text(label, exact=True).click()
+    page.get_by_role("heading", name=title, exact=True).wait_for()
+
+
+def remove_tag(page, widget_label: str, tag: str) -> None:
+    widget = page.locator('[data-testid="stMultiSelect"]').filter(has_text=widget_label)
+    widget.get_by_role("button", name=f"Remove {tag}", exact=True).click()
+    widget.get_by_role("button", name=f"Remove {tag}", exact=True).wait_for(state="detached")
+
+
+def wait_all(pages: list, clicked: dict, timeout_s: float) -> dict:
+    """Poll every page until each shows its result or an error; {index: seconds from its click to the result | None}."""
+    seen: dict[int, float | None] = {}
+    errors: dict[int, str] = {}
+    deadline = time.time() + timeout_s
+    while len(seen) < len(pages) and time.time() < deadline:
+        for i, page in enumerate(pages):
+            if i in seen:
+                continue
+            if page.get_by_text(RESULT).count():
+                seen[i] = time.time() - clicked[i]
+            elif page.locator('[data-testid="stAlertContentError"]').count():
+                errors[i] = page.locator('[data-testid="stAlertContentError"]').first.inner_text()[:300]
+                seen[i] = None
+        time.sleep(0.25)
+    return {"seconds": seen, "errors": errors}
+
+
+def session_view(page) -> str:
+    """What a page shows (for a failure message): the main block's text, one line."""
+    with contextlib.suppress(Exception):
+        return page.locator('[data-testid="stMain"]').inner_text(timeout=5000)[:400].replace("\n", " | ")
+    return "(page unreadable)"
+
+
+def run_load(url: str, server_pid: int, store: Path, *, sessions: int = 8, distinct: int = 4, idle_s: float = 30.0,
+             timeout_s: float = 300.0, say=print, figures: dict | None = None) -> dict:
+    """Both phases against a running server; returns the figures (see the module docstring), filled into ``figures``
+    as they come, so a caller still has the first phase's when the second fails."""
+    from playwright.sync_api import sync_playwright
+
+    figures = {} if figures is None else figures
+    figures.update(sessions=sessions, distinct=distinct)
+    meter = CpuMeter(server_pid)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            contexts = [browser.new_context(viewport={"width": 1280, "height": 900}) for _ in range(sessions)]
+            pages = [c.new_page() for c in contexts]
+            for page in pages:
+                page.set_default_timeout(120_000)
+            threads_done = []
+            for page in pages:   # open Run in every session
+                page.goto(url + "/run")
+            for page in pages:
+                page.get_by_role("button", name="Measure again").wait_for()
+                threads_done.append(page)
+            meter.mark()
+            time.sleep(5)
+            figures["idle_before_cores"] = meter.cores()
+
+            # phase 1: the same comparison from every session at once
+            before = saved_runs(store)
+            clicked = {}
+            meter.mark()
+            for i, page in enumerate(pages):
+                clicked[i] = time.time()
+                page.get_by_role("button", name="Measure again").click()
+            say(f"phase 1: {sessions} sessions pressed 'Measure again' on the same comparison")
+            got = wait_all(pages, clicked, timeout_s)
+            figures["phase1_job_cores"] = meter.cores()
+            figures["phase1_seconds"] = got["seconds"]
+            figures["phase1_errors"] = got["errors"]
+            figures["phase1_missing"] = {i: session_view(pages[i]) for i in range(sessions) if got["seconds"].get(i) is None}
+            after1 = saved_runs(store)
+            figures["phase1_runs_saved"] = len(after1 - before)
+            say(f"phase 1: {sum(v is not None for v in got['seconds'].values())}/{sessions} saw the result; runs saved: {len(after1 - before)}")
+
+            # phase 2: distinct comparisons, set up through Models & variants, then queued together
+            chosen = pages[:distinct]
+            for page, (label, tag) in zip(chosen, CHANGES):
+                goto_page(page, "Models & variants", "Models & variants")
+                remove_tag(page, label, tag)
+                goto_page(page, "Run", "Run")
+                page.get_by_role("button", name="Measure again").wait_for()
+            clicked = {}
+            meter.mark()
+            for i, page in enumerate(chosen):   # "Measure again": measured even if a run of the same comparison is saved
+                clicked[i] = time.time()
+                page.get_by_role("button", name="Measure again").click()
+            say(f"phase 2: {distinct} sessions pressed 'Measure again' on distinct comparisons")
+            got = wait_all(chosen, clicked, timeout_s + 60 * distinct)
+            figures["phase2_job_cores"] = meter.cores()
+            figures["phase2_seconds"] = got["seconds"]
+            figures["phase2_errors"] = got["errors"]
+            figures["phase2_missing"] = {i: session_view(chosen[i]) for i in range(distinct) if got["seconds"].get(i) is None}
+            after2 = saved_runs(store)
+            figures["phase2_runs_saved"] = len(after2 - after1)
+            figures["runs"] = {"phase1": sorted(after1 - before), "phase2": sorted(after2 - after1)}
+            say(f"phase 2: {sum(v is not None for v in got['seconds'].values())}/{distinct} saw their result; runs saved: {len(after2 - after1)}")
+
+            # idle: every session still open, nothing running
+            meter.mark()
+            time.sleep(idle_s)
+            figures["idle_after_cores"] = meter.cores()
+            figures["idle_s"] = idle_s
+            say(f"idle: server used {figures['idle_after_cores']:.3f} cores over {idle_s:.0f} s with {sessions} sessions open")
+        finally:
+            browser.close()
+    return figures
+
+
+def cpu_name() -> str:
+    from core import env
+
+    info = env.cpu_info()
+    flags = [f for f in info.get("flags") or [] if "vnni" in f or f.startswith("amx") or f in ("avx512f", "avx2")] or ["no VNNI, AMX or AVX-512"]
+    return f"{info.get('model')}, {info.get('logical_cores')} cores ({', '.join(flags)})"
+
+
+def summary(fig: dict) -> str:
+    def spread(seconds: dict) -> str:
+        values = sorted(v for v in seconds.values() if v is not None)
+        if not values:
+            return "none"
+        return f"median {values[len(values) // 2]:.0f} s, slowest {values[-1]:.0f} s"
+
+    p1 = sum(v is not None for v in fig["phase1_seconds"].values())
+    p2 = sum(v is not None for v in fig["phase2_seconds"].values())
+    refused = len(fig["phase1_errors"]) + len(fig["phase2_errors"])
+    return "\n".join([
+        f"Measured {time.strftime('%Y-%m-%d')} on {cpu_name()}, with `benchmarks/load_sessions.py` (the same as `tests/test_load.py`): "
+        f"{fig['sessions']} headless Chromium sessions against one `streamlit run app.py`, MiniLM {VARIANTS.replace(',', ' + ')}, Quick protocol, "
+        "variants already in the store.",
+        "",
+        "| phase | sessions saw their result | click to result | evaluations run (runs saved) | server CPU while running |",
+        "|---|---|---|---|---|",
+        f"| {fig['sessions']} sessions ask the same comparison | {p1} of {fig['sessions']} | {spread(fig['phase1_seconds'])} | "
+        f"{fig['phase1_runs_saved']} | {fig['phase1_job_cores']:.2f} cores |",
+        f"| {fig['distinct']} sessions ask distinct comparisons (queued) | {p2} of {fig['distinct']} | {spread(fig['phase2_seconds'])} | "
+        f"{fig['phase2_runs_saved']} | {fig['phase2_job_cores']:.2f} cores |",
+        "",
+        f"Refusals: {refused}. Idle, all {fig['sessions']} sessions still open: the server used {fig['idle_after_cores']:.3f} cores over "
+        f"{fig['idle_s']:.0f} s after the last job ended ({fig['idle_before_cores']:.3f} before the first click).",
+    ])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=8)
+    parser.add_argument("--distinct", type=int, default=4)
+    parser.add_argument("--idle-s", type=float, default=30.0)
+    parser.add_argument("--store", help="model store to use (default: a fresh temporary one)")
+    parser.add_argument("--write-readme", action="store_true", help="rewrite the README's load figures")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    store = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="qlab-load-store-"))
+    print(f"building {VARIANTS} into {store} (not timed) ...", file=sys.stderr)
+    prebuild(store)
+    with server(store) as (url, pid, log_path):
+        fig = run_load(url, pid, store, sessions=args.sessions, distinct=args.distinct, idle_s=args.idle_s,
+                       say=lambda m: print(m, file=sys.stderr))
+    print(summary(fig))
+    if args.write_readme:
+        from _common import write_readme_section
+
+        write_readme_section(ROOT / "README.md", START, END, summary(fig))
+    ok = (all(v is not None for v in fig["phase1_seconds"].values()) and all(v is not None for v in fig["phase2_seconds"].values())
+          and len(fig["phase1_seconds"]) == fig["sessions"] and len(fig["phase2_seconds"]) == fig["distinct"])
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.exit(main())
