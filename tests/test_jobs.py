@@ -58,7 +58,18 @@ def c_write_runner(config, progress, should_stop):
     return {"fd1_is_stderr": os.path.samestat(os.fstat(1), os.fstat(2))}
 
 
-RUNNERS = {"evaluate": f"{HERE}:fake_runner", "build": f"{HERE}:fake_runner", "cwrite": f"{HERE}:c_write_runner"}
+def stop_requested_runner(config, progress, should_stop):
+    """Raises a subclass of Cancelled (whose class name is not "Cancelled") without the queue asking it to stop."""
+    from core.execution.wire import Cancelled
+
+    class StopRequested(Cancelled):
+        pass
+
+    raise StopRequested("stopped by the runner itself")
+
+
+RUNNERS = {"evaluate": f"{HERE}:fake_runner", "build": f"{HERE}:fake_runner", "cwrite": f"{HERE}:c_write_runner",
+           "stopsub": f"{HERE}:stop_requested_runner"}
 
 
 @pytest.fixture()
@@ -188,6 +199,12 @@ def test_a_c_level_write_to_fd_1_in_the_child_does_not_corrupt_the_event_stream(
     assert snap["result"] == {"fd1_is_stderr": True}                 # the child's fd 1 is its log, not the event pipe
     assert snap["variants"]["fp32"]["phases"] == ["quality"]          # both events arrived whole, around the garbage
     assert snap["variants"]["onnx-int8"]["phases"] == ["latency"] and snap["fraction"] == 1.0
+
+
+def test_a_cancelled_subclass_raised_in_the_child_cancels_the_job(queue):
+    job = queue.submit({"model": "m", "task": "embedding", "variants": ["fp32"]}, kind="stopsub")
+    snap = queue.wait(job.id, 60)
+    assert snap["state"] == "cancelled" and snap["error"] is None
 
 
 def test_build_jobs_share_the_queue(queue):
