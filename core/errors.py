@@ -23,3 +23,11 @@ class RecipeError(QlabError):
 
 class DataError(QlabError):
     """Input data that is missing, empty, binary, mis-encoded or lacks columns."""
+
+
+def first_line(err: BaseException | str, limit: int = 300) -> str:
+    """The first line of an error's message (or of a text), stripped and cut at ``limit`` characters; "" if empty.
+
+    The one place a multi-line message (a library's, a traceback's) becomes a line a person can read.
+    """
+    return (str(err).strip().splitlines() or [""])[0][:limit].rstrip()

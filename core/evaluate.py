@@ -27,7 +27,7 @@ from typing import Callable
 
 from . import data as data_mod
 from .errors import QlabError, RecipeError, SourceError
-from .execution import local, scratch
+from .execution import local, scratch, wire
 from .execution.events import PHASES, Cancelled
 from .generation import DEFAULT_NEW_TOKENS, DEFAULT_PROMPT_LENGTHS, MAX_NEW_TOKENS
 from .recommend import TASK_BUDGET, budgets_for, default_batch_size, recommend
@@ -42,7 +42,7 @@ DEFAULT_THROUGHPUT_BATCH = 32
 # progress: each artifact to build counts one unit, each variant to measure one unit, split by phase (events.PHASES)
 
 
-class WorkerError(RuntimeError):
+class WorkerError(wire.RemoteError):
     """A worker process died without a result (a crash, not bad input)."""
 
 
@@ -297,10 +297,9 @@ def run_worker(job: dict, job_dir: Path, on_event: Callable[[dict], None] | None
     result_path = Path(job["result"])
     if result_path.is_file():
         result = json.loads(result_path.read_text(encoding="utf-8"))
-        if "error" in result:
-            if result.get("kind") == "user":
-                raise QlabError(result["error"])
-            raise WorkerError(result["error"])
+        error = wire.error_in(result)
+        if error:
+            wire.raise_error(error, bug=WorkerError)
         return result
     tail = [ln.strip() for ln in log_path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()][-1:]
     raise WorkerError(f"worker for {job['variant']} exited with code {code} without a result" + (f": {tail[0][:300]}" if tail else ""))
@@ -429,11 +428,9 @@ def run_evaluation(config: EvalConfig, progress: Callable[[dict], None] | None =
 
             report(missing[0], "build", 0.0, f"building {', '.join(missing)}")
             builds = run_worker(dict(base_job, mode="build", variants=missing, variant=missing[0]), run_dir, on_build, should_stop)["builds"]
-            ref_build = builds.get(REFERENCE, {})
-            if "error" in ref_build:
-                if ref_build.get("kind") == "user":
-                    raise QlabError(ref_build["error"])
-                raise WorkerError(f"the fp32 reference could not be built: {ref_build['error']}")
+            ref_error = wire.error_in(builds.get(REFERENCE))
+            if ref_error:
+                wire.raise_error(ref_error, bug=lambda message: WorkerError(f"the fp32 reference could not be built: {message}"))
 
         for index, label in enumerate(slots):
             is_ref = index == 0
@@ -446,8 +443,9 @@ def run_evaluation(config: EvalConfig, progress: Callable[[dict], None] | None =
 
             build_info = builds.get(label)
             try:
-                if build_info and "error" in build_info:
-                    raise (QlabError if build_info.get("kind") == "user" else WorkerError)(build_info["error"])
+                build_error = wire.error_in(build_info)
+                if build_error:
+                    wire.raise_error(build_error, bug=WorkerError)
                 report(label, "load", base, f"loading {label}")
                 raw = run_worker(dict(base_job, mode="measure", variant=label, reference=is_ref, quality_only=quality_only), run_dir, on_event, should_stop)
             except Cancelled:

@@ -46,8 +46,8 @@ from pathlib import Path
 
 from . import history
 from .errors import QlabError
-from .execution import local, scratch
-from .execution.events import Cancelled, encode, phase_start
+from .execution import local, scratch, wire
+from .execution.events import Cancelled, phase_start
 from .execution.local import KILL_AFTER_S
 from .execution.machine_lock import machine_lock, read_holder
 
@@ -362,15 +362,14 @@ class JobQueue:
             return
         if job.cancel_requested:
             raise Cancelled("cancelled")
-        error = _read_json(job_dir / "error.json")
+        error = wire.error_in(_read_json(job_dir / "error.json"))
         if error:
-            kind = error.get("kind")
-            if kind == "cancelled":
+            if error.kind == wire.CANCELLED:
                 raise Cancelled("cancelled")
             from .hosting import redact
 
-            message = redact(error.get("message") or "the evaluation failed")
-            if kind != "user":
+            message = redact(error.message or "the evaluation failed")
+            if not error.for_user:
                 LOG.error("job %s failed (%s); its log is %s", job.id, message, log_path)
                 message = f"The evaluation failed unexpectedly ({message}); the details are in the server log (job {job.id[:8]})."
             self._finish(job, "failed", message)
@@ -566,34 +565,21 @@ def child_main(job_dir: str) -> int:
             time.sleep(1.0)
 
     threading.Thread(target=watchdog, daemon=True).start()
-    out = sys.stdout
-    sys.stdout = sys.stderr  # stray prints from libraries go to the log, not into the event stream
-    out_lock = threading.Lock()
-
-    def progress(event: dict) -> None:
-        with out_lock:
-            out.write(encode(event))
-            out.flush()
+    stream = wire.EventStream()   # fd 1 now goes to the log: prints from Python or C cannot corrupt the events
 
     def should_stop() -> bool:
         return stop.is_set()
 
     try:
         runner = _load_runner(spec["runner"])
-        result = runner(spec["config"], progress, should_stop)
+        result = runner(spec["config"], stream.send, should_stop)
         history._atomic_write(folder / "result.json", history.to_json(result))
         return 0
     except BaseException as err:  # noqa: BLE001 - every failure becomes a one-line message for the page
-        if stop.is_set() or type(err).__name__ == "Cancelled":
-            kind, message = "cancelled", "cancelled"
-        elif isinstance(err, QlabError):
-            kind, message = "user", str(err)
-        else:
-            kind = "bug"
-            first = (str(err).strip().splitlines() or [""])[0][:200]
-            message = f"{err.__class__.__name__}: {first}" if first else err.__class__.__name__
+        error = wire.error_from_exception(err, cancelled=stop.is_set())
+        if error.kind == wire.BUG:
             traceback.print_exc()
-        history._atomic_write(folder / "error.json", json.dumps({"kind": kind, "message": message}))
+        wire.write_json(folder / "error.json", wire.error_payload(error))
         return 1
 
 

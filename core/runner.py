@@ -3,12 +3,13 @@
 The parent (core.evaluate, through core.execution.local) writes a job file (JSON only; nothing user-supplied is
 ever pickled) and starts this module with OMP/MKL thread counts already in its environment, so torch and ONNX
 Runtime start with the right number of threads. The worker speaks the lab's event protocol
-(core.execution.events) on its real stdout; anything libraries print is sent to stderr instead:
+(core.execution.wire) on its real stdout; anything libraries print is sent to stderr instead:
 
     @@qlab {"phase": "build|load|quality|latency", "fraction": 0..1 within the phase, "message": "..."}
     @@qlab {"phase": "done", "fraction": 1.0, "message": "done"}
 
-and writes its result (or ``{"error": ..., "kind": "user|crash"}``) to the job's ``result`` path.
+and writes its result (or ``{"error": {"kind": "user|bug|...", "message": ...}}``, the wire format's error,
+core.execution.wire) to the job's ``result`` path.
 
 Modes: ``build`` builds the artifact into the store and exits (so the measuring worker's peak RSS is not inflated
 by the build); ``measure`` loads the variant, computes quality on the dataset (saving fp32's outputs as .npy into
@@ -34,19 +35,16 @@ def thread_env(threads: int | None) -> dict:
 
 
 class Channel:
-    """JSON lines to the parent on the original stdout; fd 1 is pointed at stderr so stray prints cannot corrupt it."""
+    """Events to the parent on the original stdout (core.execution.wire.EventStream: fd 1 is pointed at stderr, so
+    stray prints, from Python or from C, cannot corrupt them)."""
 
     def __init__(self):
-        self._out = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
-        sys.stdout.flush()
-        os.dup2(2, 1)
-        sys.stdout = sys.stderr
+        from .execution.wire import EventStream
+
+        self._stream = EventStream()
 
     def send(self, **event) -> None:
-        from .execution.events import encode
-
-        self._out.write(encode(event))
-        self._out.flush()
+        self._stream.send(event)
 
     def progress(self, phase: str, fraction: float, message: str) -> None:
         self.send(phase=phase, fraction=round(float(fraction), 4), message=message)
@@ -240,7 +238,7 @@ def run_job(job: dict, channel: Channel) -> dict:
         channel.progress(phase["name"], fraction if phase["name"] == "build" else 0.5, message)
 
     if job["mode"] == "build":  # every missing artifact, sharing one fp32 model
-        from .errors import QlabError
+        from .execution import wire
 
         context = BuildContext(source=source)
         builds = {}
@@ -254,12 +252,12 @@ def run_job(job: dict, channel: Channel) -> dict:
                                      max_length=job["max_length"], context=context)
                 builds[label] = {"cache_hit": loaded.entry.cache_hit, "build_s": loaded.entry.meta.get("build_s"), "size_bytes": loaded.entry.size_bytes}
                 del loaded
-            except QlabError as err:
-                builds[label] = {"error": str(err), "kind": "user"}
-            except Exception as err:  # one recipe failing on this model must not stop the others
-                traceback.print_exc()
-                first = (str(err).strip().splitlines() or [""])[0][:300]
-                builds[label] = {"error": f"build failed: {err.__class__.__name__}: {first}".rstrip(": "), "kind": "crash"}
+            except Exception as err:  # noqa: BLE001 - one recipe failing on this model must not stop the others
+                error = wire.error_from_exception(err)
+                if error.kind == wire.BUG:
+                    traceback.print_exc()
+                    error = wire.WireError(wire.BUG, f"build failed: {error.message}")
+                builds[label] = wire.error_payload(error)
             on_build(1.0, f"{label} built" if "error" not in builds[label] else f"{label} failed")
         return {"builds": builds}
 
@@ -310,26 +308,22 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[key] = value
     channel = Channel()
     out = Path(job["result"])
-    from .errors import QlabError
+    from .execution import wire
 
     started = time.perf_counter()
     try:
         result = run_job(job, channel)
         result["worker_s"] = round(time.perf_counter() - started, 3)
-        out.write_text(json.dumps(result, default=str), encoding="utf-8")
+        wire.write_json(out, result)
         channel.send(phase="done", fraction=1.0, message="done")
         return 0
-    except QlabError as err:
-        out.write_text(json.dumps({"error": str(err), "kind": "user"}), encoding="utf-8")
+    except BaseException as err:  # noqa: BLE001 - a user error, or a bug or a crash of a library (its traceback kept in the worker's log)
+        error = wire.error_from_exception(err)
+        if error.kind == wire.BUG:
+            traceback.print_exc()
+        wire.write_json(out, wire.error_payload(error))
         channel.send(phase="done", fraction=1.0, message="failed")
-        return 3
-    except BaseException as err:  # a bug or a crash of a library: keep the traceback in the worker's log
-        traceback.print_exc()
-        first = (str(err).strip().splitlines() or [""])[0][:300]
-        out.write_text(json.dumps({"error": f"{err.__class__.__name__}: {first}".rstrip(": "), "kind": "crash"}), encoding="utf-8")
-        channel.send(phase="done", fraction=1.0, message="failed")
-        return 1
-
+        return 3 if error.for_user else 1
 
 if __name__ == "__main__":
     sys.exit(main())

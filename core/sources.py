@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .errors import QlabError, SourceError
+from .errors import QlabError, SourceError, first_line
 from .tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING, check_task, infer_task
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
@@ -291,8 +291,7 @@ def load_model(source: Source, *, dtype=None, attn: str = "eager") -> LoadedMode
     try:
         model = model_class(source.task).from_pretrained(str(source.path), **kwargs)
     except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else err.__class__.__name__
-        raise SourceError(f"'{source.name}' could not be loaded as a {source.task} model: {first[:200]}") from None
+        raise SourceError(f"'{source.name}' could not be loaded as a {source.task} model: {first_line(err, 200) or err.__class__.__name__}") from None
     model.eval()
     return LoadedModel(source=source, model=model, tokenizer=load_tokenizer(source))
 

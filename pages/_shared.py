@@ -20,7 +20,7 @@ import streamlit as st
 from streamlit.errors import FragmentHandledException
 
 from core import hosting
-from core.errors import QlabError
+from core.errors import QlabError, first_line
 from core.tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING, TASKS
 
 log = logging.getLogger("qlab.ui")
@@ -83,7 +83,7 @@ def error_line(err: BaseException | str) -> str:
     """The one line a person sees for an error: no server paths, no markdown from the message."""
     if isinstance(err, QlabError) or isinstance(err, str):
         return md(hosting.redact(str(err)), limit=600)
-    first = hosting.redact((str(err).strip().splitlines() or [""])[0][:160])
+    first = hosting.redact(first_line(err, 160))
     return (f"Something went wrong ({err.__class__.__name__}{md(': ' + first) if first else ''}); the details are in the server log. "
             "Try again, or report it with the steps that led here.")
 

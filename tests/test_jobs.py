@@ -48,7 +48,28 @@ def fake_runner(config, progress, should_stop):
     return {"report": report}
 
 
-RUNNERS = {"evaluate": f"{HERE}:fake_runner", "build": f"{HERE}:fake_runner"}
+def c_write_runner(config, progress, should_stop):
+    """Writes to file descriptor 1 below Python (as a C library printing does) between its progress events."""
+    os.write(1, b"a C library printed this, with no newline")
+    progress({"variant": "fp32", "index": 0, "total": 2, "phase": "quality", "fraction": 0.25, "message": "after a C write"})
+    os.write(1, b"garbage\n@@qlab {not json\n")
+    progress({"variant": "onnx-int8", "index": 1, "total": 2, "phase": "latency", "fraction": 0.75, "message": "after garbage"})
+    os.write(1, b"no newline again")
+    return {"fd1_is_stderr": os.path.samestat(os.fstat(1), os.fstat(2))}
+
+
+def stop_requested_runner(config, progress, should_stop):
+    """Raises a subclass of Cancelled (whose class name is not "Cancelled") without the queue asking it to stop."""
+    from core.execution.wire import Cancelled
+
+    class StopRequested(Cancelled):
+        pass
+
+    raise StopRequested("stopped by the runner itself")
+
+
+RUNNERS = {"evaluate": f"{HERE}:fake_runner", "build": f"{HERE}:fake_runner", "cwrite": f"{HERE}:c_write_runner",
+           "stopsub": f"{HERE}:stop_requested_runner"}
 
 
 @pytest.fixture()
@@ -169,6 +190,21 @@ def test_user_errors_are_one_line_and_crashes_name_the_log(queue):
     assert "ZeroDivisionError: division by zero deep inside" in snap["error"] and f"server log (job {crash.id[:8]})" in snap["error"]
     assert "\n" not in snap["error"] and "Traceback" not in snap["error"] and str(queue.root) not in snap["error"]  # no server path
     assert "Traceback" in (queue.root / "jobs" / crash.id / "stderr.log").read_text()  # the traceback went to the job's log
+
+
+def test_a_c_level_write_to_fd_1_in_the_child_does_not_corrupt_the_event_stream(queue):
+    job = queue.submit({"model": "m", "task": "embedding", "variants": ["fp32", "onnx-int8"]}, kind="cwrite")
+    snap = queue.wait(job.id, 60)
+    assert snap["state"] == "done", snap
+    assert snap["result"] == {"fd1_is_stderr": True}                 # the child's fd 1 is its log, not the event pipe
+    assert snap["variants"]["fp32"]["phases"] == ["quality"]          # both events arrived whole, around the garbage
+    assert snap["variants"]["onnx-int8"]["phases"] == ["latency"] and snap["fraction"] == 1.0
+
+
+def test_a_cancelled_subclass_raised_in_the_child_cancels_the_job(queue):
+    job = queue.submit({"model": "m", "task": "embedding", "variants": ["fp32"]}, kind="stopsub")
+    snap = queue.wait(job.id, 60)
+    assert snap["state"] == "cancelled" and snap["error"] is None
 
 
 def test_build_jobs_share_the_queue(queue):

@@ -1,6 +1,8 @@
-"""Where work runs: one launcher interface, two implementations (a local process, a Ray node), one event format.
+"""Where work runs: one launcher interface, two implementations (a local process, a Ray node), one wire format.
 
-    events.py       the progress event, the phase table and the one Cancelled error
+    wire.py         the one wire format between processes: event lines, errors (user, bug, cancelled, node lost),
+                    results; its one encoder and decoder, Cancelled, NodeLost, and the child's EventStream (fd 1)
+    events.py       the progress event's fields and the phase table
     local.py        a fresh process on this machine, in its own session; cancel ends its whole tree
     hardware.py     probe(): what a target is (CPU, ISA flags, RAM, GPU, versions), run on that target
     ray_cluster.py  the same evaluation on a chosen node of a Ray cluster (one qlab_bench slot per node)

@@ -9,8 +9,9 @@ Two implementations, one contract (the split optimum-benchmark makes between inl
 * :class:`RayLauncher`: a node of the Ray cluster (``core.execution.ray_cluster.run_on_node``): the same
   ``run_evaluation`` runs there, inside an actor pinned to the node, and its events are polled back.
 
-Both pass on progress events in the one format of ``core.execution.events`` and raise its ``Cancelled`` when
-``should_stop()`` turns true; a Ray node that dies raises ``ray_cluster.NodeLost``.
+Both pass on progress events in the one wire format of ``core.execution.wire`` and raise its ``Cancelled`` when
+``should_stop()`` turns true; a Ray node that dies raises its ``NodeLost``; errors that cross from a worker or a node
+are raised again by ``wire.raise_error``.
 """
 
 from __future__ import annotations

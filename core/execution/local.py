@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .events import Cancelled, decode
+from .wire import Cancelled, decode
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 KILL_AFTER_S = 8.0

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .events import Cancelled
+from .wire import Cancelled
 
 
 def lock_paths(root: str | os.PathLike) -> tuple[Path, Path]:

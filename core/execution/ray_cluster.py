@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import QlabError
-from .events import Cancelled
+from . import wire
+from .wire import Cancelled, NodeLost
 
 ADDRESS_ENV = "QLAB_RAY_ADDRESS"
 NAME_LABEL = "qlab-name"
@@ -41,10 +42,6 @@ POLL_S = 0.5
 DISPATCH_TIMEOUT_ENV = "QLAB_RAY_DISPATCH_TIMEOUT_S"
 DEFAULT_DISPATCH_TIMEOUT_S = 600.0
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-class NodeLost(QlabError):
-    """The node died or left the cluster while it worked for us."""
 
 
 def configured_address() -> str | None:
@@ -103,8 +100,7 @@ def connect(address: str | None = None) -> None:
                             f"points at a Ray head (ray start --head).")
         err = outcome.get("error")
         if err is not None:
-            first = (str(err).strip().splitlines() or [""])[0][:160]
-            raise QlabError(f"Could not join the Ray cluster at {address} ({err.__class__.__name__}: {first}); check {ADDRESS_ENV}.")
+            raise QlabError(f"Could not join the Ray cluster at {address} ({wire.describe(err, 160)}); check {ADDRESS_ENV}.")
 
 
 def disconnect() -> None:
@@ -192,7 +188,7 @@ class NodeRunner:
 
     def __init__(self):
         self._events: list[dict] = []
-        self._state, self._result, self._error, self._error_kind = "idle", None, None, None
+        self._state, self._result, self._error = "idle", None, None   # _error: a wire.WireError once it failed or was cancelled
         self._stop = threading.Event()
         self._lock = threading.Lock()
 
@@ -233,24 +229,19 @@ class NodeRunner:
             report["environment"] = dict(report.get("environment") or {}, **self.ready())   # where it really ran
             with self._lock:
                 self._result, self._state = report, "done"
-        except Cancelled:
-            with self._lock:
-                self._state = "cancelled"
-        except QlabError as err:
-            with self._lock:
-                self._error, self._error_kind, self._state = str(err), "user", "failed"
-        except Exception as err:  # noqa: BLE001 - a bug on the node: one line back, the traceback in the node's log
-            import traceback
+        except Exception as err:  # noqa: BLE001 - a user error, a cancel, or a bug on the node: one line back, its traceback in the node's log
+            error = wire.error_from_exception(err)
+            if error.kind == wire.BUG:
+                import traceback
 
-            traceback.print_exc()
-            first = (str(err).strip().splitlines() or [""])[0][:200]
+                traceback.print_exc()
             with self._lock:
-                self._error, self._error_kind, self._state = f"{err.__class__.__name__}: {first}", "bug", "failed"
+                self._error, self._state = error, "cancelled" if error.kind == wire.CANCELLED else "failed"
 
     def poll(self, since: int) -> dict:
         with self._lock:
             return {"events": self._events[since:], "state": self._state, "result": self._result if self._state == "done" else None,
-                    "error": self._error, "kind": self._error_kind}
+                    **(wire.error_payload(self._error) if self._error else {})}
 
     def cancel(self) -> bool:
         """Stop the comparison: run_evaluation ends its worker's whole process tree at its next check."""
@@ -323,11 +314,9 @@ def run_on_node(target: dict, config: dict, data_bytes: bytes | None, *, on_even
             since += len(state["events"])
             if state["state"] == "done":
                 return state["result"]
-            if state["state"] == "failed":
-                message = state.get("error") or "the comparison failed"
-                raise QlabError(message if state.get("kind") == "user" else f"The comparison failed on {name} ({message}); see that node's Ray logs.")
-            if state["state"] == "cancelled":
-                raise Cancelled("cancelled")
+            if state["state"] in ("failed", "cancelled"):
+                error = wire.error_in(state) or wire.WireError(wire.CANCELLED if state["state"] == "cancelled" else wire.BUG, "the comparison failed")
+                wire.raise_error(error, bug=lambda message: QlabError(f"The comparison failed on {name} ({message}); see that node's Ray logs."))
             time.sleep(POLL_S)
     finally:
         with contextlib.suppress(Exception):

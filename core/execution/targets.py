@@ -18,10 +18,13 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import QlabError
-from . import ray_cluster
-from .events import Cancelled
+from . import ray_cluster, wire
 from .hardware import LOCAL_ID, local_target
 from .launcher import LocalLauncher, launcher_for
+from .wire import Cancelled
+
+# a target's status in the report, from the kind of error that ended it (core.execution.wire)
+STATUS = {wire.CANCELLED: "cancelled", wire.NODE_LOST: "lost", wire.USER: "failed", wire.BUG: "failed"}
 
 
 def cluster_configured() -> bool:
@@ -111,14 +114,9 @@ def run_across(config, chosen: list[dict], *, progress: Callable[[dict], None] |
         try:
             report = launcher_for(target).run(target, config, data_bytes, progress=relay, should_stop=stop)
             outcome = {"status": "ok", "report": report}
-        except Cancelled:
-            outcome = {"status": "cancelled", "error": "cancelled"}
-        except ray_cluster.NodeLost as err:
-            outcome = {"status": "lost", "error": str(err)}
-        except QlabError as err:
-            outcome = {"status": "failed", "error": str(err)}
-        except Exception as err:  # noqa: BLE001 - one target's bug must not lose the others' results
-            outcome = {"status": "failed", "error": f"{err.__class__.__name__}: {(str(err).splitlines() or [''])[0][:200]}"}
+        except Exception as err:  # noqa: BLE001 - one target's failure (a bug included) must not lose the others' results
+            error = wire.error_from_exception(err)
+            outcome = {"status": STATUS[error.kind], "error": error.message}
         with lock:
             outcomes[target["id"]] = outcome
             if progress:
