@@ -15,24 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..tasks import EMBEDDING
 from .base import BuildContext, Param, Recipe, write_json
 from .decoders import graph_feeds
-from .onnx_rt import GRAPH, _cpu_only, _quiet, build_fp32_graph, load_onnx, make_session, weight_type_for_cpu
+from .onnx_common import GRAPH, build_fp32_graph, cpu_only, fidelity, load_onnx, make_session, quiet, weight_type_for_cpu
 
 QUANTIZABLE = ("MatMul", "Attention")
-
-
-def fidelity(task: str, out: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> float:
-    """Mean cosine to fp32: of mean-pooled embeddings for embedders, of each real position's output otherwise."""
-    if task == EMBEDDING:
-        m = mask[..., None].astype(np.float32)
-        a, b = (out * m).sum(1) / m.sum(1), (ref * m).sum(1) / m.sum(1)
-    else:
-        keep = mask.astype(bool) if out.ndim == 3 else slice(None)
-        a, b = out[keep].reshape(-1, out.shape[-1]), ref[keep].reshape(-1, ref.shape[-1])
-    cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)
-    return float(cos.mean())
 
 
 def quantizable_nodes(graph: Path) -> list[str]:
@@ -63,7 +50,7 @@ class _Probe:
         import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        with _quiet():
+        with quiet():
             quantize_dynamic(
                 str(self.fp32), str(out), op_types_to_quantize=list(QUANTIZABLE), per_channel=True,
                 weight_type=QuantType.QInt8 if self.weight_type == "int8" else QuantType.QUInt8,
@@ -128,6 +115,6 @@ RECIPES = [
             Param("target", "0.995", help="output fidelity (cosine to fp32) to reach on the calibration texts", number=(0.0, 1.0)),
             Param("max_fp32", "4", help="most weight nodes left in fp32", number=(0, 1000)),
         ),
-        check=_cpu_only,
+        check=cpu_only,
     ),
 ]

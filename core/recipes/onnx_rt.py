@@ -3,9 +3,6 @@ static QDQ int8, and block-wise 4-bit weights (``MatMulNBits``)."""
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import logging
 import shutil
 from pathlib import Path
 
@@ -13,126 +10,15 @@ import numpy as np
 
 from .. import env
 from ..errors import RecipeError
-from ..tasks import CAUSAL_LM
-from .base import BuildContext, Param, Recipe, Variant, read_json, write_json
-from .decoders import POSITIONS, OnnxCacheDecoder, graph_feeds, has_past, logits_name, present_name
-from .export_graph import additive_encoder_wrapper, classic_attention_for, decoder_example, decoder_with_past
-from .torch_common import conv1d_to_linear, example_inputs, make_wrapper
-
-GRAPH = "model.onnx"
-OPSET = 17
-FUSION_TYPES = {"bert": "bert", "gpt2": "gpt2", "roberta": "bert", "distilbert": "bert", "xlm-roberta": "bert", "mpnet": "bert"}
-
-
-def export_onnx(ctx: BuildContext, path: Path) -> None:
-    """Trace the eager-attention model to ONNX with dynamic batch and sequence axes."""
-    import torch
-
-    loaded = ctx.loaded()
-    model = loaded.model
-    if any(type(m).__name__ == "Conv1D" for m in model.modules()):  # GPT-2: addmm exports as Gemm, which int8 skips
-        model = copy.deepcopy(model)
-        conv1d_to_linear(model)
-    ids, mask = example_inputs(loaded.tokenizer)
-    if ctx.task == CAUSAL_LM:
-        return _export_decoder(model, ids, path)
-    encoder = fusion_type(ctx) == "bert"
-    wrapper = additive_encoder_wrapper(model, ctx.task) if encoder else make_wrapper(model, ctx.task)
-    out_axes = {0: "batch"} if ctx.task == "classification" else {0: "batch", 1: "sequence"}
-    attention = classic_attention_for(model) if encoder else contextlib.nullcontext()
-    with torch.inference_mode(), _quiet(), attention:
-        torch.onnx.export(
-            wrapper, (ids, mask), str(path), dynamo=False, opset_version=OPSET, do_constant_folding=True,
-            input_names=["input_ids", "attention_mask"], output_names=["output"],
-            dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}, "output": out_axes},
-        )
-
-
-def _export_decoder(model, ids, path: Path) -> None:
-    """A causal LM as a decoder with past key/values (see export_graph.decoder_with_past): its KV cache works in ONNX Runtime."""
-    import torch
-
-    args, pasts = decoder_example(model, ids)
-    presents = [present_name(n) for n in pasts]
-    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "total"}, POSITIONS: {0: "batch", 1: "sequence"},
-            "output": {0: "batch", 1: "sequence"}}
-    axes.update({n: {0: "batch", 2: "past"} for n in pasts})
-    axes.update({n: {0: "batch", 2: "total"} for n in presents})
-    with torch.inference_mode(), _quiet():
-        torch.onnx.export(
-            decoder_with_past(model), args, str(path), dynamo=False, opset_version=OPSET, do_constant_folding=True,
-            input_names=["input_ids", "attention_mask", POSITIONS, *pasts], output_names=["output", *presents], dynamic_axes=axes,
-        )
-
-
-class _quiet:
-    """Silence the exporter's and quantizer's chatter (warnings go to the log, not the user's terminal)."""
-
-    def __enter__(self):
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore")
-        self._level = logging.getLogger().level
-        logging.getLogger().setLevel(logging.ERROR)
-
-    def __exit__(self, *exc):
-        logging.getLogger().setLevel(self._level)
-        self._w.__exit__(*exc)
-
-
-def fusion_type(ctx: BuildContext) -> str | None:
-    return FUSION_TYPES.get(getattr(ctx.config(), "model_type", ""), None)
-
-
-def optimize_graph(ctx: BuildContext, raw: Path, out: Path, fuse_attention: bool = True) -> list[str]:
-    """ONNX Runtime's transformer optimizer (attention, LayerNorm, GELU fusion); falls back to the raw graph."""
-    from onnxruntime.transformers.fusion_options import FusionOptions
-    from onnxruntime.transformers.optimizer import optimize_model
-
-    model_type = fusion_type(ctx)
-    config = ctx.config()
-    if model_type is None:
-        shutil.copy(raw, out)
-        return [f"No transformer fusion pattern for model type '{config.model_type}': the graph runs with ONNX Runtime's generic optimizations only."]
-    try:
-        with _quiet():
-            heads, hidden = getattr(config, "num_attention_heads", 0) or 0, getattr(config, "hidden_size", 0) or 0
-            options = FusionOptions(model_type)
-            options.enable_attention = fuse_attention
-            opt = optimize_model(str(raw), model_type=model_type, num_heads=heads, hidden_size=hidden, opt_level=1, use_gpu=False, optimization_options=options)
-            opt.save_model_to_file(str(out))
-        fused = {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
-        return [f"Fused operators: {', '.join(f'{k} x{v}' for k, v in sorted(fused.items()))}."] if fused else []
-    except Exception as err:  # an unfusable graph still runs: say so
-        shutil.copy(raw, out)
-        return [f"Transformer fusion failed ({err.__class__.__name__}); running the unfused graph."]
-
-
-def build_fp32_graph(ctx: BuildContext, out: Path, fuse_attention: bool = True) -> list[str]:
-    raw = out / "raw.onnx"
-    ctx.say(0.2, "exporting to ONNX")
-    export_onnx(ctx, raw)
-    ctx.say(0.5, "fusing attention / LayerNorm / GELU" if fuse_attention else "fusing LayerNorm / GELU")
-    notes = optimize_graph(ctx, raw, out / GRAPH, fuse_attention)
-    raw.unlink()
-    return notes
+from .base import BuildContext, Param, Recipe, write_json
+from .decoders import graph_feeds
+from .onnx_common import GRAPH, build_fp32_graph, cpu_only, fidelity, load_onnx, make_session, quiet, weight_type_for_cpu
 
 
 def build_onnx_fp32(ctx: BuildContext, params: dict, out: Path) -> dict:
     notes = build_fp32_graph(ctx, out)
     write_json(out / "onnx.json", {"notes": notes})
     return {}
-
-
-def weight_type_for_cpu(choice: str) -> str:
-    """S8 weights where the CPU has VNNI (no saturation) or is ARM; U8 on AVX2-only x86 (U8S8 may saturate)."""
-    if choice != "auto":
-        return choice
-    if env.is_x86() and not env.has_vnni():
-        return "uint8"
-    return "int8"
 
 
 def embedding_nodes(graph: Path, gather_only: bool = False) -> list[str]:
@@ -167,7 +53,6 @@ def table_bytes(graph: Path) -> int:
 def calibration_fidelity(ctx: BuildContext, fp32_graph: Path, graph: Path) -> float:
     """Output fidelity (mean cosine to fp32, as onnx-int8-mixed measures it) of ``graph`` on the calibration texts."""
     from .. import calibration
-    from .mixed import fidelity
 
     texts = (ctx.calibration_texts or calibration.default_texts(ctx.task))[:32]
     enc = ctx.tokenizer()(texts, padding=True, truncation=True, max_length=ctx.max_length, return_tensors="np")
@@ -198,7 +83,7 @@ def build_onnx_int8(ctx: BuildContext, params: dict, out: Path) -> dict:
 
     def quantize(with_tables: bool, dst: Path) -> None:
         ops = None if params["ops"] == "all" else ["MatMul", "Attention"] + (["Gather", "EmbedLayerNormalization"] if with_tables else [])
-        with _quiet():
+        with quiet():
             quantize_dynamic(
                 str(tmp / GRAPH), str(dst), op_types_to_quantize=ops, per_channel=params["per_channel"] == "true",
                 reduce_range=params["reduce_range"] == "true", weight_type=QuantType.QInt8 if weight_type == "int8" else QuantType.QUInt8,
@@ -242,7 +127,7 @@ def build_onnx_int4(ctx: BuildContext, params: dict, out: Path) -> dict:
     tables = embedding_nodes(tmp / GRAPH, gather_only=True) if params["embeddings"] == "int4" else []
     how = "HQQ-fitted" if algorithm == "hqq" else "round-to-nearest"
     ctx.say(0.6, f"4-bit block quantization, {how} (block {block}, {'symmetric' if symmetric else 'asymmetric'}, accuracy level {level})")
-    with _quiet():
+    with quiet():
         config = HQQWeightOnlyQuantConfig(block_size=block, bits=4, op_types_to_quantize=("MatMul",)) if algorithm == "hqq" else None
         quantizer = MatMulNBitsQuantizer(str(tmp / GRAPH), bits=4, block_size=block, is_symmetric=symmetric, accuracy_level=level,
                                          op_types_to_quantize=("MatMul",), algo_config=config)
@@ -315,7 +200,7 @@ def build_onnx_int8_static(ctx: BuildContext, params: dict, out: Path) -> dict:
     reader = _Calibration(ctx, ort.InferenceSession(str(tmp / GRAPH), providers=["CPUExecutionProvider"]))
     ctx.say(0.7, f"calibrating static int8 on {sum(len(b['input_ids']) for b in reader.batches)} texts")
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[params["calibration"]]
-    with _quiet():
+    with quiet():
         quantize_static(
             str(tmp / GRAPH), str(out / GRAPH), reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul"],
             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=method,
@@ -327,38 +212,6 @@ def build_onnx_int8_static(ctx: BuildContext, params: dict, out: Path) -> dict:
     return {}
 
 
-def make_session(path: Path, device: str = "cpu", threads: int | None = None):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    if threads:
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-    providers = ["CPUExecutionProvider"]
-    if device == "cuda":
-        providers.insert(0, "CUDAExecutionProvider")
-    return ort.InferenceSession(str(path), so, providers=providers)
-
-
-def load_onnx(ctx: BuildContext, params: dict, art: Path) -> Variant:
-    session = make_session(art / GRAPH, ctx.device, ctx.threads)
-    info = read_json(art / "onnx.json")
-    notes = list(info.get("notes", []))
-    if ctx.device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
-        notes.append("CUDA execution provider unavailable: ONNX Runtime fell back to the CPU.")
-
-    head_dim, output = info.get("head_dim"), logits_name(session)   # head_dim: for graphs whose cache axes are symbolic (onnx-genai)
-
-    def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return np.asarray(session.run([output], graph_feeds(session, input_ids, attention_mask, head_dim))[0], dtype=np.float32)
-
-    size = sum(p.stat().st_size for p in art.glob("*.onnx*"))
-    decoder = (lambda: OnnxCacheDecoder(session, head_dim)) if has_past(session) else None
-    no_cache = "" if decoder or ctx.task != CAUSAL_LM else "this ONNX graph has no past key/values inputs, so it carries no KV cache"
-    return Variant(name="", task=ctx.task, run=run, param_bytes=size, notes=notes, device=ctx.device, module=session, decoder=decoder, no_cache_reason=no_cache)
-
 
 def _ort_check(device: str) -> str | None:
     if device == "cuda":
@@ -368,9 +221,6 @@ def _ort_check(device: str) -> str | None:
             return "ONNX Runtime here has no CUDA provider (install onnxruntime-gpu)."
     return None
 
-
-def _cpu_only(device: str) -> str | None:
-    return "ONNX Runtime int8 kernels are CPU kernels; choose device cpu." if device != "cpu" else None
 
 
 RECIPES = [
@@ -385,7 +235,7 @@ RECIPES = [
             Param("embeddings", "auto", ("auto", "int8", "fp32"),
                   "embedding tables: int8 when the output fidelity on calibration texts stays within the 0.99 budget (auto), always int8, or fp32"),
         ),
-        check=_cpu_only,
+        check=cpu_only,
     ),
     Recipe(
         "onnx-int4", "onnx", "ONNX Runtime block-wise 4-bit weight-only quantization (MatMulNBits), embedding tables too", build_onnx_int4, load_onnx,
@@ -398,11 +248,11 @@ RECIPES = [
                   "to minimise the weight error (half-quadratic, no data): more accurate, but the CPU kernel has no fast path for float zero points"),
             Param("embeddings", "int4", ("int4", "fp32"), "embedding tables as 4-bit blocks (GatherBlockQuantized) or kept fp32"),
         ),
-        check=_cpu_only,
+        check=cpu_only,
     ),
     Recipe(
         "onnx-int8-static", "onnx", "ONNX Runtime static QDQ int8, activation ranges calibrated on sample texts", build_onnx_int8_static, load_onnx,
         params=(Param("calibration", "minmax", ("minmax", "entropy", "percentile"), "how activation ranges are chosen"),),
-        check=_cpu_only,
+        check=cpu_only,
     ),
 ]
