@@ -17,7 +17,7 @@ import numpy as np
 
 from .base import BuildContext, Param, Recipe, write_json
 from .decoders import graph_feeds
-from .onnx_common import GRAPH, build_fp32_graph, cpu_only, fidelity, load_onnx, make_session, quiet, weight_type_for_cpu
+from .onnx_common import GRAPH, cpu_only, fidelity, fp32_graph, load_onnx, make_session, quiet, weight_type_for_cpu
 
 QUANTIZABLE = ("MatMul", "Attention")
 
@@ -78,27 +78,28 @@ def build_onnx_int8_mixed(ctx: BuildContext, params: dict, out: Path) -> dict:
     target, cap = float(params["target"]), int(float(params["max_fp32"]))
     work = out / "work"
     work.mkdir()
-    notes = build_fp32_graph(ctx, work)
-    probe = _Probe(ctx, work / GRAPH, work, weight_type_for_cpu("auto"))
-    nodes = quantizable_nodes(work / GRAPH)
-    table = sensitivity(probe, nodes, ctx.say)
-    kept: list[str] = []
-    score = probe.score(probe.quantize(work / "all.onnx"))
-    trail = [{"fp32_nodes": 0, "fidelity": score}]
-    for row in table:
-        if score >= target or len(kept) >= cap:
-            break
-        kept.append(row["node"])
-        ctx.say(0.87, f"keeping {len(kept)} node(s) in fp32: fidelity {score:.4f}")
-        score = probe.score(probe.quantize(work / "mixed.onnx", exclude=kept))
-        trail.append({"fp32_nodes": len(kept), "fidelity": score})
-    probe.quantize(out / GRAPH, exclude=kept)
+    with fp32_graph(ctx, work / "fp32") as fp32:
+        notes, origin = list(fp32.notes), fp32.origin
+        probe = _Probe(ctx, fp32.path, work, weight_type_for_cpu("auto"))
+        nodes = quantizable_nodes(fp32.path)
+        table = sensitivity(probe, nodes, ctx.say)
+        kept: list[str] = []
+        score = probe.score(probe.quantize(work / "all.onnx"))
+        trail = [{"fp32_nodes": 0, "fidelity": score}]
+        for row in table:
+            if score >= target or len(kept) >= cap:
+                break
+            kept.append(row["node"])
+            ctx.say(0.87, f"keeping {len(kept)} node(s) in fp32: fidelity {score:.4f}")
+            score = probe.score(probe.quantize(work / "mixed.onnx", exclude=kept))
+            trail.append({"fp32_nodes": len(kept), "fidelity": score})
+        probe.quantize(out / GRAPH, exclude=kept)
     shutil.rmtree(work)
     met = "meets" if score >= target else "does not reach"
     notes.append(f"Mixed precision: {len(kept)} of {len(nodes)} weight nodes kept fp32 (most sensitive first); calibration fidelity {score:.4f} {met} the target {target}.")
     write_json(out / "onnx.json", {"notes": notes})
     write_json(out / "sensitivity.json", {"target": target, "nodes": table, "kept_fp32": kept, "trail": trail, "final_fidelity": score})
-    return {"kept_fp32": kept, "final_fidelity": score}
+    return {"kept_fp32": kept, "final_fidelity": score, "fp32_graph": origin}
 
 
 def read_sensitivity(artifact_dir: Path) -> dict | None:

@@ -11,11 +11,13 @@ import contextlib
 import copy
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .. import env
+from ..store import HASH_NAME, MANIFEST
 from ..tasks import CAUSAL_LM, EMBEDDING
 from .base import BuildContext, Variant, read_json
 from .decoders import POSITIONS, OnnxCacheDecoder, graph_feeds, has_past, logits_name, present_name
@@ -122,6 +124,66 @@ def build_fp32_graph(ctx: BuildContext, out: Path, fuse_attention: bool = True) 
     raw.unlink()
     return notes
 
+
+
+FP32_SPEC = "onnx-fp32"   # the variant whose stored graph the quantized ONNX recipes start from
+
+
+@dataclass
+class Fp32Graph:
+    """The fp32 graph a quantized ONNX recipe starts from, and where it came from."""
+
+    path: Path                # its model.onnx
+    notes: list[str]          # the fusion notes, then one line saying where the graph came from
+    origin: dict              # recorded in the quantized entry's manifest (meta ``fp32_graph``)
+
+
+@contextlib.contextmanager
+def fp32_graph(ctx: BuildContext, work: Path, fuse_attention: bool = True):
+    """``with fp32_graph(ctx, work) as g:`` the fp32 graph to quantize (``g.path``), valid inside the block.
+
+    When the model store holds the ``onnx-fp32`` entry of this source (same fingerprint, library versions and layout,
+    which the quantized entry's own key holds too) and it is the graph this recipe needs, that stored graph is used:
+    verified first (a damaged copy is rebuilt in place), and leased while the block runs. It is the graph needed when
+    attention fusion is wanted, or when the model type has no fusion pattern (the optimizer then changes nothing).
+    Otherwise the fp32 model is exported and optimized into ``work`` as before; the result is not stored as an entry.
+    """
+    opener = getattr(ctx, "stored_variant", None)
+    fused_differs = not fuse_attention and fusion_type(ctx) is not None
+    if opener is None or fused_differs:
+        yield _exported(ctx, work, fuse_attention, "the stored onnx-fp32 graph has its attention fused, which this quantization cannot use"
+                        if opener is not None else "")
+        return
+    with opener(FP32_SPEC) as entry:
+        if entry is None:
+            yield _exported(ctx, work, fuse_attention, "the store holds no onnx-fp32 entry of this model to start from")
+            return
+        path = Path(entry.path) / GRAPH
+        stored_notes = list(read_json(Path(entry.path) / "onnx.json").get("notes", []))
+        short = entry.key[:12]
+        if entry.damage:
+            how = f"Quantized from the onnx-fp32 graph (entry {short}), rebuilt in the store first because its stored copy was damaged ({entry.damage[0]})."
+        elif entry.cache_hit:
+            how = f"Quantized from the stored onnx-fp32 graph (entry {short}); fp32 was not exported to ONNX again."
+        else:
+            how = f"Quantized from the onnx-fp32 graph (entry {short}), built in the store just now."
+        origin = {"from": "stored onnx-fp32 entry", "key": entry.key, "graph_xxh3_128": _graph_digest(entry), "rebuilt": bool(entry.damage or not entry.cache_hit)}
+        yield Fp32Graph(path, stored_notes + [how], origin)
+
+
+def _exported(ctx: BuildContext, work: Path, fuse_attention: bool, why: str) -> Fp32Graph:
+    work.mkdir(parents=True, exist_ok=True)
+    notes = build_fp32_graph(ctx, work, fuse_attention)
+    notes.append("Exported fp32 to ONNX first" + (f" ({why})." if why else "."))
+    return Fp32Graph(work / GRAPH, notes, {"from": "export", "fuse_attention": fuse_attention})
+
+
+def _graph_digest(entry) -> str | None:
+    """The stored graph's hash as its entry's manifest records it (the quantized entry names exactly what it was made from)."""
+    try:
+        return read_json(Path(entry.path) / MANIFEST)["files"][GRAPH][HASH_NAME]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def weight_type_for_cpu(choice: str) -> str:

@@ -12,7 +12,7 @@ from .. import env
 from ..errors import RecipeError
 from .base import BuildContext, Param, Recipe, write_json
 from .decoders import graph_feeds
-from .onnx_common import GRAPH, build_fp32_graph, cpu_only, fidelity, load_onnx, make_session, quiet, weight_type_for_cpu
+from .onnx_common import GRAPH, build_fp32_graph, cpu_only, fidelity, fp32_graph, load_onnx, make_session, quiet, weight_type_for_cpu
 
 
 def build_onnx_fp32(ctx: BuildContext, params: dict, out: Path) -> dict:
@@ -76,40 +76,41 @@ def build_onnx_int8(ctx: BuildContext, params: dict, out: Path) -> dict:
 
     tmp = out / "fp32"
     tmp.mkdir()
-    notes = build_fp32_graph(ctx, tmp)
-    weight_type = weight_type_for_cpu(params["weight_type"])
-    tables = embedding_nodes(tmp / GRAPH)
-    table = params.get("embeddings", "fp32") if tables else "fp32"
+    with fp32_graph(ctx, tmp) as fp32:
+        notes, origin = list(fp32.notes), fp32.origin
+        weight_type = weight_type_for_cpu(params["weight_type"])
+        tables = embedding_nodes(fp32.path)
+        table = params.get("embeddings", "fp32") if tables else "fp32"
 
-    def quantize(with_tables: bool, dst: Path) -> None:
-        ops = None if params["ops"] == "all" else ["MatMul", "Attention"] + (["Gather", "EmbedLayerNormalization"] if with_tables else [])
-        with quiet():
-            quantize_dynamic(
-                str(tmp / GRAPH), str(dst), op_types_to_quantize=ops, per_channel=params["per_channel"] == "true",
-                reduce_range=params["reduce_range"] == "true", weight_type=QuantType.QInt8 if weight_type == "int8" else QuantType.QUInt8,
-                nodes_to_exclude=None if with_tables else tables or None,
-                extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
-            )
+        def quantize(with_tables: bool, dst: Path) -> None:
+            ops = None if params["ops"] == "all" else ["MatMul", "Attention"] + (["Gather", "EmbedLayerNormalization"] if with_tables else [])
+            with quiet():
+                quantize_dynamic(
+                    str(fp32.path), str(dst), op_types_to_quantize=ops, per_channel=params["per_channel"] == "true",
+                    reduce_range=params["reduce_range"] == "true", weight_type=QuantType.QInt8 if weight_type == "int8" else QuantType.QUInt8,
+                    nodes_to_exclude=None if with_tables else tables or None,
+                    extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
+                )
 
-    ctx.say(0.7, f"dynamic int8 quantization (weights {weight_type}, per_channel={params['per_channel']}, embedding tables {table})")
-    quantize(table != "fp32", out / GRAPH)
-    fp32_tables_mb = table_bytes(tmp / GRAPH) / 1e6
-    if table == "auto":
-        ctx.say(0.85, "checking the int8 embedding tables against the quality budget")
-        budget, score = _table_budget(), calibration_fidelity(ctx, tmp / GRAPH, out / GRAPH)
-        if score >= budget:
-            notes.append(f"Embedding tables int8 ({fp32_tables_mb:.1f} MB in fp32): calibration fidelity {score:.4f} >= {budget:g}, so they stay int8 (embeddings=fp32 keeps them fp32).")
-        else:
-            quantize(False, out / GRAPH)
-            notes.append(f"Embedding tables kept fp32 ({fp32_tables_mb:.1f} MB): in int8 the calibration fidelity fell to {score:.4f} < {budget:g} (embeddings=int8 forces them).")
-    elif table == "int8":
-        notes.append(f"Embedding tables int8 ({fp32_tables_mb:.1f} MB in fp32), asked for with embeddings=int8.")
-    elif tables and params["ops"] != "all":
-        notes.append(f"Embedding tables kept fp32 ({fp32_tables_mb:.1f} MB), asked for with embeddings=fp32.")
+        ctx.say(0.7, f"dynamic int8 quantization (weights {weight_type}, per_channel={params['per_channel']}, embedding tables {table})")
+        quantize(table != "fp32", out / GRAPH)
+        fp32_tables_mb = table_bytes(fp32.path) / 1e6
+        if table == "auto":
+            ctx.say(0.85, "checking the int8 embedding tables against the quality budget")
+            budget, score = _table_budget(), calibration_fidelity(ctx, fp32.path, out / GRAPH)
+            if score >= budget:
+                notes.append(f"Embedding tables int8 ({fp32_tables_mb:.1f} MB in fp32): calibration fidelity {score:.4f} >= {budget:g}, so they stay int8 (embeddings=fp32 keeps them fp32).")
+            else:
+                quantize(False, out / GRAPH)
+                notes.append(f"Embedding tables kept fp32 ({fp32_tables_mb:.1f} MB): in int8 the calibration fidelity fell to {score:.4f} < {budget:g} (embeddings=int8 forces them).")
+        elif table == "int8":
+            notes.append(f"Embedding tables int8 ({fp32_tables_mb:.1f} MB in fp32), asked for with embeddings=int8.")
+        elif tables and params["ops"] != "all":
+            notes.append(f"Embedding tables kept fp32 ({fp32_tables_mb:.1f} MB), asked for with embeddings=fp32.")
     shutil.rmtree(tmp)
     notes.append(f"Activations uint8 (dynamic), weights {weight_type}" + (" (this CPU has VNNI)." if env.has_vnni() else "."))
     write_json(out / "onnx.json", {"notes": notes, "weight_type": weight_type})
-    return {}
+    return {"fp32_graph": origin}
 
 
 def build_onnx_int4(ctx: BuildContext, params: dict, out: Path) -> dict:
@@ -118,28 +119,29 @@ def build_onnx_int4(ctx: BuildContext, params: dict, out: Path) -> dict:
 
     tmp = out / "fp32"
     tmp.mkdir()
-    # unfused attention: MatMulNBits replaces MatMul nodes, while a fused Attention op would keep its weights fp32
-    notes = build_fp32_graph(ctx, tmp, fuse_attention=False)
-    block, symmetric, level = int(params["block_size"]), params["symmetric"] == "true", int(params["accuracy_level"])
-    algorithm = params["algorithm"]
-    if algorithm == "hqq" and symmetric:
-        raise RecipeError("onnx-int4: algorithm=hqq fits asymmetric blocks (a scale and a zero point each); use symmetric=false, or algorithm=rtn for symmetric blocks.")
-    tables = embedding_nodes(tmp / GRAPH, gather_only=True) if params["embeddings"] == "int4" else []
-    how = "HQQ-fitted" if algorithm == "hqq" else "round-to-nearest"
-    ctx.say(0.6, f"4-bit block quantization, {how} (block {block}, {'symmetric' if symmetric else 'asymmetric'}, accuracy level {level})")
-    with quiet():
-        config = HQQWeightOnlyQuantConfig(block_size=block, bits=4, op_types_to_quantize=("MatMul",)) if algorithm == "hqq" else None
-        quantizer = MatMulNBitsQuantizer(str(tmp / GRAPH), bits=4, block_size=block, is_symmetric=symmetric, accuracy_level=level,
-                                         op_types_to_quantize=("MatMul",), algo_config=config)
-        quantizer.process()
-        if tables:   # embedding tables: round-to-nearest blocks (GatherBlockQuantized takes no HQQ zero points)
-            ctx.say(0.85, "4-bit embedding tables")
-            quantizer.model.save_model_to_file(str(tmp / "matmuls.onnx"), use_external_data_format=False)
-            quantizer = MatMulNBitsQuantizer(str(tmp / "matmuls.onnx"), bits=4, block_size=block, is_symmetric=symmetric, accuracy_level=level,
-                                             op_types_to_quantize=("MatMul",), nodes_to_include=tables)   # ("Gather",) would force opset 21
+    with fp32_graph(ctx, tmp, fuse_attention=False) as fp32:
+        # unfused attention: MatMulNBits replaces MatMul nodes, while a fused Attention op would keep its weights fp32
+        notes, origin = list(fp32.notes), fp32.origin
+        block, symmetric, level = int(params["block_size"]), params["symmetric"] == "true", int(params["accuracy_level"])
+        algorithm = params["algorithm"]
+        if algorithm == "hqq" and symmetric:
+            raise RecipeError("onnx-int4: algorithm=hqq fits asymmetric blocks (a scale and a zero point each); use symmetric=false, or algorithm=rtn for symmetric blocks.")
+        tables = embedding_nodes(fp32.path, gather_only=True) if params["embeddings"] == "int4" else []
+        how = "HQQ-fitted" if algorithm == "hqq" else "round-to-nearest"
+        ctx.say(0.6, f"4-bit block quantization, {how} (block {block}, {'symmetric' if symmetric else 'asymmetric'}, accuracy level {level})")
+        with quiet():
+            config = HQQWeightOnlyQuantConfig(block_size=block, bits=4, op_types_to_quantize=("MatMul",)) if algorithm == "hqq" else None
+            quantizer = MatMulNBitsQuantizer(str(fp32.path), bits=4, block_size=block, is_symmetric=symmetric, accuracy_level=level,
+                                             op_types_to_quantize=("MatMul",), algo_config=config)
             quantizer.process()
-        quantizer.model.save_model_to_file(str(out / GRAPH), use_external_data_format=False)
-    fp32_tables_mb = table_bytes(tmp / GRAPH) / 1e6
+            if tables:   # embedding tables: round-to-nearest blocks (GatherBlockQuantized takes no HQQ zero points)
+                ctx.say(0.85, "4-bit embedding tables")
+                quantizer.model.save_model_to_file(str(tmp / "matmuls.onnx"), use_external_data_format=False)
+                quantizer = MatMulNBitsQuantizer(str(tmp / "matmuls.onnx"), bits=4, block_size=block, is_symmetric=symmetric, accuracy_level=level,
+                                                 op_types_to_quantize=("MatMul",), nodes_to_include=tables)   # ("Gather",) would force opset 21
+                quantizer.process()
+            quantizer.model.save_model_to_file(str(out / GRAPH), use_external_data_format=False)
+        fp32_tables_mb = table_bytes(fp32.path) / 1e6
     shutil.rmtree(tmp)
     make_session(out / GRAPH, threads=1)   # a graph ONNX Runtime refuses fails the build here, before it is stored
     ops = _op_counts(out / GRAPH)
@@ -153,7 +155,7 @@ def build_onnx_int4(ctx: BuildContext, params: dict, out: Path) -> dict:
     if not tables and params["embeddings"] == "fp32":
         notes.append(f"Embedding tables kept fp32 ({fp32_tables_mb:.1f} MB), asked for with embeddings=fp32.")
     write_json(out / "onnx.json", {"notes": notes, "ops": ops})
-    return {}
+    return {"fp32_graph": origin}
 
 
 ACCURACY_LEVELS = {"0": "unset: the kernel's default", "1": "fp32 compute", "2": "fp16 compute", "3": "bf16 compute",
@@ -196,20 +198,21 @@ def build_onnx_int8_static(ctx: BuildContext, params: dict, out: Path) -> dict:
 
     tmp = out / "fp32"
     tmp.mkdir()
-    notes = build_fp32_graph(ctx, tmp, fuse_attention=False)  # QDQ quantizes MatMuls, not the fused Attention op
-    reader = _Calibration(ctx, ort.InferenceSession(str(tmp / GRAPH), providers=["CPUExecutionProvider"]))
-    ctx.say(0.7, f"calibrating static int8 on {sum(len(b['input_ids']) for b in reader.batches)} texts")
-    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[params["calibration"]]
-    with quiet():
-        quantize_static(
-            str(tmp / GRAPH), str(out / GRAPH), reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul"],
-            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=method,
-            extra_options={"MatMulConstBOnly": True},
-        )
+    with fp32_graph(ctx, tmp, fuse_attention=False) as fp32:  # unfused: QDQ quantizes MatMuls, not the fused Attention op
+        notes, origin = list(fp32.notes), fp32.origin
+        reader = _Calibration(ctx, ort.InferenceSession(str(fp32.path), providers=["CPUExecutionProvider"]))
+        ctx.say(0.7, f"calibrating static int8 on {sum(len(b['input_ids']) for b in reader.batches)} texts")
+        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[params["calibration"]]
+        with quiet():
+            quantize_static(
+                str(fp32.path), str(out / GRAPH), reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul"],
+                per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=method,
+                extra_options={"MatMulConstBOnly": True},
+            )
     shutil.rmtree(tmp)
     notes.append(f"Static QDQ int8: activation ranges fixed from {len(reader.batches)} calibration batches ({params['calibration']}).")
     write_json(out / "onnx.json", {"notes": notes})
-    return {}
+    return {"fp32_graph": origin}
 
 
 
