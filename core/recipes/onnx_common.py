@@ -146,9 +146,10 @@ def fp32_graph(ctx: BuildContext, work: Path, fuse_attention: bool = True):
     which the quantized entry's own key holds too) and it is the graph this recipe needs, that stored graph is used:
     verified first (a damaged copy is rebuilt in place), and leased while the block runs. It is the graph needed when
     attention fusion is wanted, or when the model type has no fusion pattern (the optimizer then changes nothing).
-    Otherwise the fp32 model is exported and optimized into ``work`` as before; the result is not stored as an entry.
+    Otherwise the fp32 model is exported and optimized into ``work`` as before. That export is not stored as an entry of
+    its own: a quantized build publishes one entry (a killed one leaves none), as the store's fault tests require.
     """
-    opener = getattr(ctx, "stored_variant", None)
+    opener = ctx.stored_variant
     fused_differs = not fuse_attention and fusion_type(ctx) is not None
     if opener is None or fused_differs:
         yield _exported(ctx, work, fuse_attention, "the stored onnx-fp32 graph has its attention fused, which this quantization cannot use"
