@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -38,6 +39,31 @@ def variant_key(source, recipe_name: str, params: dict, calibration_texts: list[
                     calibration=calib, format=RECIPE_FORMAT, **layout)
 
 
+def _describe(source, recipe, params: dict, label: str) -> dict:
+    """The metadata a variant's store entry is indexed with."""
+    return {"kind": "variant", "model": source.name, "fingerprint": source.fingerprint, "task": source.task, "recipe": recipe.name, "params": params, "label": label}
+
+
+def _stored_variant_opener(store: ModelStore, source, ctx: BuildContext):
+    """BuildContext.stored_variant for builds on ``source``: another variant's entry, if the store holds it, to start from.
+
+    The entry is leased for the block, verified, and rebuilt in place (by its own recipe, under its own key) if damaged;
+    a variant the store does not hold is not built here (None): a build only reuses what is already stored."""
+
+    @contextlib.contextmanager
+    def open_stored(spec: str):
+        recipe, params, label = resolve(spec)
+        key = variant_key(source, recipe.name, params)
+        if key not in store and not store.artifact_dir(key).exists():
+            yield None
+            return
+        with store.lease(key):
+            entry = store.get_or_build(key, lambda tmp: recipe.build(ctx, params, tmp) or {}, _describe(source, recipe, params, label))
+            yield entry
+
+    return open_stored
+
+
 def stored_entry(source, spec: str, store: ModelStore | None = None) -> StoreEntry | None:
     """The store entry of ``spec`` on ``source`` if it was built already (nothing is built here)."""
     recipe, params, _ = resolve(spec)
@@ -68,8 +94,9 @@ def get_variant(source, spec: str, *, store: ModelStore | None = None, device: s
     ctx.device, ctx.threads, ctx.progress = device, threads, progress
     ctx.max_length = min(max_length, max_positions(ctx.config()) or max_length)
     ctx.calibration_texts = calibration_texts or []
+    ctx.stored_variant = _stored_variant_opener(store, source, ctx)
     key = variant_key(source, recipe.name, params, calibration_texts)
-    describe = {"kind": "variant", "model": source.name, "fingerprint": source.fingerprint, "task": source.task, "recipe": recipe.name, "params": params, "label": label}
+    describe = _describe(source, recipe, params, label)
 
     def build_artifact(tmp):
         ctx.say(0.05, f"building {label}")

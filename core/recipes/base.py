@@ -10,6 +10,7 @@ Every variant has the same call: token ids and attention mask in, one float32 ar
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -54,6 +55,10 @@ class BuildContext:
     calibration_texts: list[str] = field(default_factory=list)
     max_length: int = 128
     progress: ProgressFn | None = None
+    # ``with ctx.stored_variant("onnx-fp32") as entry:`` an entry of the model store a build may start from, verified
+    # (a damaged copy is rebuilt first) and leased while the block runs; ``entry`` (a core.store.StoreEntry) is None when
+    # the store does not hold it. Set by core.variants.get_variant; None for a build outside the store.
+    stored_variant: Callable[[str], AbstractContextManager] | None = None
     _loaded: object = None
     _tokenizer: object = None
     _config: object = None

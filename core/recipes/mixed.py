@@ -15,24 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..tasks import EMBEDDING
 from .base import BuildContext, Param, Recipe, write_json
 from .decoders import graph_feeds
-from .onnx_rt import GRAPH, _cpu_only, _quiet, build_fp32_graph, load_onnx, make_session, weight_type_for_cpu
+from .onnx_common import GRAPH, cpu_only, fidelity, fp32_graph, load_onnx, make_session, quiet, weight_type_for_cpu
 
 QUANTIZABLE = ("MatMul", "Attention")
-
-
-def fidelity(task: str, out: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> float:
-    """Mean cosine to fp32: of mean-pooled embeddings for embedders, of each real position's output otherwise."""
-    if task == EMBEDDING:
-        m = mask[..., None].astype(np.float32)
-        a, b = (out * m).sum(1) / m.sum(1), (ref * m).sum(1) / m.sum(1)
-    else:
-        keep = mask.astype(bool) if out.ndim == 3 else slice(None)
-        a, b = out[keep].reshape(-1, out.shape[-1]), ref[keep].reshape(-1, ref.shape[-1])
-    cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1) + 1e-12)
-    return float(cos.mean())
 
 
 def quantizable_nodes(graph: Path) -> list[str]:
@@ -63,7 +50,7 @@ class _Probe:
         import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        with _quiet():
+        with quiet():
             quantize_dynamic(
                 str(self.fp32), str(out), op_types_to_quantize=list(QUANTIZABLE), per_channel=True,
                 weight_type=QuantType.QInt8 if self.weight_type == "int8" else QuantType.QUInt8,
@@ -91,27 +78,28 @@ def build_onnx_int8_mixed(ctx: BuildContext, params: dict, out: Path) -> dict:
     target, cap = float(params["target"]), int(float(params["max_fp32"]))
     work = out / "work"
     work.mkdir()
-    notes = build_fp32_graph(ctx, work)
-    probe = _Probe(ctx, work / GRAPH, work, weight_type_for_cpu("auto"))
-    nodes = quantizable_nodes(work / GRAPH)
-    table = sensitivity(probe, nodes, ctx.say)
-    kept: list[str] = []
-    score = probe.score(probe.quantize(work / "all.onnx"))
-    trail = [{"fp32_nodes": 0, "fidelity": score}]
-    for row in table:
-        if score >= target or len(kept) >= cap:
-            break
-        kept.append(row["node"])
-        ctx.say(0.87, f"keeping {len(kept)} node(s) in fp32: fidelity {score:.4f}")
-        score = probe.score(probe.quantize(work / "mixed.onnx", exclude=kept))
-        trail.append({"fp32_nodes": len(kept), "fidelity": score})
-    probe.quantize(out / GRAPH, exclude=kept)
+    with fp32_graph(ctx, work / "fp32") as fp32:
+        notes, origin = list(fp32.notes), fp32.origin
+        probe = _Probe(ctx, fp32.path, work, weight_type_for_cpu("auto"))
+        nodes = quantizable_nodes(fp32.path)
+        table = sensitivity(probe, nodes, ctx.say)
+        kept: list[str] = []
+        score = probe.score(probe.quantize(work / "all.onnx"))
+        trail = [{"fp32_nodes": 0, "fidelity": score}]
+        for row in table:
+            if score >= target or len(kept) >= cap:
+                break
+            kept.append(row["node"])
+            ctx.say(0.87, f"keeping {len(kept)} node(s) in fp32: fidelity {score:.4f}")
+            score = probe.score(probe.quantize(work / "mixed.onnx", exclude=kept))
+            trail.append({"fp32_nodes": len(kept), "fidelity": score})
+        probe.quantize(out / GRAPH, exclude=kept)
     shutil.rmtree(work)
     met = "meets" if score >= target else "does not reach"
     notes.append(f"Mixed precision: {len(kept)} of {len(nodes)} weight nodes kept fp32 (most sensitive first); calibration fidelity {score:.4f} {met} the target {target}.")
     write_json(out / "onnx.json", {"notes": notes})
     write_json(out / "sensitivity.json", {"target": target, "nodes": table, "kept_fp32": kept, "trail": trail, "final_fidelity": score})
-    return {"kept_fp32": kept, "final_fidelity": score}
+    return {"kept_fp32": kept, "final_fidelity": score, "fp32_graph": origin}
 
 
 def read_sensitivity(artifact_dir: Path) -> dict | None:
@@ -128,6 +116,6 @@ RECIPES = [
             Param("target", "0.995", help="output fidelity (cosine to fp32) to reach on the calibration texts", number=(0.0, 1.0)),
             Param("max_fp32", "4", help="most weight nodes left in fp32", number=(0, 1000)),
         ),
-        check=_cpu_only,
+        check=cpu_only,
     ),
 ]

@@ -3,9 +3,6 @@ static QDQ int8, and block-wise 4-bit weights (``MatMulNBits``)."""
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import logging
 import shutil
 from pathlib import Path
 
@@ -13,126 +10,15 @@ import numpy as np
 
 from .. import env
 from ..errors import RecipeError
-from ..tasks import CAUSAL_LM
-from .base import BuildContext, Param, Recipe, Variant, read_json, write_json
-from .decoders import POSITIONS, OnnxCacheDecoder, graph_feeds, has_past, logits_name, present_name
-from .export_graph import additive_encoder_wrapper, classic_attention_for, decoder_example, decoder_with_past
-from .torch_common import conv1d_to_linear, example_inputs, make_wrapper
-
-GRAPH = "model.onnx"
-OPSET = 17
-FUSION_TYPES = {"bert": "bert", "gpt2": "gpt2", "roberta": "bert", "distilbert": "bert", "xlm-roberta": "bert", "mpnet": "bert"}
-
-
-def export_onnx(ctx: BuildContext, path: Path) -> None:
-    """Trace the eager-attention model to ONNX with dynamic batch and sequence axes."""
-    import torch
-
-    loaded = ctx.loaded()
-    model = loaded.model
-    if any(type(m).__name__ == "Conv1D" for m in model.modules()):  # GPT-2: addmm exports as Gemm, which int8 skips
-        model = copy.deepcopy(model)
-        conv1d_to_linear(model)
-    ids, mask = example_inputs(loaded.tokenizer)
-    if ctx.task == CAUSAL_LM:
-        return _export_decoder(model, ids, path)
-    encoder = fusion_type(ctx) == "bert"
-    wrapper = additive_encoder_wrapper(model, ctx.task) if encoder else make_wrapper(model, ctx.task)
-    out_axes = {0: "batch"} if ctx.task == "classification" else {0: "batch", 1: "sequence"}
-    attention = classic_attention_for(model) if encoder else contextlib.nullcontext()
-    with torch.inference_mode(), _quiet(), attention:
-        torch.onnx.export(
-            wrapper, (ids, mask), str(path), dynamo=False, opset_version=OPSET, do_constant_folding=True,
-            input_names=["input_ids", "attention_mask"], output_names=["output"],
-            dynamic_axes={"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}, "output": out_axes},
-        )
-
-
-def _export_decoder(model, ids, path: Path) -> None:
-    """A causal LM as a decoder with past key/values (see export_graph.decoder_with_past): its KV cache works in ONNX Runtime."""
-    import torch
-
-    args, pasts = decoder_example(model, ids)
-    presents = [present_name(n) for n in pasts]
-    axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "total"}, POSITIONS: {0: "batch", 1: "sequence"},
-            "output": {0: "batch", 1: "sequence"}}
-    axes.update({n: {0: "batch", 2: "past"} for n in pasts})
-    axes.update({n: {0: "batch", 2: "total"} for n in presents})
-    with torch.inference_mode(), _quiet():
-        torch.onnx.export(
-            decoder_with_past(model), args, str(path), dynamo=False, opset_version=OPSET, do_constant_folding=True,
-            input_names=["input_ids", "attention_mask", POSITIONS, *pasts], output_names=["output", *presents], dynamic_axes=axes,
-        )
-
-
-class _quiet:
-    """Silence the exporter's and quantizer's chatter (warnings go to the log, not the user's terminal)."""
-
-    def __enter__(self):
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore")
-        self._level = logging.getLogger().level
-        logging.getLogger().setLevel(logging.ERROR)
-
-    def __exit__(self, *exc):
-        logging.getLogger().setLevel(self._level)
-        self._w.__exit__(*exc)
-
-
-def fusion_type(ctx: BuildContext) -> str | None:
-    return FUSION_TYPES.get(getattr(ctx.config(), "model_type", ""), None)
-
-
-def optimize_graph(ctx: BuildContext, raw: Path, out: Path, fuse_attention: bool = True) -> list[str]:
-    """ONNX Runtime's transformer optimizer (attention, LayerNorm, GELU fusion); falls back to the raw graph."""
-    from onnxruntime.transformers.fusion_options import FusionOptions
-    from onnxruntime.transformers.optimizer import optimize_model
-
-    model_type = fusion_type(ctx)
-    config = ctx.config()
-    if model_type is None:
-        shutil.copy(raw, out)
-        return [f"No transformer fusion pattern for model type '{config.model_type}': the graph runs with ONNX Runtime's generic optimizations only."]
-    try:
-        with _quiet():
-            heads, hidden = getattr(config, "num_attention_heads", 0) or 0, getattr(config, "hidden_size", 0) or 0
-            options = FusionOptions(model_type)
-            options.enable_attention = fuse_attention
-            opt = optimize_model(str(raw), model_type=model_type, num_heads=heads, hidden_size=hidden, opt_level=1, use_gpu=False, optimization_options=options)
-            opt.save_model_to_file(str(out))
-        fused = {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
-        return [f"Fused operators: {', '.join(f'{k} x{v}' for k, v in sorted(fused.items()))}."] if fused else []
-    except Exception as err:  # an unfusable graph still runs: say so
-        shutil.copy(raw, out)
-        return [f"Transformer fusion failed ({err.__class__.__name__}); running the unfused graph."]
-
-
-def build_fp32_graph(ctx: BuildContext, out: Path, fuse_attention: bool = True) -> list[str]:
-    raw = out / "raw.onnx"
-    ctx.say(0.2, "exporting to ONNX")
-    export_onnx(ctx, raw)
-    ctx.say(0.5, "fusing attention / LayerNorm / GELU" if fuse_attention else "fusing LayerNorm / GELU")
-    notes = optimize_graph(ctx, raw, out / GRAPH, fuse_attention)
-    raw.unlink()
-    return notes
+from .base import BuildContext, Param, Recipe, write_json
+from .decoders import graph_feeds
+from .onnx_common import GRAPH, build_fp32_graph, cpu_only, fidelity, fp32_graph, load_onnx, make_session, quiet, weight_type_for_cpu
 
 
 def build_onnx_fp32(ctx: BuildContext, params: dict, out: Path) -> dict:
     notes = build_fp32_graph(ctx, out)
     write_json(out / "onnx.json", {"notes": notes})
     return {}
-
-
-def weight_type_for_cpu(choice: str) -> str:
-    """S8 weights where the CPU has VNNI (no saturation) or is ARM; U8 on AVX2-only x86 (U8S8 may saturate)."""
-    if choice != "auto":
-        return choice
-    if env.is_x86() and not env.has_vnni():
-        return "uint8"
-    return "int8"
 
 
 def embedding_nodes(graph: Path, gather_only: bool = False) -> list[str]:
@@ -167,7 +53,6 @@ def table_bytes(graph: Path) -> int:
 def calibration_fidelity(ctx: BuildContext, fp32_graph: Path, graph: Path) -> float:
     """Output fidelity (mean cosine to fp32, as onnx-int8-mixed measures it) of ``graph`` on the calibration texts."""
     from .. import calibration
-    from .mixed import fidelity
 
     texts = (ctx.calibration_texts or calibration.default_texts(ctx.task))[:32]
     enc = ctx.tokenizer()(texts, padding=True, truncation=True, max_length=ctx.max_length, return_tensors="np")
@@ -191,40 +76,41 @@ def build_onnx_int8(ctx: BuildContext, params: dict, out: Path) -> dict:
 
     tmp = out / "fp32"
     tmp.mkdir()
-    notes = build_fp32_graph(ctx, tmp)
-    weight_type = weight_type_for_cpu(params["weight_type"])
-    tables = embedding_nodes(tmp / GRAPH)
-    table = params.get("embeddings", "fp32") if tables else "fp32"
+    with fp32_graph(ctx, tmp) as fp32:
+        notes, origin = list(fp32.notes), fp32.origin
+        weight_type = weight_type_for_cpu(params["weight_type"])
+        tables = embedding_nodes(fp32.path)
+        table = params.get("embeddings", "fp32") if tables else "fp32"
 
-    def quantize(with_tables: bool, dst: Path) -> None:
-        ops = None if params["ops"] == "all" else ["MatMul", "Attention"] + (["Gather", "EmbedLayerNormalization"] if with_tables else [])
-        with _quiet():
-            quantize_dynamic(
-                str(tmp / GRAPH), str(dst), op_types_to_quantize=ops, per_channel=params["per_channel"] == "true",
-                reduce_range=params["reduce_range"] == "true", weight_type=QuantType.QInt8 if weight_type == "int8" else QuantType.QUInt8,
-                nodes_to_exclude=None if with_tables else tables or None,
-                extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
-            )
+        def quantize(with_tables: bool, dst: Path) -> None:
+            ops = None if params["ops"] == "all" else ["MatMul", "Attention"] + (["Gather", "EmbedLayerNormalization"] if with_tables else [])
+            with quiet():
+                quantize_dynamic(
+                    str(fp32.path), str(dst), op_types_to_quantize=ops, per_channel=params["per_channel"] == "true",
+                    reduce_range=params["reduce_range"] == "true", weight_type=QuantType.QInt8 if weight_type == "int8" else QuantType.QUInt8,
+                    nodes_to_exclude=None if with_tables else tables or None,
+                    extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
+                )
 
-    ctx.say(0.7, f"dynamic int8 quantization (weights {weight_type}, per_channel={params['per_channel']}, embedding tables {table})")
-    quantize(table != "fp32", out / GRAPH)
-    fp32_tables_mb = table_bytes(tmp / GRAPH) / 1e6
-    if table == "auto":
-        ctx.say(0.85, "checking the int8 embedding tables against the quality budget")
-        budget, score = _table_budget(), calibration_fidelity(ctx, tmp / GRAPH, out / GRAPH)
-        if score >= budget:
-            notes.append(f"Embedding tables int8 ({fp32_tables_mb:.1f} MB in fp32): calibration fidelity {score:.4f} >= {budget:g}, so they stay int8 (embeddings=fp32 keeps them fp32).")
-        else:
-            quantize(False, out / GRAPH)
-            notes.append(f"Embedding tables kept fp32 ({fp32_tables_mb:.1f} MB): in int8 the calibration fidelity fell to {score:.4f} < {budget:g} (embeddings=int8 forces them).")
-    elif table == "int8":
-        notes.append(f"Embedding tables int8 ({fp32_tables_mb:.1f} MB in fp32), asked for with embeddings=int8.")
-    elif tables and params["ops"] != "all":
-        notes.append(f"Embedding tables kept fp32 ({fp32_tables_mb:.1f} MB), asked for with embeddings=fp32.")
+        ctx.say(0.7, f"dynamic int8 quantization (weights {weight_type}, per_channel={params['per_channel']}, embedding tables {table})")
+        quantize(table != "fp32", out / GRAPH)
+        fp32_tables_mb = table_bytes(fp32.path) / 1e6
+        if table == "auto":
+            ctx.say(0.85, "checking the int8 embedding tables against the quality budget")
+            budget, score = _table_budget(), calibration_fidelity(ctx, fp32.path, out / GRAPH)
+            if score >= budget:
+                notes.append(f"Embedding tables int8 ({fp32_tables_mb:.1f} MB in fp32): calibration fidelity {score:.4f} >= {budget:g}, so they stay int8 (embeddings=fp32 keeps them fp32).")
+            else:
+                quantize(False, out / GRAPH)
+                notes.append(f"Embedding tables kept fp32 ({fp32_tables_mb:.1f} MB): in int8 the calibration fidelity fell to {score:.4f} < {budget:g} (embeddings=int8 forces them).")
+        elif table == "int8":
+            notes.append(f"Embedding tables int8 ({fp32_tables_mb:.1f} MB in fp32), asked for with embeddings=int8.")
+        elif tables and params["ops"] != "all":
+            notes.append(f"Embedding tables kept fp32 ({fp32_tables_mb:.1f} MB), asked for with embeddings=fp32.")
     shutil.rmtree(tmp)
     notes.append(f"Activations uint8 (dynamic), weights {weight_type}" + (" (this CPU has VNNI)." if env.has_vnni() else "."))
     write_json(out / "onnx.json", {"notes": notes, "weight_type": weight_type})
-    return {}
+    return {"fp32_graph": origin}
 
 
 def build_onnx_int4(ctx: BuildContext, params: dict, out: Path) -> dict:
@@ -233,28 +119,29 @@ def build_onnx_int4(ctx: BuildContext, params: dict, out: Path) -> dict:
 
     tmp = out / "fp32"
     tmp.mkdir()
-    # unfused attention: MatMulNBits replaces MatMul nodes, while a fused Attention op would keep its weights fp32
-    notes = build_fp32_graph(ctx, tmp, fuse_attention=False)
-    block, symmetric, level = int(params["block_size"]), params["symmetric"] == "true", int(params["accuracy_level"])
-    algorithm = params["algorithm"]
-    if algorithm == "hqq" and symmetric:
-        raise RecipeError("onnx-int4: algorithm=hqq fits asymmetric blocks (a scale and a zero point each); use symmetric=false, or algorithm=rtn for symmetric blocks.")
-    tables = embedding_nodes(tmp / GRAPH, gather_only=True) if params["embeddings"] == "int4" else []
-    how = "HQQ-fitted" if algorithm == "hqq" else "round-to-nearest"
-    ctx.say(0.6, f"4-bit block quantization, {how} (block {block}, {'symmetric' if symmetric else 'asymmetric'}, accuracy level {level})")
-    with _quiet():
-        config = HQQWeightOnlyQuantConfig(block_size=block, bits=4, op_types_to_quantize=("MatMul",)) if algorithm == "hqq" else None
-        quantizer = MatMulNBitsQuantizer(str(tmp / GRAPH), bits=4, block_size=block, is_symmetric=symmetric, accuracy_level=level,
-                                         op_types_to_quantize=("MatMul",), algo_config=config)
-        quantizer.process()
-        if tables:   # embedding tables: round-to-nearest blocks (GatherBlockQuantized takes no HQQ zero points)
-            ctx.say(0.85, "4-bit embedding tables")
-            quantizer.model.save_model_to_file(str(tmp / "matmuls.onnx"), use_external_data_format=False)
-            quantizer = MatMulNBitsQuantizer(str(tmp / "matmuls.onnx"), bits=4, block_size=block, is_symmetric=symmetric, accuracy_level=level,
-                                             op_types_to_quantize=("MatMul",), nodes_to_include=tables)   # ("Gather",) would force opset 21
+    with fp32_graph(ctx, tmp, fuse_attention=False) as fp32:
+        # unfused attention: MatMulNBits replaces MatMul nodes, while a fused Attention op would keep its weights fp32
+        notes, origin = list(fp32.notes), fp32.origin
+        block, symmetric, level = int(params["block_size"]), params["symmetric"] == "true", int(params["accuracy_level"])
+        algorithm = params["algorithm"]
+        if algorithm == "hqq" and symmetric:
+            raise RecipeError("onnx-int4: algorithm=hqq fits asymmetric blocks (a scale and a zero point each); use symmetric=false, or algorithm=rtn for symmetric blocks.")
+        tables = embedding_nodes(fp32.path, gather_only=True) if params["embeddings"] == "int4" else []
+        how = "HQQ-fitted" if algorithm == "hqq" else "round-to-nearest"
+        ctx.say(0.6, f"4-bit block quantization, {how} (block {block}, {'symmetric' if symmetric else 'asymmetric'}, accuracy level {level})")
+        with quiet():
+            config = HQQWeightOnlyQuantConfig(block_size=block, bits=4, op_types_to_quantize=("MatMul",)) if algorithm == "hqq" else None
+            quantizer = MatMulNBitsQuantizer(str(fp32.path), bits=4, block_size=block, is_symmetric=symmetric, accuracy_level=level,
+                                             op_types_to_quantize=("MatMul",), algo_config=config)
             quantizer.process()
-        quantizer.model.save_model_to_file(str(out / GRAPH), use_external_data_format=False)
-    fp32_tables_mb = table_bytes(tmp / GRAPH) / 1e6
+            if tables:   # embedding tables: round-to-nearest blocks (GatherBlockQuantized takes no HQQ zero points)
+                ctx.say(0.85, "4-bit embedding tables")
+                quantizer.model.save_model_to_file(str(tmp / "matmuls.onnx"), use_external_data_format=False)
+                quantizer = MatMulNBitsQuantizer(str(tmp / "matmuls.onnx"), bits=4, block_size=block, is_symmetric=symmetric, accuracy_level=level,
+                                                 op_types_to_quantize=("MatMul",), nodes_to_include=tables)   # ("Gather",) would force opset 21
+                quantizer.process()
+            quantizer.model.save_model_to_file(str(out / GRAPH), use_external_data_format=False)
+        fp32_tables_mb = table_bytes(fp32.path) / 1e6
     shutil.rmtree(tmp)
     make_session(out / GRAPH, threads=1)   # a graph ONNX Runtime refuses fails the build here, before it is stored
     ops = _op_counts(out / GRAPH)
@@ -268,7 +155,7 @@ def build_onnx_int4(ctx: BuildContext, params: dict, out: Path) -> dict:
     if not tables and params["embeddings"] == "fp32":
         notes.append(f"Embedding tables kept fp32 ({fp32_tables_mb:.1f} MB), asked for with embeddings=fp32.")
     write_json(out / "onnx.json", {"notes": notes, "ops": ops})
-    return {}
+    return {"fp32_graph": origin}
 
 
 ACCURACY_LEVELS = {"0": "unset: the kernel's default", "1": "fp32 compute", "2": "fp16 compute", "3": "bf16 compute",
@@ -311,53 +198,22 @@ def build_onnx_int8_static(ctx: BuildContext, params: dict, out: Path) -> dict:
 
     tmp = out / "fp32"
     tmp.mkdir()
-    notes = build_fp32_graph(ctx, tmp, fuse_attention=False)  # QDQ quantizes MatMuls, not the fused Attention op
-    reader = _Calibration(ctx, ort.InferenceSession(str(tmp / GRAPH), providers=["CPUExecutionProvider"]))
-    ctx.say(0.7, f"calibrating static int8 on {sum(len(b['input_ids']) for b in reader.batches)} texts")
-    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[params["calibration"]]
-    with _quiet():
-        quantize_static(
-            str(tmp / GRAPH), str(out / GRAPH), reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul"],
-            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=method,
-            extra_options={"MatMulConstBOnly": True},
-        )
+    with fp32_graph(ctx, tmp, fuse_attention=False) as fp32:  # unfused: QDQ quantizes MatMuls, not the fused Attention op
+        notes, origin = list(fp32.notes), fp32.origin
+        reader = _Calibration(ctx, ort.InferenceSession(str(fp32.path), providers=["CPUExecutionProvider"]))
+        ctx.say(0.7, f"calibrating static int8 on {sum(len(b['input_ids']) for b in reader.batches)} texts")
+        method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}[params["calibration"]]
+        with quiet():
+            quantize_static(
+                str(fp32.path), str(out / GRAPH), reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul"],
+                per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=method,
+                extra_options={"MatMulConstBOnly": True},
+            )
     shutil.rmtree(tmp)
     notes.append(f"Static QDQ int8: activation ranges fixed from {len(reader.batches)} calibration batches ({params['calibration']}).")
     write_json(out / "onnx.json", {"notes": notes})
-    return {}
+    return {"fp32_graph": origin}
 
-
-def make_session(path: Path, device: str = "cpu", threads: int | None = None):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    if threads:
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-    providers = ["CPUExecutionProvider"]
-    if device == "cuda":
-        providers.insert(0, "CUDAExecutionProvider")
-    return ort.InferenceSession(str(path), so, providers=providers)
-
-
-def load_onnx(ctx: BuildContext, params: dict, art: Path) -> Variant:
-    session = make_session(art / GRAPH, ctx.device, ctx.threads)
-    info = read_json(art / "onnx.json")
-    notes = list(info.get("notes", []))
-    if ctx.device == "cuda" and "CUDAExecutionProvider" not in session.get_providers():
-        notes.append("CUDA execution provider unavailable: ONNX Runtime fell back to the CPU.")
-
-    head_dim, output = info.get("head_dim"), logits_name(session)   # head_dim: for graphs whose cache axes are symbolic (onnx-genai)
-
-    def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return np.asarray(session.run([output], graph_feeds(session, input_ids, attention_mask, head_dim))[0], dtype=np.float32)
-
-    size = sum(p.stat().st_size for p in art.glob("*.onnx*"))
-    decoder = (lambda: OnnxCacheDecoder(session, head_dim)) if has_past(session) else None
-    no_cache = "" if decoder or ctx.task != CAUSAL_LM else "this ONNX graph has no past key/values inputs, so it carries no KV cache"
-    return Variant(name="", task=ctx.task, run=run, param_bytes=size, notes=notes, device=ctx.device, module=session, decoder=decoder, no_cache_reason=no_cache)
 
 
 def _ort_check(device: str) -> str | None:
@@ -368,9 +224,6 @@ def _ort_check(device: str) -> str | None:
             return "ONNX Runtime here has no CUDA provider (install onnxruntime-gpu)."
     return None
 
-
-def _cpu_only(device: str) -> str | None:
-    return "ONNX Runtime int8 kernels are CPU kernels; choose device cpu." if device != "cpu" else None
 
 
 RECIPES = [
@@ -385,7 +238,7 @@ RECIPES = [
             Param("embeddings", "auto", ("auto", "int8", "fp32"),
                   "embedding tables: int8 when the output fidelity on calibration texts stays within the 0.99 budget (auto), always int8, or fp32"),
         ),
-        check=_cpu_only,
+        check=cpu_only,
     ),
     Recipe(
         "onnx-int4", "onnx", "ONNX Runtime block-wise 4-bit weight-only quantization (MatMulNBits), embedding tables too", build_onnx_int4, load_onnx,
@@ -398,11 +251,11 @@ RECIPES = [
                   "to minimise the weight error (half-quadratic, no data): more accurate, but the CPU kernel has no fast path for float zero points"),
             Param("embeddings", "int4", ("int4", "fp32"), "embedding tables as 4-bit blocks (GatherBlockQuantized) or kept fp32"),
         ),
-        check=_cpu_only,
+        check=cpu_only,
     ),
     Recipe(
         "onnx-int8-static", "onnx", "ONNX Runtime static QDQ int8, activation ranges calibrated on sample texts", build_onnx_int8_static, load_onnx,
         params=(Param("calibration", "minmax", ("minmax", "entropy", "percentile"), "how activation ranges are chosen"),),
-        check=_cpu_only,
+        check=cpu_only,
     ),
 ]
