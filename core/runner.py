@@ -64,7 +64,7 @@ def peak_rss_bytes() -> int:
         import psutil
 
         peak = max(peak, psutil.Process().memory_info().rss)
-    except Exception:
+    except Exception:  # noqa: BLE001 - the peak memory figure is best effort
         pass
     return int(peak)
 
@@ -74,7 +74,7 @@ def _current_rss() -> int | None:
         import psutil
 
         return int(psutil.Process().memory_info().rss)
-    except Exception:
+    except Exception:  # noqa: BLE001 - the memory figure is best effort
         return None
 
 
@@ -95,7 +95,7 @@ def _preimport(source, label: str) -> None:
 
         config = AutoConfig.from_pretrained(str(source.path), trust_remote_code=False)
         model_class(source.task)._model_mapping[type(config)]
-    except Exception:  # only an optimisation of what load_s measures
+    except Exception:  # noqa: BLE001 - only an optimisation of what load_s measures
         pass
 
 
@@ -256,7 +256,7 @@ def run_job(job: dict, channel: Channel) -> dict:
                 del loaded
             except QlabError as err:
                 builds[label] = {"error": str(err), "kind": "user"}
-            except Exception as err:  # one recipe failing on this model must not stop the others
+            except Exception as err:  # noqa: BLE001 - one recipe failing on this model must not stop the others
                 traceback.print_exc()
                 first = (str(err).strip().splitlines() or [""])[0][:300]
                 builds[label] = {"error": f"build failed: {err.__class__.__name__}: {first}".rstrip(": "), "kind": "crash"}
@@ -294,7 +294,8 @@ def run_job(job: dict, channel: Channel) -> dict:
         message = f"whole-dataset throughput (sorted and unsorted alternated, batch {bs})"
         channel.progress("latency", len(cells) / (len(cells) + 2), message)
         throughput = bench.dataset_throughput(variant, tokenizer, texts, bs, job["max_length"], protocol=protocol,
-                                              progress=lambda n: channel.progress("latency", (len(cells) + 1) / (len(cells) + 2), f"{message}: {n} passes each"))
+                                              progress=lambda n: channel.progress("latency", (len(cells) + 1) / (len(cells) + 2),
+                                                                                  f"{message}: {n} passes each"))
     result.update(latency=latency, dataset_throughput=throughput, peak_rss_bytes=peak_rss_bytes())
     channel.progress("latency", 1.0, f"{label} done")
     return result
@@ -323,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(json.dumps({"error": str(err), "kind": "user"}), encoding="utf-8")
         channel.send(phase="done", fraction=1.0, message="failed")
         return 3
-    except BaseException as err:  # a bug or a crash of a library: keep the traceback in the worker's log
+    except BaseException as err:  # noqa: BLE001 - a bug or a crash of a library: keep the traceback in the worker's log
         traceback.print_exc()
         first = (str(err).strip().splitlines() or [""])[0][:300]
         out.write_text(json.dumps({"error": f"{err.__class__.__name__}: {first}".rstrip(": "), "kind": "crash"}), encoding="utf-8")
