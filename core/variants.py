@@ -69,7 +69,8 @@ def get_variant(source, spec: str, *, store: ModelStore | None = None, device: s
     ctx.max_length = min(max_length, max_positions(ctx.config()) or max_length)
     ctx.calibration_texts = calibration_texts or []
     key = variant_key(source, recipe.name, params, calibration_texts)
-    describe = {"kind": "variant", "model": source.name, "fingerprint": source.fingerprint, "task": source.task, "recipe": recipe.name, "params": params, "label": label}
+    describe = {"kind": "variant", "model": source.name, "fingerprint": source.fingerprint, "task": source.task, "recipe": recipe.name, "params": params,
+                "label": label}
 
     def build_artifact(tmp):
         ctx.say(0.05, f"building {label}")
