@@ -244,6 +244,7 @@ def test_validate_model_specific_checks(tiny_gpt2_dir, tiny_classifier_dir):
 
 
 # -- real runs in worker processes on tiny models --------------------------------------------------------
+@pytest.mark.slow
 def test_causal_lm_run_matches_in_process_perplexity(tiny_gpt2_dir, tmp_path, monkeypatch):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -291,6 +292,7 @@ def test_causal_lm_run_matches_in_process_perplexity(tiny_gpt2_dir, tmp_path, mo
     assert all(set(e) == {"variant", "index", "total", "phase", "fraction", "message"} and e["total"] == 2 for e in events)
 
 
+@pytest.mark.slow
 def test_classification_reference_is_computed_when_fp32_not_requested(tiny_classifier_dir, tmp_path):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -315,6 +317,7 @@ def test_classification_reference_is_computed_when_fp32_not_requested(tiny_class
     assert any("deprecated" in n for n in report["results"][0]["notes"])
 
 
+@pytest.mark.slow
 def test_should_stop_kills_the_worker(tiny_embedder_dir):
     import psutil
 
