@@ -50,10 +50,12 @@ def main(argv: list[str] | None = None) -> int:
 
         ratio = metrics["unigram_perplexity"] / metrics["heldout_perplexity"]
         print()
-        print(f"held-out perplexity     {metrics['heldout_perplexity']:10.1f}   ({metrics['heldout_tokens_scored']:,} held-out tokens, non-overlapping {metrics['config']['n_positions']}-token windows)")
+        print(f"held-out perplexity     {metrics['heldout_perplexity']:10.1f}   ({metrics['heldout_tokens_scored']:,} held-out tokens, "
+              f"non-overlapping {metrics['config']['n_positions']}-token windows)")
         print(f"unigram perplexity      {metrics['unigram_perplexity']:10.1f}   (add-one smoothed, from {metrics['train_tokens']:,} training tokens)")
         print(f"unigram / model         {ratio:10.2f}x")
-        print(f"steps                   {metrics['steps']:10d}   (planned {metrics['planned_steps']}, stopped by {metrics['stopped_by']}, {metrics['tokens_seen']:,} tokens seen)")
+        print(f"steps                   {metrics['steps']:10d}   (planned {metrics['planned_steps']}, stopped by {metrics['stopped_by']}, "
+              f"{metrics['tokens_seen']:,} tokens seen)")
         print(f"parameters              {metrics['params']:10,d}   ({metrics['config']})")
         print(f"build time              {metrics['build_s']:10.1f} s (training {metrics['train_s']:.1f} s; with saving {wall:.1f} s)")
 

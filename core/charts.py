@@ -555,7 +555,8 @@ def batching_figure(report: dict) -> go.Figure:
     modes = (("sorted", "sorted by length", "", 1.0, "s"), ("unsorted", "file order (unsorted)", "/", 0.55, "u"))
     for mode, label, pattern, opacity, group in modes:  # neutral legend keys, with the padding when every variant shares it
         legend = f"{label}, padding {_pct(shared_pad[mode])}" if mode in shared_pad else label
-        fig.add_trace(go.Bar(x=[None], y=[None], name=legend, offsetgroup=group, marker=dict(color="#777", opacity=opacity, pattern=dict(shape=pattern, fgcolor="white", size=7)),
+        fig.add_trace(go.Bar(x=[None], y=[None], name=legend, offsetgroup=group,
+                             marker=dict(color="#777", opacity=opacity, pattern=dict(shape=pattern, fgcolor="white", size=7)),
                              hoverinfo="skip"))
     tops = []
     for k, (mode, label, pattern, opacity, group) in enumerate(modes):
@@ -676,14 +677,15 @@ def weight_histogram_figure(layer: str, original, dequantized: dict, bins: int =
     errors = {label: np.asarray(values, dtype=np.float32).ravel() - original for label, values in dequantized.items()}
     span = max((float(np.abs(e).max()) for e in errors.values()), default=1e-6) or 1e-6
     err_edges = np.linspace(-span, span, 81)
-    err_centers, err_width = (err_edges[:-1] + err_edges[1:]) / 2, err_edges[1] - err_edges[0]
+    err_centers = (err_edges[:-1] + err_edges[1:]) / 2
     for label, values in dequantized.items():
         values = np.asarray(values, dtype=np.float32).ravel()
         color = SCHEME_COLORS.get(label.split()[0])
         fig.add_trace(go.Scatter(x=centers, y=_density(values, edges), mode="lines", line=dict(color=color, width=2, shape="hvh"),
                                  name=f"{label} int{bits} → fp32", hovertemplate=f"value %{{x:.4f}}<br>density %{{y:.3g}}<extra>{label}</extra>"), row=1, col=1)
         fig.add_trace(go.Scatter(x=err_centers, y=_density(errors[label], err_edges), mode="lines", line=dict(color=color, width=2, shape="hvh"),
-                                 name=f"{label} error", showlegend=False, hovertemplate=f"error %{{x:.2e}}<br>density %{{y:.3g}}<extra>{label}</extra>"), row=1, col=2)
+                                 name=f"{label} error", showlegend=False,
+                                 hovertemplate=f"error %{{x:.2e}}<br>density %{{y:.3g}}<extra>{label}</extra>"), row=1, col=2)
     fig.update_layout(bargap=0)
     fig = _style(fig, f"Weights of {layer}", "", "Density", height=430)
     fig.update_layout(legend=dict(title_text="Weights", orientation="h", y=-0.22, x=0))
@@ -919,7 +921,8 @@ TARGET_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b
 
 def target_label(target: dict) -> str:
     """'edge-1 · AMD EPYC · avx2' : how a target is named on charts and selectors."""
-    isa = [f for f in target.get("isa") or [] if f in ("avx512_vnni", "avx_vnni", "amx_int8", "avx512_bf16", "asimddot")] or [f for f in target.get("isa") or []][:1]
+    isa = ([f for f in target.get("isa") or [] if f in ("avx512_vnni", "avx_vnni", "amx_int8", "avx512_bf16", "asimddot")]
+           or [f for f in target.get("isa") or []][:1])
     return " · ".join(p for p in (str(target.get("name") or target.get("id")), str(target.get("cpu") or ""), " ".join(isa)) if p)
 
 

@@ -146,8 +146,10 @@ def cmd_evaluate(args) -> int:
     from .report import format_table, report_to_csv, report_to_json
 
     task = args.task or _infer_task(args.model)
-    budgets = {k: v for k, v in (("min_cosine", args.min_cosine), ("max_accuracy_drop", args.max_accuracy_drop), ("max_ppl_increase", args.max_ppl_increase)) if v is not None}
-    protocol = {k: v for k, v in (("warmup", args.warmup), ("min_iters", args.min_iters), ("min_seconds", args.min_seconds), ("max_seconds", args.max_seconds)) if v is not None}
+    budgets = {k: v for k, v in (("min_cosine", args.min_cosine), ("max_accuracy_drop", args.max_accuracy_drop), ("max_ppl_increase", args.max_ppl_increase))
+               if v is not None}
+    protocol = {k: v for k, v in (("warmup", args.warmup), ("min_iters", args.min_iters), ("min_seconds", args.min_seconds), ("max_seconds", args.max_seconds))
+                if v is not None}
     config = EvalConfig(
         task=task, model=args.model, variants=_csv_list(args.variants), data=args.data,
         batch_sizes=_csv_list(args.batch_sizes or ("1" if args.scenario == "generate" else "1,8")), seq_lengths=_csv_list(args.seq_lengths),
@@ -212,7 +214,8 @@ def cmd_hardware(args) -> int:
 
     rows = list_targets()
     if args.json:
-        print(json.dumps([{k: r.get(k) for k in ("id", "name", "node_id", "cpu", "arch", "cores", "isa", "gpu", "alive")} | {"this_machine": bool(r.get("this_machine") or r["id"] == "local")}
+        print(json.dumps([{k: r.get(k) for k in ("id", "name", "node_id", "cpu", "arch", "cores", "isa", "gpu", "alive")}
+                          | {"this_machine": bool(r.get("this_machine") or r["id"] == "local")}
                           for r in rows], indent=2))
         return EXIT_OK
     table = [[r["id"], r["name"], str(r.get("cpu") or "?"), str(r.get("cores") or "?"), " ".join(r.get("isa") or []) or "-",
@@ -510,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except BrokenPipeError:
         return EXIT_OK
-    except Exception as err:  # a bug: show it
+    except Exception as err:  # noqa: BLE001 - a bug: show it
         import traceback
 
         traceback.print_exc()

@@ -313,7 +313,8 @@ CAUSES = (
     ("no VNNI", "this CPU has no VNNI, so int8 matmuls gain little over fp32"),
     ("Weight-only", "weight-only int8 is dequantized to fp32 at load, so it computes exactly like fp32 (the gap is noise)"),
     ("neither VNNI", "no VNNI/AMX on this CPU, so torchao's torch._int_mm runs ATen's fallback int8 GEMM (no oneDNN kernel)"),
-    ("targets GPUs first", "torchao's CPU int8 path quantizes activations with eager ops on every Linear call"),  # the torchao recipe's own note, not the torch.ao deprecation
+    # the torchao recipe's own note, not the torch.ao deprecation
+    ("targets GPUs first", "torchao's CPU int8 path quantizes activations with eager ops on every Linear call"),
     ("fell back", "a fallback: "),
     ("fusion failed", "the graph runs unfused"),
     ("No transformer fusion", "the graph runs unfused"),
@@ -402,7 +403,8 @@ def run_evaluation(config: EvalConfig, progress: Callable[[dict], None] | None =
     dataset_path = run_dir / "dataset.json"
     dataset_path.write_text(json.dumps({**dataset.to_dict(), "gold": gold}), encoding="utf-8")
     base_job = {
-        "source": {"name": source.name, "kind": source.kind, "path": str(source.path), "task": source.task, "fingerprint": source.fingerprint, "labels": list(source.labels)},
+        "source": {"name": source.name, "kind": source.kind, "path": str(source.path), "task": source.task, "fingerprint": source.fingerprint,
+                   "labels": list(source.labels)},
         "dataset": str(dataset_path), "data_name": dataset.name, "ref_dir": str(ref_dir), "device": cfg.device, "threads": cfg.threads,
         "max_length": context, "context": context, "stride": stride, "batch_sizes": cfg.batch_sizes, "seq_lengths": cfg.seq_lengths,
         "recommend_batch_size": cfg.recommend_batch_size, "protocol": cfg.protocol or {},
@@ -502,7 +504,8 @@ def run_evaluation(config: EvalConfig, progress: Callable[[dict], None] | None =
     if cfg.scenario == "generate":
         settings.update(prompt_lengths=cfg.prompt_lengths, new_tokens=cfg.new_tokens, seq_lengths=[])
     if rec is None:
-        settings["no_recommendation_reason"] = "no measured variant stays within the quality budget" + ("" if measured_ref else " (add fp32 to the variants to always have an answer)")
+        settings["no_recommendation_reason"] = ("no measured variant stays within the quality budget"
+                                                + ("" if measured_ref else " (add fp32 to the variants to always have an answer)"))
     report = Report(
         task=cfg.task, model=cfg.model, environment=environment, results=results, recommended=rec, budgets=cfg.budgets,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), run_id=uuid.uuid4().hex,

@@ -136,7 +136,8 @@ def prepare_download(model: str, task: str, variant: str, *, root=None, max_byte
            "--zip", "--no-build", "--origin", "dashboard"]
     if max_bytes:
         cmd += ["--max-mb", f"{max_bytes / 2**20:.3f}"]
-    env = dict(os.environ, QLAB_CACHE_DIR=str(root), PYTHONPATH=str(PROJECT_ROOT) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""))
+    env = dict(os.environ, QLAB_CACHE_DIR=str(root),
+               PYTHONPATH=str(PROJECT_ROOT) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""))
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=str(PROJECT_ROOT), stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:

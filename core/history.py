@@ -321,7 +321,8 @@ def parse_report_bytes(blob: bytes, name: str = "upload") -> dict:
     except RecursionError:
         raise HistoryError(f"'{name}' is nested too deeply to be a report (at most {MAX_DEPTH} levels); choose a report exported with Download JSON.") from None
     except ValueError as err:
-        raise HistoryError(f"'{name}' is not valid JSON ({getattr(err, 'msg', str(err))[:80]} at line {getattr(err, 'lineno', '?')}); choose a report exported with Download JSON.") from None
+        raise HistoryError(f"'{name}' is not valid JSON ({getattr(err, 'msg', str(err))[:80]} at line {getattr(err, 'lineno', '?')}); "
+                           "choose a report exported with Download JSON.") from None
     if json_depth(data, MAX_DEPTH) > MAX_DEPTH:
         raise HistoryError(f"'{name}' is nested too deeply to be a report (at most {MAX_DEPTH} levels); choose a report exported with Download JSON.")
     return validate_report(data, name=name, strict=True)

@@ -280,7 +280,7 @@ class JobQueue:
                 self._current = job
             try:
                 self._run(job)
-            except Exception as err:  # a bug in the queue itself: fail the job, keep the worker alive
+            except Exception as err:  # noqa: BLE001 - a bug in the queue itself: fail the job, keep the worker alive
                 traceback.print_exc()
                 from .hosting import redact
 

@@ -56,7 +56,8 @@ def resolve_ready(name: str, task: str | None = None, *, allow_local: bool = Tru
     if hub_not_downloaded(name):
         raise QlabError(f"'{name}' is not downloaded yet: the first comparison with it downloads it in the background (Run page).")
     if bundled_needs_build(name):
-        raise QlabError(f"'{name}' is trained on first use and has not been built yet; build it in the background with the button below (or run a comparison with it).")
+        raise QlabError(f"'{name}' is trained on first use and has not been built yet; "
+                        "build it in the background with the button below (or run a comparison with it).")
     return resolve(name, task, allow_local=allow_local)
 
 

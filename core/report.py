@@ -266,7 +266,8 @@ def report_to_csv(report) -> str:
         for c in r.latency or ([] if r.generation else [None]):
             row = dict(base)
             if c is not None:
-                row.update({k: getattr(c, k) for k in ("batch_size", "seq_len", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "throughput_per_s", "forward_p50_ms")})
+                row.update({k: getattr(c, k)
+                            for k in ("batch_size", "seq_len", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms", "throughput_per_s", "forward_p50_ms")})
             writer.writerow({k: csv_cell(v) for k, v in row.items()})
         for g in r.generation:   # the generation scenario: one row per batch size x prompt length
             row = dict(base, batch_size=g.batch_size, generation_agreement=r.generation_agreement,
@@ -326,7 +327,8 @@ def compare_to_reference(report, batch_size: int | None = None) -> list[dict]:
     """Per variant: speed-up (fp32 p50 / variant p50 at ``batch_size``), size ratio (fp32 size / variant size),
     quality delta of the task's primary metric, and the three in words ("3.1x faster, 4.0x smaller, -0.4 pt accuracy")."""
     rep = as_report(report)
-    bs = batch_size or (rep.recommended or {}).get("batch_size") or rep.settings.get("recommend_batch_size") or (rep.batch_sizes[0] if rep.batch_sizes else None)
+    bs = (batch_size or (rep.recommended or {}).get("batch_size") or rep.settings.get("recommend_batch_size")
+          or (rep.batch_sizes[0] if rep.batch_sizes else None))
     ref = rep.result(REFERENCE)
     ref_ok = ref is not None and not ref.error
     ref_p50 = ref.speed_at(bs) if ref_ok else None
@@ -493,7 +495,8 @@ def format_table(report, batch_size: int | None = None) -> str:
     sweep), speed-up vs fp32, quality metric, delta vs fp32, cache hit; then the recommendation and notes."""
     rep = as_report(report)
     if rep.hardware:
-        return "\n\n".join(_target_heading(t) + "\n" + (format_table(rep.for_hardware(t["id"]), batch_size) if t.get("status") == "ok" else f"  {t.get('error')}")
+        return "\n\n".join(_target_heading(t) + "\n"
+                             + (format_table(rep.for_hardware(t["id"]), batch_size) if t.get("status") == "ok" else f"  {t.get('error')}")
                              for t in rep.hardware)
     comparison = {row["variant"]: row for row in compare_to_reference(rep, batch_size)}
     bs_rec = next(iter(comparison.values()))["batch_size"] if comparison else batch_size
@@ -521,15 +524,18 @@ def format_table(report, batch_size: int | None = None) -> str:
                  _fmt(r.size_bytes / 1e6 if r.size_bytes else None, ".1f"),
                  _fmt(c["size_ratio"], ".2f") + ("x" if c["size_ratio"] else "")]
         cells += [_fmt(r.speed_at(b), ".2f") for b in rep.batch_sizes]
-        cells += [_fmt(c["speedup"], ".2f") + ("x" if c["speedup"] else ""), _metric_fmt(rep.task, r.quality.get(metric)), _delta_fmt(rep.task, c["quality_delta"])]
+        cells += [_fmt(c["speedup"], ".2f") + ("x" if c["speedup"] else ""), _metric_fmt(rep.task, r.quality.get(metric)),
+                  _delta_fmt(rep.task, c["quality_delta"])]
         for key in extra:
             v = r.quality.get(key)
-            cells.append(_fmt(v * 100 if key == "token_accuracy" and v is not None else v, ".1f" if key == "token_accuracy" else ".4f") + ("%" if key == "token_accuracy" and v is not None else ""))
+            cells.append(_fmt(v * 100 if key == "token_accuracy" and v is not None else v, ".1f" if key == "token_accuracy" else ".4f")
+                         + ("%" if key == "token_accuracy" and v is not None else ""))
         cells.append("yes" if r.cache_hit else "no")
         rows.append(cells)
     right = set(range(1, len(headers) - 1))
     load = (rep.settings.get("load_average") or {}).get("start")
-    busy = f" | load avg {load:.1f} at start" + (" (busy machine: timings are noisy)" if load > (rep.environment.get("cores") or 1) * 0.75 else "") if load is not None else ""
+    busy = (f" | load avg {load:.1f} at start" + (" (busy machine: timings are noisy)" if load > (rep.environment.get("cores") or 1) * 0.75 else "")
+            if load is not None else "")
     out = [f"{rep.task} | model {rep.model} | data {rep.data.get('name', '?')} ({rep.data.get('rows', '?')} rows) | "
            f"{rep.environment.get('cpu', '?')}, {rep.environment.get('threads', '?')} threads, {rep.environment.get('device', 'cpu')}{busy}", "",
            _render(headers, rows, right), "",
@@ -544,10 +550,12 @@ def format_table(report, batch_size: int | None = None) -> str:
             f"{v} {p / 1e6:.0f} MB" + (f" ({b / 1e6:.0f} MB)" if b else "") for v, p, b in mem) + ".")
     if rep.task == EMBEDDING:
         ref_sp = reference_quality(rep).get("spearman_fp32") or reference_quality(rep).get("spearman")
-        out.append("cosine = mean cosine similarity to fp32's sentence embedding (fp32 = 1)" + (f"; fp32's own spearman vs gold scores: {ref_sp:.4f}." if ref_sp is not None else "."))
+        out.append("cosine = mean cosine similarity to fp32's sentence embedding (fp32 = 1)"
+                   + (f"; fp32's own spearman vs gold scores: {ref_sp:.4f}." if ref_sp is not None else "."))
     rec = rep.recommended
     out.append("")
-    out.append(f"Recommended: {rec['variant']} - {rec['reason']}" if rec else "Recommended: none - " + (rep.settings.get("no_recommendation_reason") or "no variant stays within the quality budget."))
+    out.append(f"Recommended: {rec['variant']} - {rec['reason']}" if rec
+               else "Recommended: none - " + (rep.settings.get("no_recommendation_reason") or "no variant stays within the quality budget."))
     notes = [(r.variant, n) for r in rep.results for n in ([f"FAILED: {r.error}"] if r.error else []) + r.notes]
     if notes:
         out += ["", "Notes:"]

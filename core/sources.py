@@ -86,7 +86,8 @@ def folder_source(path: Path, name: str, kind: str, task: str | None, fingerprin
     config = _read_config(path)
     if not any(path.glob("*.safetensors")):
         if any(path.glob("*.bin")) or any(path.glob("*.pt")) or any(path.glob("*.pth")):
-            raise SourceError(f"'{name}' has only pickled weights (*.bin/*.pt); the lab loads safetensors only. Re-save it with save_pretrained(safe_serialization=True).")
+            raise SourceError(f"'{name}' has only pickled weights (*.bin/*.pt); the lab loads safetensors only. "
+                              "Re-save it with save_pretrained(safe_serialization=True).")
         raise SourceError(f"'{name}' is not a model folder: it has no *.safetensors weights.")
     is_st = (path / "modules.json").is_file() or (path / "sentence_bert_config.json").is_file()
     inferred = infer_task(config.get("architectures"), is_sentence_transformer=is_st)
@@ -217,8 +218,9 @@ def hub_source(hub_id: str, task: str | None, revision: str | None = None) -> So
             raise
         except QlabError:
             raise
-        except Exception as err:
-            raise SourceError(f"Model '{hub_id}' could not be fetched from the Hugging Face hub ({err.__class__.__name__}); check the id and your network.") from None
+        except Exception as err:  # noqa: BLE001 - any other failure of the hub client is one line
+            raise SourceError(f"Model '{hub_id}' could not be fetched from the Hugging Face hub ({err.__class__.__name__}); "
+                              "check the id and your network.") from None
     revision_sha = Path(path).name  # snapshots/<commit sha>
     return folder_source(Path(path), hub_id, "hub", task, fingerprint=f"hub:{hub_id}@{revision_sha}")
 
@@ -230,7 +232,8 @@ def bundled_source(name: str, task: str | None, *, store=None, progress=None) ->
 
     model = BUNDLED[name]
     if task and task != model.task:
-        raise SourceError(f"Bundled model '{name}' does {model.task}, not {task}; pick a {task} model (" + ", ".join(n for n, m in BUNDLED.items() if m.task == task) + ").")
+        raise SourceError(f"Bundled model '{name}' does {model.task}, not {task}; "
+                          f"pick a {task} model (" + ", ".join(n for n, m in BUNDLED.items() if m.task == task) + ").")
     return folder_source(bundled_path(name, store=store, progress=progress), name, "bundled", model.task)
 
 

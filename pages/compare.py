@@ -57,13 +57,15 @@ def recommendation_controls(report: dict, batches: list[int], seqs: list[int]) -
     if budget_key not in ss:
         ss[budget_key] = min(max(report_budget(report), spec.min_value), spec.max_value)
     c1, c2, c3 = st.columns([1.3, 1.5, 2.2])
-    batch = c1.selectbox("Batch size", batches, key="cmp_batch", persist_state="session", help="The batch size the charts, the table and the recommendation are read at.")
+    batch = c1.selectbox("Batch size", batches, key="cmp_batch", persist_state="session",
+                         help="The batch size the charts, the table and the recommendation are read at.")
     length = "Prompt length (charts)" if charts.is_generation(report) else "Sequence length (charts)"
     seq = c2.selectbox(length, [ALL_SEQS] + seqs, key="cmp_seq",
                        format_func=lambda s: "all (geometric mean)" if s == ALL_SEQS else f"{s} tokens", persist_state="session",
                        help="The recommendation always uses the geometric mean over every measured length.")
     budget = c3.number_input(spec.label, min_value=spec.min_value, max_value=spec.max_value, step=spec.step, format=spec.fmt, key=budget_key,
-                             persist_state="session", help=spec.help + " Changing it here recomputes the recommendation from the saved measurements; nothing is measured again.")
+                             persist_state="session",
+                             help=spec.help + " Changing it here recomputes the recommendation from the saved measurements; nothing is measured again.")
     return int(batch), (None if seq == ALL_SEQS else int(seq)), float(budget)
 
 
@@ -126,7 +128,8 @@ def table(report: dict, rows: list[dict]) -> None:
         "against fp32": st.column_config.TextColumn(width="large"),
         "speed-up": st.column_config.NumberColumn(format="%.2fx", help="fp32 p50 / variant p50 (higher is faster)"),
         "size ratio": st.column_config.NumberColumn(format="%.2fx", help="fp32 size / variant size (higher is smaller)"),
-        speed: st.column_config.NumberColumn(format="%.2f", help="decode time per generated token, geometric mean over the prompt lengths" if speed.endswith("token")
+        speed: st.column_config.NumberColumn(format="%.2f",
+                                             help="decode time per generated token, geometric mean over the prompt lengths" if speed.endswith("token")
                                              else "median end-to-end latency per batch, geometric mean over the length sweep"),
         "size MB": st.column_config.NumberColumn(format="%.1f"),
         key.replace("_", " ") + (" %" if pct else ""): st.column_config.NumberColumn(format="%.2f" if pct else "%.4f"),
@@ -242,7 +245,8 @@ def hardware_view(report: dict) -> dict | None:
     st.dataframe(frame, hide_index=True, column_config={"p50 ms": st.column_config.NumberColumn(format="%.2f"),
                                                         "x fp32 speed": st.column_config.NumberColumn(format="%.2fx"),
                                                         "x smaller": st.column_config.NumberColumn(format="%.2fx")})
-    st.caption("Each target built its own variants and its own fp32 reference and measured them on its own cores: no timing or artifact is copied between machines.")
+    st.caption("Each target built its own variants and its own fp32 reference and measured them on its own cores: "
+               "no timing or artifact is copied between machines.")
     by_id = {t["id"]: t for t in ok}
     if st.session_state.get("cmp_target") not in by_id:
         st.session_state["cmp_target"] = ok[0]["id"]
@@ -319,7 +323,8 @@ def main() -> None:
     env = report.get("environment") or {}
     data = report.get("data") or {}
     st.markdown(f"**{md(report['model'])}** ({md(report['task'])}) on **{md(data.get('name', '?'))}** ({md(data.get('rows', '?'))} rows) · "
-                f"{md(env.get('cpu', '?'))}, {md(env.get('threads', '?'))} threads, {md(env.get('device', 'cpu'))} · run `{report['run_id'][:8]}` · {md(report.get('created', ''))}")
+                f"{md(env.get('cpu', '?'))}, {md(env.get('threads', '?'))} threads, {md(env.get('device', 'cpu'))} · "
+                f"run `{report['run_id'][:8]}` · {md(report.get('created', ''))}")
     batches, seqs = charts.batch_sizes(report), charts.seq_lengths(report)
     if not batches:
         st.warning("This run has no latency measurements (every variant failed?); the notes below say why.", icon=":material/warning:")

@@ -37,7 +37,8 @@ def main() -> None:
     with left:
         uploaded = st.file_uploader("Upload evaluation data", type=UPLOAD_TYPES, key="data_file",
                                     max_upload_size=max(1, pol.max_upload_bytes // 2**20),
-                                    help=f"Up to {pol.max_upload_bytes // 2**20} MB. " + ("Your file stays in your session; it is saved only inside runs you share." if pol.hosted else ""))
+                                    help=f"Up to {pol.max_upload_bytes // 2**20} MB. "
+                                    + ("Your file stays in your session; it is saved only inside runs you share." if pol.hosted else ""))
         handle_upload(uploaded)
         err = ss.get("upload_error")
         if err and uploaded is not None and err["file_id"] == uploaded.file_id:

@@ -152,7 +152,8 @@ def targets_section() -> None:
     if len(targets) == 1 and targets[0]["id"] == "local":
         t = targets[0]
         st.markdown(f"**Hardware target:** {t['name']} · {t.get('cpu')} · {t.get('cores')} cores  \n" + isa_badges(t.get("isa") or []))
-        st.caption(f"{speedup_hint(t.get('isa') or [])}. To compare several machines, join them to a Ray cluster and set QLAB_RAY_ADDRESS (README: Several machines).")
+        st.caption(f"{speedup_hint(t.get('isa') or [])}. "
+                   "To compare several machines, join them to a Ray cluster and set QLAB_RAY_ADDRESS (README: Several machines).")
         return
     by_id = {t["id"]: t for t in targets}
     current = [v for v in st.session_state.get("hw_targets") or [] if v in ids]

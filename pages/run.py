@@ -115,11 +115,13 @@ def main() -> None:
     st.markdown(
         f"**{md(config['model']) or '(no model)'}** ({config['task']}) on **{md(data_label())}**  \n"
         f"Variants: {', '.join(md(v) for v in config['variants']) or '(none)'}  \n"
-        + (f"Generation: batch sizes {config['batch_sizes']} × prompts of {config['prompt_lengths']} tokens, {config['new_tokens']} new tokens (greedy, KV cache) · "
+        + (f"Generation: batch sizes {config['batch_sizes']} × prompts of {config['prompt_lengths']} tokens, "
+           f"{config['new_tokens']} new tokens (greedy, KV cache) · "
            if config.get("scenario") == "generate" else f"Batch sizes {config['batch_sizes']} × sequence lengths {config['seq_lengths']} tokens · ")
         + f"threads {config['threads'] or 'default'} · {config['device']} · "
         f"{MEASUREMENTS['quick' if config.get('protocol') else 'standard']}  \n"
-        + (f"Hardware targets: {', '.join(f'**{t}**' for t in config['hardware'])} (each measures on its own machine, side by side)  \n" if config.get("hardware") else "")
+        + (f"Hardware targets: {', '.join(f'**{t}**' for t in config['hardware'])} (each measures on its own machine, side by side)  \n"
+           if config.get("hardware") else "")
         + f"Recommendation: the fastest variant at batch {recommend_batch(config['batch_sizes'])} with "
         f"{BUDGETS[config['task']].words(budget_value(config['task']))}"
     )

@@ -122,7 +122,8 @@ def mixed_precision_section(name: str, task: str, source, pol) -> None:
         st.plotly_chart(charts.fidelity_trail_figure(record), key="fig_mixed_trail", theme=None, config=PLOTLY_CONFIG)
         st.caption(charts.sensitivity_summary(record, max_fp32=int(cap)))
         st.caption("Sensitivity is measured one node at a time, so it ignores how errors add up across nodes; the line chart shows the real "
-                   f"fidelity of the whole mixed model as nodes go back to fp32, most sensitive first. Compare its speed and quality: add `{spec}` on Models & variants.")
+                   "fidelity of the whole mixed model as nodes go back to fp32, most sensitive first. "
+                   f"Compare its speed and quality: add `{spec}` on Models & variants.")
     with st.expander("Sensitivity numbers"):
         kept = set(record.get("kept_fp32") or [])
         st.dataframe(pd.DataFrame([{"node": charts.short_node_name(r["node"]), "ONNX node": r["node"], "fidelity alone in int8": r.get("fidelity"),
@@ -182,7 +183,8 @@ def main() -> None:
     ratio = np.median([r["tensor"] / r["channel"] for r in rows if r["channel"] > 0]) if rows else float("nan")
     group_ratio = np.median([r["channel"] / r["group"] for r in rows if r["group"] > 0]) if rows else float("nan")
     st.caption(f"At int{bits}, per-channel scales cut the error by a median {ratio:.1f}x here, and groups of {group_size} by a further {group_ratio:.1f}x. "
-               f"Worst per-tensor layer: {short_layer_name(worst['layer'])} ({worst['tensor'] * 100:.2f}%): one outlier weight squeezes the rest onto few levels.")
+               f"Worst per-tensor layer: {short_layer_name(worst['layer'])} ({worst['tensor'] * 100:.2f}%): "
+               "one outlier weight squeezes the rest onto few levels.")
     with st.expander("Numbers"):
         st.dataframe(pd.DataFrame([{"layer": r["layer"], "shape": r["shape"], "per tensor %": r["tensor"] * 100, "per channel %": r["channel"] * 100,
                                     f"per group of {group_size} %": r["group"] * 100} for r in rows]), hide_index=True)

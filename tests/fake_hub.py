@@ -59,7 +59,8 @@ class FakeHub:
                         for p, blob in files.items():
                             size = hub.sizes.get(repo, {}).get(p, len(blob))
                             entries.append({"type": "file", "path": p, "size": size, "oid": hashlib.sha1(blob).hexdigest(),
-                                            "lfs": {"oid": hashlib.sha256(blob).hexdigest(), "size": size, "pointerSize": 130} if p.endswith(".safetensors") else None})
+                                            "lfs": {"oid": hashlib.sha256(blob).hexdigest(), "size": size, "pointerSize": 130}
+                                            if p.endswith(".safetensors") else None})
                         return self._send(200, json.dumps(entries).encode(), {"Content-Type": "application/json"}, head)
                     return self._send(404, b"{}", {"Content-Type": "application/json"}, head)
                 # /{org}/{name}/resolve/{revision}/{path...}

@@ -150,6 +150,7 @@ def _weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(folder / "model.safetensors")
 
 
+@pytest.mark.slow
 def test_demo_gpt_tiny_build_end_to_end(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -184,6 +185,7 @@ def test_demo_gpt_tiny_build_end_to_end(tmp_path):
     assert not list(tmp_path.glob(".*")), "temporary build folders must be cleaned up"
 
 
+@pytest.mark.slow
 def test_demo_gpt_budget_path_and_atomic_failure(tmp_path):
     # Under a generous time budget, max_steps is what ends the run.
     m = _tiny_build(tmp_path / "budget", budget_s=120, max_steps=8)
@@ -244,6 +246,7 @@ def _accuracy(model, tokenizer, path: Path) -> float:
     return correct / len(rows)
 
 
+@pytest.mark.slow
 def test_minilm_classifier_generalises(tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

@@ -36,7 +36,8 @@ def classification_report():
         result("onnx-int8", {1: [4.0, 10.0], 8: [20.0, 60.0]}, {"accuracy": 0.896, "f1_macro": 0.88}, size=25_000_000),
         result("dynamic-int8", {1: [2.0, 5.0], 8: [10.0, 30.0]}, {"accuracy": 0.85, "f1_macro": 0.84}, size=30_000_000),
         result("dynamic-int8:engine=qnnpack", {1: [30.0, 90.0], 8: [100.0, 400.0]}, {"accuracy": 0.90, "f1_macro": 0.89}, size=30_000_000,
-               notes=["Engine qnnpack is the ARM/mobile kernel library: on this x86 CPU it is typically 2-6x slower than fp32; use engine=x86 (fbgemm/onednn)."]),
+               notes=["Engine qnnpack is the ARM/mobile kernel library: on this x86 CPU it is typically 2-6x slower than fp32; "
+                      "use engine=x86 (fbgemm/onednn)."]),
         VariantResult(variant="bf16", error="bf16 build failed: RuntimeError: boom"),
     ]
     return Report(task="classification", model="m", environment={"cpu": "Test CPU", "threads": 2, "cores": 2, "device": "cpu"}, results=results,
@@ -98,13 +99,14 @@ def test_report_round_trip_csv_and_table():
 
 def test_table_shows_throughput_spread_padding_and_verdict():
     rep = classification_report()
-    mode = lambda med, lo, hi, pad: {"texts_per_s": med, "texts_per_s_min": lo, "texts_per_s_max": hi, "passes": 5, "padding_fraction": pad, "texts": 200}
+    mode = lambda med, lo, hi, pad: {"texts_per_s": med, "texts_per_s_min": lo, "texts_per_s_max": hi, "passes": 5, "padding_fraction": pad, "texts": 200}  # noqa: E731
     rep.results[0].dataset_throughput = {"sorted": mode(412, 398, 420, 0.04), "unsorted": mode(300, 290, 310, 0.41), "batch_size": 32}
     rep.results[1].dataset_throughput = {"sorted": mode(900, 850, 960, 0.04), "unsorted": mode(880, 800, 905, 0.41), "batch_size": 32}
     lines = format_table(rep).splitlines()
     k = lines.index("Whole dataset (200 texts) at batch 32, texts/s sorted by length / in data order, median [min-max] over 5 alternated passes per mode:")
     assert lines[k + 1] == "  fp32: 412 [398-420] / 300 [290-310]; sorted 1.37x faster; padding 41% of tokens unsorted -> 4% sorted."
-    assert lines[k + 2] == "  onnx-int8: 900 [850-960] / 880 [800-905]; no difference within noise (sorted 1.02x faster; padding 41% of tokens unsorted -> 4% sorted)."
+    assert lines[k + 2] == ("  onnx-int8: 900 [850-960] / 880 [800-905]; no difference within noise "
+                            "(sorted 1.02x faster; padding 41% of tokens unsorted -> 4% sorted).")
     rep.results[0].dataset_throughput["batch_size"] = 1
     assert "  fp32: 412 [398-420] / 300 [290-310]; batch 1: no padding, so sorting cannot matter here (sorted 1.37x faster: noise)." in format_table(rep)
 
@@ -242,6 +244,7 @@ def test_validate_model_specific_checks(tiny_gpt2_dir, tiny_classifier_dir):
 
 
 # -- real runs in worker processes on tiny models --------------------------------------------------------
+@pytest.mark.slow
 def test_causal_lm_run_matches_in_process_perplexity(tiny_gpt2_dir, tmp_path, monkeypatch):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -289,6 +292,7 @@ def test_causal_lm_run_matches_in_process_perplexity(tiny_gpt2_dir, tmp_path, mo
     assert all(set(e) == {"variant", "index", "total", "phase", "fraction", "message"} and e["total"] == 2 for e in events)
 
 
+@pytest.mark.slow
 def test_classification_reference_is_computed_when_fp32_not_requested(tiny_classifier_dir, tmp_path):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -313,6 +317,7 @@ def test_classification_reference_is_computed_when_fp32_not_requested(tiny_class
     assert any("deprecated" in n for n in report["results"][0]["notes"])
 
 
+@pytest.mark.slow
 def test_should_stop_kills_the_worker(tiny_embedder_dir):
     import psutil
 

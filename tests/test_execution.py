@@ -26,7 +26,8 @@ def test_event_lines_round_trip_and_other_lines_are_ignored():
     assert line.startswith(events.EVENT_PREFIX) and line.endswith("\n")
     assert events.decode(line) == {"variant": "fp32", "phase": "latency", "fraction": 0.5}
     assert events.decode("some library printed this\n") is None and events.decode(events.EVENT_PREFIX + "{not json\n") is None
-    assert [events.phase_start(p) for p in ("build", "quality", "latency", "done")] == sorted(events.phase_start(p) for p in ("build", "quality", "latency", "done"))
+    phases = ("build", "quality", "latency", "done")
+    assert [events.phase_start(p) for p in phases] == sorted(events.phase_start(p) for p in phases)
 
 
 def _script(tmp_path, body: str) -> str:
@@ -140,7 +141,8 @@ def test_merged_report_keeps_every_target_and_tags_rows():
 
     merged = cross_report()
     assert [t["id"] for t in merged["hardware"]] == ["epyc-vnni", "arm-box"]
-    assert {(r["hardware"], r["variant"]) for r in merged["results"]} == {(h, v) for h in ("epyc-vnni", "arm-box") for v in ("fp32", "onnx-int8", "dynamic-int8")}
+    assert {(r["hardware"], r["variant"]) for r in merged["results"]} == {(h, v) for h in ("epyc-vnni", "arm-box")
+                                                                        for v in ("fp32", "onnx-int8", "dynamic-int8")}
     assert merged["recommended_by_hardware"]["epyc-vnni"]["variant"] == "onnx-int8"
     assert merged["recommended_by_hardware"]["arm-box"]["variant"] == "dynamic-int8"
     rows = {(r["hardware"], r["variant"]): r for r in cross_hardware_rows(merged, 1)}

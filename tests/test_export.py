@@ -146,6 +146,7 @@ def exported(work, request) -> dict:
     return {key: (name, d, out) for (key, (name, d)), out in zip(done.items(), outputs)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", FAMILIES)
 @pytest.mark.parametrize("model", MODELS)
 def test_exported_snippet_equals_the_lab(spec, model, exported):
@@ -172,6 +173,7 @@ def test_exported_snippet_equals_the_lab(spec, model, exported):
     assert_same_outputs(meta["task"], got, lab, mask)
 
 
+@pytest.mark.slow
 def test_the_labs_readme_shows_the_real_minilm_snippet(exported):
     code = exported[("minilm", "onnx-int8")][1].code
     text = (ROOT / "README.md").read_text()

@@ -208,6 +208,7 @@ def generated(tmp_path_factory, tiny_gpt2_dir) -> dict:
     return {"proc": proc, "report": json.loads(out.read_text()), "csv": out.with_suffix(".csv").read_text()}
 
 
+@pytest.mark.slow
 def test_cli_generate_scenario_report(generated):
     proc, report = generated["proc"], generated["report"]
     assert "TTFT ms" in proc.stdout and "ms/token p50" in proc.stdout and "p50 ms/token b=1" in proc.stdout
@@ -233,6 +234,7 @@ def test_cli_generate_scenario_report(generated):
     assert all(float(r["decode_ms_per_token_p50"]) > 0 and float(r["ttft_ms"]) > 0 for r in rows)
 
 
+@pytest.mark.slow
 def test_compare_page_shows_generation_charts_and_texts(generated):
     from streamlit.testing.v1 import AppTest
 

@@ -25,6 +25,8 @@ from conftest import ROOT, run_cli
 ray = pytest.importorskip("ray", reason="ray[default] is in requirements.txt; install it to run the cluster tests")
 from ray.cluster_utils import Cluster  # noqa: E402
 
+pytestmark = pytest.mark.cluster
+
 FAST = ["--batch-sizes", "1", "--seq-lengths", "8", "--warmup", "1", "--min-iters", "3", "--min-seconds", "0.05", "--max-seconds", "1"]
 
 

@@ -93,7 +93,8 @@ def test_import_a_colleagues_report(tmp_path):
     (b"{not json", "not valid JSON"),
     (b"[1, 2]", "top level"),
     (json.dumps({"task": "embedding", "model": "m", "results": []}).encode(), "non-empty"),
-    (json.dumps({"task": "embedding", "model": "m", "results": [{"variant": "fp32", "latency": [{"batch_size": "1", "seq_len": 8}]}]}).encode(), "batch_size: '1' is not an integer"),
+    (json.dumps({"task": "embedding", "model": "m", "results": [{"variant": "fp32", "latency": [{"batch_size": "1", "seq_len": 8}]}]}).encode(),
+     "batch_size: '1' is not an integer"),
     (json.dumps({"task": "embedding", "model": "m", "results": [{"variant": "fp32", "size_bytes": "big"}]}).encode(), "size_bytes: 'big' is not an integer"),
     (json.dumps({"task": "embedding", "model": "m", "results": [{"variant": "fp32", "dataset_throughput": [1]}]}).encode(), "dataset_throughput"),
 ])

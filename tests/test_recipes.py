@@ -63,6 +63,7 @@ CPU_RECIPES = ["fp32", "bf16", "dynamic-int8", "torchscript", "absmax-int8", "ze
                "onnx-int8-static", "onnx-int4"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["minilm", "gpt2", "bert-cls"])
 def test_every_cpu_recipe_builds_and_runs(outputs, models, model):
     task = models[model].task
@@ -77,6 +78,7 @@ def test_every_cpu_recipe_builds_and_runs(outputs, models, model):
         assert lv.entry.size_bytes > 0 and lv.variant.param_bytes > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["minilm", "gpt2", "bert-cls"])
 @pytest.mark.parametrize("name,atol", [("onnx-fp32", 1e-4), ("torchscript", 1e-4)])
 def test_fp32_equivalent_recipes_match_fp32(outputs, model, name, atol):
@@ -85,6 +87,7 @@ def test_fp32_equivalent_recipes_match_fp32(outputs, model, name, atol):
     np.testing.assert_allclose(_valid(out, mask), _valid(ref, mask), atol=atol, rtol=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["minilm", "gpt2", "bert-cls"])
 def test_bf16_within_tolerance(outputs, model):
     _, ref, mask = outputs[(model, "fp32")]
@@ -94,6 +97,7 @@ def test_bf16_within_tolerance(outputs, model):
     assert cos.min() > 0.99
 
 
+@pytest.mark.slow
 def test_minilm_int8_quality_is_close_but_not_identical(outputs):
     _, ref, mask = outputs[("minilm", "fp32")]
     for name, floor in [("dynamic-int8", 0.9), ("absmax-int8", 0.98), ("zeropoint-int8", 0.98), ("onnx-int8", 0.97), ("onnx-int8-static", 0.9)]:
@@ -103,6 +107,7 @@ def test_minilm_int8_quality_is_close_but_not_identical(outputs):
         assert not np.allclose(out, ref), f"{name} returned fp32 outputs unchanged"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model,ratio", [("minilm", 0.70), ("gpt2", 0.60)])
 def test_int8_recipes_shrink_the_artifact(outputs, model, ratio):
     fp32 = outputs[(model, "fp32")][0].entry.size_bytes
@@ -112,6 +117,7 @@ def test_int8_recipes_shrink_the_artifact(outputs, model, ratio):
     assert outputs[(model, "bf16")][0].entry.size_bytes < 0.55 * fp32
 
 
+@pytest.mark.slow
 def test_weight_only_artifact_holds_real_int8(outputs):
     from safetensors import safe_open
 
@@ -142,6 +148,7 @@ def test_absmax_and_zeropoint_formulas():
     np.testing.assert_allclose(dequantize_tensor(q, scale, zp).numpy(), w.numpy(), atol=1 / s)
 
 
+@pytest.mark.slow
 def test_gpt2_conv1d_layers_are_quantized_and_tied_head_left_alone(outputs, models):
     import json
 
@@ -216,11 +223,13 @@ def test_every_recipe_describes_itself():
         assert d["available"] or d["reason"]
 
 
+@pytest.mark.slow
 def test_minilm_attention_is_fused_for_onnx_runtime(outputs):
     notes = " ".join(outputs[("minilm", "onnx-fp32")][0].variant.notes)
     assert "Attention x6" in notes and "EmbedLayerNormalization" in notes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["gpt2", "bert-cls"])
 def test_mixed_precision_search_keeps_most_sensitive_nodes(outputs, model):
     import json
@@ -253,6 +262,7 @@ def test_int4_packing_round_trips_exactly():
         pack_int4(torch.tensor([8], dtype=torch.int8))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["absmax-int4", "zeropoint-int4"])
 def test_int4_artifact_is_packed_and_loads_back_exactly(outputs, name):
     """The stored nibbles, scales and zero points are exactly what quantizing MiniLM gives, and load dequantizes exactly those."""
@@ -287,6 +297,7 @@ def test_int4_artifact_is_packed_and_loads_back_exactly(outputs, name):
     assert lv.entry.size_bytes < int8 - 0.3 * linear                 # ~half a byte saved per weight (less the group scales)
 
 
+@pytest.mark.slow
 def test_int4_groups_beat_one_scale_per_tensor_on_minilm(outputs):
     from core.playground import layer_errors, relative_error, round_trip
 
@@ -299,6 +310,7 @@ def test_int4_groups_beat_one_scale_per_tensor_on_minilm(outputs):
             assert row["group"] > 8 * relative_error(*round_trip(model, row["layer"], scheme, "group", 8, 32))
 
 
+@pytest.mark.slow
 def test_int4_quality_on_minilm(outputs):
     _, ref, mask = outputs[("minilm", "fp32")]
     for name, floor in [("absmax-int4", 0.9), ("zeropoint-int4", 0.9), ("onnx-int4", 0.9)]:
@@ -308,7 +320,9 @@ def test_int4_quality_on_minilm(outputs):
         assert not np.allclose(out, ref), name
 
 
-@pytest.mark.parametrize("model,nodes,tables", [("minilm", 36, 3), ("gpt2", 9, 2), ("bert-cls", 12, 3)])  # its pooler and classifier export as Gemm, which MatMulNBits leaves fp32
+@pytest.mark.slow
+# bert-cls: its pooler and classifier export as Gemm, which MatMulNBits leaves fp32
+@pytest.mark.parametrize("model,nodes,tables", [("minilm", 36, 3), ("gpt2", 9, 2), ("bert-cls", 12, 3)])
 def test_onnx_int4_uses_matmulnbits_and_shrinks_by_the_expected_factor(outputs, model, nodes, tables):
     import onnx
 
@@ -341,6 +355,7 @@ def test_onnx_int4_parameters(models, store):
 
 
 # -- int8 embedding tables ---------------------------------------------------------------------------
+@pytest.mark.slow
 def test_onnx_int8_quantizes_minilm_embedding_table_within_budget(outputs, models):
     """MiniLM's onnx-int8 holds its embedding tables in int8 (QEmbedLayerNormalization): about a quarter of fp32 on disk,
     and the mean cosine to fp32 over the embedding sample stays within the 0.99 budget."""
@@ -361,6 +376,7 @@ def test_onnx_int8_quantizes_minilm_embedding_table_within_budget(outputs, model
     assert cos.mean() >= 0.99, cos.mean()
 
 
+@pytest.mark.slow
 def test_onnx_int8_embeddings_fp32_keeps_the_table(outputs, models, store):
     import onnx
 

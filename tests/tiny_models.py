@@ -19,7 +19,8 @@ def gpt2_tokenizer(vocab_size: int = 300):
     text = ["Quantization maps floating point numbers onto a few integer levels.", "The quick brown fox jumps over the lazy dog."] * 20
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(text, vocab_size=vocab_size, min_frequency=1, special_tokens=["<|endoftext|>"])
-    return PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>", bos_token="<|endoftext|>", unk_token="<|endoftext|>", pad_token="<|endoftext|>")
+    return PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>", bos_token="<|endoftext|>", unk_token="<|endoftext|>",
+                                   pad_token="<|endoftext|>")
 
 
 def make_tiny_gpt2(folder: Path, seed: int = 0) -> Path:
@@ -29,7 +30,8 @@ def make_tiny_gpt2(folder: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     tok = gpt2_tokenizer()
     eos = tok.eos_token_id
-    config = GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=64, n_layer=2, n_head=4, bos_token_id=eos, eos_token_id=eos, architectures=["GPT2LMHeadModel"])
+    config = GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=64, n_layer=2, n_head=4, bos_token_id=eos, eos_token_id=eos,
+                        architectures=["GPT2LMHeadModel"])
     GPT2LMHeadModel(config).eval().save_pretrained(str(folder), safe_serialization=True)
     tok.save_pretrained(str(folder))
     return folder
@@ -60,7 +62,7 @@ def make_tiny_bert_classifier(folder: Path, seed: int = 0, num_labels: int = 3) 
     labels = ["neg", "neu", "pos"][:num_labels]
     config = BertConfig(vocab_size=tok.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=256,
                         max_position_embeddings=128, num_labels=num_labels, id2label=dict(enumerate(labels)),
-                        label2id={l: i for i, l in enumerate(labels)}, architectures=["BertForSequenceClassification"])
+                        label2id={label: i for i, label in enumerate(labels)}, architectures=["BertForSequenceClassification"])
     BertForSequenceClassification(config).eval().save_pretrained(str(folder), safe_serialization=True)
     tok.save_pretrained(str(folder))
     return folder

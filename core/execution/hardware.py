@@ -43,7 +43,7 @@ def _gpu() -> tuple[str | None, int | None]:
         if torch.cuda.is_available():
             props = torch.cuda.get_device_properties(0)
             return props.name, int(props.total_memory)
-    except Exception:
+    except Exception:  # noqa: BLE001 - whatever torch raises here means no usable GPU
         pass
     return None, None
 
@@ -65,7 +65,7 @@ def _quantized_engines() -> list[str]:
         import torch
 
         return sorted(e for e in torch.backends.quantized.supported_engines if e != "none")
-    except Exception:
+    except Exception:  # noqa: BLE001 - a torch that cannot list its engines offers none
         return []
 
 

@@ -121,7 +121,8 @@ def run_across(config, chosen: list[dict], *, progress: Callable[[dict], None] |
             outcomes[target["id"]] = outcome
             if progress:
                 progress({"target": target["id"], "variant": config.model, "phase": "done", "fraction": 1.0, "index": 0,
-                          "total": len(config.variants), "message": f"{target['name']}: {outcome['status']}" + (f" ({outcome['error']})" if outcome.get("error") else "")})
+                          "total": len(config.variants),
+                          "message": f"{target['name']}: {outcome['status']}" + (f" ({outcome['error']})" if outcome.get("error") else "")})
 
     threads = [threading.Thread(target=work, args=(t,), daemon=True, name=f"qlab-target:{t['id']}") for t in chosen]
     for t in threads:

@@ -96,7 +96,8 @@ def build_onnx_int8_mixed(ctx: BuildContext, params: dict, out: Path) -> dict:
         probe.quantize(out / GRAPH, exclude=kept)
     shutil.rmtree(work)
     met = "meets" if score >= target else "does not reach"
-    notes.append(f"Mixed precision: {len(kept)} of {len(nodes)} weight nodes kept fp32 (most sensitive first); calibration fidelity {score:.4f} {met} the target {target}.")
+    notes.append(f"Mixed precision: {len(kept)} of {len(nodes)} weight nodes kept fp32 (most sensitive first); "
+                 f"calibration fidelity {score:.4f} {met} the target {target}.")
     write_json(out / "onnx.json", {"notes": notes})
     write_json(out / "sensitivity.json", {"target": target, "nodes": table, "kept_fp32": kept, "trail": trail, "final_fidelity": score})
     return {"kept_fp32": kept, "final_fidelity": score, "fp32_graph": origin}
@@ -110,7 +111,8 @@ def read_sensitivity(artifact_dir: Path) -> dict | None:
 
 RECIPES = [
     Recipe(
-        "onnx-int8-mixed", "onnx", "ONNX Runtime dynamic int8 with the most sensitive layers kept fp32, chosen by per-layer sensitivity to meet a fidelity target",
+        "onnx-int8-mixed", "onnx",
+        "ONNX Runtime dynamic int8 with the most sensitive layers kept fp32, chosen by per-layer sensitivity to meet a fidelity target",
         build_onnx_int8_mixed, load_onnx,
         params=(
             Param("target", "0.995", help="output fidelity (cosine to fp32) to reach on the calibration texts", number=(0.0, 1.0)),

@@ -46,7 +46,8 @@ def _architecture(ctx: BuildContext) -> str:
 def build_onnx_genai(ctx: BuildContext, params: dict, out: Path) -> dict:
     arch = _architecture(ctx)
     if arch not in ARCHITECTURES:
-        raise RecipeError(f"onnx-genai: onnxruntime-genai's model builder covers Llama-family models ({', '.join(a.replace('ForCausalLM', '') for a in ARCHITECTURES)}); "
+        raise RecipeError("onnx-genai: onnxruntime-genai's model builder covers Llama-family models "
+                          f"({', '.join(a.replace('ForCausalLM', '') for a in ARCHITECTURES)}); "
                           f"'{ctx.source.name}' is {arch}: use onnx-int4 or onnx-int8 instead.")
     precision, level = params["precision"], params["accuracy_level"]
     work = out / "builder"

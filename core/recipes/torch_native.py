@@ -37,7 +37,8 @@ def _load_pretrained(dtype_name: str, notes_fn=None):
         import torch
 
         dtype = getattr(torch, dtype_name)
-        model = model_class(ctx.task).from_pretrained(str(art / "model"), dtype=dtype, use_safetensors=True, trust_remote_code=False, attn_implementation="sdpa").eval()
+        model = model_class(ctx.task).from_pretrained(str(art / "model"), dtype=dtype, use_safetensors=True, trust_remote_code=False,
+                                                      attn_implementation="sdpa").eval()
         model.to(ctx.device)
         notes = notes_fn(ctx) if notes_fn else []
         return torch_variant("", ctx.task, model, device=ctx.device, notes=notes)
@@ -298,12 +299,15 @@ def load_torchscript(ctx: BuildContext, params: dict, art: Path):
 
 
 RECIPES = [
-    Recipe("fp32", "torch", "PyTorch float32: the reference every other variant is compared with", _save_pretrained("float32"), _load_pretrained("float32"), reference=True),
-    Recipe("bf16", "torch", "PyTorch bfloat16 weights and activations (CPU and CUDA)", _save_pretrained("bfloat16"), _load_pretrained("bfloat16", _bf16_notes), check=_bf16_check),
+    Recipe("fp32", "torch", "PyTorch float32: the reference every other variant is compared with", _save_pretrained("float32"), _load_pretrained("float32"),
+           reference=True),
+    Recipe("bf16", "torch", "PyTorch bfloat16 weights and activations (CPU and CUDA)", _save_pretrained("bfloat16"), _load_pretrained("bfloat16", _bf16_notes),
+           check=_bf16_check),
     Recipe("fp16", "torch", "PyTorch float16 (CUDA only)", _save_pretrained("float16"), _load_pretrained("float16"), check=_needs_cuda),
     Recipe(
         "dynamic-int8", "torch", "PyTorch post-training dynamic quantization of Linear layers (int8 weights, activations quantized on the fly)",
-        build_dynamic_int8, load_dynamic_int8, params=(_engine_param(),), check=lambda d: "dynamic-int8 runs on CPU only." if d != "cpu" else None, deprecated=AO_DEPRECATION,
+        build_dynamic_int8, load_dynamic_int8, params=(_engine_param(),), check=lambda d: "dynamic-int8 runs on CPU only." if d != "cpu" else None,
+        deprecated=AO_DEPRECATION,
     ),
     Recipe(
         "torchao-int8", "torch", "torchao int8 dynamic activations + int8 weights (the maintained successor of torch.ao)",

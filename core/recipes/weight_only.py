@@ -244,7 +244,8 @@ def _loader(scheme: str, bits: int):
         if params["scope"] == "all":
             notes.append("scope=all also rounds LayerNorm, embedding and bias parameters: the usual mistake, shown here for its cost.")
         if params["granularity"] == "tensor":
-            notes.append("One scale per tensor: a single outlier weight squeezes all others into few levels; granularity=channel or group is usually much better.")
+            notes.append("One scale per tensor: a single outlier weight squeezes all others into few levels; "
+                         "granularity=channel or group is usually much better.")
         elif params["granularity"] == "group":
             extra = " and an integer zero point" if scheme == "zeropoint" else ""
             notes.append(f"One scale per group of {params['group_size']} weights in a row: closer to the weights than per channel, "
@@ -263,8 +264,12 @@ def _params(granularity: str):
 
 
 RECIPES = [
-    Recipe("absmax-int8", "weight-only", "Symmetric absmax round-to-nearest int8 weights (scale = 127 / max|W|)", _builder("absmax", 8), _loader("absmax", 8), params=_params("channel")),
-    Recipe("zeropoint-int8", "weight-only", "Asymmetric zero-point round-to-nearest int8 weights (scale = 255 / (max - min))", _builder("zeropoint", 8), _loader("zeropoint", 8), params=_params("channel")),
-    Recipe("absmax-int4", "weight-only", "Symmetric absmax round-to-nearest int4 weights (scale = 7 / max|W|), packed two per byte", _builder("absmax", 4), _loader("absmax", 4), params=_params("group")),
-    Recipe("zeropoint-int4", "weight-only", "Asymmetric zero-point round-to-nearest int4 weights (scale = 15 / (max - min)), packed two per byte", _builder("zeropoint", 4), _loader("zeropoint", 4), params=_params("group")),
+    Recipe("absmax-int8", "weight-only", "Symmetric absmax round-to-nearest int8 weights (scale = 127 / max|W|)",
+           _builder("absmax", 8), _loader("absmax", 8), params=_params("channel")),
+    Recipe("zeropoint-int8", "weight-only", "Asymmetric zero-point round-to-nearest int8 weights (scale = 255 / (max - min))",
+           _builder("zeropoint", 8), _loader("zeropoint", 8), params=_params("channel")),
+    Recipe("absmax-int4", "weight-only", "Symmetric absmax round-to-nearest int4 weights (scale = 7 / max|W|), packed two per byte",
+           _builder("absmax", 4), _loader("absmax", 4), params=_params("group")),
+    Recipe("zeropoint-int4", "weight-only", "Asymmetric zero-point round-to-nearest int4 weights (scale = 15 / (max - min)), packed two per byte",
+           _builder("zeropoint", 4), _loader("zeropoint", 4), params=_params("group")),
 ]
