@@ -24,7 +24,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -126,22 +125,43 @@ def remove_tag(page, widget_label: str, tag: str) -> None:
     widget.get_by_role("button", name=f"Remove {tag}", exact=True).wait_for(state="detached")
 
 
-def wait_all(pages: list, clicked: dict, timeout_s: float) -> dict:
-    """Poll every page until each shows its result or an error; {index: seconds from its click to the result | None}."""
+def result_text(page) -> str | None:
+    """The page's "Finished in ... Run `abcd1234` is saved." line, if it shows one."""
+    found = page.get_by_text(RESULT)
+    if not found.count():
+        return None
+    with contextlib.suppress(Exception):
+        return found.first.inner_text(timeout=2000)
+    return None
+
+
+def wait_all(pages: list, clicked: dict, before: dict, timeout_s: float) -> dict:
+    """Poll every page until it shows a result other than the one it showed ``before`` its click (a page may still show
+    the previous job's), or an error. Returns {"seconds": {i: click to result}, "run_ids": {i: 8-hex id}, "errors": ...}."""
     seen: dict[int, float | None] = {}
+    run_ids: dict[int, str] = {}
     errors: dict[int, str] = {}
     deadline = time.time() + timeout_s
     while len(seen) < len(pages) and time.time() < deadline:
         for i, page in enumerate(pages):
             if i in seen:
                 continue
-            if page.get_by_text(RESULT).count():
+            text = result_text(page)
+            if text and text != before.get(i):
                 seen[i] = time.time() - clicked[i]
+                match = re.search(r"Run ([0-9a-f]{8})", text)
+                run_ids[i] = match.group(1) if match else "?"
             elif page.locator('[data-testid="stAlertContentError"]').count():
                 errors[i] = page.locator('[data-testid="stAlertContentError"]').first.inner_text()[:300]
                 seen[i] = None
         time.sleep(0.25)
-    return {"seconds": seen, "errors": errors}
+    return {"seconds": seen, "run_ids": run_ids, "errors": errors}
+
+
+def setup_line(page) -> str:
+    """The Run page's line saying what will be measured (batch sizes x sequence lengths ...)."""
+    text = page.locator('[data-testid="stMarkdownContainer"]').filter(has_text="Batch sizes").first.inner_text()
+    return next((line for line in text.splitlines() if line.startswith("Batch sizes")), text)
 
 
 def session_view(page) -> str:
@@ -167,26 +187,25 @@ def run_load(url: str, server_pid: int, store: Path, *, sessions: int = 8, disti
             pages = [c.new_page() for c in contexts]
             for page in pages:
                 page.set_default_timeout(120_000)
-            threads_done = []
             for page in pages:   # open Run in every session
                 page.goto(url + "/run")
             for page in pages:
                 page.get_by_role("button", name="Measure again").wait_for()
-                threads_done.append(page)
             meter.mark()
             time.sleep(5)
             figures["idle_before_cores"] = meter.cores()
 
             # phase 1: the same comparison from every session at once
             before = saved_runs(store)
-            clicked = {}
+            clicked, shown = {}, {i: result_text(page) for i, page in enumerate(pages)}
             meter.mark()
             for i, page in enumerate(pages):
                 clicked[i] = time.time()
                 page.get_by_role("button", name="Measure again").click()
             say(f"phase 1: {sessions} sessions pressed 'Measure again' on the same comparison")
-            got = wait_all(pages, clicked, timeout_s)
+            got = wait_all(pages, clicked, shown, timeout_s)
             figures["phase1_job_cores"] = meter.cores()
+            figures["phase1_run_ids"] = got["run_ids"]
             figures["phase1_seconds"] = got["seconds"]
             figures["phase1_errors"] = got["errors"]
             figures["phase1_missing"] = {i: session_view(pages[i]) for i in range(sessions) if got["seconds"].get(i) is None}
@@ -201,14 +220,16 @@ def run_load(url: str, server_pid: int, store: Path, *, sessions: int = 8, disti
                 remove_tag(page, label, tag)
                 goto_page(page, "Run", "Run")
                 page.get_by_role("button", name="Measure again").wait_for()
-            clicked = {}
+                figures.setdefault("phase2_setups", []).append(setup_line(page))
+            clicked, shown = {}, {i: result_text(page) for i, page in enumerate(chosen)}
             meter.mark()
             for i, page in enumerate(chosen):   # "Measure again": measured even if a run of the same comparison is saved
                 clicked[i] = time.time()
                 page.get_by_role("button", name="Measure again").click()
             say(f"phase 2: {distinct} sessions pressed 'Measure again' on distinct comparisons")
-            got = wait_all(chosen, clicked, timeout_s + 60 * distinct)
+            got = wait_all(chosen, clicked, shown, timeout_s + 60 * distinct)
             figures["phase2_job_cores"] = meter.cores()
+            figures["phase2_run_ids"] = got["run_ids"]
             figures["phase2_seconds"] = got["seconds"]
             figures["phase2_errors"] = got["errors"]
             figures["phase2_missing"] = {i: session_view(chosen[i]) for i in range(distinct) if got["seconds"].get(i) is None}

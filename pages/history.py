@@ -123,8 +123,11 @@ def main() -> None:
             if c1.button("Open in Compare", type="primary", icon=":material/monitoring:", key="hist_open"):
                 open_run(first)
                 st.switch_page("pages/compare.py", query_params={"run": first})
-            if c2.button("Delete", icon=":material/delete:", key="hist_delete", help="Delete the selected run(s) from this lab"
-                         + (" (only runs this session created)." if pol.owner_only_delete else ".")):
+            deletable = all(hosting.may_delete(history.run_owner(rid), owner(), pol) for rid in picked)
+            if not deletable:   # offered only to who may: hosted, the session that created every selected run
+                c2.caption(":material/lock: Only the session that created a run can delete it on this hosted lab.")
+            elif c2.button("Delete", icon=":material/delete:", key="hist_delete", help="Delete the selected run(s) from this lab"
+                           + (" (only runs this session created)." if pol.owner_only_delete else ".")):
                 refused = None
                 for rid in picked:
                     try:

@@ -275,3 +275,61 @@ def test_models_page_offers_the_cluster_nodes(cluster, monkeypatch):
     at.switch_page("pages/models.py").run()
     assert not at.exception
     assert [o.split(" · ")[0] for o in at.multiselect(key="hw_targets").options] == ["edge"]
+
+
+@pytest.mark.browser
+def test_choices_survive_a_round_trip_between_pages_in_chromium(cluster, tmp_path):
+    """Pick two nodes and change the measurement on Models & variants, go to Run and Data and back: every choice is
+    still there (the hardware targets used to fall back to this machine alone), and Run measures on both."""
+    import re
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import load_sessions
+    from playwright.sync_api import expect, sync_playwright
+
+    if not load_sessions.CHROMIUM.exists():
+        message = "Debian's Chromium is not installed at /usr/bin/chromium; run scripts/install_chromium.sh."
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    with load_sessions.server(Path(os.environ["QLAB_CACHE_DIR"]), {"QLAB_RAY_ADDRESS": cluster["address"]}) as (url, _, log_path), \
+            sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(load_sessions.CHROMIUM), headless=True, args=load_sessions.CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.set_default_timeout(120_000)
+            page.goto(url + "/models")
+            page.get_by_role("heading", name="Models & variants", exact=True).wait_for()
+            targets = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Hardware targets")
+            targets.get_by_role("button", name=re.compile(r"^Remove head")).wait_for()   # this machine's node by default
+            targets.locator("input").click()
+            page.get_by_role("option", name=re.compile(r"^edge")).click()
+            page.keyboard.press("Escape")
+            sidebar = page.locator('[data-testid="stSidebar"]')
+            expect(sidebar).to_contain_text("measuring on head, edge")
+            load_sessions.remove_tag(page, "Batch sizes", "8")
+            page.locator('[data-testid="stRadio"]').filter(has_text="Measurement").get_by_text("Standard", exact=False).click()
+            page.wait_for_timeout(1000)
+
+            load_sessions.goto_page(page, "Run", "Run")
+            body = page.locator('[data-testid="stMain"]')
+            expect(body).to_contain_text("Hardware targets: head, edge")
+            expect(body).to_contain_text("Batch sizes [1] ×")
+            expect(body).to_contain_text("Standard")
+            load_sessions.goto_page(page, "Data", "Data")
+            load_sessions.goto_page(page, "Models & variants", "Models & variants")
+            for node in ("head", "edge"):   # both still chosen, after Run and Data
+                targets.get_by_role("button", name=re.compile(rf"^Remove {node}")).wait_for()
+            expect(sidebar).to_contain_text("measuring on head, edge")
+            batches = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Batch sizes")
+            assert batches.get_by_role("button", name="Remove 1", exact=True).count() == 1
+            assert batches.get_by_role("button", name="Remove 8", exact=True).count() == 0
+            expect(page.locator('[data-testid="stRadio"]').filter(has_text="Measurement").locator("input[type=radio]:checked")).to_have_count(1)
+            checked = page.locator('[data-testid="stRadio"]').filter(has_text="Measurement").locator("label").filter(
+                has=page.locator("input:checked"))
+            expect(checked).to_contain_text("Standard")
+            load_sessions.goto_page(page, "Run", "Run")
+            expect(body).to_contain_text("Hardware targets: head, edge")
+            assert "Traceback" not in page.locator("body").inner_text(), log_path
+        finally:
+            browser.close()
