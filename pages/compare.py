@@ -7,7 +7,7 @@ import streamlit as st
 
 from core import charts
 from core.tasks import EMBEDDING
-from pages._shared import BUDGETS, guarded, load_current_report, md, run_page
+from pages._shared import budget_of, guarded, load_current_report, md, run_page
 
 ALL_SEQS = 0   # the sequence-length choice "all (geometric mean)" (None would show as no choice)
 PLOTLY_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"], "toImageButtonOptions": {"scale": 2}}
@@ -21,7 +21,7 @@ def report_budget(report: dict) -> float:
     """The budget the run was recommended with (the default for reports that did not record one)."""
     from core.recommend import budgets_for
 
-    spec = BUDGETS.get(report.get("task"), BUDGETS[EMBEDDING])
+    spec = budget_of(report.get("task"))
     try:
         return float(budgets_for(report.get("budgets") or {})[spec.key])
     except (TypeError, ValueError):
@@ -32,7 +32,7 @@ def live_recommendation(report: dict, budget: float, batch: int) -> dict | None:
     """The recommendation recomputed from the report's measurements for this budget and batch size."""
     from core.recommend import recommend
 
-    spec = BUDGETS.get(report.get("task"), BUDGETS[EMBEDDING])
+    spec = budget_of(report.get("task"))
     budgets = dict(report.get("budgets") or {}, **{spec.key: float(budget)})
     return recommend(report.get("results") or [], report.get("task") or EMBEDDING, budgets, int(batch),
                      reference_quality=charts.reference_quality(report) or None)
@@ -41,7 +41,7 @@ def live_recommendation(report: dict, budget: float, batch: int) -> dict | None:
 def recommendation_controls(report: dict, batches: list[int], seqs: list[int]) -> tuple[int, int | None, float]:
     """Batch size (charts and recommendation), sequence length (charts) and the quality budget; each reset to the run's own when another run opens."""
     ss = st.session_state
-    spec = BUDGETS.get(report.get("task"), BUDGETS[EMBEDDING])
+    spec = budget_of(report.get("task"))
     budget_key = f"cmp_budget_{spec.key}"
     if ss.get("cmp_for_run") != report["run_id"]:
         d_batch, _ = charts.default_point(report)
@@ -69,7 +69,7 @@ def recommendation_controls(report: dict, batches: list[int], seqs: list[int]) -
 
 def recommendation_box(report: dict, rec: dict | None, budget: float, batch: int) -> None:
     """The recommendation and its reason in words, prominently; and how it differs from what the saved run said."""
-    spec = BUDGETS.get(report.get("task"), BUDGETS[EMBEDDING])
+    spec = budget_of(report.get("task"))
     if rec:
         name, reason = rec["variant"], rec.get("reason") or ""
         words = f"**{md(name)}** {md(reason[len(name):], 1000)}" if reason.startswith(name) else f"**{md(name)}** — {md(reason, 1000)}"
@@ -336,7 +336,7 @@ def main() -> None:
     for caveat in measurement_caveats(report):
         st.warning(caveat, icon=":material/speed:")
 
-    spec = BUDGETS.get(report.get("task"), BUDGETS[EMBEDDING])
+    spec = budget_of(report.get("task"))
     live = dict(report, recommended=rec, budgets=dict(report.get("budgets") or {}, **{spec.key: budget}))
     chart(charts.quality_latency_figure(live, batch, seq, budgets=live["budgets"]), "fig_quality_latency")
     generating = charts.is_generation(report)

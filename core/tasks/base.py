@@ -144,6 +144,12 @@ class Task:
         """A Dataset from a plain .txt file."""
         raise NotImplementedError
 
+    def preview_rows(self, dataset, limit: int) -> list[dict]:
+        """The first ``limit`` rows of ``dataset`` as the Data page shows them."""
+        if dataset.labels is not None:
+            return [{"text": t, "label": lab} for t, lab in zip(dataset.texts[:limit], dataset.labels[:limit])]
+        return [{"text": t} for t in dataset.texts[:limit]]
+
     # -- export --------------------------------------------------------------------------------------
     def output_shape(self, config, labels: list[str]) -> list:
         """The output's shape in an exported folder's description (``config``: the model's transformers config)."""

@@ -54,6 +54,9 @@ class CausalLMTask(Task):
             paragraphs = [line.strip() for line in raw.split("\n") if line.strip()]
         return Dataset(name, self.name, paragraphs, raw_text=raw, columns=[], rows=len(paragraphs))
 
+    def preview_rows(self, dataset, limit):
+        return [{"paragraph": t[:300] + ("…" if len(t) > 300 else "")} for t in dataset.texts[:limit]]
+
     def output_shape(self, config, labels):
         return ["batch", "sequence", getattr(config, "vocab_size", None) or "vocab"]
 

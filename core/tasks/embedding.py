@@ -73,6 +73,14 @@ class EmbeddingTask(Task):
         lines = [line.strip() for line in text.split("\n") if line.strip()]
         return Dataset(name, self.name, lines, columns=["text"], rows=len(lines))
 
+    def preview_rows(self, dataset, limit):
+        if dataset.pairs is not None:
+            return [{"sentence1": a, "sentence2": b, "score": s} for a, b, s in dataset.pairs[:limit]]
+        if dataset.texts and "sentence1" in dataset.columns:
+            n = dataset.rows
+            return [{"sentence1": dataset.texts[i], "sentence2": dataset.texts[n + i]} for i in range(min(limit, n))]
+        return super().preview_rows(dataset, limit)
+
     def output_shape(self, config, labels):
         hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", None) or "hidden"
         return ["batch", "sequence", hidden]
