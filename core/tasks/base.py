@@ -93,11 +93,14 @@ class Task:
     budget: Budget
     axis: Axis
     output_name: str                        # the model output the task reads: last_hidden_state | logits
+    snippet_output: str                     # the variable an exported folder's snippet ends with: embeddings | logits
     model_class: str                        # transformers' Auto class that loads such a model
     table_columns: tuple[Column, ...] = ()
+    pooled: bool = False                    # sentence vectors: the output mean-pooled over the mask, compared by cosine
     has_labels: bool = False                # the model names its classes; the data carries a label per text
     generates: bool = False                 # next-token logits: perplexity on raw text, generation, KV caches
     also_from: tuple[str, ...] = ()         # other tasks whose models can do this one (an encoder under a classifier head)
+    example: str = ""                       # the Playground's example input
 
     # -- the primary metric against fp32 ------------------------------------------------------------
     def quality_delta(self, quality: dict, ref_quality: dict) -> tuple[float | None, str]:
@@ -157,4 +160,13 @@ class Task:
 
     def postprocessing(self, labels: list[str]) -> dict:
         """How a user turns the output into the task's answer, for an exported folder's qlab.json."""
+        raise NotImplementedError
+
+    def onnx_snippet_tail(self, run: str, d: dict) -> list[str]:
+        """The last lines of an exported ONNX folder's snippet: run the session (``run``: the expression) and turn
+        its output into the task's answer. ``d``: the snippet's facts (input names, output name, max length)."""
+        raise NotImplementedError
+
+    def torch_snippet_tail(self, forward: str) -> list[str]:
+        """The lines inside and after ``with torch.inference_mode():`` of a torch snippet (``forward``: the call)."""
         raise NotImplementedError

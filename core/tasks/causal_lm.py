@@ -57,6 +57,27 @@ class CausalLMTask(Task):
     def preview_rows(self, dataset, limit):
         return [{"paragraph": t[:300] + ("…" if len(t) > 300 else "")} for t in dataset.texts[:limit]]
 
+    def onnx_snippet_tail(self, run, d):
+        if "position_ids" in d["input_names"]:   # a decoder with a KV cache: position ids, and an empty past for a whole-text pass
+            return [
+                'feeds = {"input_ids": ids, "attention_mask": mask, "position_ids": np.broadcast_to(np.arange(ids.shape[1]), ids.shape).copy()}',
+                "for i in session.get_inputs():  # past.N.key/value [batch, kv_heads, past_len, head_dim]; generation feeds back present.N.*",
+                '    if i.name.startswith("past."):',
+                "        feeds[i.name] = np.zeros((len(ids), i.shape[1], 0, i.shape[3]), dtype=np.float32)",
+                f'logits = session.run(["{d["output_name"]}"], feeds)[0]',
+                "print([tok.decode([int(row[n - 1].argmax())]) for row, n in zip(logits, mask.sum(1))])  # each text's next token",
+            ]
+        return [
+            f"logits = {run}",
+            "print([tok.decode([int(row[n - 1].argmax())]) for row, n in zip(logits, mask.sum(1))])  # each text's next token",
+        ]
+
+    def torch_snippet_tail(self, forward):
+        return [
+            f"    logits = {forward}.float()",
+            'print([tok.decode(row[n - 1].argmax()) for row, n in zip(logits, enc["attention_mask"].sum(1))])  # each text\'s next token',
+        ]
+
     def output_shape(self, config, labels):
         return ["batch", "sequence", getattr(config, "vocab_size", None) or "vocab"]
 
@@ -79,7 +100,9 @@ TASK = CausalLMTask(
                   schema_range=(0, 1e6), valid_max=float("inf"), cli_help="causal-lm budget: perplexity increase in percent (default 2.0)"),
     axis=Axis("Perplexity (lower is better)"),
     output_name="logits",
+    snippet_output="logits",
     model_class="AutoModelForCausalLM",
     table_columns=(Column("token_accuracy", "next-token acc", percent=True),),
     generates=True,
+    example="Return a new list containing",
 )

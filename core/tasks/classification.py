@@ -65,6 +65,16 @@ class ClassificationTask(Task):
     def read_text(self, text, name):
         raise DataError(f"'{name}' is plain text; classification needs labels: give a CSV/TSV/JSONL file with text,label columns.")
 
+    def onnx_snippet_tail(self, run, d):
+        return [
+            f"logits = {run}",
+            'labels = json.load(open("qlab.json"))["postprocessing"]["labels"]',
+            "print([labels[i] for i in logits.argmax(-1)])",
+        ]
+
+    def torch_snippet_tail(self, forward):
+        return [f"    logits = {forward}.float()", "print([model.config.id2label[i] for i in logits.argmax(-1).tolist()])"]
+
     def output_shape(self, config, labels):
         return ["batch", len(labels) or "labels"]
 
@@ -85,7 +95,10 @@ TASK = ClassificationTask(
                   schema_range=(0, 100), valid_max=float("inf"), cli_help="classification budget: accuracy points (default 1.0)"),
     axis=Axis("Accuracy (%, higher is better)", percent=True),
     output_name="logits",
+    snippet_output="logits",
     model_class="AutoModelForSequenceClassification",
     table_columns=(Column("f1_macro", "F1 macro"),),
     has_labels=True,
+    example="The central bank raised interest rates by half a point.\nThe striker scored twice in the second half.\n"
+            "Astronomers found water vapour on a distant planet.\nPeace talks resumed in Geneva on Monday.",
 )

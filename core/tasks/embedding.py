@@ -81,6 +81,20 @@ class EmbeddingTask(Task):
             return [{"sentence1": dataset.texts[i], "sentence2": dataset.texts[n + i]} for i in range(min(limit, n))]
         return super().preview_rows(dataset, limit)
 
+    def onnx_snippet_tail(self, run, d):
+        return [
+            f"hidden = {run}",
+            "embeddings = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)  # mean pooling over the mask",
+            "embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)  # L2 normalisation",
+        ]
+
+    def torch_snippet_tail(self, forward):
+        return [
+            f"    hidden = {forward}.float()",
+            'mask = enc["attention_mask"].unsqueeze(-1).float()',
+            "embeddings = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=1)  # mean pooling, L2 norm",
+        ]
+
     def output_shape(self, config, labels):
         hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", None) or "hidden"
         return ["batch", "sequence", hidden]
@@ -105,7 +119,10 @@ TASK = EmbeddingTask(
                   schema_range=(-1, 1), valid_max=1.0, cli_help="embedding budget: minimum cosine fidelity (default 0.99)"),
     axis=Axis("Cosine fidelity to fp32 (higher is better)"),
     output_name="last_hidden_state",
+    snippet_output="embeddings",
     model_class="AutoModel",
     table_columns=(Column("spearman", "spearman", only_if_measured=True),),
+    pooled=True,
     also_from=("classification",),          # a classifier's encoder gives sentence embeddings too
+    example="A man is playing a guitar.\nSomeone plays an instrument.\nThe cat sleeps on the sofa.\nStock markets fell sharply today.",
 )
