@@ -99,12 +99,12 @@ def headline(report: dict, rows: list[dict], rec: dict | None) -> None:
     else:
         ratio = row.get("size_ratio")
         c3.metric("Size vs fp32", "—" if not ratio else (f"{ratio:.2f}x smaller" if ratio >= 1 else f"{1 / ratio:.2f}x larger"))
-    key, _, _, pct = charts.quality_spec(report)
+    key, _, higher, pct = charts.quality_spec(report)
     delta = row.get("quality_delta")
     unit = row.get("quality_unit") or ""
     c4.metric(f"Quality ({key.replace('_', ' ')})", (f"{row['quality']:.1f}%" if pct else f"{row['quality']:.4f}") if row.get("quality") is not None else "—",
               delta=(f"{delta:+.{4 if unit == 'cosine' else 2}f} {unit}".strip() if delta is not None and name != "fp32" else None),
-              delta_color="off" if delta is None else ("normal" if report.get("task") != "causal-lm" else "inverse"))
+              delta_color="off" if delta is None else ("normal" if higher else "inverse"))
 
 
 def table(report: dict, rows: list[dict]) -> None:

@@ -84,7 +84,8 @@ class Task:
 
     name: str
     title: str                              # the task picker's words
-    sample_file: str                        # in data/samples/
+    sample_file: str                        # in data/samples/: the data a comparison uses unless given other
+    calibration_file: str                   # in data/samples/: texts that calibrate static and mixed int8 (not the test data)
     columns: tuple[str, ...]                # the data's columns, in words for errors and docs
     primary: str                            # the metric a variant is judged by
     primary_label: str                      # its column header in tables

@@ -90,6 +90,7 @@ TASK = CausalLMTask(
     name="causal-lm",
     title="causal LM (perplexity, generation)",
     sample_file="causal_lm.txt",
+    calibration_file="causal_lm.txt",
     columns=("a .txt file", "text"),
     primary="perplexity", primary_label="perplexity", higher_is_better=False,
     metrics={"perplexity": (0, 1e12), "nll_per_token": (-1e6, 1e6), "token_accuracy": (0, 1), "tokens": (0, 1e12), "windows": (0, 1e12),

@@ -86,6 +86,7 @@ TASK = ClassificationTask(
     name="classification",
     title="classification (labels)",
     sample_file="classification_test.csv",
+    calibration_file="classification_train.csv",
     columns=("text,label",),
     primary="accuracy", primary_label="accuracy", higher_is_better=True,
     metrics={"accuracy": (0, 1), "f1_weighted": (0, 1), "f1_macro": (0, 1), "agreement": (0, 1), "accuracy_drop_pt": (-100, 100)},

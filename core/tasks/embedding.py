@@ -109,6 +109,7 @@ TASK = EmbeddingTask(
     name="embedding",
     title="embedding (sentence vectors)",
     sample_file="embedding_pairs.csv",
+    calibration_file="embedding_sentences.csv",
     columns=("text", "sentence1,sentence2[,score]"),
     primary="cosine_fidelity", primary_label="cosine", higher_is_better=True,
     metrics={"cosine_fidelity": (-1.001, 1.001), "cosine_min": (-1.001, 1.001), "retrieval_agreement": (0, 1), "retrieval_k": (0, 10_000),
