@@ -47,6 +47,7 @@ def budget_of(task: str | None) -> Budget:
     declares it: its key, number input (label, range, step, format, help) and words."""
     return find_task(task, default=EMBEDDING).budget
 
+
 PAGES = {
     "data": "pages/data.py", "models": "pages/models.py", "run": "pages/run.py", "compare": "pages/compare.py",
     "weights": "pages/weights.py", "playground": "pages/playground.py", "history": "pages/history.py", "store": "pages/store.py",
