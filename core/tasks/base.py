@@ -80,7 +80,7 @@ class Column:
 
 @dataclass(frozen=True, eq=False)
 class Task:
-    """A task's declaration. Subclasses fill in the few behaviours that differ (deltas, budget checks, scoring)."""
+    """A task's declaration. Subclasses fill in the few behaviours that differ (deltas, budget checks, reading data, export lines)."""
 
     name: str
     title: str                              # the task picker's words
