@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from .tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING
+from .tasks import get_task
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
 FALLBACK = [
@@ -21,8 +21,7 @@ FALLBACK = [
 
 
 def default_texts(task: str, limit: int = 64) -> list[str]:
-    files = {EMBEDDING: "embedding_sentences.csv", CLASSIFICATION: "classification_train.csv", CAUSAL_LM: "causal_lm.txt"}
-    path = SAMPLES / files[task]
+    path = SAMPLES / get_task(task).calibration_file
     texts: list[str] = []
     try:
         if path.suffix == ".txt":

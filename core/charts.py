@@ -15,6 +15,8 @@ from typing import Iterable
 
 import plotly.graph_objects as go
 
+from .tasks import EMBEDDING, find_task
+
 REFERENCE = "fp32"
 REFERENCE_COLOR = "#3b3b3b"
 RECIPE_COLORS = {
@@ -37,13 +39,6 @@ RECIPE_COLORS = {
 }
 EXTRA_COLORS = ["#6a3d9a", "#b15928", "#1b9e77", "#7fc97f", "#66a61e", "#7570b3", "#e6ab02", "#386cb0", "#f0027f", "#bf5b17"]
 FONT = dict(family="Inter, 'Source Sans Pro', Helvetica, Arial, sans-serif", size=13)
-
-# quality metric per task: (key, axis label, higher is better, shown as percent)
-QUALITY = {
-    "embedding": ("cosine_fidelity", "Cosine fidelity to fp32 (higher is better)", True, False),
-    "classification": ("accuracy", "Accuracy (%, higher is better)", True, True),
-    "causal-lm": ("perplexity", "Perplexity (lower is better)", False, False),
-}
 
 
 # -- small helpers ------------------------------------------------------------------------------
@@ -94,8 +89,8 @@ def fmt_bytes(n: float | int | None) -> str:
 
 def quality_spec(report: dict) -> tuple[str, str, bool, bool]:
     """(metric key, axis title, higher is better, percent) for the report's task."""
-    task = report.get("task") or "embedding"
-    key, title, higher, pct = QUALITY.get(task, QUALITY["embedding"])
+    task = find_task(report.get("task"), default=EMBEDDING)   # the quality axis the task declares (an unknown task: embedding's)
+    key, title, higher, pct = task.primary, task.axis.title, task.higher_is_better, task.axis.percent
     if pct:
         values = [quality_value(r, key) for r in ok_results(report)]
         if any(v is not None and v > 1.0 for v in values):  # already in percent
@@ -267,23 +262,15 @@ def budget_threshold(report: dict, budgets: dict | None) -> tuple[float, str] | 
     """
     if not budgets:
         return None
-    task = report.get("task") or "embedding"
+    task = find_task(report.get("task") or EMBEDDING)
+    if task is None or budgets.get(task.budget.key) is None:
+        return None
     key, _, _, pct = quality_spec(report)
     ref = reference_quality(report).get(key)
     try:
-        if task == "embedding" and budgets.get("min_cosine") is not None:
-            value = float(budgets["min_cosine"])
-            return value, f"cosine ≥ {value:g}"
-        if task == "classification" and budgets.get("max_accuracy_drop") is not None and ref is not None:
-            drop = float(budgets["max_accuracy_drop"])
-            value = float(ref) * 100 - drop if pct else float(ref) - drop
-            return value, f"accuracy ≥ fp32 − {drop:g} pt"
-        if task == "causal-lm" and budgets.get("max_ppl_increase") is not None and ref:
-            inc = float(budgets["max_ppl_increase"])
-            return float(ref) * (1 + inc / 100), f"perplexity ≤ fp32 + {inc:g}%"
+        return task.budget_line(budgets[task.budget.key], ref, pct)
     except (TypeError, ValueError):
         return None
-    return None
 
 
 def quality_latency_figure(report: dict, batch_size: int | None = None, seq_len: int | None = None, budgets: dict | None = None) -> go.Figure:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from .errors import QlabError
+from .tasks import TASKS, all_tasks
 
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -146,10 +147,8 @@ def cmd_evaluate(args) -> int:
     from .report import format_table, report_to_csv, report_to_json
 
     task = args.task or _infer_task(args.model)
-    budgets = {k: v for k, v in (("min_cosine", args.min_cosine), ("max_accuracy_drop", args.max_accuracy_drop), ("max_ppl_increase", args.max_ppl_increase))
-               if v is not None}
-    protocol = {k: v for k, v in (("warmup", args.warmup), ("min_iters", args.min_iters), ("min_seconds", args.min_seconds), ("max_seconds", args.max_seconds))
-                if v is not None}
+    budgets = {t.budget.key: getattr(args, t.budget.dest) for t in all_tasks() if getattr(args, t.budget.dest) is not None}
+    protocol = {k: v for k, v in (("warmup", args.warmup), ("min_iters", args.min_iters), ("min_seconds", args.min_seconds), ("max_seconds", args.max_seconds)) if v is not None}
     config = EvalConfig(
         task=task, model=args.model, variants=_csv_list(args.variants), data=args.data,
         batch_sizes=_csv_list(args.batch_sizes or ("1" if args.scenario == "generate" else "1,8")), seq_lengths=_csv_list(args.seq_lengths),
@@ -412,8 +411,6 @@ def cmd_export(args) -> int:
 
 # -- parser -----------------------------------------------------------------------------------------
 def build_parser() -> Parser:
-    from .tasks import TASKS
-
     parser = Parser(prog="python -m core", description="Quantization Lab: compare quantized variants of a model on this machine.")
     sub = parser.add_subparsers(dest="command", metavar="{models,variants,evaluate,hardware,prepare,export,store,history}")
 
@@ -442,9 +439,8 @@ def build_parser() -> Parser:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--max-length", type=int, default=128, help="truncation for quality inputs; causal-lm context (default 128)")
     p.add_argument("--stride", type=int, help="causal-lm perplexity window stride (default half the context)")
-    p.add_argument("--min-cosine", type=float, help="embedding budget: minimum cosine fidelity (default 0.99)")
-    p.add_argument("--max-accuracy-drop", type=float, help="classification budget: accuracy points (default 1.0)")
-    p.add_argument("--max-ppl-increase", type=float, help="causal-lm budget: perplexity increase in percent (default 2.0)")
+    for t in all_tasks():   # each task's budget flag: --min-cosine, --max-accuracy-drop, --max-ppl-increase
+        p.add_argument(t.budget.flag, type=float, help=t.budget.cli_help)
     p.add_argument("--recommend-batch-size", type=int, help="batch size the recommendation is made at (default 1 if measured, else the first)")
     p.add_argument("--throughput-batch-size", type=int, default=32,
                    help="batch size of the whole-dataset throughput, sorted by length vs data order (default 32, capped at the number of texts)")

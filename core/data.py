@@ -16,17 +16,14 @@ import contextlib
 import csv
 import io
 import json
-import math
 import threading
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from .errors import DataError
-from .tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING, check_task
+from .tasks import CLASSIFICATION, EMBEDDING, Dataset, check_task, get_task
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
-SAMPLE_FILES = {EMBEDDING: "embedding_pairs.csv", CLASSIFICATION: "classification_test.csv", CAUSAL_LM: "causal_lm.txt"}
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 FORMATS = ("csv", "tsv", "jsonl", "txt")
 BINARY_MAGIC = {
@@ -51,35 +48,9 @@ def _csv_field_limit(limit: int):
             csv.field_size_limit(old)
 
 
-@dataclass
-class Dataset:
-    name: str
-    task: str
-    texts: list[str]                                   # the texts the models see (pairs: all sentence1 then all sentence2)
-    labels: list[str] | None = None                    # classification gold labels, one per text
-    pairs: list[tuple[str, str, float]] | None = None  # embedding pairs with gold similarity scores
-    raw_text: str | None = None                        # causal-lm: the whole text perplexity is computed over
-    columns: list[str] = field(default_factory=list)
-    rows: int = 0
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "task": self.task, "texts": self.texts, "labels": self.labels,
-                "pairs": [list(p) for p in self.pairs] if self.pairs is not None else None,
-                "raw_text": self.raw_text, "columns": self.columns, "rows": self.rows}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Dataset":
-        pairs = [(str(a), str(b), float(s)) for a, b, s in d["pairs"]] if d.get("pairs") is not None else None
-        return cls(name=d["name"], task=d["task"], texts=list(d["texts"]), labels=d.get("labels"), pairs=pairs,
-                   raw_text=d.get("raw_text"), columns=list(d.get("columns") or []), rows=int(d.get("rows", 0)))
-
-    def summary(self) -> dict:
-        return {"name": self.name, "rows": self.rows, "texts": len(self.texts), "columns": self.columns}
-
-
 def sample_path(task: str) -> Path:
     """The bundled sample file for ``task``."""
-    return SAMPLES / SAMPLE_FILES[check_task(task)]
+    return SAMPLES / get_task(task).sample_file
 
 
 def detect_task(dataset_columns) -> str | None:
@@ -257,13 +228,6 @@ def _depth(value) -> int:
     return deepest
 
 
-def _need(columns: list[str], needed: tuple[str, ...], name: str, task: str, hint: str) -> None:
-    missing = [c for c in needed if c not in columns]
-    if missing:
-        have = ", ".join(columns) if columns else "none"
-        raise DataError(f"'{name}' has no {', '.join(missing)} column{'s' if len(missing) > 1 else ''} needed for {task} (it has: {have}); {hint}.")
-
-
 def _nonempty(rows: list[dict], name: str) -> None:
     if not rows:
         raise DataError(f"'{name}' has a header but no data rows.")
@@ -271,69 +235,11 @@ def _nonempty(rows: list[dict], name: str) -> None:
 
 def _from_table(columns: list[str], rows: list[dict], task: str, name: str, fmt: str) -> Dataset:
     _nonempty(rows, name)
-    if task == CLASSIFICATION:
-        _need(columns, ("text", "label"), name, task, "give text,label columns")
-        texts, labels = [], []
-        for i, row in enumerate(rows, 1):
-            t, lab = (row.get("text") or "").strip(), (row.get("label") or "").strip()
-            if not t:
-                continue
-            if not lab:
-                raise DataError(f"'{name}' row {i} has text but an empty label; every row needs a label.")
-            texts.append(t)
-            labels.append(lab)
-        if not texts:
-            raise DataError(f"'{name}' has no rows with text.")
-        return Dataset(name, task, texts, labels=labels, columns=columns, rows=len(texts))
-    if task == EMBEDDING:
-        if "sentence1" in columns and "sentence2" in columns:
-            s1, s2, scores = [], [], []
-            has_score = "score" in columns
-            for i, row in enumerate(rows, 1):
-                a, b = (row.get("sentence1") or "").strip(), (row.get("sentence2") or "").strip()
-                if not a or not b:
-                    raise DataError(f"'{name}' row {i} has an empty sentence1 or sentence2.")
-                if has_score:
-                    raw = (row.get("score") or "").strip()
-                    try:
-                        score = float(raw)
-                    except ValueError:
-                        score = math.nan
-                    if not math.isfinite(score):
-                        raise DataError(f"'{name}' row {i}: score '{raw[:30]}' is not a number.")
-                    scores.append(score)
-                s1.append(a)
-                s2.append(b)
-            pairs = list(zip(s1, s2, scores)) if has_score else None
-            return Dataset(name, task, s1 + s2, pairs=pairs, columns=columns, rows=len(s1))
-        if "text" not in columns:
-            have = ", ".join(columns)
-            raise DataError(f"'{name}' has no text column (or sentence1,sentence2 columns) needed for embedding (it has: {have}); rename the column to text.")
-        texts = [(row.get("text") or "").strip() for row in rows]
-        texts = [t for t in texts if t]
-        if not texts:
-            raise DataError(f"'{name}' has no rows with text.")
-        return Dataset(name, task, texts, columns=columns, rows=len(texts))
-    # causal-lm from a table: rows of a text column, joined as paragraphs
-    _need(columns, ("text",), name, task, "give a text column, or a plain .txt file")
-    texts = [(row.get("text") or "").strip() for row in rows]
-    texts = [t for t in texts if t]
-    if not texts:
-        raise DataError(f"'{name}' has no rows with text.")
-    return Dataset(name, task, texts, raw_text="\n\n".join(texts), columns=columns, rows=len(texts))
+    return get_task(task).read_table(columns, rows, name)
 
 
 def _from_txt(text: str, task: str, name: str) -> Dataset:
-    if task == CAUSAL_LM:
-        raw = text.strip("\n")
-        paragraphs = [p.strip() for p in raw.split("\n\n") if p.strip()]
-        if len(paragraphs) < 2:
-            paragraphs = [line.strip() for line in raw.split("\n") if line.strip()]
-        return Dataset(name, task, paragraphs, raw_text=raw, columns=[], rows=len(paragraphs))
-    if task == CLASSIFICATION:
-        raise DataError(f"'{name}' is plain text; classification needs labels: give a CSV/TSV/JSONL file with text,label columns.")
-    lines = [line.strip() for line in text.split("\n") if line.strip()]
-    return Dataset(name, task, lines, columns=["text"], rows=len(lines))
+    return get_task(task).read_text(text, name)
 
 
 def load_dataset(path_or_bytes, task: str, name: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES, fmt: str | None = None) -> Dataset:

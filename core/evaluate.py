@@ -30,9 +30,9 @@ from .errors import QlabError, RecipeError, SourceError
 from .execution import local, scratch, wire
 from .execution.events import PHASES, Cancelled
 from .generation import DEFAULT_NEW_TOKENS, DEFAULT_PROMPT_LENGTHS, MAX_NEW_TOKENS
-from .recommend import TASK_BUDGET, budgets_for, default_batch_size, recommend
+from .recommend import budgets_for, default_batch_size, recommend
 from .report import REFERENCE, Report, VariantResult, finite, speed_unit
-from .tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING, TASKS, infer_task
+from .tasks import TASKS, all_tasks, get_task, infer_task
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ("latency", "generate")
@@ -121,7 +121,7 @@ def check_task_fit(path: Path, task: str, name: str) -> None:
     cfg = _config_json(path)
     is_st = (Path(path) / "modules.json").is_file() or (Path(path) / "sentence_bert_config.json").is_file()
     inferred = infer_task(cfg.get("architectures"), is_sentence_transformer=is_st)
-    if inferred is None or inferred == task or (task == EMBEDDING and inferred == CLASSIFICATION):
+    if inferred is None or get_task(task).accepts_model_of(inferred):
         return
     arch = ", ".join(cfg.get("architectures") or []) or "?"
     raise SourceError(f"Model '{name}' is a {inferred} model ({arch}); it cannot do {task}. Pick a {task} model or --task {inferred}.")
@@ -129,15 +129,14 @@ def check_task_fit(path: Path, task: str, name: str) -> None:
 
 def _resolve_model(config: EvalConfig, build: bool, progress=None):
     """The Source, or None for a bundled model that is not built yet (when ``build`` is False)."""
-    from .bundled import BUNDLED, bundled_path
+    from .bundled import BUNDLED, bundled_path, wrong_task
     from .sources import resolve
 
     name = (config.model or "").strip()
     if name in BUNDLED:
-        model = BUNDLED[name]
-        if model.task != config.task:
-            others = ", ".join(n for n, m in BUNDLED.items() if m.task == config.task)
-            raise SourceError(f"Bundled model '{name}' does {model.task}, not {config.task}; pick a {config.task} model ({others}).")
+        error = wrong_task(name, config.task)
+        if error:
+            raise error
         if not build and bundled_path(name, build=False) is None:
             return None
         return resolve(name, config.task, progress=progress, allow_local=config.allow_local)
@@ -155,7 +154,7 @@ def _load_data(config: EvalConfig) -> data_mod.Dataset:
 
 
 def _check_labels(source, dataset: data_mod.Dataset) -> list[int] | None:
-    if dataset.task != CLASSIFICATION or source is None:
+    if not get_task(dataset.task).has_labels or source is None:
         return None
     return data_mod.map_labels(dataset.labels or [], source.labels, dataset.name)
 
@@ -198,16 +197,17 @@ def _plan(config: EvalConfig, build: bool = False, progress=None) -> Plan:
     else:
         rec_bs = default_batch_size(batch_sizes)
     budgets = {}
+    known = {t.budget.key: t.budget for t in all_tasks()}
     for key, value in (config.budgets or {}).items():
-        if key not in TASK_BUDGET.values():
-            raise QlabError(f"Unknown budget '{key}'; budgets are: {', '.join(TASK_BUDGET.values())}.")
+        if key not in known:
+            raise QlabError(f"Unknown budget '{key}'; budgets are: {', '.join(known)}.")
         if value is None:
             continue
         try:
             budgets[key] = float(value)
         except (TypeError, ValueError):
             raise QlabError(f"Budget {key} must be a number, got '{value}'.") from None
-        if not math.isfinite(budgets[key]) or budgets[key] < 0 or (key == "min_cosine" and budgets[key] > 1):
+        if not math.isfinite(budgets[key]) or budgets[key] < 0 or budgets[key] > known[key].valid_max:
             raise QlabError(f"Budget {key}={value} is out of range.")
     tput_bs = _ints([DEFAULT_THROUGHPUT_BATCH if config.throughput_batch_size in (None, "") else config.throughput_batch_size],
                     "throughput batch size", 1, MAX_BATCH)[0]
@@ -225,7 +225,8 @@ def _plan(config: EvalConfig, build: bool = False, progress=None) -> Plan:
     if not (config.model or "").strip():
         raise SourceError("No model given: name a bundled model (minilm, minilm-classifier, demo-gpt), a hub id or a local folder.")
     dataset = _load_data(config)
-    if config.task == CAUSAL_LM and not (dataset.raw_text or "").strip():
+    task = get_task(config.task)
+    if task.generates and not (dataset.raw_text or "").strip():
         raise data_mod.DataError(f"'{dataset.name}' has no text to compute perplexity over.")
     source = _resolve_model(config, build=build, progress=progress)
     _check_labels(source, dataset)
@@ -234,7 +235,7 @@ def _plan(config: EvalConfig, build: bool = False, progress=None) -> Plan:
         raise QlabError(f"Unknown scenario '{scenario}'; choose latency or generate.")
     prompt_lengths, new_tokens = list(DEFAULT_PROMPT_LENGTHS), DEFAULT_NEW_TOKENS
     if scenario == "generate":
-        if config.task != CAUSAL_LM:
+        if not task.generates:
             raise QlabError(f"The generate scenario is for causal-lm models; a {config.task} model has no text to generate (use --scenario latency).")
         prompt_lengths = _ints(config.prompt_lengths, "prompt lengths", 1, MAX_SEQ)
         new_tokens = _ints([config.new_tokens], "new tokens", 1, MAX_NEW_TOKENS)[0]
@@ -482,10 +483,7 @@ def run_evaluation(config: EvalConfig, progress: Callable[[dict], None] | None =
     for r in results:
         if r.error:
             continue
-        if cfg.task == CLASSIFICATION and ref_q.get("accuracy") is not None:
-            r.quality["accuracy_drop_pt"] = (ref_q["accuracy"] - r.quality["accuracy"]) * 100.0
-        if cfg.task == CAUSAL_LM and ref_q.get("perplexity"):
-            r.quality["perplexity_increase_pct"] = (r.quality["perplexity"] / ref_q["perplexity"] - 1.0) * 100.0
+        r.quality.update(get_task(cfg.task).derived_quality(r.quality, ref_q))
         r.notes = r.notes + slow_notes(r, ref_result, cfg.batch_sizes, environment)
     rec = recommend(results, cfg.task, cfg.budgets, cfg.recommend_batch_size, reference_quality=ref_q)
     settings = {
@@ -499,7 +497,7 @@ def run_evaluation(config: EvalConfig, progress: Callable[[dict], None] | None =
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
         "load_average": {"start": load_start, "end": _load_average()},
     }
-    if cfg.task == CAUSAL_LM:
+    if get_task(cfg.task).generates:   # perplexity's windows
         settings.update(context=context, stride=stride)
     if cfg.scenario == "generate":
         settings.update(prompt_lengths=cfg.prompt_lengths, new_tokens=cfg.new_tokens, seq_lengths=[])

@@ -40,7 +40,7 @@ from typing import Callable
 from . import env
 from .errors import QlabError, RecipeError
 from .snippets import MAX_LINES, OUTPUT, RUNTIMES, readme, snippet
-from .tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING
+from .tasks import get_task
 
 FORMAT = 1
 META, README, REQUIREMENTS = "qlab.json", "README.md", "requirements.txt"
@@ -254,22 +254,12 @@ def _onnx_io(path: Path) -> tuple[list[dict], list[dict]]:
 
 def _torch_io(task: str, dtype: str, labels: list[str], config) -> tuple[list[dict], list[dict]]:
     inputs = [{"name": n, "dtype": "int64", "shape": ["batch", "sequence"]} for n in ("input_ids", "attention_mask")]
-    hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", None) or "hidden"
-    shape = {EMBEDDING: ["batch", "sequence", hidden], CLASSIFICATION: ["batch", len(labels) or "labels"],
-             CAUSAL_LM: ["batch", "sequence", getattr(config, "vocab_size", None) or "vocab"]}[task]
-    name = "last_hidden_state" if task == EMBEDDING else "logits"
-    return inputs, [{"name": name, "dtype": dtype, "shape": shape}]
+    t = get_task(task)
+    return inputs, [{"name": t.output_name, "dtype": dtype, "shape": t.output_shape(config, labels)}]
 
 
 def postprocessing(task: str, labels: list[str]) -> dict:
-    if task == EMBEDDING:
-        return {"description": "sentence embeddings are the mean of the last hidden state over the attention mask, then L2-normalised "
-                               "(as the lab measures them; all-MiniLM-L6-v2's own recipe).",
-                "pooling": "mean over attention_mask", "normalize": "l2"}
-    if task == CLASSIFICATION:
-        return {"description": "the predicted class is the argmax of the logits; labels[i] names class i.", "labels": list(labels)}
-    return {"description": "logits over the vocabulary at every position; the next token after a text is the argmax at its last real position.",
-            "next_token": "argmax of logits at the last position where attention_mask is 1"}
+    return get_task(task).postprocessing(labels)
 
 
 # -- what the lab measured -------------------------------------------------------------------------

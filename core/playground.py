@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import QlabError
-from .tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING
+from .tasks import REGISTRY
 
 MAX_PROMPT_CHARS = 2000
 MAX_NEW_TOKENS = 200
@@ -207,17 +207,18 @@ def similarity_matrix(embeddings: np.ndarray) -> np.ndarray:
 
 
 def run_task(task: str, variant, tokenizer, text: str, *, labels=None, max_length: int = 128, **gen) -> dict:
-    """The playground's one call: generation, classification or similarity, by task."""
-    if task == CAUSAL_LM:
+    """The playground's one call: generation, classification or similarity, by what the task's outputs are."""
+    t = REGISTRY.get(task)
+    if t is None:
+        raise QlabError(f"Unknown task '{task}'.")
+    if t.generates:
         return generate(variant, tokenizer, text, **gen)
-    if task == CLASSIFICATION:
+    if t.has_labels:
         return {"rows": classify(variant, tokenizer, text, labels or [], max_length)}
-    if task == EMBEDDING:
-        texts = _texts(text)
-        if len(texts) < 2:
-            raise QlabError("Type at least two sentences (one per line) to compare their similarity.")
-        return {"texts": texts, "matrix": similarity_matrix(embed(variant, tokenizer, texts, max_length))}
-    raise QlabError(f"Unknown task '{task}'.")
+    texts = _texts(text)   # sentence vectors: their similarities
+    if len(texts) < 2:
+        raise QlabError("Type at least two sentences (one per line) to compare their similarity.")
+    return {"texts": texts, "matrix": similarity_matrix(embed(variant, tokenizer, texts, max_length))}
 
 
 # -- weights inspection (the Weights page) -------------------------------------------------------------

@@ -11,21 +11,17 @@ Size breaks ties: when another variant within budget is as fast as the fastest o
 from __future__ import annotations
 
 from .report import REFERENCE, VariantResult, speed_unit
-from .tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING
+from .tasks import EMBEDDING, default_budgets, find_task, get_task
 
-DEFAULT_BUDGETS = {"min_cosine": 0.99, "max_accuracy_drop": 1.0, "max_ppl_increase": 2.0}
+DEFAULT_BUDGETS = default_budgets()   # every task's budget key -> its default, as each task declares it (core/tasks)
 NOISE = 1.05          # p50s closer than this ratio are the same speed
 SMALLER = 0.95        # a tie goes to a variant at most this fraction of the fastest one's size
-TASK_BUDGET = {EMBEDDING: "min_cosine", CLASSIFICATION: "max_accuracy_drop", CAUSAL_LM: "max_ppl_increase"}
-
-
-BUDGET_WORDS = {"min_cosine": "cosine fidelity >= {:g}", "max_accuracy_drop": "accuracy drop <= {:g} pt", "max_ppl_increase": "perplexity increase <= {:g}%"}
 
 
 def budget_words(task: str, budgets: dict | None) -> str:
     """The task's quality budget in words: 'cosine fidelity >= 0.99'."""
-    key = TASK_BUDGET.get(task, "min_cosine")
-    return BUDGET_WORDS[key].format(budgets_for(budgets)[key])
+    budget = find_task(task, default=EMBEDDING).budget
+    return budget.ascii_words(budgets_for(budgets)[budget.key])
 
 
 def budgets_for(budgets: dict | None) -> dict:
@@ -41,27 +37,8 @@ def default_batch_size(batch_sizes: list[int]) -> int:
 
 def check_budget(task: str, quality: dict, ref_quality: dict, budgets: dict) -> tuple[bool | None, str]:
     """(within budget?, words). None when the metric is missing."""
-    b = budgets_for(budgets)
-    if task == EMBEDDING:
-        cos = quality.get("cosine_fidelity")
-        if cos is None:
-            return None, "no cosine fidelity"
-        ok = cos >= b["min_cosine"] - 1e-12
-        return ok, f"cosine fidelity {cos:.4f} {'>=' if ok else '<'} {b['min_cosine']:g}"
-    if task == CLASSIFICATION:
-        acc, ref = quality.get("accuracy"), ref_quality.get("accuracy")
-        if acc is None or ref is None:
-            return None, "no accuracy"
-        drop = (ref - acc) * 100.0
-        ok = drop <= b["max_accuracy_drop"] + 1e-9
-        change = f"accuracy {acc * 100:.1f}% ({round(-drop, 1) + 0.0:+.1f} pt vs fp32's {ref * 100:.1f}%)"
-        return ok, f"{change}, {'within' if ok else 'beyond'} the {b['max_accuracy_drop']:g} pt budget"
-    ppl, ref = quality.get("perplexity"), ref_quality.get("perplexity")
-    if ppl is None or not ref:
-        return None, "no perplexity"
-    inc = (ppl / ref - 1.0) * 100.0
-    ok = inc <= b["max_ppl_increase"] + 1e-9
-    return ok, f"perplexity {ppl:.3f} ({round(inc, 1) + 0.0:+.1f}% vs fp32's {ref:.3f}), {'within' if ok else 'beyond'} the {b['max_ppl_increase']:g}% budget"
+    t = get_task(task)
+    return t.check_budget(quality, ref_quality, budgets_for(budgets)[t.budget.key])
 
 
 def _as_result(r) -> VariantResult:

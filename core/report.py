@@ -14,17 +14,11 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from .errors import QlabError
-from .tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING
+from .tasks import get_task
+from .tasks.base import fmt as _fmt
 
 SCHEMA_VERSION = 1
 REFERENCE = "fp32"
-
-# per task: (primary metric, label in tables, higher is better)
-PRIMARY = {
-    EMBEDDING: ("cosine_fidelity", "cosine", True),
-    CLASSIFICATION: ("accuracy", "accuracy", True),
-    CAUSAL_LM: ("perplexity", "perplexity", False),
-}
 
 
 class ReportError(QlabError):
@@ -292,17 +286,7 @@ def reference_quality(rep: Report) -> dict:
 
 def quality_delta(task: str, quality: dict, ref_quality: dict) -> tuple[float | None, str]:
     """(delta, unit) of the task's primary metric vs fp32: cosine difference, accuracy points, perplexity percent."""
-    metric, _, _ = PRIMARY[task]
-    value, ref = quality.get(metric), ref_quality.get(metric)
-    if value is None:
-        return None, ""
-    if task == EMBEDDING:
-        return value - 1.0, "cosine"          # cosine fidelity is already measured against fp32 (fp32 = 1)
-    if ref is None:
-        return None, ""
-    if task == CLASSIFICATION:
-        return (value - ref) * 100.0, "pt"
-    return (value / ref - 1.0) * 100.0 if ref else None, "%"
+    return get_task(task).quality_delta(quality, ref_quality)
 
 
 def _ratio_words(ratio: float, more: str, less: str) -> str:
@@ -314,13 +298,7 @@ def _ratio_words(ratio: float, more: str, less: str) -> str:
 
 
 def delta_words(task: str, delta: float | None) -> str:
-    if delta is None:
-        return ""
-    if task == EMBEDDING:
-        return f"cosine {1 + delta:.4f}"
-    if task == CLASSIFICATION:
-        return f"{round(delta, 1) + 0.0:+.1f} pt accuracy"
-    return f"{round(delta, 1) + 0.0:+.1f}% perplexity"
+    return get_task(task).delta_words(delta)
 
 
 def compare_to_reference(report, batch_size: int | None = None) -> list[dict]:
@@ -459,28 +437,6 @@ def throughput_lines(report, batch_size: int | None = None) -> list[str]:
 
 
 # -- text table -----------------------------------------------------------------------------------
-def _fmt(value, spec: str, missing: str = "-") -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return missing
-    return format(value, spec)
-
-
-def _metric_fmt(task: str, value) -> str:
-    if task == EMBEDDING:
-        return _fmt(value, ".4f")
-    if task == CLASSIFICATION:
-        return _fmt(None if value is None else value * 100, ".1f") + ("%" if value is not None else "")
-    return _fmt(value, ".3f")
-
-
-def _delta_fmt(task: str, delta) -> str:
-    if delta is None:
-        return "-"
-    if task == EMBEDDING:
-        return f"{round(delta, 4) + 0.0:+.4f}"
-    return f"{round(delta, 1) + 0.0:+.1f}{' pt' if task == CLASSIFICATION else '%'}"
-
-
 def _render(headers: list[str], rows: list[list[str]], right: set[int]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
 
@@ -500,20 +456,13 @@ def format_table(report, batch_size: int | None = None) -> str:
                              for t in rep.hardware)
     comparison = {row["variant"]: row for row in compare_to_reference(rep, batch_size)}
     bs_rec = next(iter(comparison.values()))["batch_size"] if comparison else batch_size
-    metric, metric_label, _ = PRIMARY[rep.task]
+    task = get_task(rep.task)
+    metric = task.primary
     seqs = ",".join(str(s) for s in rep.seq_lengths)
     unit = speed_unit(rep.results)
-    headers = ["variant", "size MB", "x smaller"] + [f"p50 {unit} b={b}" for b in rep.batch_sizes] + [f"x faster b={bs_rec}", metric_label, "delta", "cached"]
-    extra = []
-    if rep.task == EMBEDDING and any("spearman" in r.quality for r in rep.results):
-        extra = ["spearman"]
-        headers.insert(-1, "spearman")
-    if rep.task == CLASSIFICATION:
-        extra = ["f1_macro"]
-        headers.insert(-1, "F1 macro")
-    if rep.task == CAUSAL_LM:
-        extra = ["token_accuracy"]
-        headers.insert(-1, "next-token acc")
+    headers = ["variant", "size MB", "x smaller"] + [f"p50 {unit} b={b}" for b in rep.batch_sizes] + [f"x faster b={bs_rec}", task.primary_label, "delta", "cached"]
+    extra = [c for c in task.table_columns if not c.only_if_measured or any(c.key in r.quality for r in rep.results)]
+    headers[-1:-1] = [c.header for c in extra]
     rows = []
     for r in rep.results:
         c = comparison[r.variant]
@@ -524,12 +473,8 @@ def format_table(report, batch_size: int | None = None) -> str:
                  _fmt(r.size_bytes / 1e6 if r.size_bytes else None, ".1f"),
                  _fmt(c["size_ratio"], ".2f") + ("x" if c["size_ratio"] else "")]
         cells += [_fmt(r.speed_at(b), ".2f") for b in rep.batch_sizes]
-        cells += [_fmt(c["speedup"], ".2f") + ("x" if c["speedup"] else ""), _metric_fmt(rep.task, r.quality.get(metric)),
-                  _delta_fmt(rep.task, c["quality_delta"])]
-        for key in extra:
-            v = r.quality.get(key)
-            cells.append(_fmt(v * 100 if key == "token_accuracy" and v is not None else v, ".1f" if key == "token_accuracy" else ".4f")
-                         + ("%" if key == "token_accuracy" and v is not None else ""))
+        cells += [_fmt(c["speedup"], ".2f") + ("x" if c["speedup"] else ""), task.metric_cell(r.quality.get(metric)), task.delta_cell(c["quality_delta"])]
+        cells += [col.cell(r.quality.get(col.key)) for col in extra]
         cells.append("yes" if r.cache_hit else "no")
         rows.append(cells)
     right = set(range(1, len(headers) - 1))
@@ -548,10 +493,9 @@ def format_table(report, batch_size: int | None = None) -> str:
     if mem:
         out.append("Peak memory of each worker (libraries alone): " + ", ".join(
             f"{v} {p / 1e6:.0f} MB" + (f" ({b / 1e6:.0f} MB)" if b else "") for v, p, b in mem) + ".")
-    if rep.task == EMBEDDING:
-        ref_sp = reference_quality(rep).get("spearman_fp32") or reference_quality(rep).get("spearman")
-        out.append("cosine = mean cosine similarity to fp32's sentence embedding (fp32 = 1)"
-                   + (f"; fp32's own spearman vs gold scores: {ref_sp:.4f}." if ref_sp is not None else "."))
+    note = task.table_note(reference_quality(rep))
+    if note:
+        out.append(note)
     rec = rep.recommended
     out.append("")
     out.append(f"Recommended: {rec['variant']} - {rec['reason']}" if rec

@@ -1,9 +1,10 @@
 """The JSON Schema of a saved or imported report, checked with ``jsonschema`` (Draft 2020-12).
 
 Types, ranges and lengths of every field the pages, charts and exports read; the known tasks; the known quality
-metrics of each task; variant names in the recipe-spec form. Imports are checked strictly (no field this lab does
-not know, so nothing unchecked is ever saved or shown); runs saved here are checked with the same rules but may
-carry extra top-level fields another version of the lab added.
+metrics of each task and its budget's range (both declared by the task, core/tasks); variant names in the
+recipe-spec form. Imports are checked strictly (no field this lab does not know, so nothing unchecked is ever saved
+or shown); runs saved here are checked with the same rules but may carry extra top-level fields another version of
+the lab added.
 
 ``check(data, strict=...)`` returns the first problem as one line ("results[3].latency[0].p50_ms: -1.0 is less
 than the minimum of 0"), or None.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 from functools import lru_cache
 
-from .tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING, TASKS
+from .tasks import REGISTRY, TASKS, all_tasks
 
 MAX_RESULTS = 40            # variants in one report (the charts give each its own colour)
 MAX_CELLS = 500             # latency cells per variant
@@ -23,14 +24,6 @@ MAX_TEXT = 2000             # a note, an error, a reason
 MAX_NAME = 200              # a model, a data set, a CPU
 EARLIEST, LATEST = 946684800.0, 4102444800.0   # 2000-01-01 .. 2100-01-01 (epoch seconds)
 
-# quality metrics per task: name -> (minimum, maximum)
-METRICS = {
-    EMBEDDING: {"cosine_fidelity": (-1.001, 1.001), "cosine_min": (-1.001, 1.001), "retrieval_agreement": (0, 1), "retrieval_k": (0, 10_000),
-                "spearman": (-1.001, 1.001), "spearman_fp32": (-1.001, 1.001)},
-    CLASSIFICATION: {"accuracy": (0, 1), "f1_weighted": (0, 1), "f1_macro": (0, 1), "agreement": (0, 1), "accuracy_drop_pt": (-100, 100)},
-    CAUSAL_LM: {"perplexity": (0, 1e12), "nll_per_token": (-1e6, 1e6), "token_accuracy": (0, 1), "tokens": (0, 1e12), "windows": (0, 1e12),
-                "context": (0, 1e9), "stride": (0, 1e9), "top1_agreement": (0, 1), "perplexity_increase_pct": (-100, 1e12)},
-}
 VARIANT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,39}(:[a-z_][a-z0-9_]{0,31}=[A-Za-z0-9._-]{1,32}){0,8}$"
 RUN_ID_PATTERN = r"^[0-9a-f]{32}$"
 
@@ -54,7 +47,7 @@ INFO = {"anyOf": [SCALAR, SHORT_LIST, {"type": "object", "maxProperties": 64, "a
 
 def _quality(task: str | None, strict: bool = True) -> dict:
     """Known metrics of the task with their ranges; a run saved here may carry other numbers (a newer engine's)."""
-    names = METRICS.get(task) if task else {k: v for m in METRICS.values() for k, v in m.items()}
+    names = REGISTRY[task].metrics if task else {k: v for t in all_tasks() for k, v in t.metrics.items()}
     return {"type": ["object", "null"], "maxProperties": 32, "properties": {k: _num(lo, hi) for k, (lo, hi) in names.items()},
             "additionalProperties": False if strict else _num(-1e15, 1e15)}
 
@@ -132,7 +125,7 @@ def _report(task: str | None, strict: bool) -> dict:
         }, extra=True, null=True),
         "recommended": _obj({"variant": {"type": "string", "pattern": VARIANT_PATTERN}, "reason": _str(MAX_TEXT), "batch_size": _int(1, 100_000, null=True),
                              "p50_ms": _num(0, 1e9), "speedup": _num(0, 1e9)}, extra=True, null=True),
-        "budgets": _obj({"min_cosine": _num(-1, 1), "max_accuracy_drop": _num(0, 100), "max_ppl_increase": _num(0, 1e6)}, null=True),
+        "budgets": _obj({t.budget.key: _num(*t.budget.schema_range) for t in all_tasks()}, null=True),
         "data": _obj({"name": _str(), "rows": _int(0, 10**9, null=True), "texts": _int(0, 10**9, null=True),
                       "columns": {"type": "array", "maxItems": 64, "items": _str(64)}, "path": _str(1000)}, extra=True, null=True),
         "settings": _obj({"variants": {"type": "array", "maxItems": MAX_RESULTS + 1, "items": _str(300)},

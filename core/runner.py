@@ -122,25 +122,25 @@ def compute_quality(job: dict, variant, tokenizer, channel: Channel) -> dict:
     import numpy as np
 
     from . import metrics
-    from .tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING
+    from .tasks import get_task
 
     data = json.loads(Path(job["dataset"]).read_text(encoding="utf-8"))
     ref_dir = Path(job["ref_dir"])
     is_ref = job["reference"]
-    task, max_length = job["source"]["task"], job["max_length"]
+    task, max_length = get_task(job["source"]["task"]), job["max_length"]
     texts = data["texts"]
 
-    if task in (EMBEDDING, CLASSIFICATION):
+    if not task.generates:   # one output per text: a sentence vector or a label's logits
         outputs = []
         n = len(texts)
         for k, sl in enumerate(_batches(n, QUALITY_BATCH)):
             ids, mask = _encode(tokenizer, texts[sl], max_length)
             out = variant(ids, mask)
             variant.sync()
-            outputs.append(metrics.mean_pool(out, mask) if task == EMBEDDING else np.asarray(out, dtype=np.float32))
+            outputs.append(metrics.mean_pool(out, mask) if task.pooled else np.asarray(out, dtype=np.float32))
             channel.progress("quality", (sl.stop) / n, f"quality {sl.stop}/{n} texts")
         result = np.concatenate(outputs, axis=0)
-        if task == EMBEDDING:
+        if task.pooled:
             if is_ref:
                 np.save(ref_dir / "embeddings.npy", result, allow_pickle=False)
             ref = np.load(ref_dir / "embeddings.npy", allow_pickle=False)
@@ -152,7 +152,7 @@ def compute_quality(job: dict, variant, tokenizer, channel: Channel) -> dict:
         ref_pred = np.load(ref_dir / "predictions.npy", allow_pickle=False)
         return metrics.classification_quality(pred, np.asarray(data["gold"], dtype=np.int64), ref_pred)
 
-    assert task == CAUSAL_LM
+    # a causal LM: perplexity over the raw text
     ids = tokenizer(data["raw_text"], add_special_tokens=False)["input_ids"]
     if len(ids) < 2:
         from .errors import DataError

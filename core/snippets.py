@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 
-from .tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING
+from .tasks import all_tasks, get_task
 
 MAX_LINES = 15
 EXAMPLE_TEXTS = ["Quantized models are smaller on disk.", "This folder runs without the lab."]
-OUTPUT = {EMBEDDING: "embeddings", CLASSIFICATION: "logits", CAUSAL_LM: "logits"}
-TORCH_CLASSES = {EMBEDDING: "AutoModel", CLASSIFICATION: "AutoModelForSequenceClassification", CAUSAL_LM: "AutoModelForCausalLM"}
+OUTPUT = {t.name: t.snippet_output for t in all_tasks()}   # what each task's snippet ends with (the export tests read it)
 # the pip distributions each kind of snippet imports
 RUNTIMES = {
     "onnx": ("numpy", "onnxruntime", "tokenizers"),
@@ -36,7 +35,7 @@ def _texts_line() -> str:
 def onnx_snippet(task: str, d: dict) -> str:
     feeds = ", ".join(f'"{name}": {"ids" if name == "input_ids" else "mask"}' for name in d["input_names"])
     lines = [
-        "import numpy as np, onnxruntime as ort" + (", json" if task == CLASSIFICATION else ""),
+        "import numpy as np, onnxruntime as ort" + (", json" if get_task(task).has_labels else ""),   # the labels are in qlab.json
         "from tokenizers import Tokenizer",
         _texts_line(),
         f'tok = Tokenizer.from_file("tokenizer.json")  # pads to the longest text, truncates at {d["max_length"]} tokens',
@@ -46,32 +45,7 @@ def onnx_snippet(task: str, d: dict) -> str:
         "mask = np.array([e.attention_mask for e in enc], dtype=np.int64)",
     ]
     run = f'session.run(["{d["output_name"]}"], {{{feeds}}})[0]'
-    if task == EMBEDDING:
-        lines += [
-            f"hidden = {run}",
-            "embeddings = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)  # mean pooling over the mask",
-            "embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)  # L2 normalisation",
-        ]
-    elif task == CLASSIFICATION:
-        lines += [
-            f"logits = {run}",
-            'labels = json.load(open("qlab.json"))["postprocessing"]["labels"]',
-            "print([labels[i] for i in logits.argmax(-1)])",
-        ]
-    elif "position_ids" in d["input_names"]:   # a decoder with a KV cache: position ids, and an empty past for a whole-text pass
-        lines += [
-            'feeds = {"input_ids": ids, "attention_mask": mask, "position_ids": np.broadcast_to(np.arange(ids.shape[1]), ids.shape).copy()}',
-            "for i in session.get_inputs():  # past.N.key/value [batch, kv_heads, past_len, head_dim]; generation feeds back present.N.*",
-            '    if i.name.startswith("past."):',
-            "        feeds[i.name] = np.zeros((len(ids), i.shape[1], 0, i.shape[3]), dtype=np.float32)",
-            f'logits = session.run(["{d["output_name"]}"], feeds)[0]',
-            "print([tok.decode([int(row[n - 1].argmax())]) for row, n in zip(logits, mask.sum(1))])  # each text's next token",
-        ]
-    else:
-        lines += [
-            f"logits = {run}",
-            "print([tok.decode([int(row[n - 1].argmax())]) for row, n in zip(logits, mask.sum(1))])  # each text's next token",
-        ]
+    lines += get_task(task).onnx_snippet_tail(run, d)
     return "\n".join(lines)
 
 
@@ -82,28 +56,17 @@ def _torch_tail(task: str, d: dict, forward: str) -> list[str]:
         f'enc = tok(texts, padding=True, truncation=True, max_length={d["max_length"]}, return_tensors="pt")',
         "with torch.inference_mode():",
     ]
-    if task == EMBEDDING:
-        return lines + [
-            f"    hidden = {forward}.float()",
-            'mask = enc["attention_mask"].unsqueeze(-1).float()',
-            "embeddings = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=1)  # mean pooling, L2 norm",
-        ]
-    if task == CLASSIFICATION:
-        return lines + [f"    logits = {forward}.float()", "print([model.config.id2label[i] for i in logits.argmax(-1).tolist()])"]
-    return lines + [
-        f"    logits = {forward}.float()",
-        'print([tok.decode(row[n - 1].argmax()) for row, n in zip(logits, enc["attention_mask"].sum(1))])  # each text\'s next token',
-    ]
+    return lines + get_task(task).torch_snippet_tail(forward)
 
 
 def _call(task: str, target: str = "model") -> str:
-    extra = ", use_cache=False" if task == CAUSAL_LM else ""
-    out = "last_hidden_state" if task == EMBEDDING else "logits"
-    return f'{target}(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]{extra}).{out}'
+    t = get_task(task)
+    extra = ", use_cache=False" if t.generates else ""
+    return f'{target}(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]{extra}).{t.output_name}'
 
 
 def _head(task: str, *imports: str) -> list[str]:
-    cls = TORCH_CLASSES[task]
+    cls = get_task(task).model_class
     return [*imports, f"from transformers import {cls}, AutoTokenizer", _texts_line(), 'tok = AutoTokenizer.from_pretrained(".")'], cls
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .errors import QlabError, SourceError, first_line
-from .tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING, check_task, infer_task
+from .tasks import check_task, get_task, infer_task
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 HUB_TIMEOUT_S = 3.0
@@ -94,7 +94,7 @@ def folder_source(path: Path, name: str, kind: str, task: str | None, fingerprin
     task = check_task(task) if task else inferred
     if task is None:
         raise SourceError(f"Cannot tell the task of '{name}' from its config; choose one of embedding, classification, causal-lm.")
-    labels = [config["id2label"][k] for k in sorted(config.get("id2label", {}), key=int)] if task == CLASSIFICATION else []
+    labels = [config["id2label"][k] for k in sorted(config.get("id2label", {}), key=int)] if get_task(task).has_labels else []
     return Source(name=name, kind=kind, path=path, task=task, fingerprint=fingerprint or fingerprint_folder(path), labels=labels)
 
 
@@ -228,12 +228,12 @@ def hub_source(hub_id: str, task: str | None, revision: str | None = None) -> So
 # -- bundled models ---------------------------------------------------------------------------
 def bundled_source(name: str, task: str | None, *, store=None, progress=None) -> Source:
     """A bundled model as a Source (trained and stored first if it is one of the models built here)."""
-    from .bundled import BUNDLED, bundled_path
+    from .bundled import BUNDLED, bundled_path, wrong_task
 
     model = BUNDLED[name]
-    if task and task != model.task:
-        raise SourceError(f"Bundled model '{name}' does {model.task}, not {task}; "
-                          f"pick a {task} model (" + ", ".join(n for n, m in BUNDLED.items() if m.task == task) + ").")
+    error = wrong_task(name, task)
+    if error:
+        raise error
     return folder_source(bundled_path(name, store=store, progress=progress), name, "bundled", model.task)
 
 
@@ -257,13 +257,10 @@ def resolve(name: str, task: str | None = None, *, store=None, progress=None, al
     raise SourceError(f"'{name}' is not a bundled model, an existing folder or a valid hub id; bundled models are: {', '.join(BUNDLED)}.")
 
 
-MODEL_CLASSES = {EMBEDDING: "AutoModel", CLASSIFICATION: "AutoModelForSequenceClassification", CAUSAL_LM: "AutoModelForCausalLM"}
-
-
 def model_class(task: str):
     import transformers
 
-    return getattr(transformers, MODEL_CLASSES[task])
+    return getattr(transformers, get_task(task).model_class)
 
 
 def quiet_transformers() -> None:
@@ -280,7 +277,7 @@ def load_tokenizer(source: Source):
     tok = AutoTokenizer.from_pretrained(str(source.path), trust_remote_code=False)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token or tok.unk_token
-    if source.task == CAUSAL_LM:
+    if get_task(source.task).generates:   # a causal LM reads its next token at the last real position
         tok.padding_side = "right"
     return tok
 

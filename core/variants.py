@@ -12,7 +12,7 @@ from . import env
 from .errors import RecipeError
 from .recipes import BuildContext, Variant, get_recipe, resolve
 from .sources import max_positions
-from .tasks import CAUSAL_LM
+from .tasks import get_task
 from .store import Lease, ModelStore, StoreEntry, damage_note, make_key
 
 RECIPE_FORMAT = 1  # bump when an artifact layout changes
@@ -34,7 +34,7 @@ class LoadedVariant:
 def variant_key(source, recipe_name: str, params: dict, calibration_texts: list[str] | None = None) -> str:
     versions = {k: v for k, v in env.library_versions().items() if k in ("torch", "transformers", "onnxruntime", "onnx", "torchao")}
     calib = hashlib.sha256(json.dumps(calibration_texts or []).encode()).hexdigest()[:12] if recipe_name.endswith("static") else ""
-    layout = {"layout": CAUSAL_ONNX_LAYOUT} if source.task == CAUSAL_LM and get_recipe(recipe_name).family == "onnx" else {}
+    layout = {"layout": CAUSAL_ONNX_LAYOUT} if get_task(source.task).generates and get_recipe(recipe_name).family == "onnx" else {}
     return make_key(kind="variant", fingerprint=source.fingerprint, task=source.task, recipe=recipe_name, params=params, versions=versions,
                     calibration=calib, format=RECIPE_FORMAT, **layout)
 

@@ -13,7 +13,6 @@ import hashlib
 import logging
 import secrets
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
@@ -21,12 +20,12 @@ from streamlit.errors import FragmentHandledException
 
 from core import hosting
 from core.errors import QlabError, first_line
-from core.tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING, TASKS
+from core.tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING, TASKS, Budget, all_tasks, find_task, get_task
 
 log = logging.getLogger("qlab.ui")
 md = hosting.md   # a user or imported string, escaped for st.markdown / st.info / st.caption
 
-TASK_NAMES = {EMBEDDING: "embedding (sentence vectors)", CLASSIFICATION: "classification (labels)", CAUSAL_LM: "causal LM (perplexity, generation)"}
+TASK_NAMES = {t.name: t.title for t in all_tasks()}   # the task picker's words, as each task declares them
 BATCH_CHOICES = [1, 2, 4, 8, 16, 32, 64]
 SEQ_CHOICES = [8, 16, 32, 64, 128, 256, 512]
 PROMPT_CHOICES = [8, 16, 32, 64, 128, 256, 512]
@@ -43,34 +42,11 @@ PARAM_SUGGESTIONS = {
 }
 
 
-@dataclass(frozen=True)
-class BudgetSpec:
-    """The one quality budget that applies to a task, as a number input (same names as the CLI's flags)."""
+def budget_of(task: str | None) -> Budget:
+    """The one quality budget that applies to ``task`` (embedding's for a report of an unknown task), as the task
+    declares it: its key, number input (label, range, step, format, help) and words."""
+    return find_task(task, default=EMBEDDING).budget
 
-    key: str            # EvalConfig.budgets key: min_cosine | max_accuracy_drop | max_ppl_increase
-    label: str
-    min_value: float
-    max_value: float
-    step: float
-    fmt: str
-    help: str
-
-    def words(self, value: float) -> str:
-        if self.key == "min_cosine":
-            return f"cosine fidelity ≥ {value:g}"
-        if self.key == "max_accuracy_drop":
-            return f"accuracy drop ≤ {value:g} pt"
-        return f"perplexity increase ≤ {value:g}%"
-
-
-BUDGETS = {
-    EMBEDDING: BudgetSpec("min_cosine", "Quality budget: minimum cosine fidelity to fp32", 0.0, 1.0, 0.001, "%.4f",
-                          "A variant qualifies when its mean cosine similarity to fp32's sentence embeddings is at least this (CLI: --min-cosine)."),
-    CLASSIFICATION: BudgetSpec("max_accuracy_drop", "Quality budget: maximum accuracy drop (points)", 0.0, 100.0, 0.1, "%.1f",
-                               "A variant qualifies when its accuracy is at most this many points below fp32's (CLI: --max-accuracy-drop)."),
-    CAUSAL_LM: BudgetSpec("max_ppl_increase", "Quality budget: maximum perplexity increase (%)", 0.0, 1000.0, 0.5, "%.1f",
-                          "A variant qualifies when its perplexity is at most this many percent above fp32's (CLI: --max-ppl-increase)."),
-}
 
 PAGES = {
     "data": "pages/data.py", "models": "pages/models.py", "run": "pages/run.py", "compare": "pages/compare.py",
@@ -174,10 +150,8 @@ def init_state() -> None:
     ss.setdefault("hw_maxlen", 128)
     ss.setdefault("hw_measure", "quick")
     ss.setdefault("hw_targets", ["local"])
-    from core.recommend import DEFAULT_BUDGETS
-
-    for spec in BUDGETS.values():
-        ss.setdefault(f"b_{spec.key}", float(DEFAULT_BUDGETS[spec.key]))
+    for t in all_tasks():
+        ss.setdefault(f"b_{t.budget.key}", float(t.budget.default))
 
 
 @st.cache_resource(show_spinner=False)
@@ -329,13 +303,11 @@ def variant_specs(strict: bool = True) -> list[str]:
 
 def budget_value(task: str) -> float:
     """The quality budget chosen on Models & variants for ``task`` (the default until changed)."""
-    from core.recommend import DEFAULT_BUDGETS
-
-    spec = BUDGETS.get(task, BUDGETS[EMBEDDING])
+    spec = budget_of(task)
     try:
         value = float(st.session_state.get(f"b_{spec.key}"))
     except (TypeError, ValueError):
-        value = float(DEFAULT_BUDGETS[spec.key])
+        value = float(spec.default)
     return min(max(value, spec.min_value), spec.max_value)
 
 
@@ -349,8 +321,6 @@ def recommend_batch(batch_sizes: list[int]) -> int:
 
 def current_config(strict: bool = True) -> dict:
     """The comparison as EvalConfig fields (without the data, which travels as bytes); ``strict`` as in variant_specs."""
-    from core.recommend import DEFAULT_BUDGETS
-
     ss = st.session_state
     pol = policy()
     threads = int(ss.get("hw_threads") or 0) or None
@@ -367,7 +337,7 @@ def current_config(strict: bool = True) -> dict:
         "max_length": int(ss.get("hw_maxlen") or 128),
         "allow_local": pol.allow_local,
     }
-    if task == CAUSAL_LM and ss.get("hw_scenario") == "generate":   # only then, so a latency comparison keeps its saved-run key
+    if get_task(task).generates and ss.get("hw_scenario") == "generate":   # only then, so a latency comparison keeps its saved-run key
         config.update(scenario="generate", prompt_lengths=sorted(int(p) for p in ss.get("hw_prompts") or [32]),
                       new_tokens=int(ss.get("hw_new_tokens") or 32))
     targets = chosen_hardware()
@@ -376,9 +346,9 @@ def current_config(strict: bool = True) -> dict:
     if ss.get("hw_measure", "quick") == "quick":
         config["protocol"] = dict(QUICK_PROTOCOL)
     # the recommendation: only what differs from the engine's defaults, so an unchanged comparison keeps its saved result
-    spec = BUDGETS.get(task, BUDGETS[EMBEDDING])
+    spec = budget_of(task)
     budget = budget_value(task)
-    if abs(budget - float(DEFAULT_BUDGETS[spec.key])) > 1e-12:
+    if abs(budget - float(spec.default)) > 1e-12:
         config["budgets"] = {spec.key: budget}
     from core.recommend import default_batch_size
 
@@ -454,18 +424,7 @@ def data_label() -> str:
 def preview_frame(dataset, limit: int = 20):
     import pandas as pd
 
-    if dataset.pairs is not None:
-        rows = [{"sentence1": a, "sentence2": b, "score": s} for a, b, s in dataset.pairs[:limit]]
-    elif dataset.task == EMBEDDING and dataset.texts and "sentence1" in dataset.columns:
-        n = dataset.rows
-        rows = [{"sentence1": dataset.texts[i], "sentence2": dataset.texts[n + i]} for i in range(min(limit, n))]
-    elif dataset.labels is not None:
-        rows = [{"text": t, "label": lab} for t, lab in zip(dataset.texts[:limit], dataset.labels[:limit])]
-    elif dataset.task == CAUSAL_LM:
-        rows = [{"paragraph": t[:300] + ("…" if len(t) > 300 else "")} for t in dataset.texts[:limit]]
-    else:
-        rows = [{"text": t} for t in dataset.texts[:limit]]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(get_task(dataset.task).preview_rows(dataset, limit))
 
 
 # -- background builds (Playground, Weights) -------------------------------------------------------------

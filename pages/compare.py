@@ -7,7 +7,7 @@ import streamlit as st
 
 from core import charts
 from core.tasks import EMBEDDING
-from pages._shared import BUDGETS, guarded, load_current_report, md, run_page
+from pages._shared import budget_of, guarded, load_current_report, md, run_page
 
 ALL_SEQS = 0   # the sequence-length choice "all (geometric mean)" (None would show as no choice)
 PLOTLY_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"], "toImageButtonOptions": {"scale": 2}}
@@ -21,7 +21,7 @@ def report_budget(report: dict) -> float:
     """The budget the run was recommended with (the default for reports that did not record one)."""
     from core.recommend import budgets_for
 
-    spec = BUDGETS.get(report.get("task"), BUDGETS[EMBEDDING])
+    spec = budget_of(report.get("task"))
     try:
         return float(budgets_for(report.get("budgets") or {})[spec.key])
     except (TypeError, ValueError):
@@ -32,7 +32,7 @@ def live_recommendation(report: dict, budget: float, batch: int) -> dict | None:
     """The recommendation recomputed from the report's measurements for this budget and batch size."""
     from core.recommend import recommend
 
-    spec = BUDGETS.get(report.get("task"), BUDGETS[EMBEDDING])
+    spec = budget_of(report.get("task"))
     budgets = dict(report.get("budgets") or {}, **{spec.key: float(budget)})
     return recommend(report.get("results") or [], report.get("task") or EMBEDDING, budgets, int(batch),
                      reference_quality=charts.reference_quality(report) or None)
@@ -41,7 +41,7 @@ def live_recommendation(report: dict, budget: float, batch: int) -> dict | None:
 def recommendation_controls(report: dict, batches: list[int], seqs: list[int]) -> tuple[int, int | None, float]:
     """Batch size (charts and recommendation), sequence length (charts) and the quality budget; each reset to the run's own when another run opens."""
     ss = st.session_state
-    spec = BUDGETS.get(report.get("task"), BUDGETS[EMBEDDING])
+    spec = budget_of(report.get("task"))
     budget_key = f"cmp_budget_{spec.key}"
     if ss.get("cmp_for_run") != report["run_id"]:
         d_batch, _ = charts.default_point(report)
@@ -71,7 +71,7 @@ def recommendation_controls(report: dict, batches: list[int], seqs: list[int]) -
 
 def recommendation_box(report: dict, rec: dict | None, budget: float, batch: int) -> None:
     """The recommendation and its reason in words, prominently; and how it differs from what the saved run said."""
-    spec = BUDGETS.get(report.get("task"), BUDGETS[EMBEDDING])
+    spec = budget_of(report.get("task"))
     if rec:
         name, reason = rec["variant"], rec.get("reason") or ""
         words = f"**{md(name)}** {md(reason[len(name):], 1000)}" if reason.startswith(name) else f"**{md(name)}** — {md(reason, 1000)}"
@@ -101,12 +101,12 @@ def headline(report: dict, rows: list[dict], rec: dict | None) -> None:
     else:
         ratio = row.get("size_ratio")
         c3.metric("Size vs fp32", "—" if not ratio else (f"{ratio:.2f}x smaller" if ratio >= 1 else f"{1 / ratio:.2f}x larger"))
-    key, _, _, pct = charts.quality_spec(report)
+    key, _, higher, pct = charts.quality_spec(report)
     delta = row.get("quality_delta")
     unit = row.get("quality_unit") or ""
     c4.metric(f"Quality ({key.replace('_', ' ')})", (f"{row['quality']:.1f}%" if pct else f"{row['quality']:.4f}") if row.get("quality") is not None else "—",
               delta=(f"{delta:+.{4 if unit == 'cosine' else 2}f} {unit}".strip() if delta is not None and name != "fp32" else None),
-              delta_color="off" if delta is None else ("normal" if report.get("task") != "causal-lm" else "inverse"))
+              delta_color="off" if delta is None else ("normal" if higher else "inverse"))
 
 
 def table(report: dict, rows: list[dict]) -> None:
@@ -341,7 +341,7 @@ def main() -> None:
     for caveat in measurement_caveats(report):
         st.warning(caveat, icon=":material/speed:")
 
-    spec = BUDGETS.get(report.get("task"), BUDGETS[EMBEDDING])
+    spec = budget_of(report.get("task"))
     live = dict(report, recommended=rec, budgets=dict(report.get("budgets") or {}, **{spec.key: budget}))
     chart(charts.quality_latency_figure(live, batch, seq, budgets=live["budgets"]), "fig_quality_latency")
     generating = charts.is_generation(report)

@@ -10,8 +10,8 @@ from core.errors import QlabError
 from core.tasks import TASKS
 from core.generation import MAX_NEW_TOKENS
 from core.tasks import CAUSAL_LM
-from pages._shared import (BATCH_CHOICES, BUDGETS, ENGINES, MEASUREMENTS, PARAM_SUGGESTIONS, PROMPT_CHOICES, SCENARIOS, SEQ_CHOICES, TASK_NAMES, error_line,
-                           hardware_targets, machine, md, model_name, model_task, policy, run_page, show_error, variant_specs)
+from pages._shared import (BATCH_CHOICES, ENGINES, MEASUREMENTS, PARAM_SUGGESTIONS, PROMPT_CHOICES, SCENARIOS, SEQ_CHOICES, TASK_NAMES, error_line,
+                           budget_of, hardware_targets, machine, md, model_name, model_task, policy, run_page, show_error, variant_specs)
 
 
 @st.cache_resource(show_spinner=False, ttl=120, max_entries=16)
@@ -218,7 +218,7 @@ def recommendation_section() -> None:
 
     ss = st.session_state
     task = model_task()
-    spec = BUDGETS[task]
+    spec = budget_of(task)
     st.subheader("Recommendation")
     c1, c2, _ = st.columns([2, 1, 1])
     with c1:

@@ -14,17 +14,10 @@ from core.execution.events import Cancelled
 from core.execution.machine_lock import machine_lock
 from core.history import store_root
 from core.jobs import FINISHED, get_queue
-from core.tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING
+from core.tasks import get_task
 from pages._shared import build_panel, current_config, md, model_name, model_task, policy, run_page, show_error, visitor
 
 PLAYGROUND_WAIT_S = float(os.environ.get("QLAB_PLAYGROUND_WAIT_S") or 120)   # how long a run here waits for an evaluation holding the machine
-
-EXAMPLES = {
-    CAUSAL_LM: "Return a new list containing",
-    CLASSIFICATION: "The central bank raised interest rates by half a point.\nThe striker scored twice in the second half.\n"
-                    "Astronomers found water vapour on a distant planet.\nPeace talks resumed in Geneva on Monday.",
-    EMBEDDING: "A man is playing a guitar.\nSomeone plays an instrument.\nThe cat sleeps on the sofa.\nStock markets fell sharply today.",
-}
 
 
 @st.cache_resource(show_spinner=False, ttl=120, max_entries=8)
@@ -42,7 +35,7 @@ def _loaded(name: str, task: str, allow_local: bool, fingerprint: str, spec: str
 
 
 def show_result(task: str, spec: str, result: dict, other: dict | None) -> None:
-    if task == CAUSAL_LM:
+    if get_task(task).generates:   # generated text
         st.markdown(f"> {md(result['prompt'], 2000)} **{md(result['text'], 4000)}**")
         st.metric("tokens/s", f"{result['tokens_per_s']:.1f}", help="generated tokens / whole generation time, first token included")
         speed = [f"{len(result['tokens'])} tokens in {result['seconds']:.2f} s"]
@@ -57,7 +50,7 @@ def show_result(task: str, spec: str, result: dict, other: dict | None) -> None:
 
             i = first_divergence(other["tokens"], result["tokens"])
             st.caption("Same tokens as the other variant." if i is None else f"Differs from the other variant from token {i + 1} on.")
-    elif task == CLASSIFICATION:
+    elif get_task(task).has_labels:   # a label per text
         frame = pd.DataFrame([{"text": r["text"], "label": r["label"], "confidence": r["confidence"]} for r in result["rows"]])
         st.dataframe(frame, hide_index=True, column_config={"confidence": st.column_config.ProgressColumn(format="%.3f", min_value=0, max_value=1)})
         if other is not None:
@@ -121,14 +114,14 @@ def main() -> None:
         return
 
     with st.form("pg_form"):
-        if task == CAUSAL_LM:
-            text = st.text_area("Prompt", value=EXAMPLES[task], key="pg_prompt", height=90)
+        if get_task(task).generates:
+            text = st.text_area("Prompt", value=get_task(task).example, key="pg_prompt", height=90)
             g1, g2, g3 = st.columns(3)
             max_new = g1.slider("New tokens", 5, 120, 40, key="pg_new")
             temperature = g2.slider("Temperature (0 = greedy)", 0.0, 1.5, 0.0, 0.1, key="pg_temp")
             seed = g3.number_input("Seed", 0, 2**31 - 1, 0, key="pg_seed")
         else:
-            text = st.text_area("Sentences, one per line", value=EXAMPLES[task], key="pg_text", height=140)
+            text = st.text_area("Sentences, one per line", value=get_task(task).example, key="pg_text", height=140)
             max_new, temperature, seed = 0, 0.0, 0
         submitted = st.form_submit_button("Run both", type="primary", icon=":material/play_arrow:")
     if submitted:
@@ -145,7 +138,7 @@ def main() -> None:
                               should_stop=lambda: time.monotonic() - started > PLAYGROUND_WAIT_S), st.spinner("Running both variants..."):
                 for spec in (a, b):
                     ready = _loaded(name, task, pol.allow_local, source.fingerprint, spec, config["device"], config["threads"])
-                    if task == CAUSAL_LM:
+                    if get_task(task).generates:
                         from core.evaluate import max_positions
 
                         results[spec] = run_task(task, ready.variant, ready.tokenizer, text, max_new_tokens=max_new, temperature=temperature,
@@ -170,7 +163,7 @@ def main() -> None:
         with col:
             st.subheader(spec)
             show_result(task, spec, res[spec], res.get(other) if other != spec else None)
-    if task == EMBEDDING and a != b:
+    if get_task(task).pooled and a != b:   # sentence vectors: how b moves a's similarities
         st.plotly_chart(charts.difference_figure(res[a]["texts"], res[a]["matrix"], res[b]["matrix"], f"How {b} moves the similarities of {a}"),
                         theme=None, key="fig_sim_diff", config={"displaylogo": False})
 

@@ -10,8 +10,8 @@ import streamlit as st
 from core import history
 from core.jobs import FINISHED, get_queue
 from pages._jobwatch import finished_once, on_finish, watch
-from pages._shared import (BUDGETS, MEASUREMENTS, budget_value, current_config, data_bytes, data_label, error_line, md, open_run, owner, policy,
-                           recommend_batch, run_page, show_error, visitor)
+from pages._shared import (MEASUREMENTS, budget_value, current_config, data_bytes, data_label, error_line, md, open_run, owner, policy,
+                           budget_of, recommend_batch, run_page, show_error, visitor)
 
 PHASES = ["build", "load", "quality", "latency"]
 PHASE_WORDS = {"build": "build", "load": "load", "quality": "quality", "latency": "latency"}
@@ -123,7 +123,7 @@ def main() -> None:
         + (f"Hardware targets: {', '.join(f'**{t}**' for t in config['hardware'])} (each measures on its own machine, side by side)  \n"
            if config.get("hardware") else "")
         + f"Recommendation: the fastest variant at batch {recommend_batch(config['batch_sizes'])} with "
-        f"{BUDGETS[config['task']].words(budget_value(config['task']))}"
+        f"{budget_of(config['task']).words(budget_value(config['task']))}"
     )
     st.caption("Change these on Data and Models & variants.")
     error, labels = (None, [])

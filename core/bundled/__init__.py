@@ -3,6 +3,6 @@
 This package never imports ``core.sources``: sources turns a bundled model's folder into a Source, not the other way.
 """
 
-from .registry import BUNDLED, SAMPLES, BundledModel, bundled_path
+from .registry import BUNDLED, SAMPLES, BundledModel, bundled_path, wrong_task
 
-__all__ = ["BUNDLED", "SAMPLES", "BundledModel", "bundled_path"]
+__all__ = ["BUNDLED", "SAMPLES", "BundledModel", "bundled_path", "wrong_task"]

@@ -71,6 +71,15 @@ BUNDLED: dict[str, BundledModel] = {
 }
 
 
+def wrong_task(name: str, task: str | None) -> SourceError | None:
+    """The error for asking bundled model ``name`` to do another ``task`` than its own (None when it fits)."""
+    model = BUNDLED[name]
+    if not task or task == model.task:   # compares two task names: not a branch on one
+        return None
+    others = ", ".join(n for n, m in BUNDLED.items() if m.task == task)   # the bundled models of that task (a filter, not a branch)
+    return SourceError(f"Bundled model '{name}' does {model.task}, not {task}; pick a {task} model ({others}).")
+
+
 def bundled_path(name: str, *, store=None, build: bool = True, progress=None) -> Path | None:
     """The HF folder of a bundled model; trains and stores it first if ``build`` (else None when not built yet)."""
     from ..store import ModelStore

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..tasks import EMBEDDING
+from ..tasks import get_task
 from .base import Variant
 
 
 def primary_output(task: str, outputs):
-    return outputs.last_hidden_state if task == EMBEDDING else outputs.logits
+    return getattr(outputs, get_task(task).output_name)
 
 
 def make_wrapper(model, task: str, mask_transform=None):
@@ -26,7 +26,7 @@ def make_wrapper(model, task: str, mask_transform=None):
 
         def forward(self, input_ids, attention_mask):
             mask = mask_transform(attention_mask) if mask_transform else attention_mask
-            extra = {} if task == EMBEDDING else {"use_cache": False}
+            extra = {} if get_task(task).pooled else {"use_cache": False}   # logits models: no KV cache in a one-pass forward
             return primary_output(task, self.model(input_ids=input_ids, attention_mask=mask, **extra))
 
     return PrimaryOutput().eval()
@@ -100,7 +100,6 @@ def torch_variant(name, task, module, *, device="cpu", notes=None, forward_modul
     ``no_cache`` says why it cannot have one."""
     import torch
 
-    from ..tasks import CAUSAL_LM
     from .decoders import TorchCacheDecoder
 
     fwd = forward_module or make_wrapper(module, task)
@@ -112,7 +111,7 @@ def torch_variant(name, task, module, *, device="cpu", notes=None, forward_modul
             return fwd(ids, mask).float().cpu().numpy()
 
     sync = (lambda: torch.cuda.synchronize()) if device == "cuda" else (lambda: None)
-    decoder = (lambda: TorchCacheDecoder(module, device, before)) if task == CAUSAL_LM and not no_cache else None
+    decoder = (lambda: TorchCacheDecoder(module, device, before)) if get_task(task).generates and not no_cache else None
     return Variant(name=name, task=task, run=run, param_bytes=module_bytes(module), notes=list(notes or []), device=device, module=module, sync=sync,
                    decoder=decoder, no_cache_reason=no_cache)
 
