@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from _common import write_readme_section  # noqa: E402 (benchmarks/ is on sys.path when a script runs)
+
 START, END = "<!-- ray-overhead:start -->", "<!-- ray-overhead:end -->"
 
 

@@ -148,7 +148,8 @@ def cmd_evaluate(args) -> int:
 
     task = args.task or _infer_task(args.model)
     budgets = {t.budget.key: getattr(args, t.budget.dest) for t in all_tasks() if getattr(args, t.budget.dest) is not None}
-    protocol = {k: v for k, v in (("warmup", args.warmup), ("min_iters", args.min_iters), ("min_seconds", args.min_seconds), ("max_seconds", args.max_seconds)) if v is not None}
+    protocol = {k: v for k, v in (("warmup", args.warmup), ("min_iters", args.min_iters), ("min_seconds", args.min_seconds), ("max_seconds", args.max_seconds))
+                if v is not None}
     config = EvalConfig(
         task=task, model=args.model, variants=_csv_list(args.variants), data=args.data,
         batch_sizes=_csv_list(args.batch_sizes or ("1" if args.scenario == "generate" else "1,8")), seq_lengths=_csv_list(args.seq_lengths),

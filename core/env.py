@@ -6,7 +6,6 @@ import functools
 import os
 import platform
 
-
 INTERESTING_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile", "fma", "f16c", "neon", "asimd")
 
 

@@ -39,7 +39,7 @@ def hub_not_downloaded(name: str) -> bool:
     """True for a hub id that is not in the local Hugging Face cache (resolving it would download it)."""
     from . import hosting
     from .bundled import BUNDLED
-    from .sources import HUB_FILES, HUB_ID
+    from .sources import HUB_ID
 
     name = (name or "").strip()
     if not name or name in BUNDLED or hosting.looks_local(name) or not HUB_ID.match(name):

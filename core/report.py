@@ -460,7 +460,8 @@ def format_table(report, batch_size: int | None = None) -> str:
     metric = task.primary
     seqs = ",".join(str(s) for s in rep.seq_lengths)
     unit = speed_unit(rep.results)
-    headers = ["variant", "size MB", "x smaller"] + [f"p50 {unit} b={b}" for b in rep.batch_sizes] + [f"x faster b={bs_rec}", task.primary_label, "delta", "cached"]
+    headers = (["variant", "size MB", "x smaller"] + [f"p50 {unit} b={b}" for b in rep.batch_sizes]
+               + [f"x faster b={bs_rec}", task.primary_label, "delta", "cached"])
     extra = [c for c in task.table_columns if not c.only_if_measured or any(c.key in r.quality for r in rep.results)]
     headers[-1:-1] = [c.header for c in extra]
     rows = []

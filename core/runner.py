@@ -62,7 +62,7 @@ def peak_rss_bytes() -> int:
         import psutil
 
         peak = max(peak, psutil.Process().memory_info().rss)
-    except Exception:
+    except Exception:  # noqa: BLE001 - memory is reported when it can be read
         pass
     return int(peak)
 
@@ -72,7 +72,7 @@ def _current_rss() -> int | None:
         import psutil
 
         return int(psutil.Process().memory_info().rss)
-    except Exception:
+    except Exception:  # noqa: BLE001 - memory is reported when it can be read
         return None
 
 
@@ -84,16 +84,15 @@ def _preimport(source, label: str) -> None:
     if resolve(label)[0].family == "onnx":
         return
     try:
-        from transformers import AutoConfig
-
-        import transformers.activations  # noqa: F401
+        import transformers.activations
         import transformers.modeling_utils  # noqa: F401
+        from transformers import AutoConfig
 
         from .sources import model_class
 
         config = AutoConfig.from_pretrained(str(source.path), trust_remote_code=False)
         model_class(source.task)._model_mapping[type(config)]
-    except Exception:  # only an optimisation of what load_s measures
+    except Exception:  # noqa: BLE001 - only an optimisation of what load_s measures
         pass
 
 
@@ -292,7 +291,8 @@ def run_job(job: dict, channel: Channel) -> dict:
         message = f"whole-dataset throughput (sorted and unsorted alternated, batch {bs})"
         channel.progress("latency", len(cells) / (len(cells) + 2), message)
         throughput = bench.dataset_throughput(variant, tokenizer, texts, bs, job["max_length"], protocol=protocol,
-                                              progress=lambda n: channel.progress("latency", (len(cells) + 1) / (len(cells) + 2), f"{message}: {n} passes each"))
+                                              progress=lambda n: channel.progress("latency", (len(cells) + 1) / (len(cells) + 2),
+                                                                                  f"{message}: {n} passes each"))
     result.update(latency=latency, dataset_throughput=throughput, peak_rss_bytes=peak_rss_bytes())
     channel.progress("latency", 1.0, f"{label} done")
     return result

@@ -12,8 +12,8 @@ from . import env
 from .errors import RecipeError
 from .recipes import BuildContext, Variant, get_recipe, resolve
 from .sources import max_positions
-from .tasks import get_task
 from .store import Lease, ModelStore, StoreEntry, damage_note, make_key
+from .tasks import get_task
 
 RECIPE_FORMAT = 1  # bump when an artifact layout changes
 CAUSAL_ONNX_LAYOUT = "decoder-with-past"   # causal-LM ONNX graphs carry their KV cache as inputs/outputs (since the generation scenario)
@@ -41,7 +41,8 @@ def variant_key(source, recipe_name: str, params: dict, calibration_texts: list[
 
 def _describe(source, recipe, params: dict, label: str) -> dict:
     """The metadata a variant's store entry is indexed with."""
-    return {"kind": "variant", "model": source.name, "fingerprint": source.fingerprint, "task": source.task, "recipe": recipe.name, "params": params, "label": label}
+    return {"kind": "variant", "model": source.name, "fingerprint": source.fingerprint, "task": source.task, "recipe": recipe.name,
+            "params": params, "label": label}
 
 
 def _stored_variant_opener(store: ModelStore, source, ctx: BuildContext):

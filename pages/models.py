@@ -7,11 +7,29 @@ import streamlit as st
 
 from core import hosting
 from core.errors import QlabError
-from core.tasks import TASKS
 from core.generation import MAX_NEW_TOKENS
-from core.tasks import CAUSAL_LM
-from pages._shared import (BATCH_CHOICES, ENGINES, MEASUREMENTS, PARAM_SUGGESTIONS, PROMPT_CHOICES, SCENARIOS, SEQ_CHOICES, TASK_NAMES, error_line,
-                           budget_of, hardware_targets, machine, md, model_name, model_task, policy, run_page, show_error, variant_specs)
+from core.tasks import CAUSAL_LM, TASKS
+from pages._shared import (
+    BATCH_CHOICES,
+    ENGINES,
+    MEASUREMENTS,
+    PARAM_SUGGESTIONS,
+    PROMPT_CHOICES,
+    SCENARIOS,
+    SEQ_CHOICES,
+    TASK_NAMES,
+    budget_of,
+    error_line,
+    hardware_targets,
+    machine,
+    md,
+    model_name,
+    model_task,
+    policy,
+    run_page,
+    show_error,
+    variant_specs,
+)
 
 
 @st.cache_resource(show_spinner=False, ttl=120, max_entries=16)

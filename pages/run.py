@@ -10,8 +10,23 @@ import streamlit as st
 from core import history
 from core.jobs import FINISHED, get_queue
 from pages._jobwatch import finished_once, on_finish, watch
-from pages._shared import (MEASUREMENTS, budget_value, current_config, data_bytes, data_label, error_line, md, open_run, owner, policy,
-                           budget_of, recommend_batch, run_page, show_error, visitor)
+from pages._shared import (
+    MEASUREMENTS,
+    budget_of,
+    budget_value,
+    current_config,
+    data_bytes,
+    data_label,
+    error_line,
+    md,
+    open_run,
+    owner,
+    policy,
+    recommend_batch,
+    run_page,
+    show_error,
+    visitor,
+)
 
 PHASES = ["build", "load", "quality", "latency"]
 PHASE_WORDS = {"build": "build", "load": "load", "quality": "quality", "latency": "latency"}
@@ -22,7 +37,6 @@ def _check(config_json: str, data_sha: str | None, _blob: bytes | None, data_nam
     """(error or None, canonical variant labels): the engine's own fast validation, cached per config and data."""
     from core.errors import QlabError
     from core.evaluate import EvalConfig, validate
-
     from core.playground import hub_not_downloaded
     from core.recipes import expand
 

@@ -204,9 +204,8 @@ def test_upload_run_and_compare_in_chromium(page, server, tmp_path):
 def test_cross_hardware_compare_in_chromium(page, server):
     """A comparison measured on two targets: the grouped speed-up chart, one recommendation per target, and the
     detailed charts following the target a person picks."""
-    from test_execution import cross_report
-
     from core import history
+    from test_execution import cross_report
 
     run_id = history.save_run(cross_report())
     page.goto(f"{server}/?run={run_id}")

@@ -10,8 +10,7 @@ import pytest
 from core.errors import DataError, QlabError, RecipeError, SourceError
 from core.evaluate import Cancelled, EvalConfig, run_evaluation, slow_notes, validate
 from core.recommend import recommend
-from core.report import (LatencyCell, Report, VariantResult, compare_to_reference, format_table, report_from_json, report_to_csv,
-                         report_to_json)
+from core.report import LatencyCell, Report, VariantResult, compare_to_reference, format_table, report_from_json, report_to_csv, report_to_json
 
 QUICK = {"warmup": 1, "min_iters": 3, "min_seconds": 0.0, "max_seconds": 2.0}
 

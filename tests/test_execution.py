@@ -118,10 +118,9 @@ def test_hosted_allow_list(monkeypatch):
 
 def cross_report(lost: bool = False) -> dict:
     """Two targets measured the same comparison: int8 pays off on the VNNI machine, not on the ARM box."""
+    from core.recommend import recommend
     from test_app import embedding_report
     from test_charts import result
-
-    from core.recommend import recommend
 
     fast = embedding_report()
     fast["environment"] = {"cpu": VNNI["cpu"], "threads": 2, "cores": 2, "device": "cpu", "node_id": VNNI["node_id"]}
@@ -174,9 +173,8 @@ def test_hardware_speedup_chart_groups_targets():
 
 
 def test_compare_page_shows_the_cross_hardware_view():
-    from test_app import new_app, no_exceptions, texts
-
     from core import history
+    from test_app import new_app, no_exceptions, texts
 
     run_id = history.save_run(cross_report(lost=False))
     at = new_app()

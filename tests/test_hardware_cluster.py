@@ -285,8 +285,9 @@ def test_choices_survive_a_round_trip_between_pages_in_chromium(cluster, tmp_pat
     import re
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    import load_sessions
     from playwright.sync_api import expect, sync_playwright
+
+    import load_sessions
 
     if not load_sessions.CHROMIUM.exists():
         message = "Debian's Chromium is not installed at /usr/bin/chromium; run scripts/install_chromium.sh."

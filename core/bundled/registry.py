@@ -9,7 +9,9 @@ from typing import Callable
 
 from ..errors import SourceError
 from ..tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING
-from .smollm2 import DESCRIPTION as SMOLLM2_DESCRIPTION, MODEL_CARD as SMOLLM2_CARD, NOTE as SMOLLM2_NOTE
+from .smollm2 import DESCRIPTION as SMOLLM2_DESCRIPTION
+from .smollm2 import MODEL_CARD as SMOLLM2_CARD
+from .smollm2 import NOTE as SMOLLM2_NOTE
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
 

@@ -156,8 +156,8 @@ def convert_gguf(gguf_path: Path, out_dir: Path, progress: Progress | None = Non
     """
     report = progress or (lambda fraction, message: None)
     try:
-        import gguf  # noqa: F401  (transformers needs it to read GGUF)
         import accelerate  # noqa: F401
+        import gguf  # noqa: F401  (transformers needs it to read GGUF)
     except ImportError as err:
         raise SourceError(f"Converting smollm2 needs the packages gguf and accelerate ({err.name} is missing): run pip install -r requirements.txt.") from None
     import torch

@@ -110,7 +110,7 @@ def optimize_graph(ctx: BuildContext, raw: Path, out: Path, fuse_attention: bool
             opt.save_model_to_file(str(out))
         fused = {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
         return [f"Fused operators: {', '.join(f'{k} x{v}' for k, v in sorted(fused.items()))}."] if fused else []
-    except Exception as err:  # an unfusable graph still runs: say so
+    except Exception as err:  # noqa: BLE001 - an unfusable graph still runs: say so
         shutil.copy(raw, out)
         return [f"Transformer fusion failed ({err.__class__.__name__}); running the unfused graph."]
 
@@ -168,7 +168,8 @@ def fp32_graph(ctx: BuildContext, work: Path, fuse_attention: bool = True):
             how = f"Quantized from the stored onnx-fp32 graph (entry {short}); fp32 was not exported to ONNX again."
         else:
             how = f"Quantized from the onnx-fp32 graph (entry {short}), built in the store just now."
-        origin = {"from": "stored onnx-fp32 entry", "key": entry.key, "graph_xxh3_128": _graph_digest(entry), "rebuilt": bool(entry.damage or not entry.cache_hit)}
+        origin = {"from": "stored onnx-fp32 entry", "key": entry.key, "graph_xxh3_128": _graph_digest(entry),
+                  "rebuilt": bool(entry.damage or not entry.cache_hit)}
         yield Fp32Graph(path, stored_notes + [how], origin)
 
 

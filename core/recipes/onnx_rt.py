@@ -99,10 +99,12 @@ def build_onnx_int8(ctx: BuildContext, params: dict, out: Path) -> dict:
             ctx.say(0.85, "checking the int8 embedding tables against the quality budget")
             budget, score = _table_budget(), calibration_fidelity(ctx, fp32.path, out / GRAPH)
             if score >= budget:
-                notes.append(f"Embedding tables int8 ({fp32_tables_mb:.1f} MB in fp32): calibration fidelity {score:.4f} >= {budget:g}, so they stay int8 (embeddings=fp32 keeps them fp32).")
+                notes.append(f"Embedding tables int8 ({fp32_tables_mb:.1f} MB in fp32): calibration fidelity {score:.4f} >= {budget:g}, "
+                             "so they stay int8 (embeddings=fp32 keeps them fp32).")
             else:
                 quantize(False, out / GRAPH)
-                notes.append(f"Embedding tables kept fp32 ({fp32_tables_mb:.1f} MB): in int8 the calibration fidelity fell to {score:.4f} < {budget:g} (embeddings=int8 forces them).")
+                notes.append(f"Embedding tables kept fp32 ({fp32_tables_mb:.1f} MB): in int8 the calibration fidelity fell to {score:.4f} < {budget:g} "
+                             "(embeddings=int8 forces them).")
         elif table == "int8":
             notes.append(f"Embedding tables int8 ({fp32_tables_mb:.1f} MB in fp32), asked for with embeddings=int8.")
         elif tables and params["ops"] != "all":
@@ -125,7 +127,8 @@ def build_onnx_int4(ctx: BuildContext, params: dict, out: Path) -> dict:
         block, symmetric, level = int(params["block_size"]), params["symmetric"] == "true", int(params["accuracy_level"])
         algorithm = params["algorithm"]
         if algorithm == "hqq" and symmetric:
-            raise RecipeError("onnx-int4: algorithm=hqq fits asymmetric blocks (a scale and a zero point each); use symmetric=false, or algorithm=rtn for symmetric blocks.")
+            raise RecipeError("onnx-int4: algorithm=hqq fits asymmetric blocks (a scale and a zero point each); "
+                              "use symmetric=false, or algorithm=rtn for symmetric blocks.")
         tables = embedding_nodes(fp32.path, gather_only=True) if params["embeddings"] == "int4" else []
         how = "HQQ-fitted" if algorithm == "hqq" else "round-to-nearest"
         ctx.say(0.6, f"4-bit block quantization, {how} (block {block}, {'symmetric' if symmetric else 'asymmetric'}, accuracy level {level})")
@@ -147,7 +150,8 @@ def build_onnx_int4(ctx: BuildContext, params: dict, out: Path) -> dict:
     ops = _op_counts(out / GRAPH)
     zero_points = "symmetric" if symmetric else ("asymmetric, with float zero points" if algorithm == "hqq" else "asymmetric, with 4-bit zero points")
     notes.append(f"4-bit weights in blocks of {block} ({how}; {zero_points}, float32 scales): "
-                 f"MatMulNBits x{ops.get('MatMulNBits', 0)}" + (f", GatherBlockQuantized x{ops['GatherBlockQuantized']}" if ops.get("GatherBlockQuantized") else "")
+                 f"MatMulNBits x{ops.get('MatMulNBits', 0)}"
+                 + (f", GatherBlockQuantized x{ops['GatherBlockQuantized']}" if ops.get("GatherBlockQuantized") else "")
                  + f"; accuracy_level={level} ({ACCURACY_LEVELS[str(level)]}).")
     if algorithm == "hqq":
         notes.append("HQQ's float zero points are outside ONNX Runtime's fast CPU MatMulNBits path (it takes 4-bit zero points), "
@@ -227,7 +231,8 @@ def _ort_check(device: str) -> str | None:
 
 
 RECIPES = [
-    Recipe("onnx-fp32", "onnx", "Exported graph in ONNX Runtime with transformer fusions (attention, LayerNorm, GELU)", build_onnx_fp32, load_onnx, check=_ort_check),
+    Recipe("onnx-fp32", "onnx", "Exported graph in ONNX Runtime with transformer fusions (attention, LayerNorm, GELU)", build_onnx_fp32, load_onnx,
+           check=_ort_check),
     Recipe(
         "onnx-int8", "onnx", "ONNX Runtime dynamic int8 quantization of the fused graph, per-channel", build_onnx_int8, load_onnx,
         params=(

@@ -29,7 +29,8 @@ class EmbeddingTask(Task):
 
     def table_note(self, ref_quality):
         ref_sp = ref_quality.get("spearman_fp32") or ref_quality.get("spearman")
-        return "cosine = mean cosine similarity to fp32's sentence embedding (fp32 = 1)" + (f"; fp32's own spearman vs gold scores: {ref_sp:.4f}." if ref_sp is not None else ".")
+        return ("cosine = mean cosine similarity to fp32's sentence embedding (fp32 = 1)"
+                + (f"; fp32's own spearman vs gold scores: {ref_sp:.4f}." if ref_sp is not None else "."))
 
     def check_budget(self, quality, ref_quality, limit):
         cos = quality.get("cosine_fidelity")
