@@ -32,7 +32,8 @@ from typing import Callable
 
 import numpy as np
 
-from .report import LatencyCell  # one latency record, the same in the bench and in reports
+from .reporting.cells import LatencyCell  # one latency record, the same in the bench and in reports
+from .reporting.throughput import MODES, DatasetThroughput, ThroughputMode  # the whole-dataset record, its modes
 
 Clock = Callable[[], float]
 
@@ -152,9 +153,6 @@ def measure_cell(variant, tokenizer, texts: list[str], batch_size: int, seq_len:
     return summarize(e2e, fwd, batch_size, seq_len)
 
 
-MODES = ("sorted", "unsorted")
-
-
 def padding_fraction(batch_lengths: list[list[int]]) -> float:
     """Padding tokens over all tokens fed, when each batch is padded to its longest item (0.0 for no tokens)."""
     fed = sum(len(b) * max(b) for b in batch_lengths if b)
@@ -189,7 +187,8 @@ def dataset_throughput(variant, tokenizer, texts: list[str], batch_size: int, ma
                        clock: Clock = time.perf_counter, progress: Callable[[int], None] | None = None) -> dict:
     """Texts per second over the whole dataset, sorted by length against data order, alternated pass by pass.
 
-    Returns ``{"sorted": {...}, "unsorted": {...}, "batch_size": b, "warmup_batches": w}``; each mode has
+    Returns ``DatasetThroughput(...).to_dict()`` (core/reporting/throughput.py: the fields and their meaning), i.e.
+    ``{"sorted": {...}, "unsorted": {...}, "batch_size": b, "warmup_batches": w}``; each mode has
     ``texts_per_s`` (median over passes), ``texts_per_s_min``, ``texts_per_s_max``, ``passes``, ``padding_fraction``,
     ``seconds`` (median pass), ``texts``, ``batches``, ``tokens`` (real) and ``tokens_fed`` (with padding).
     ``batch_size`` is capped at the number of texts. ``progress(rounds_done)`` is called after each round.
@@ -227,11 +226,11 @@ def dataset_throughput(variant, tokenizer, texts: list[str], batch_size: int, ma
         if max(spent) >= protocol.max_seconds and n >= min(3, protocol.min_iters):
             break
     out = {mode: _mode_stats(seconds[mode], plans[mode], len(texts)) for mode in MODES}
-    return {**out, "batch_size": batch_size, "warmup_batches": min(warmup, len(plans[MODES[0]].batches))}
+    return DatasetThroughput(**out, batch_size=batch_size, warmup_batches=min(warmup, len(plans[MODES[0]].batches))).to_dict()
 
 
-def _mode_stats(pass_s: list[float], plan: BatchPlan, n_texts: int) -> dict:
+def _mode_stats(pass_s: list[float], plan: BatchPlan, n_texts: int) -> ThroughputMode:
     rates = np.array([n_texts / s if s > 0 else float("inf") for s in pass_s], dtype=np.float64)
-    return {"texts_per_s": float(np.median(rates)), "texts_per_s_min": float(rates.min()), "texts_per_s_max": float(rates.max()),
-            "passes": len(pass_s), "padding_fraction": padding_fraction(plan.lengths), "seconds": float(np.median(pass_s)),
-            "texts": n_texts, "batches": len(plan.batches), "tokens": plan.tokens, "tokens_fed": plan.tokens_fed}
+    return ThroughputMode(texts_per_s=float(np.median(rates)), texts_per_s_min=float(rates.min()), texts_per_s_max=float(rates.max()),
+                          passes=len(pass_s), padding_fraction=padding_fraction(plan.lengths), seconds=float(np.median(pass_s)),
+                          texts=n_texts, batches=len(plan.batches), tokens=plan.tokens, tokens_fed=plan.tokens_fed)

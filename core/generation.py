@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from .bench import Protocol, cell_texts
-from .report import GenerationCell
+from .reporting.cells import GenerationCell
 
 DEFAULT_PROMPT_LENGTHS = (32, 128)
 DEFAULT_NEW_TOKENS = 32

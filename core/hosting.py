@@ -11,7 +11,7 @@ Set ``QLAB_HOSTED=1`` to host the lab for visitors. Then:
   and only the session that created a run can delete it;
 * the store cannot be cleared from the UI;
 * messages never show server paths (:func:`redact`), user and imported strings are escaped before markdown
-  (:func:`md`), and CSV cells cannot start a formula (:func:`csv_cell`).
+  (:func:`md`), and CSV cells cannot start a formula (``csv_cell`` in core/reporting/csv_export.py, on every export).
 
 The queue (core/jobs.py) asks :func:`admit` before it queues a job and :func:`deadline` when one starts; nothing
 here imports torch or Streamlit, so the UI can ask it on every rerun.
@@ -433,16 +433,6 @@ def redact(message) -> str:
         return f"[{name}]" if name else "[server path]"
 
     return _PATH.sub(repl, text)
-
-
-CSV_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value):
-    """A CSV cell that a spreadsheet cannot run: strings starting with = + - @ (or tab/CR) get a leading apostrophe."""
-    if isinstance(value, str) and value.startswith(CSV_TRIGGERS):
-        return "'" + value
-    return value
 
 
 # -- hardware targets ---------------------------------------------------------------------------------

@@ -1,0 +1,60 @@
+"""One latency cell and one generation cell, each field declared once (see core/reporting/fields.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .fields import CSV_GENERATION as G
+from .fields import MAX_TEXT, integer, known, num, plain_fields, spec, text
+
+MS = num(0, 1e9)
+
+
+@dataclass
+class LatencyCell:
+    """End-to-end latency of one batch size x sequence length (core.bench): tokenization included, over the runs."""
+
+    batch_size: int = spec(integer(1, 100_000), unit="texts", csv=4, required=True, doc="texts per call")
+    seq_len: int = spec(integer(1, 1_000_000), unit="tokens", csv=5, required=True, doc="tokens per text")
+    p50_ms: float = spec(MS, unit="ms", csv=6, doc="median end-to-end latency")
+    p90_ms: float = spec(MS, unit="ms", csv=7, doc="90th percentile")
+    p99_ms: float = spec(MS, unit="ms", csv=8, doc="99th percentile")
+    mean_ms: float = spec(MS, unit="ms", csv=9, doc="mean")
+    std_ms: float = spec(MS, unit="ms", csv=10, doc="standard deviation")
+    throughput_per_s: float = spec(num(0, 1e12), unit="texts/s", csv=11, doc="batch size / mean latency")
+    forward_p50_ms: float = spec(MS, unit="ms", csv=12, doc="median of the model call alone (no tokenization)")
+    forward_mean_ms: float | None = spec(MS, unit="ms", default=None, doc="mean of the model call alone")
+    iterations: int | None = spec(integer(0, 10**9, null=True), unit="runs", default=None, doc="timed runs")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LatencyCell":
+        return cls(**known(cls, d))
+
+    def to_dict(self) -> dict:
+        return plain_fields(self)
+
+
+@dataclass
+class GenerationCell:
+    """Greedy generation at one batch size and prompt length (core.generation): time to the first token (prompt
+    tokenized and prefilled, first token chosen), then milliseconds per further token, and generated tokens per second
+    over the whole generation (first token included)."""
+
+    batch_size: int = spec(integer(1, 100_000), unit="prompts", csv=4, required=True, doc="prompts per call")
+    prompt_len: int = spec(integer(1, 1_000_000), unit="tokens", csv=G, required=True, doc="tokens per prompt")
+    new_tokens: int = spec(integer(1, 1_000_000), unit="tokens", csv=G + 1, required=True, doc="tokens generated per prompt")
+    ttft_ms: float = spec(MS, unit="ms", csv=G + 2, doc="time to the first token, median over runs")
+    decode_ms_per_token_p50: float = spec(MS, unit="ms/token", csv=G + 3, doc="median time of each further token")
+    decode_ms_per_token_p90: float = spec(MS, unit="ms/token", csv=G + 4, doc="90th percentile of each further token")
+    tokens_per_s: float = spec(num(0, 1e12), unit="tokens/s", csv=G + 5, doc="generated tokens / whole generation time")
+    kv_cache: bool = spec({"type": "boolean"}, csv=G + 6, doc="decoded with a KV cache (else the whole sequence each token)")
+    ttft_p90_ms: float | None = spec(MS, unit="ms", default=None, doc="time to the first token, 90th percentile")
+    runs: int | None = spec(integer(0, 10**9, null=True), unit="runs", default=None, doc="timed generations")
+    sample: str | None = spec(text(MAX_TEXT, null=True), default=None, doc="the first prompt's continuation, as text")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GenerationCell":
+        return cls(**known(cls, d))
+
+    def to_dict(self) -> dict:
+        return plain_fields(self)
