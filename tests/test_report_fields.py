@@ -205,6 +205,54 @@ def test_history_import_of_saved_reports(tmp_path):
         assert csv_out.stdout.splitlines() == report_to_csv(dict(json.loads(path.read_text()), run_id=run_id)).splitlines()
 
 
+def test_every_field_is_declared_with_its_words():
+    """Each field says what it is; every result and cell field has its own schema entry (the throughput's counters
+    and the report's free-form parts are the documented exceptions: checked as extra info, as before)."""
+    from dataclasses import fields
+
+    from core.reporting.cells import GenerationCell, LatencyCell
+    from core.reporting.fields import describe
+    from core.reporting.results import Report, VariantResult
+    from core.reporting.throughput import DatasetThroughput, ThroughputMode
+
+    for cls in (LatencyCell, GenerationCell, ThroughputMode, DatasetThroughput, VariantResult, Report):
+        assert all(d["doc"] for d in describe(cls)), cls.__name__
+    for cls in (LatencyCell, GenerationCell, VariantResult, Report):
+        assert all(f.metadata["schema"] is not None for f in fields(cls)), cls.__name__
+    assert [d["name"] for d in describe(LatencyCell) if d["csv"] is not None] == CSV_COLUMNS_BEFORE[4:13]
+
+
+def test_dataset_throughput_has_one_parser_for_every_shape():
+    from core.report import VariantResult, throughput_summary
+    from core.reporting.throughput import DatasetThroughput
+
+    new = {"sorted": {"texts_per_s": 412.0, "texts_per_s_min": 398.0, "texts_per_s_max": 420.0, "passes": 5, "padding_fraction": 0.04,
+                      "seconds": 0.3, "texts": 120, "batches": 4, "tokens": 900, "tokens_fed": 940},
+           "unsorted": {"texts_per_s": 300.0, "texts_per_s_min": 290.0, "texts_per_s_max": 310.0, "passes": 5, "padding_fraction": 0.41,
+                        "seconds": 0.4, "texts": 120, "batches": 4, "tokens": 900, "tokens_fed": 1500},
+           "batch_size": 32, "warmup_batches": 2}
+    old = saved_reports()["embedding_minilm_headline"]["results"][0]["dataset_throughput"]   # one pass per mode, Nov 2026
+    for shape in (new, old, {}, {"sorted": {"texts_per_s": None, "zz": [1]}, "later": {"a": 1}}):
+        dt = DatasetThroughput.from_dict(shape)
+        assert dt.to_dict() == shape and dt == shape and dict(dt) == shape          # written back as it came, and reads like it
+        assert DatasetThroughput.from_dict(json.loads(json.dumps(dt.to_dict()))) == dt
+    dt = DatasetThroughput.from_dict(new)
+    assert dt.sorted.passes == 5 and dt["sorted"]["passes"] == 5 and dt.mode("unsorted").rate("texts_per_s_max") == 310.0
+    assert dt.batch_size == 32 and set(dt) == set(new)
+    # older and odder shapes, read the same wherever they are read: a bare number is a texts/s, throughput_per_s its older name
+    legacy = DatasetThroughput.from_dict({"sorted": 100, "unsorted": {"throughput_per_s": 80}, "batch_size": 8})
+    assert legacy.sorted.texts_per_s == 100 and legacy.unsorted.texts_per_s == 80
+    assert throughput_summary({"sorted": 100, "unsorted": {"throughput_per_s": 80}})["gain"] == pytest.approx(1.25)
+    assert DatasetThroughput.from_dict({"sorted": "fast"}).mode("sorted").rate() is None and throughput_summary({"sorted": "fast"}) is None
+    assert DatasetThroughput.from_dict(None) == {} and DatasetThroughput.from_dict([1]) == {}
+    # in a result: typed, from the engine's dict or a report's; an unmeasured one is empty, a null one stays null
+    r = VariantResult.from_dict({"variant": "fp32", "dataset_throughput": new})
+    assert isinstance(r.dataset_throughput, DatasetThroughput) and r.to_dict()["dataset_throughput"] == new
+    assert VariantResult(variant="x", dataset_throughput=new).dataset_throughput.sorted.texts == 120
+    assert VariantResult.from_dict({"variant": "fp32"}).to_dict()["dataset_throughput"] == {}
+    assert VariantResult.from_dict({"variant": "fp32", "dataset_throughput": None}).to_dict()["dataset_throughput"] is None
+
+
 if __name__ == "__main__":   # python tests/test_report_fields.py --capture: rewrite the file of captured behaviour
     if sys.argv[1:] == ["--capture"]:
         BEFORE.write_text(json.dumps(capture(), indent=0, sort_keys=True, separators=(",", ":")) + "\n")
