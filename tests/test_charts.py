@@ -1,4 +1,4 @@
-"""Figure builders (core/charts.py): pure functions report -> go.Figure, checked without Streamlit."""
+"""Figure builders (core/charts/): pure functions report -> go.Figure, checked without Streamlit."""
 
 from __future__ import annotations
 
