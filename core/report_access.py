@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import math
 
-from .report import compare_to_reference
+from .report import REFERENCE, compare_to_reference
 from .tasks import EMBEDDING, find_task
-
-REFERENCE = "fp32"
 
 
 def is_reference(variant: str) -> bool:
