@@ -16,7 +16,7 @@ from .compare import compare_figures
 from .cross_hardware import hardware_speedup_figure
 
 
-def table_html(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+def _table_html(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     head = "".join(f"<th>{html.escape(title)}</th>" for _, title in columns)
     body = []
     for row in rows:
@@ -30,14 +30,14 @@ def table_html(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def throughput_html(report: dict) -> str:
+def _throughput_html(report: dict) -> str:
     """The whole-dataset throughput table (sorted against unsorted, with spread and padding); empty when not measured."""
     rows = throughput_rows({k: v for k, v in report.items() if k != HISTORY_KEY})
     if not rows:
         return ""
     for row in rows:
         row["padding"] = " -> ".join(f"{v:.0%}" for v in (row["padding_unsorted"], row["padding_sorted"])) if row["padding_sorted"] is not None else "n/a"
-    table = table_html(rows, [("variant", "Variant"), ("sorted_range", "Sorted by length (texts/s)"), ("unsorted_range", "Data order (texts/s)"),
+    table = _table_html(rows, [("variant", "Variant"), ("sorted_range", "Sorted by length (texts/s)"), ("unsorted_range", "Data order (texts/s)"),
                                ("passes", "Passes per mode"), ("padding", "Padding, unsorted -> sorted"), ("words", "Verdict")])
     return f"<h2>Whole-dataset throughput</h2><p>{html.escape(throughput_heading(rows))}.</p>{table}"
 
@@ -56,9 +56,9 @@ def export_html(report: dict, _plotlyjs: bool = True) -> str:
     for row in rows:
         row["p50"] = row.get("p50_ms")
     speed = "p50 decode time per token (ms)" if is_generation(report) else "p50 latency (ms)"
-    table = table_html(rows, [("variant", "Variant"), ("words", "Against fp32"), ("p50", speed),
+    table = _table_html(rows, [("variant", "Variant"), ("words", "Against fp32"), ("p50", speed),
                                ("size_mb", "Size (MB)"), ("quality", quality_spec(report)[0])])
-    tput_html = throughput_html(report)
+    tput_html = _throughput_html(report)
     rec = report.get("recommended") or {}
     rec_html = (f"<p class='rec'>Recommended: <b>{html.escape(str(rec.get('variant')))}</b> — {html.escape(str(rec.get('reason', '')))}</p>"
                 if rec.get("variant") else "<p class='rec'>No variant met the quality budgets; fp32 stays the choice.</p>")
@@ -84,10 +84,10 @@ def export_html(report: dict, _plotlyjs: bool = True) -> str:
 {tput_html}
 <h2>Charts</h2>{''.join(f'<div class="chart">{p}</div>' for p in parts)}
 <h2>Notes</h2><ul>{''.join(notes) or '<li>None.</li>'}</ul>"""
-    return html_page(title, body, "Exported from Quantization Lab. Timings are from the machine above; they do not transfer to other hardware.")
+    return _html_page(title, body, "Exported from Quantization Lab. Timings are from the machine above; they do not transfer to other hardware.")
 
 
-def html_page(title: str, body: str, footer: str) -> str:
+def _html_page(title: str, body: str, footer: str) -> str:
     """A standalone page with the export's style: the title as heading, ``body`` (HTML), ``footer`` (text)."""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -108,7 +108,7 @@ def _export_html_across(report: dict) -> str:
     """export_html for a comparison across hardware targets (see there)."""
     head = hardware_speedup_figure(report).to_html(full_html=False, include_plotlyjs=True, config={"displaylogo": False, "responsive": True})
     rows = [dict(r, target=r.get("name"), speed=r.get("speedup"), rec="★" if r.get("recommended") else "") for r in cross_hardware_rows(report)]
-    table = table_html(rows, [("target", "Target"), ("isa", "Instruction sets"), ("variant", "Variant"), ("p50_ms", "p50 latency (ms)"),
+    table = _table_html(rows, [("target", "Target"), ("isa", "Instruction sets"), ("variant", "Variant"), ("p50_ms", "p50 latency (ms)"),
                                ("speed", "x fp32 speed"), ("words", "Against that target's fp32"), ("rec", "Recommended")])
     rep = Report.from_dict(report)
     sections = []
@@ -121,5 +121,5 @@ def _export_html_across(report: dict) -> str:
         inner = re.search(r"<body>(.*)</body>", body, re.S).group(1).replace("<h1>", "<h2>").replace("</h1>", "</h2>")
         sections.append(f"<section><h2>{title}</h2>{inner}</section>")
     title = f"Quantization Lab — {report.get('model', '')} ({report.get('task', '')}) across {len(report['hardware'])} hardware targets"
-    return html_page(title, f'<div class="chart">{head}</div>\n{table}\n' + "".join(sections),
+    return _html_page(title, f'<div class="chart">{head}</div>\n{table}\n' + "".join(sections),
                       "Exported from Quantization Lab. Each target built and measured its own variants; timings do not transfer between machines.")
