@@ -373,7 +373,12 @@ def cmd_history(args) -> int:
     run_id = _find_run(args.target)
     report = history.load_run(run_id)
     fmt = "json" if args.json else args.format
-    text = {"json": history.export_json, "csv": history.export_csv, "html": history.export_html}[fmt](report)
+    if fmt == "html":
+        from .charts.html_report import export_html  # the charts (plotly) only for the HTML export
+
+        text = export_html(report)
+    else:
+        text = {"json": history.export_json, "csv": history.export_csv}[fmt](report)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
