@@ -30,11 +30,11 @@ from .errors import QlabError, RecipeError, SourceError
 from .execution import local, scratch, wire
 from .execution.events import PHASES, Cancelled
 from .generation import DEFAULT_NEW_TOKENS, DEFAULT_PROMPT_LENGTHS, MAX_NEW_TOKENS
+from .paths import PROJECT_ROOT
 from .recommend import budgets_for, default_batch_size, recommend
 from .report import REFERENCE, Report, VariantResult, finite, speed_unit
 from .tasks import TASKS, all_tasks, get_task, infer_task
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ("latency", "generate")
 MAX_BATCH = 1024
 MAX_SEQ = 8192

@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .errors import QlabError, SourceError, first_line
+from .paths import default_store_root
 from .tasks import check_task, get_task, infer_task
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
@@ -114,9 +115,7 @@ def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
 
 def hub_cache_dir() -> Path:
     """Hub downloads land inside the model store (``<store root>/hub``), so they count against its size limit."""
-    from .store import default_root
-
-    return Path(default_root()) / "hub"
+    return default_store_root() / "hub"
 
 
 def _cached_hub_snapshot(hub_id: str, revision: str | None) -> str | None:

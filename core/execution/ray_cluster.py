@@ -25,10 +25,10 @@ import re
 import socket
 import threading
 import time
-from pathlib import Path
 from typing import Callable
 
 from ..errors import QlabError
+from ..paths import PROJECT_ROOT
 from . import wire
 from .wire import Cancelled, NodeLost
 
@@ -41,7 +41,6 @@ PROBE_TIMEOUT_S = 60.0
 POLL_S = 0.5
 DISPATCH_TIMEOUT_ENV = "QLAB_RAY_DISPATCH_TIMEOUT_S"
 DEFAULT_DISPATCH_TIMEOUT_S = 600.0
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def configured_address() -> str | None:
