@@ -364,6 +364,24 @@ def _emit(progress, **event) -> None:
         progress(event)
 
 
+WORKER = "core.evaluate:evaluation_worker"   # the engine's worker for core.execution's launchers, by a name any node can import
+
+
+def evaluation_worker(config: EvalConfig | dict, data_bytes: bytes | None = None, *, progress: Callable[[dict], None] | None = None,
+                      should_stop: Callable[[], bool] | None = None) -> dict:
+    """One comparison, run by a launcher (core.execution.launcher) here or on a cluster node; returns its report dict.
+
+    ``config`` is an EvalConfig, or its fields as a dict sent to another node (fields this checkout does not know are
+    left out); ``data_bytes``, an upload, travels apart from it.
+    """
+    if not isinstance(config, EvalConfig):
+        known = set(EvalConfig.__dataclass_fields__)
+        config = EvalConfig(**{k: v for k, v in config.items() if k in known and k != "data_bytes"}, data_bytes=data_bytes)
+    elif data_bytes is not None and config.data_bytes is None:
+        config = replace(config, data_bytes=data_bytes)
+    return run_evaluation(config, progress=progress, should_stop=should_stop)
+
+
 def run_evaluation(config: EvalConfig, progress: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None) -> dict:
     """Measure every requested variant; returns the report dict (see core.report.Report).
 

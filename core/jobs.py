@@ -466,7 +466,7 @@ def _read_json(path: Path) -> dict | None:
 # -- runners (run inside the child process) --------------------------------------------------------
 def evaluate_runner(config: dict, progress, should_stop) -> dict:
     from . import hosting
-    from .evaluate import EvalConfig, run_evaluation, validate
+    from .evaluate import WORKER, EvalConfig, run_evaluation, validate
 
     pol = hosting.policy()
     config = dict(config)
@@ -488,7 +488,7 @@ def evaluate_runner(config: dict, progress, should_stop) -> dict:
     from .execution.targets import choose, list_targets, parse_selection, run_across
 
     chosen = choose(parse_selection(config["hardware"]), list_targets(), allowed=hosting.allowed_hardware())
-    return {"report": run_across(cfg, chosen, progress=progress, should_stop=should_stop)}
+    return {"report": run_across(cfg, chosen, worker=WORKER, progress=progress, should_stop=should_stop)}
 
 
 def _bundled_names() -> set[str]:
