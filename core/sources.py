@@ -118,7 +118,7 @@ def hub_cache_dir() -> Path:
     return default_store_root() / "hub"
 
 
-def _cached_hub_snapshot(hub_id: str, revision: str | None) -> str | None:
+def cached_hub_snapshot(hub_id: str, revision: str | None) -> str | None:
     """A snapshot already on disk (the store's hub folder first, then the user's Hugging Face cache): no network."""
     from huggingface_hub import snapshot_download
 
@@ -202,7 +202,7 @@ def download_hub_model(hub_id: str, revision: str | None = None, *, pol=None, st
 
 
 def hub_source(hub_id: str, task: str | None, revision: str | None = None) -> Source:
-    path = _cached_hub_snapshot(hub_id, revision)  # already downloaded once: no network needed
+    path = cached_hub_snapshot(hub_id, revision)  # already downloaded once: no network needed
     if path is None:
         from .bundled import BUNDLED
 
