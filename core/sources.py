@@ -295,12 +295,27 @@ def load_model(source: Source, *, dtype=None, attn: str = "eager") -> LoadedMode
     return LoadedModel(source=source, model=model, tokenizer=load_tokenizer(source))
 
 
+# The config keys that give a model's context length, in the order they are read: the first positive whole number
+# wins. GPT-2 style configs say n_positions (transformers maps max_position_embeddings to it), most others
+# max_position_embeddings; n_ctx and max_sequence_length are older spellings.
+POSITION_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length")
+
+
 def max_positions(config) -> int | None:
-    """How many tokens the model can attend to, from its config (None when it does not say)."""
-    for attr in ("n_positions", "max_position_embeddings"):
-        value = getattr(config, attr, None)
+    """How many tokens the model can attend to, from its config (None when it does not say).
+
+    ``config`` is a transformers config object, a ``config.json`` dict, or a model folder (its ``config.json`` is read);
+    the keys are read in the order of :data:`POSITION_KEYS`.
+    """
+    if isinstance(config, (str, os.PathLike)):
+        try:
+            config = json.loads((Path(config) / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+    for key in POSITION_KEYS:
+        value = config.get(key) if isinstance(config, dict) else getattr(config, key, None)
         if isinstance(value, int) and value > 0:
-            return value
+            return int(value)
     return None
 
 
