@@ -18,13 +18,13 @@ import datetime as _dt
 import hashlib
 import json
 import math
-import os
 import re
 import time
 import uuid
 from pathlib import Path
 
 from .errors import QlabError
+from .paths import atomic_write_text, store_root
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_IMPORT_BYTES = 20 * 2**20
@@ -34,14 +34,6 @@ HISTORY_KEY = "history"   # our bookkeeping inside a saved report: {"config_key"
 
 class HistoryError(QlabError):
     """A run id that does not exist, or a report file that is not a valid lab report."""
-
-
-def store_root(root: str | os.PathLike | None = None) -> Path:
-    if root is not None:
-        return Path(root)
-    from .store import default_root
-
-    return default_root()
 
 
 def runs_dir(root=None) -> Path:
@@ -117,7 +109,7 @@ def find_cached(key: str, root=None) -> str | None:
 def remember(key: str, run_id: str, root=None) -> None:
     folder = runs_dir(root) / "by_config"
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(folder / f"{key}.json", json.dumps({"run_id": run_id}))
+    atomic_write_text(folder / f"{key}.json", json.dumps({"run_id": run_id}))
 
 
 def forget(key: str, root=None) -> None:
@@ -128,12 +120,6 @@ def forget(key: str, root=None) -> None:
 
 
 # -- saving and loading -------------------------------------------------------------------------
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _clean(value):
     """JSON-safe copy: NaN/inf become None (strict JSON), tuples become lists, numpy scalars become numbers."""
     if isinstance(value, dict):
@@ -167,7 +153,7 @@ def save_run(report: dict, *, key: str | None = None, root=None, imported: bool 
     record = dict(report)
     record["run_id"] = run_id
     record[HISTORY_KEY] = {"config_key": key, "imported": imported, "saved": time.time(), "origin_run_id": origin_run_id, "owner": owner}
-    _atomic_write(run_path(run_id, root), to_json(record))
+    atomic_write_text(run_path(run_id, root), to_json(record))
     if key:
         remember(key, run_id, root)
     return run_id
