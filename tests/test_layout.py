@@ -30,6 +30,7 @@ ENGINE = {"core.evaluate", "core.runner", "core.jobs", "core.cli", "core.history
 UPWARD: dict[str, set[str]] = {
     "core.execution": ENGINE,
     "core.recipes": ENGINE | {"core.recommend", "core.report", "core.charts"},
+    "core.history": {"core.charts"},   # storage: the HTML export that draws figures lives in core.charts.html_report
 }
 
 # Private names that may be used across modules, each with its reason. Keep this empty unless a reason is compelling.
