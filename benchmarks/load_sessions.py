@@ -33,7 +33,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 VARIANTS = "fp32,dynamic-int8,onnx-int8"
-RESULT = re.compile(r"Finished in \d+ s|Opened the saved result")
+RESULT = re.compile(r"Finished in \d+ s|Opened the saved result|Comparison finished: run [0-9a-f]{8}")
 START, END = "<!-- load:start -->", "<!-- load:end -->"
 # phase 2: what each session changes on Models & variants, as (multiselect label, tag removed) -> a distinct comparison
 CHANGES = [("Sequence lengths (tokens)", "64"), ("Sequence lengths (tokens)", "16"), ("Batch sizes", "8"), ("Batch sizes", "1")]
@@ -149,7 +149,7 @@ def wait_all(pages: list, clicked: dict, before: dict, timeout_s: float) -> dict
             text = result_text(page)
             if text and text != before.get(i):
                 seen[i] = time.time() - clicked[i]
-                match = re.search(r"Run ([0-9a-f]{8})", text)
+                match = re.search(r"[Rr]un `?([0-9a-f]{8})", text)
                 run_ids[i] = match.group(1) if match else "?"
             elif page.locator('[data-testid="stAlertContentError"]').count():
                 errors[i] = page.locator('[data-testid="stAlertContentError"]').first.inner_text()[:300]
@@ -227,6 +227,15 @@ def run_load(url: str, server_pid: int, store: Path, *, sessions: int = 8, disti
                 clicked[i] = time.time()
                 page.get_by_role("button", name="Measure again").click()
             say(f"phase 2: {distinct} sessions pressed 'Measure again' on distinct comparisons")
+            where = ["run"] * distinct
+            if distinct >= 2:   # one follows its job from Compare, one reloads the tab (a new session, ?job= in the address)
+                for page in chosen[:2]:   # the job is asked for (its id is in the address) before the page is left
+                    page.wait_for_url(re.compile(r"[?&]job=[0-9a-f]{32}"))
+                goto_page(chosen[0], "Compare", "Compare")
+                chosen[1].reload()
+                chosen[1].get_by_role("heading", name="Run", exact=True).wait_for()
+                where[:2] = ["compare", "reloaded"]
+            figures["phase2_where"] = where
             got = wait_all(chosen, clicked, shown, timeout_s + 60 * distinct)
             figures["phase2_job_cores"] = meter.cores()
             figures["phase2_run_ids"] = got["run_ids"]

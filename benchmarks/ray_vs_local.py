@@ -40,7 +40,7 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from ray.cluster_utils import Cluster
 
-    from core.evaluate import EvalConfig, run_evaluation, validate
+    from core.evaluate import WORKER, EvalConfig, run_evaluation, validate
     from core.execution import ray_cluster
     from core.execution.hardware import describe_machine
     from core.execution.launcher import LocalLauncher, RayLauncher
@@ -64,7 +64,7 @@ def main() -> int:
             for mode in ("local", "ray"):
                 started = time.perf_counter()
                 launcher = LocalLauncher() if mode == "local" else RayLauncher()
-                report = launcher.run(target if mode == "ray" else {"id": "local"}, cfg, None)
+                report = launcher.run(target if mode == "ray" else {"id": "local"}, cfg, None, worker=WORKER)
                 wall = time.perf_counter() - started
                 runs[mode].append((wall, report))
                 print(f"rep {rep + 1}/{args.reps} {mode}: {wall:.1f} s", file=sys.stderr)

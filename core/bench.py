@@ -50,7 +50,7 @@ class Protocol:
         return asdict(self)
 
 
-QUICK = Protocol(warmup=1, min_iters=3, min_seconds=0.0, max_iters=20, max_seconds=2.0)
+QUICK = Protocol(warmup=1, min_iters=3, min_seconds=0.0, max_iters=20, max_seconds=2.0)   # the dashboard's "Quick" measurement
 
 
 def summarize(e2e_s: list[float], forward_s: list[float], batch_size: int, seq_len: int) -> LatencyCell:

@@ -194,17 +194,18 @@ def _chosen_targets(selection: str | None) -> list[dict]:
 
 def _measure(config, chosen: list[dict], progress) -> dict:
     """Run the comparison: under this machine's measurement lock when it runs here, across the cluster otherwise."""
+    from .evaluate import WORKER
     from .execution.machine_lock import machine_lock
     from .execution.targets import run_across
-    from .history import store_root
+    from .paths import store_root
 
     if len(chosen) == 1 and not chosen[0].get("node_id"):
         def waiting(message: str) -> None:
             progress({"variant": config.model, "index": 0, "total": len(config.variants), "phase": "build", "fraction": 0.0, "message": message})
 
         with machine_lock(store_root(), {"by": "command-line evaluation", "model": config.model}, on_wait=waiting):
-            return run_across(config, chosen, progress=progress)
-    return run_across(config, chosen, progress=progress)
+            return run_across(config, chosen, worker=WORKER, progress=progress)
+    return run_across(config, chosen, worker=WORKER, progress=progress)
 
 
 # -- hardware ---------------------------------------------------------------------------------------
@@ -373,7 +374,12 @@ def cmd_history(args) -> int:
     run_id = _find_run(args.target)
     report = history.load_run(run_id)
     fmt = "json" if args.json else args.format
-    text = {"json": history.export_json, "csv": history.export_csv, "html": history.export_html}[fmt](report)
+    if fmt == "html":
+        from .charts.html_report import export_html  # the charts (plotly) only for the HTML export
+
+        text = export_html(report)
+    else:
+        text = {"json": history.export_json, "csv": history.export_csv}[fmt](report)
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

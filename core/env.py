@@ -6,26 +6,42 @@ import functools
 import os
 import platform
 
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")   # the thread pools' settings
 INTERESTING_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile", "fma", "f16c", "neon", "asimd")
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_info() -> dict:
-    """CPU model name and the instruction-set flags that matter for int8/bf16 kernels."""
-    model, flags = platform.processor() or platform.machine(), set()
+def read_cpuinfo() -> tuple[str, frozenset[str]]:
+    """The CPU's model name and every instruction-set flag it lists, from /proc/cpuinfo: the one reader of it.
+
+    The model is the first ``model name`` (x86), ``Model`` or ``Hardware`` (ARM) line, else what ``platform`` says.
+    Every ARMv8 core has NEON (listed as ``asimd``), so ``neon`` is added there, and ``asimddot`` with ``asimddp``.
+    """
+    model, flags = "", set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 key, _, value = line.partition(":")
                 key = key.strip()
-                if key == "model name" and model in ("", platform.machine(), platform.processor()):
+                if key in ("model name", "Model", "Hardware") and not model:
                     model = value.strip()
                 elif key in ("flags", "Features") and not flags:
                     flags = set(value.split())
     except OSError:
         pass
+    if "asimd" in flags or platform.machine().lower() in ("aarch64", "arm64"):
+        flags.add("neon")
+        if "asimddp" in flags:
+            flags.add("asimddot")
+    return model or platform.processor() or platform.machine() or "unknown", frozenset(flags)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_info() -> dict:
+    """CPU model name and the instruction-set flags that matter for int8/bf16 kernels (from :func:`read_cpuinfo`)."""
+    model, flags = read_cpuinfo()
     return {
-        "model": model or "unknown",
+        "model": model,
         "arch": platform.machine(),
         "flags": sorted(f for f in INTERESTING_FLAGS if f in flags),
         "logical_cores": os.cpu_count() or 1,

@@ -26,15 +26,22 @@ from pathlib import Path
 from typing import Callable
 
 from . import data as data_mod
+from .bench import Protocol
+from .bundled import BUNDLED, bundled_path, wrong_task
+from .env import cuda_available
 from .errors import QlabError, RecipeError, SourceError
 from .execution import local, scratch, wire
 from .execution.events import PHASES, Cancelled
 from .generation import DEFAULT_NEW_TOKENS, DEFAULT_PROMPT_LENGTHS, MAX_NEW_TOKENS
+from .paths import PROJECT_ROOT
 from .recommend import budgets_for, default_batch_size, recommend
 from .report import REFERENCE, Report, VariantResult, finite, speed_unit
+from .runner import thread_env
+from .sources import max_positions, resolve
+from .store import ModelStore
 from .tasks import TASKS, all_tasks, get_task, infer_task
+from .variants import is_stored
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ("latency", "generate")
 MAX_BATCH = 1024
 MAX_SEQ = 8192
@@ -108,14 +115,6 @@ def _config_json(path: Path) -> dict:
         return {}
 
 
-def max_positions(path: Path) -> int | None:
-    cfg = _config_json(path)
-    for key in ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length"):
-        if isinstance(cfg.get(key), int) and cfg[key] > 0:
-            return int(cfg[key])
-    return None
-
-
 def check_task_fit(path: Path, task: str, name: str) -> None:
     """A model whose config says it does another task cannot be evaluated for ``task`` (an embedding can be taken from a classifier's encoder)."""
     cfg = _config_json(path)
@@ -129,8 +128,6 @@ def check_task_fit(path: Path, task: str, name: str) -> None:
 
 def _resolve_model(config: EvalConfig, build: bool, progress=None):
     """The Source, or None for a bundled model that is not built yet (when ``build`` is False)."""
-    from .bundled import BUNDLED, bundled_path, wrong_task
-    from .sources import resolve
 
     name = (config.model or "").strip()
     if name in BUNDLED:
@@ -180,8 +177,6 @@ def _plan(config: EvalConfig, build: bool = False, progress=None) -> Plan:
     if config.device not in ("cpu", "cuda"):
         raise QlabError(f"Unknown device '{config.device}'; choose cpu or cuda.")
     if config.device == "cuda":
-        from .env import cuda_available
-
         if not cuda_available():
             raise QlabError("Device cuda was asked for but this machine has no CUDA GPU; use --device cpu.")
     batch_sizes = _ints(config.batch_sizes, "batch sizes", 1, MAX_BATCH)
@@ -212,8 +207,6 @@ def _plan(config: EvalConfig, build: bool = False, progress=None) -> Plan:
     tput_bs = _ints([DEFAULT_THROUGHPUT_BATCH if config.throughput_batch_size in (None, "") else config.throughput_batch_size],
                     "throughput batch size", 1, MAX_BATCH)[0]
     if config.protocol:
-        from .bench import Protocol
-
         try:
             Protocol(**config.protocol)
         except TypeError as err:
@@ -263,8 +256,6 @@ def validate(config: EvalConfig) -> EvalConfig:
 
 # -- workers ------------------------------------------------------------------------------------------
 def _worker_env(threads: int | None) -> dict:
-    from .runner import thread_env
-
     env = dict(os.environ)
     env.update(thread_env(threads))
     env["PYTHONPATH"] = str(PROJECT_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -364,14 +355,30 @@ def _emit(progress, **event) -> None:
         progress(event)
 
 
+WORKER = "core.evaluate:evaluation_worker"   # the engine's worker for core.execution's launchers, by a name any node can import
+
+
+def evaluation_worker(config: EvalConfig | dict, data_bytes: bytes | None = None, *, progress: Callable[[dict], None] | None = None,
+                      should_stop: Callable[[], bool] | None = None) -> dict:
+    """One comparison, run by a launcher (core.execution.launcher) here or on a cluster node; returns its report dict.
+
+    ``config`` is an EvalConfig, or its fields as a dict sent to another node (fields this checkout does not know are
+    left out); ``data_bytes``, an upload, travels apart from it.
+    """
+    if not isinstance(config, EvalConfig):
+        known = set(EvalConfig.__dataclass_fields__)
+        config = EvalConfig(**{k: v for k, v in config.items() if k in known and k != "data_bytes"}, data_bytes=data_bytes)
+    elif data_bytes is not None and config.data_bytes is None:
+        config = replace(config, data_bytes=data_bytes)
+    return run_evaluation(config, progress=progress, should_stop=should_stop)
+
+
 def run_evaluation(config: EvalConfig, progress: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None) -> dict:
     """Measure every requested variant; returns the report dict (see core.report.Report).
 
     progress events: {"variant", "index", "total", "phase": build|load|quality|latency|done, "fraction": 0..1 overall, "message"}.
     should_stop() returning True kills the running worker and raises Cancelled.
     """
-    from .store import ModelStore
-    from .variants import is_stored
 
     started = time.perf_counter()
     load_start = _load_average()
@@ -523,8 +530,6 @@ def _load_average() -> float | None:
 
 
 def _protocol_dict(overrides: dict | None) -> dict:
-    from .bench import Protocol
-
     return Protocol(**(overrides or {})).to_dict()
 
 

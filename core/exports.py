@@ -23,18 +23,10 @@ import uuid
 from pathlib import Path
 
 from .errors import QlabError
+from .paths import PROJECT_ROOT, store_root
 
 log = logging.getLogger("qlab.exports")
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PREPARE_TIMEOUT_S = 900
-
-
-def store_root(root=None) -> Path:
-    if root is not None:
-        return Path(root)
-    from .store import default_root
-
-    return default_root()
 
 
 def exports_dir(root=None) -> Path:

@@ -5,8 +5,8 @@
 * ``<root>/runs/by_config/<key>.json``  {"run_id"}: the finished report for a comparison config, so asking
                                    the same comparison again is instant.
 
-Exports: JSON, CSV (one row per variant x latency cell) and a standalone HTML report whose plotly charts
-carry plotly.js inline (it opens offline, no CDN). Imports: a colleague's JSON report, size-capped,
+Exports: JSON and CSV (one row per variant x latency cell); the standalone HTML report, whose charts need plotly,
+is core/charts/html_report.py (this module is storage: it imports no charts). Imports: a colleague's JSON report, size-capped,
 parsed with ``json`` (depth-limited, no NaN) and checked against the report schema (core/report_schema.py: types,
 ranges, lengths, known tasks and metrics) before it is saved as a run of its own; only the checked fields are kept.
 A run records the owner that created it (a hash of the session's secret); hosted, only that owner may delete it.
@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import html
 import json
 import math
-import os
 import re
 import time
 import uuid
 from pathlib import Path
 
 from .errors import QlabError
+from .paths import atomic_write_text, store_root
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_IMPORT_BYTES = 20 * 2**20
@@ -35,14 +34,6 @@ HISTORY_KEY = "history"   # our bookkeeping inside a saved report: {"config_key"
 
 class HistoryError(QlabError):
     """A run id that does not exist, or a report file that is not a valid lab report."""
-
-
-def store_root(root: str | os.PathLike | None = None) -> Path:
-    if root is not None:
-        return Path(root)
-    from .store import default_root
-
-    return default_root()
 
 
 def runs_dir(root=None) -> Path:
@@ -118,7 +109,7 @@ def find_cached(key: str, root=None) -> str | None:
 def remember(key: str, run_id: str, root=None) -> None:
     folder = runs_dir(root) / "by_config"
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(folder / f"{key}.json", json.dumps({"run_id": run_id}))
+    atomic_write_text(folder / f"{key}.json", json.dumps({"run_id": run_id}))
 
 
 def forget(key: str, root=None) -> None:
@@ -129,12 +120,6 @@ def forget(key: str, root=None) -> None:
 
 
 # -- saving and loading -------------------------------------------------------------------------
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _clean(value):
     """JSON-safe copy: NaN/inf become None (strict JSON), tuples become lists, numpy scalars become numbers."""
     if isinstance(value, dict):
@@ -168,7 +153,7 @@ def save_run(report: dict, *, key: str | None = None, root=None, imported: bool 
     record = dict(report)
     record["run_id"] = run_id
     record[HISTORY_KEY] = {"config_key": key, "imported": imported, "saved": time.time(), "origin_run_id": origin_run_id, "owner": owner}
-    _atomic_write(run_path(run_id, root), to_json(record))
+    atomic_write_text(run_path(run_id, root), to_json(record))
     if key:
         remember(key, run_id, root)
     return run_id
@@ -345,119 +330,3 @@ def export_csv(report: dict) -> str:
     from .report import report_to_csv
 
     return report_to_csv({k: v for k, v in report.items() if k != HISTORY_KEY})
-
-
-def _table_html(rows: list[dict], columns: list[tuple[str, str]]) -> str:
-    head = "".join(f"<th>{html.escape(title)}</th>" for _, title in columns)
-    body = []
-    for row in rows:
-        cells = []
-        for key, _ in columns:
-            value = row.get(key)
-            if isinstance(value, float):
-                value = f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
-            cells.append(f"<td>{html.escape('' if value is None else str(value))}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-
-
-def _throughput_html(report: dict) -> str:
-    """The whole-dataset throughput table (sorted against unsorted, with spread and padding); empty when not measured."""
-    from .report import throughput_heading, throughput_rows
-
-    rows = throughput_rows({k: v for k, v in report.items() if k != HISTORY_KEY})
-    if not rows:
-        return ""
-    for row in rows:
-        row["padding"] = " -> ".join(f"{v:.0%}" for v in (row["padding_unsorted"], row["padding_sorted"])) if row["padding_sorted"] is not None else "n/a"
-    table = _table_html(rows, [("variant", "Variant"), ("sorted_range", "Sorted by length (texts/s)"), ("unsorted_range", "Data order (texts/s)"),
-                               ("passes", "Passes per mode"), ("padding", "Padding, unsorted -> sorted"), ("words", "Verdict")])
-    return f"<h2>Whole-dataset throughput</h2><p>{html.escape(throughput_heading(rows))}.</p>{table}"
-
-
-def export_html(report: dict, _plotlyjs: bool = True) -> str:
-    """A standalone HTML report: environment, table against fp32, notes and every chart, with plotly.js inline.
-    A comparison across hardware targets gets the cross-hardware chart and table, then one such section per target."""
-    from . import charts
-
-    if report.get("hardware"):
-        return _export_html_across(report)
-    env = report.get("environment") or {}
-    figures = charts.compare_figures(report)
-    parts = []
-    for i, fig in enumerate(figures.values()):
-        parts.append(fig.to_html(full_html=False, include_plotlyjs=(i == 0 and _plotlyjs), config={"displaylogo": False, "responsive": True}))
-    rows = charts.reference_rows(report)
-    for row in rows:
-        row["p50"] = row.get("p50_ms")
-    speed = "p50 decode time per token (ms)" if charts.is_generation(report) else "p50 latency (ms)"
-    table = _table_html(rows, [("variant", "Variant"), ("words", "Against fp32"), ("p50", speed),
-                               ("size_mb", "Size (MB)"), ("quality", charts.quality_spec(report)[0])])
-    tput_html = _throughput_html(report)
-    rec = report.get("recommended") or {}
-    rec_html = (f"<p class='rec'>Recommended: <b>{html.escape(str(rec.get('variant')))}</b> — {html.escape(str(rec.get('reason', '')))}</p>"
-                if rec.get("variant") else "<p class='rec'>No variant met the quality budgets; fp32 stays the choice.</p>")
-    notes = []
-    for r in report.get("results") or []:
-        for note in r.get("notes") or []:
-            notes.append(f"<li><b>{html.escape(r['variant'])}</b>: {html.escape(note)}</li>")
-        if r.get("error"):
-            notes.append(f"<li><b>{html.escape(r['variant'])}</b> failed: {html.escape(str(r['error']))}</li>")
-    env_rows = [
-        ("CPU", env.get("cpu")), ("Instruction sets", ", ".join(env.get("instruction_sets") or []) or "none of note"),
-        ("Cores / threads", f"{env.get('cores')} / {env.get('threads')}"), ("Device", env.get("device")),
-        ("Quantized engine", env.get("quantized_engine")),
-        ("Libraries", ", ".join(f"{k} {v}" for k, v in (env.get("versions") or {}).items())),
-        ("Data", f"{(report.get('data') or {}).get('name', '')} ({(report.get('data') or {}).get('rows', '?')} rows)"),
-        ("Run", f"{report.get('run_id', '')} · {report.get('created', '')}"),
-    ]
-    env_html = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in env_rows)
-    title = f"Quantization Lab — {report.get('model', '')} ({report.get('task', '')})"
-    body = f"""{rec_html}
-<h2>Machine</h2><table>{env_html}</table>
-<h2>Against the fp32 reference</h2>{table}
-{tput_html}
-<h2>Charts</h2>{''.join(f'<div class="chart">{p}</div>' for p in parts)}
-<h2>Notes</h2><ul>{''.join(notes) or '<li>None.</li>'}</ul>"""
-    return _html_page(title, body, "Exported from Quantization Lab. Timings are from the machine above; they do not transfer to other hardware.")
-
-
-def _html_page(title: str, body: str, footer: str) -> str:
-    """A standalone page with the export's style: the title as heading, ``body`` (HTML), ``footer`` (text)."""
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body{{font-family:Inter,'Source Sans Pro',Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1200px;color:#222;padding:0 1rem}}
-h1{{font-size:1.6rem}} h2{{font-size:1.2rem;margin-top:2rem}}
-table{{border-collapse:collapse;margin:.5rem 0 1rem}} th,td{{border:1px solid #ddd;padding:.35rem .6rem;text-align:left;font-size:.9rem}}
-th{{background:#f5f5f5}} .rec{{background:#fff7e0;border-left:4px solid #f2a900;padding:.5rem .8rem}}
-.chart{{margin:1rem 0}} section{{border-top:2px solid #eee;margin-top:2rem}} footer{{color:#777;font-size:.8rem;margin-top:2rem}}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
-{body}
-<footer>{html.escape(footer)}</footer>
-</body></html>"""
-
-
-def _export_html_across(report: dict) -> str:
-    """export_html for a comparison across hardware targets (see there)."""
-    from . import charts
-    from .report import Report, cross_hardware_rows
-
-    head = charts.hardware_speedup_figure(report).to_html(full_html=False, include_plotlyjs=True, config={"displaylogo": False, "responsive": True})
-    rows = [dict(r, target=r.get("name"), speed=r.get("speedup"), rec="★" if r.get("recommended") else "") for r in cross_hardware_rows(report)]
-    table = _table_html(rows, [("target", "Target"), ("isa", "Instruction sets"), ("variant", "Variant"), ("p50_ms", "p50 latency (ms)"),
-                               ("speed", "x fp32 speed"), ("words", "Against that target's fp32"), ("rec", "Recommended")])
-    rep = Report.from_dict(report)
-    sections = []
-    for target in report["hardware"]:
-        title = html.escape(f"{target.get('name')}: {target.get('cpu') or '?'}")
-        if target.get("status") != "ok":
-            sections.append(f"<h2>{title}</h2><p class='rec'>{html.escape(str(target.get('error') or target.get('status')))}</p>")
-            continue
-        body = export_html(rep.for_hardware(target["id"]).to_dict(), _plotlyjs=False)
-        inner = re.search(r"<body>(.*)</body>", body, re.S).group(1).replace("<h1>", "<h2>").replace("</h1>", "</h2>")
-        sections.append(f"<section><h2>{title}</h2>{inner}</section>")
-    title = f"Quantization Lab — {report.get('model', '')} ({report.get('task', '')}) across {len(report['hardware'])} hardware targets"
-    return _html_page(title, f'<div class="chart">{head}</div>\n{table}\n' + "".join(sections),
-                      "Exported from Quantization Lab. Each target built and measured its own variants; timings do not transfer between machines.")

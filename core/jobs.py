@@ -50,8 +50,8 @@ from .execution import local, scratch, wire
 from .execution.events import Cancelled, phase_start
 from .execution.local import KILL_AFTER_S
 from .execution.machine_lock import machine_lock, read_holder
+from .paths import atomic_write_text
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RUNNERS = {"evaluate": "core.jobs:evaluate_runner", "build": "core.jobs:build_runner"}
 ACTIVE = ("queued", "waiting", "running")
 FINISHED = ("done", "failed", "cancelled")
@@ -466,7 +466,7 @@ def _read_json(path: Path) -> dict | None:
 # -- runners (run inside the child process) --------------------------------------------------------
 def evaluate_runner(config: dict, progress, should_stop) -> dict:
     from . import hosting
-    from .evaluate import EvalConfig, run_evaluation, validate
+    from .evaluate import WORKER, EvalConfig, run_evaluation, validate
 
     pol = hosting.policy()
     config = dict(config)
@@ -488,7 +488,7 @@ def evaluate_runner(config: dict, progress, should_stop) -> dict:
     from .execution.targets import choose, list_targets, parse_selection, run_across
 
     chosen = choose(parse_selection(config["hardware"]), list_targets(), allowed=hosting.allowed_hardware())
-    return {"report": run_across(cfg, chosen, progress=progress, should_stop=should_stop)}
+    return {"report": run_across(cfg, chosen, worker=WORKER, progress=progress, should_stop=should_stop)}
 
 
 def _bundled_names() -> set[str]:
@@ -573,7 +573,7 @@ def child_main(job_dir: str) -> int:
     try:
         runner = _load_runner(spec["runner"])
         result = runner(spec["config"], stream.send, should_stop)
-        history._atomic_write(folder / "result.json", history.to_json(result))
+        atomic_write_text(folder / "result.json", history.to_json(result))
         return 0
     except BaseException as err:  # noqa: BLE001 - every failure becomes a one-line message for the page
         error = wire.error_from_exception(err, cancelled=stop.is_set())

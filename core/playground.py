@@ -44,9 +44,9 @@ def hub_not_downloaded(name: str) -> bool:
     name = (name or "").strip()
     if not name or name in BUNDLED or hosting.looks_local(name) or not HUB_ID.match(name):
         return False
-    from .sources import _cached_hub_snapshot
+    from .sources import cached_hub_snapshot
 
-    return _cached_hub_snapshot(name, None) is None   # neither in the store's hub folder nor the user's HF cache
+    return cached_hub_snapshot(name, None) is None   # neither in the store's hub folder nor the user's HF cache
 
 
 def resolve_ready(name: str, task: str | None = None, *, allow_local: bool = True):

@@ -26,7 +26,8 @@ import time
 import traceback
 from pathlib import Path
 
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+from .env import THREAD_VARS
+
 QUALITY_BATCH = 16
 
 

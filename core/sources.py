@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .errors import QlabError, SourceError, first_line
+from .paths import default_store_root
 from .tasks import check_task, get_task, infer_task
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
@@ -114,12 +115,10 @@ def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
 
 def hub_cache_dir() -> Path:
     """Hub downloads land inside the model store (``<store root>/hub``), so they count against its size limit."""
-    from .store import default_root
-
-    return Path(default_root()) / "hub"
+    return default_store_root() / "hub"
 
 
-def _cached_hub_snapshot(hub_id: str, revision: str | None) -> str | None:
+def cached_hub_snapshot(hub_id: str, revision: str | None) -> str | None:
     """A snapshot already on disk (the store's hub folder first, then the user's Hugging Face cache): no network."""
     from huggingface_hub import snapshot_download
 
@@ -203,7 +202,7 @@ def download_hub_model(hub_id: str, revision: str | None = None, *, pol=None, st
 
 
 def hub_source(hub_id: str, task: str | None, revision: str | None = None) -> Source:
-    path = _cached_hub_snapshot(hub_id, revision)  # already downloaded once: no network needed
+    path = cached_hub_snapshot(hub_id, revision)  # already downloaded once: no network needed
     if path is None:
         from .bundled import BUNDLED
 
@@ -296,12 +295,27 @@ def load_model(source: Source, *, dtype=None, attn: str = "eager") -> LoadedMode
     return LoadedModel(source=source, model=model, tokenizer=load_tokenizer(source))
 
 
+# The config keys that give a model's context length, in the order they are read: the first positive whole number
+# wins. GPT-2 style configs say n_positions (transformers maps max_position_embeddings to it), most others
+# max_position_embeddings; n_ctx and max_sequence_length are older spellings.
+POSITION_KEYS = ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length")
+
+
 def max_positions(config) -> int | None:
-    """How many tokens the model can attend to, from its config (None when it does not say)."""
-    for attr in ("n_positions", "max_position_embeddings"):
-        value = getattr(config, attr, None)
+    """How many tokens the model can attend to, from its config (None when it does not say).
+
+    ``config`` is a transformers config object, a ``config.json`` dict, or a model folder (its ``config.json`` is read);
+    the keys are read in the order of :data:`POSITION_KEYS`.
+    """
+    if isinstance(config, (str, os.PathLike)):
+        try:
+            config = json.loads((Path(config) / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+    for key in POSITION_KEYS:
+        value = config.get(key) if isinstance(config, dict) else getattr(config, key, None)
         if isinstance(value, int) and value > 0:
-            return value
+            return int(value)
     return None
 
 

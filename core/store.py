@@ -52,8 +52,8 @@ import filelock
 import xxhash
 
 from .errors import QlabError
+from .paths import default_store_root
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SIZE_LIMIT = 10 * 1024**3
 DEFAULT_LEASE_S = 180.0
 MANIFEST = "manifest.json"
@@ -74,7 +74,7 @@ class EntryInUse(QlabError):
 
 
 def default_root() -> Path:
-    return Path(os.environ.get("QLAB_CACHE_DIR") or PROJECT_ROOT / "cache")
+    return default_store_root()
 
 
 def default_size_limit() -> int:

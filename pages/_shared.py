@@ -19,6 +19,7 @@ import streamlit as st
 from streamlit.errors import FragmentHandledException
 
 from core import hosting
+from core.bench import QUICK
 from core.errors import QlabError, first_line
 from core.tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING, TASKS, Budget, all_tasks, find_task, get_task
 
@@ -31,7 +32,6 @@ SEQ_CHOICES = [8, 16, 32, 64, 128, 256, 512]
 PROMPT_CHOICES = [8, 16, 32, 64, 128, 256, 512]
 SCENARIOS = {"latency": "Latency: one forward pass per batch × sequence length", "generate": "Generation: greedy decoding with a KV cache (TTFT, ms per token)"}
 ENGINES = ["x86", "fbgemm", "onednn", "qnnpack"]
-QUICK_PROTOCOL = {"warmup": 1, "min_iters": 3, "min_seconds": 0.0, "max_iters": 20, "max_seconds": 2.0}
 MEASUREMENTS = {"quick": "Quick (a few iterations; for demos)", "standard": "Standard (≥10 iterations and ≥0.5 s per cell)"}
 DEFAULT_VARIANTS = ["fp32", "dynamic-int8", "onnx-int8"]
 UPLOAD_TYPES = ["csv", "tsv", "jsonl", "json", "txt"]
@@ -344,7 +344,7 @@ def current_config(strict: bool = True) -> dict:
     if targets:   # only when a cluster is in use, so a one-machine comparison keeps its saved-run key
         config["hardware"] = targets
     if ss.get("hw_measure", "quick") == "quick":
-        config["protocol"] = dict(QUICK_PROTOCOL)
+        config["protocol"] = QUICK.to_dict()
     # the recommendation: only what differs from the engine's defaults, so an unchanged comparison keeps its saved result
     spec = budget_of(task)
     budget = budget_value(task)

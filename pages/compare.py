@@ -5,7 +5,22 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import charts
+from core.charts.compare import latency_batch_figure, latency_seq_figure, quality_latency_figure, size_figure
+from core.charts.compare_batching import batching_figure
+from core.charts.compare_generation import tokens_per_s_figure, ttft_figure
+from core.charts.cross_hardware import hardware_speedup_figure
+from core.report_access import (
+    batch_sizes,
+    default_point,
+    generation_cells,
+    is_generation,
+    ok_results,
+    quality_spec,
+    reference_quality,
+    reference_rows,
+    seq_lengths,
+    target_label,
+)
 from core.tasks import EMBEDDING
 from pages._shared import budget_of, guarded, load_current_report, md, run_page
 
@@ -35,7 +50,7 @@ def live_recommendation(report: dict, budget: float, batch: int) -> dict | None:
     spec = budget_of(report.get("task"))
     budgets = dict(report.get("budgets") or {}, **{spec.key: float(budget)})
     return recommend(report.get("results") or [], report.get("task") or EMBEDDING, budgets, int(batch),
-                     reference_quality=charts.reference_quality(report) or None)
+                     reference_quality=reference_quality(report) or None)
 
 
 def recommendation_controls(report: dict, batches: list[int], seqs: list[int]) -> tuple[int, int | None, float]:
@@ -44,13 +59,13 @@ def recommendation_controls(report: dict, batches: list[int], seqs: list[int]) -
     spec = budget_of(report.get("task"))
     budget_key = f"cmp_budget_{spec.key}"
     if ss.get("cmp_for_run") != report["run_id"]:
-        d_batch, _ = charts.default_point(report)
+        d_batch, _ = default_point(report)
         ss["cmp_for_run"] = report["run_id"]
         ss["cmp_batch"] = d_batch if d_batch in batches else batches[0]
         ss["cmp_seq"] = ALL_SEQS
         ss[budget_key] = min(max(report_budget(report), spec.min_value), spec.max_value)
     if ss.get("cmp_batch") not in batches:
-        d_batch, _ = charts.default_point(report)
+        d_batch, _ = default_point(report)
         ss["cmp_batch"] = d_batch if d_batch in batches else batches[0]
     if ss.get("cmp_seq") not in [ALL_SEQS] + seqs:
         ss["cmp_seq"] = ALL_SEQS
@@ -59,7 +74,7 @@ def recommendation_controls(report: dict, batches: list[int], seqs: list[int]) -
     c1, c2, c3 = st.columns([1.3, 1.5, 2.2])
     batch = c1.selectbox("Batch size", batches, key="cmp_batch", persist_state="session",
                          help="The batch size the charts, the table and the recommendation are read at.")
-    length = "Prompt length (charts)" if charts.is_generation(report) else "Sequence length (charts)"
+    length = "Prompt length (charts)" if is_generation(report) else "Sequence length (charts)"
     seq = c2.selectbox(length, [ALL_SEQS] + seqs, key="cmp_seq",
                        format_func=lambda s: "all (geometric mean)" if s == ALL_SEQS else f"{s} tokens", persist_state="session",
                        help="The recommendation always uses the geometric mean over every measured length.")
@@ -101,7 +116,7 @@ def headline(report: dict, rows: list[dict], rec: dict | None) -> None:
     else:
         ratio = row.get("size_ratio")
         c3.metric("Size vs fp32", "—" if not ratio else (f"{ratio:.2f}x smaller" if ratio >= 1 else f"{1 / ratio:.2f}x larger"))
-    key, _, higher, pct = charts.quality_spec(report)
+    key, _, higher, pct = quality_spec(report)
     delta = row.get("quality_delta")
     unit = row.get("quality_unit") or ""
     c4.metric(f"Quality ({key.replace('_', ' ')})", (f"{row['quality']:.1f}%" if pct else f"{row['quality']:.4f}") if row.get("quality") is not None else "—",
@@ -110,8 +125,8 @@ def headline(report: dict, rows: list[dict], rec: dict | None) -> None:
 
 
 def table(report: dict, rows: list[dict]) -> None:
-    key, q_title, _, pct = charts.quality_spec(report)
-    speed = "p50 ms/token" if charts.is_generation(report) else "p50 ms"
+    key, q_title, _, pct = quality_spec(report)
+    speed = "p50 ms/token" if is_generation(report) else "p50 ms"
     frame = pd.DataFrame([{
         "variant": r["variant"],
         "against fp32": r["words"],
@@ -141,8 +156,8 @@ def generated_texts(report: dict, batch: int) -> None:
     """What each variant generated after the first prompt (greedy, so the same prompt gives the same text), with its
     speed and agreement with fp32."""
     rows = []
-    for r in charts.ok_results(report):
-        for g in charts.generation_cells(r, batch):
+    for r in ok_results(report):
+        for g in generation_cells(r, batch):
             agree = r.get("generation_agreement")
             rows.append({"variant": r["variant"], "prompt": g["prompt_len"], "tokens/s": g.get("tokens_per_s"),
                          "agrees with fp32": agree * 100 if agree is not None else None, "KV cache": "yes" if g.get("kv_cache") else "no",
@@ -224,11 +239,11 @@ def hardware_view(report: dict) -> dict | None:
     if len(versions) > 1:
         st.warning("The targets ran different versions of the lab's code; update every node's checkout for a like-for-like comparison.",
                    icon=":material/difference:")
-    batches = charts.batch_sizes(report)
+    batches = batch_sizes(report)
     if st.session_state.get("cmp_xbatch") not in batches:
-        st.session_state["cmp_xbatch"] = charts.default_point(report)[0] if charts.default_point(report)[0] in batches else batches[0]
+        st.session_state["cmp_xbatch"] = default_point(report)[0] if default_point(report)[0] in batches else batches[0]
     batch = st.selectbox("Batch size (across targets)", batches, key="cmp_xbatch", help="Speed-ups are against each target's own fp32 at this batch size.")
-    chart(charts.hardware_speedup_figure(report, batch), "fig_hardware_speedup")
+    chart(hardware_speedup_figure(report, batch), "fig_hardware_speedup")
     cols = st.columns(min(3, len(ok)))
     for i, t in enumerate(ok):
         rec = (report.get("recommended_by_hardware") or {}).get(t["id"])
@@ -250,7 +265,7 @@ def hardware_view(report: dict) -> dict | None:
     by_id = {t["id"]: t for t in ok}
     if st.session_state.get("cmp_target") not in by_id:
         st.session_state["cmp_target"] = ok[0]["id"]
-    chosen = st.selectbox("Detailed charts for", list(by_id), key="cmp_target", format_func=lambda i: charts.target_label(by_id[i]))
+    chosen = st.selectbox("Detailed charts for", list(by_id), key="cmp_target", format_func=lambda i: target_label(by_id[i]))
     st.divider()
     return Report.from_dict(report).for_hardware(chosen).to_dict()
 
@@ -325,7 +340,7 @@ def main() -> None:
     st.markdown(f"**{md(report['model'])}** ({md(report['task'])}) on **{md(data.get('name', '?'))}** ({md(data.get('rows', '?'))} rows) · "
                 f"{md(env.get('cpu', '?'))}, {md(env.get('threads', '?'))} threads, {md(env.get('device', 'cpu'))} · "
                 f"run `{report['run_id'][:8]}` · {md(report.get('created', ''))}")
-    batches, seqs = charts.batch_sizes(report), charts.seq_lengths(report)
+    batches, seqs = batch_sizes(report), seq_lengths(report)
     if not batches:
         st.warning("This run has no latency measurements (every variant failed?); the notes below say why.", icon=":material/warning:")
         notes(report)
@@ -336,32 +351,32 @@ def main() -> None:
     if rec and rec.get("variant"):
         with st.expander(f"Download {rec['variant']}, the recommended variant", icon=":material/download:"):
             download_controls(report, rec["variant"], "recommended")
-    rows = charts.reference_rows(report, batch)
+    rows = reference_rows(report, batch)
     headline(report, rows, rec)
     for caveat in measurement_caveats(report):
         st.warning(caveat, icon=":material/speed:")
 
     spec = budget_of(report.get("task"))
     live = dict(report, recommended=rec, budgets=dict(report.get("budgets") or {}, **{spec.key: budget}))
-    chart(charts.quality_latency_figure(live, batch, seq, budgets=live["budgets"]), "fig_quality_latency")
-    generating = charts.is_generation(report)
+    chart(quality_latency_figure(live, batch, seq, budgets=live["budgets"]), "fig_quality_latency")
+    generating = is_generation(report)
     if generating:   # full width: one group of bars per prompt length, one bar per variant
-        chart(charts.ttft_figure(report, batch), "fig_ttft")
-        chart(charts.tokens_per_s_figure(report, batch), "fig_tokens_per_s")
+        chart(ttft_figure(report, batch), "fig_ttft")
+        chart(tokens_per_s_figure(report, batch), "fig_tokens_per_s")
     left, right = st.columns(2)
     with left:
-        chart(charts.size_figure(report), "fig_size")
+        chart(size_figure(report), "fig_size")
     with right:
         if generating:
             generated_texts(report, batch)
         else:
-            chart(charts.batching_figure(report), "fig_batching")
+            chart(batching_figure(report), "fig_batching")
             throughput_caption(report)
     left, right = st.columns(2)
     with left:
-        chart(charts.latency_batch_figure(report, seq if seq is not None else seqs[-1]), "fig_latency_batch")
+        chart(latency_batch_figure(report, seq if seq is not None else seqs[-1]), "fig_latency_batch")
     with right:
-        chart(charts.latency_seq_figure(report, batch), "fig_latency_seq")
+        chart(latency_seq_figure(report, batch), "fig_latency_seq")
 
     st.subheader("Against the fp32 reference")
     speed = (f"decode time per token (p50) over {', '.join(map(str, seqs))}-token prompts" if generating else

@@ -7,13 +7,16 @@ import re
 import pandas as pd
 import streamlit as st
 
-from core import charts, history, hosting
+from core import history, hosting
+from core.charts.cross_run import cross_run_figure
+from core.charts.html_report import export_html
+from core.report_access import quality_spec, reference_rows
 from pages._shared import md, open_run, owner, policy, remember_run, run_page, show_error, visitor
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _html(run_id: str) -> str:
-    return history.export_html(history.load_run(run_id))
+    return export_html(history.load_run(run_id))
 
 
 def share_url(run_id: str) -> str:
@@ -83,14 +86,14 @@ def cross_run(selected: list[str]) -> None:
     if len(reports) < 2:
         return
     st.subheader("Runs side by side")
-    st.plotly_chart(charts.cross_run_figure(reports), key="fig_cross_run", theme=None, config={"displaylogo": False})
+    st.plotly_chart(cross_run_figure(reports), key="fig_cross_run", theme=None, config={"displaylogo": False})
     rows = []
     for rep in reports:
         env = rep.get("environment") or {}
-        for row in charts.reference_rows(rep):
+        for row in reference_rows(rep):
             rows.append({"run": rep["run_id"][:8], "machine": f"{env.get('cpu', '?')} ({env.get('threads', '?')} thr)", "model": rep["model"],
                          "variant": row["variant"], "p50 ms": row.get("p50_ms"), "against fp32": row["words"],
-                         charts.quality_spec(rep)[0]: row.get("quality")})
+                         quality_spec(rep)[0]: row.get("quality")})
     st.dataframe(pd.DataFrame(rows), hide_index=True)
     st.caption("Latency is the geometric mean of p50 over each run's own length sweep at its recommended batch size; compare like with like.")
 

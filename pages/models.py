@@ -158,8 +158,8 @@ def isa_badges(isa: list[str]) -> str:
 
 def targets_section() -> None:
     """Where to measure: this machine, or nodes of the team's Ray cluster (QLAB_RAY_ADDRESS)."""
-    from core.charts import target_label
     from core.execution.hardware import speedup_hint
+    from core.report_access import target_label
 
     targets, error = hardware_targets()
     if error:

@@ -8,7 +8,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from core import charts
+from core.charts.playground import difference_figure, similarity_figure
 from core.errors import QlabError
 from core.execution.events import Cancelled
 from core.execution.machine_lock import machine_lock
@@ -57,7 +57,7 @@ def show_result(task: str, spec: str, result: dict, other: dict | None) -> None:
             same = sum(a["label"] == b["label"] for a, b in zip(result["rows"], other["rows"]))
             st.caption(f"Agrees with the other variant on {same} of {len(result['rows'])} texts.")
     else:
-        st.plotly_chart(charts.similarity_figure(result["texts"], result["matrix"], f"Cosine similarity: {spec}"), theme=None,
+        st.plotly_chart(similarity_figure(result["texts"], result["matrix"], f"Cosine similarity: {spec}"), theme=None,
                         key=f"fig_sim_{spec}", config={"displaylogo": False})
 
 
@@ -139,7 +139,7 @@ def main() -> None:
                 for spec in (a, b):
                     ready = _loaded(name, task, pol.allow_local, source.fingerprint, spec, config["device"], config["threads"])
                     if get_task(task).generates:
-                        from core.evaluate import max_positions
+                        from core.sources import max_positions
 
                         results[spec] = run_task(task, ready.variant, ready.tokenizer, text, max_new_tokens=max_new, temperature=temperature,
                                                  seed=int(seed), max_positions=max_positions(source.path))
@@ -164,7 +164,7 @@ def main() -> None:
             st.subheader(spec)
             show_result(task, spec, res[spec], res.get(other) if other != spec else None)
     if get_task(task).pooled and a != b:   # sentence vectors: how b moves a's similarities
-        st.plotly_chart(charts.difference_figure(res[a]["texts"], res[a]["matrix"], res[b]["matrix"], f"How {b} moves the similarities of {a}"),
+        st.plotly_chart(difference_figure(res[a]["texts"], res[a]["matrix"], res[b]["matrix"], f"How {b} moves the similarities of {a}"),
                         theme=None, key="fig_sim_diff", config={"displaylogo": False})
 
 

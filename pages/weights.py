@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import charts
+from core.charts.weights import layer_error_figure, weight_histogram_figure
+from core.charts.weights_mixed import fidelity_trail_figure, sensitivity_figure, sensitivity_summary, short_node_name
 from pages._shared import PARAM_SUGGESTIONS, build_panel, current_config, md, model_name, model_task, policy, run_page, show_error, visitor
 
 MIXED = "onnx-int8-mixed"
@@ -117,16 +118,16 @@ def mixed_precision_section(name: str, task: str, source, pol) -> None:
         return
     left, right = st.columns([3, 2])
     with left:
-        st.plotly_chart(charts.sensitivity_figure(record), key="fig_mixed_sensitivity", theme=None, config=PLOTLY_CONFIG)
+        st.plotly_chart(sensitivity_figure(record), key="fig_mixed_sensitivity", theme=None, config=PLOTLY_CONFIG)
     with right:
-        st.plotly_chart(charts.fidelity_trail_figure(record), key="fig_mixed_trail", theme=None, config=PLOTLY_CONFIG)
-        st.caption(charts.sensitivity_summary(record, max_fp32=int(cap)))
+        st.plotly_chart(fidelity_trail_figure(record), key="fig_mixed_trail", theme=None, config=PLOTLY_CONFIG)
+        st.caption(sensitivity_summary(record, max_fp32=int(cap)))
         st.caption("Sensitivity is measured one node at a time, so it ignores how errors add up across nodes; the line chart shows the real "
                    "fidelity of the whole mixed model as nodes go back to fp32, most sensitive first. "
                    f"Compare its speed and quality: add `{spec}` on Models & variants.")
     with st.expander("Sensitivity numbers"):
         kept = set(record.get("kept_fp32") or [])
-        st.dataframe(pd.DataFrame([{"node": charts.short_node_name(r["node"]), "ONNX node": r["node"], "fidelity alone in int8": r.get("fidelity"),
+        st.dataframe(pd.DataFrame([{"node": short_node_name(r["node"]), "ONNX node": r["node"], "fidelity alone in int8": r.get("fidelity"),
                                     "loss": r.get("loss"), "kept in fp32": r["node"] in kept} for r in record["nodes"]]),
                      hide_index=True, column_config={"fidelity alone in int8": st.column_config.NumberColumn(format="%.5f"),
                                                      "loss": st.column_config.NumberColumn(format="%.2e")})
@@ -169,7 +170,7 @@ def main() -> None:
     m3.metric("absmax relative error", f"{errors['absmax'] * 100:.3f}%")
     m4.metric("zero-point relative error", f"{errors['zeropoint'] * 100:.3f}%")
     where = f"group {group_size}" if granularity == "group" else granularity
-    st.plotly_chart(charts.weight_histogram_figure(short_layer_name(layer), original, {f"{k} ({where})": v for k, v in dequantized.items()}, bits=bits),
+    st.plotly_chart(weight_histogram_figure(short_layer_name(layer), original, {f"{k} ({where})": v for k, v in dequantized.items()}, bits=bits),
                     key="fig_weights_hist", theme=None, config=PLOTLY_CONFIG)
 
     st.subheader("Error of every layer")
@@ -178,7 +179,7 @@ def main() -> None:
     with st.spinner("Quantizing every layer..."):
         rows = _layer_errors(name, task, pol.allow_local, scheme, bits, group_size, source.fingerprint)
     shown = [dict(r, layer=short_layer_name(r["layer"])) for r in rows]
-    st.plotly_chart(charts.layer_error_figure(shown, scheme, bits, group_size), key="fig_layer_errors", theme=None, config=PLOTLY_CONFIG)
+    st.plotly_chart(layer_error_figure(shown, scheme, bits, group_size), key="fig_layer_errors", theme=None, config=PLOTLY_CONFIG)
     worst = max(rows, key=lambda r: r["tensor"])
     ratio = np.median([r["tensor"] / r["channel"] for r in rows if r["channel"] > 0]) if rows else float("nan")
     group_ratio = np.median([r["channel"] / r["group"] for r in rows if r["group"] > 0]) if rows else float("nan")

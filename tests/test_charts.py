@@ -1,4 +1,4 @@
-"""Figure builders (core/charts.py): pure functions report -> go.Figure, checked without Streamlit."""
+"""Figure builders (core/charts/): pure functions report -> go.Figure, checked without Streamlit."""
 
 from __future__ import annotations
 
@@ -301,3 +301,19 @@ def test_quality_budget_line_on_the_pareto_chart():
     assert not charts.quality_latency_figure(rep).layout.shapes   # without budgets: as before
     rep["task"] = "embedding"
     assert charts.budget_threshold(rep, {"min_cosine": 0.995}) == (0.995, "cosine ≥ 0.995")
+
+
+def test_storage_and_report_accessors_import_no_charts():
+    """The charts sit above the run history (storage) and the report accessors: neither imports them, not even inside a function."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for path in ("core/history.py", "core/report_access.py", "core/report.py"):
+        imported = set()
+        for node in ast.walk(ast.parse((root / path).read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                imported |= {f"{node.module or ''}.{a.name}".strip(".") for a in node.names} | {node.module or ""}
+            elif isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names}
+        assert not [m for m in imported if m in ("charts", "core.charts") or m.startswith(("charts.", "core.charts."))], path

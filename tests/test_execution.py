@@ -211,9 +211,10 @@ def test_compare_page_shows_the_cross_hardware_view():
 
 def test_exports_keep_every_target():
     from core import history
+    from core.charts import html_report
 
     merged = cross_report(lost=True)
-    page = history.export_html(merged)
+    page = html_report.export_html(merged)
     assert page.count("<script type=\"text/javascript\">") <= 2 and "Speed-up against fp32 on each hardware target" in page
     assert "epyc-vnni: AMD EPYC 9654" in page and "node lost during onnx-int8 (latency)" in page
     run_id = history.save_run(merged)

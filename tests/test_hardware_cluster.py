@@ -184,7 +184,7 @@ def test_busy_slot_fails_dispatch_clearly(cluster, tiny_embedder_dir):
 
 def test_cancel_ends_the_remote_worker(cluster, tiny_embedder_dir):
     _driver(cluster)
-    from core.evaluate import EvalConfig, validate
+    from core.evaluate import WORKER, EvalConfig, validate
     from core.execution.events import Cancelled
     from core.execution.targets import choose, list_targets, run_across
 
@@ -213,7 +213,7 @@ def test_cancel_ends_the_remote_worker(cluster, tiny_embedder_dir):
             stop.set()
 
     with pytest.raises(Cancelled):
-        run_across(cfg, chosen, progress=progress, should_stop=stop.is_set)
+        run_across(cfg, chosen, worker=WORKER, progress=progress, should_stop=stop.is_set)
     assert any(e.get("target") == "edge" and e.get("phase") == "latency" for e in seen)
     assert before, "no measuring worker was found while it measured"
     deadline = time.time() + 20

@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from core import history
+from core.charts import html_report
 from core.report import report_from_json
 from test_charts import classification_report
 
@@ -124,7 +125,7 @@ def test_exports():
 
 
 def test_html_export_is_standalone_and_offline():
-    html = history.export_html(classification_report())
+    html = html_report.export_html(classification_report())
     assert html.startswith("<!DOCTYPE html>")
     assert not re.search(r"<script[^>]*\bsrc=", html)               # no script is fetched: plotly.js is inline, it opens offline
     assert len(html) > 1_000_000 and "Plotly.newPlot" in html        # ... which makes it a few MB
@@ -136,7 +137,7 @@ def test_html_export_is_standalone_and_offline():
 def test_html_export_shows_the_whole_dataset_throughput():
     from test_charts import SPREADS, throughput
 
-    html = history.export_html(throughput(SPREADS, batch=32))
+    html = html_report.export_html(throughput(SPREADS, batch=32))
     assert "<h2>Whole-dataset throughput</h2>" in html and "at batch 32" in html and "over 5 alternated passes per mode" in html
     assert "<td>onnx-int8</td><td>300 [250-320]</td><td>290 [240-310]</td><td>5</td><td>38% -&gt; 5%</td><td>no difference within noise" in html
     assert "sorted 1.33x faster; padding 38% of tokens unsorted -&gt; 5% sorted" in html

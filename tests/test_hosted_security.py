@@ -32,6 +32,7 @@ from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
 from core import history, hosting
+from core.charts import html_report
 from core.errors import QlabError
 from core.jobs import JobQueue, get_queue
 
@@ -565,7 +566,7 @@ def test_uploaded_file_name_with_markdown(session_store):
 def test_html_export_escapes_imported_strings(session_store):
     evil = report(model="<script>alert(1)</script>", environment={"cpu": "<a href='http://evil.example'>cpu</a>", "threads": 2})
     evil["results"][1]["notes"] = ["<img src=x onerror=alert(1)>"]
-    page = history.export_html(history.parse_report_bytes(json.dumps(evil).encode(), "evil.json"))
+    page = html_report.export_html(history.parse_report_bytes(json.dumps(evil).encode(), "evil.json"))
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<img src=x" not in page and "<a href='http://evil.example'>" not in page
     serving()

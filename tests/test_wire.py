@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from core.errors import DataError, QlabError, first_line
-from core.evaluate import WorkerError, run_worker
+from core.evaluate import WORKER, WorkerError, run_worker
 from core.execution import events, local, ray_cluster, wire
 
 RECORDS = [wire.WireError(wire.USER, "Your data has no text column; rename it to text."),
@@ -120,7 +120,7 @@ def test_the_ray_node_runner_replies_in_the_wire_format(monkeypatch, raised, kin
 
     monkeypatch.setattr(core.evaluate, "run_evaluation", fail)
     node = ray_cluster.NodeRunner()
-    node._run({"task": "embedding", "model": "m", "variants": ["fp32"]}, None)   # the actor's thread, run here
+    node._run({"task": "embedding", "model": "m", "variants": ["fp32"]}, None, WORKER)   # the actor's thread, run here
     reply = node.poll(0)
     assert reply["state"] == state and reply["result"] is None
     assert wire.error_in(reply) == wire.error_from_exception(raised) and wire.error_in(reply).kind == kind

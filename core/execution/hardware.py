@@ -11,29 +11,11 @@ import os
 import platform
 import socket
 
+from ..env import read_cpuinfo
+
 # the instruction sets that decide int8 / bf16 speed, in the order badges show them
 ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16", "neon", "asimd", "asimddot")
 LOCAL_ID = "local"
-
-
-def _cpuinfo() -> tuple[str, set[str]]:
-    model, flags = "", set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key in ("model name", "Model", "Hardware") and not model:
-                    model = value.strip()
-                elif key in ("flags", "Features") and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
-    if "asimd" in flags or platform.machine().lower() in ("aarch64", "arm64"):
-        flags.add("neon")   # every ARMv8 core has NEON (reported as asimd)
-        if "asimddp" in flags:
-            flags.add("asimddot")
-    return model or platform.processor() or platform.machine() or "unknown", flags
 
 
 def _gpu() -> tuple[str | None, int | None]:
@@ -73,7 +55,7 @@ def probe() -> dict:
     """This machine, as a hardware target sees it."""
     import psutil
 
-    model, flags = _cpuinfo()
+    model, flags = read_cpuinfo()
     gpu, gpu_memory = _gpu()
     return {
         "hostname": socket.gethostname(),

@@ -20,12 +20,11 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Callable
 
+from ..paths import PROJECT_ROOT
 from .wire import Cancelled, decode
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 KILL_AFTER_S = 8.0
 _PR_SET_PDEATHSIG = 1
 

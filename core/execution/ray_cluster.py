@@ -6,9 +6,9 @@
   it) and names it: its ``qlab-name`` label, else its hostname plus a short node id.
 * ``run_on_node()`` starts a :class:`NodeRunner` actor on the node (pinned, ``max_restarts=0``: a result must
   never carry another node's hardware). The actor takes the node's ``qlab_bench`` slot, so one comparison
-  measures on a node at a time, and the host's measurement lock (nodes on one host share cores). It runs
-  ``core.evaluate.run_evaluation`` there: the node builds variants into its own store, computes its own fp32
-  reference, and measures each variant in a fresh local process with the thread settings it was given. Events
+  measures on a node at a time, and the host's measurement lock (nodes on one host share cores). It runs the
+  worker it was given there (the engine's, ``core.evaluate.WORKER``, runs ``run_evaluation``): the node builds
+  variants into its own store, computes its own fp32 reference, and measures each variant in a fresh local process with the thread settings it was given. Events
   are polled back; a node that dies gives :class:`NodeLost` naming the variant and phase it was in.
 
 Nodes run their own checkout of the lab (``scripts/join_cluster.sh`` starts them with it on ``PYTHONPATH`` and
@@ -25,12 +25,15 @@ import re
 import socket
 import threading
 import time
-from pathlib import Path
 from typing import Callable
 
+from ..env import THREAD_VARS
 from ..errors import QlabError
+from ..paths import PROJECT_ROOT, store_root
 from . import wire
+from .machine_lock import machine_lock
 from .wire import Cancelled, NodeLost
+from .worker import Worker, resolve_worker
 
 ADDRESS_ENV = "QLAB_RAY_ADDRESS"
 NAME_LABEL = "qlab-name"
@@ -41,7 +44,6 @@ PROBE_TIMEOUT_S = 60.0
 POLL_S = 0.5
 DISPATCH_TIMEOUT_ENV = "QLAB_RAY_DISPATCH_TIMEOUT_S"
 DEFAULT_DISPATCH_TIMEOUT_S = 600.0
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def configured_address() -> str | None:
@@ -197,35 +199,31 @@ class NodeRunner:
 
         return {"node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid(), "hostname": socket.gethostname()}
 
-    def start(self, config: dict, data_bytes: bytes | None) -> bool:
+    def start(self, config: dict, data_bytes: bytes | None, worker: Worker) -> bool:
         with self._lock:
             if self._state != "idle":
                 return False
             self._state = "running"
-        threading.Thread(target=self._run, args=(config, data_bytes), daemon=True, name="qlab-node-run").start()
+        threading.Thread(target=self._run, args=(config, data_bytes, worker), daemon=True, name="qlab-node-run").start()
         return True
 
     def _emit(self, event: dict) -> None:
         with self._lock:
             self._events.append(dict(event))
 
-    def _run(self, config: dict, data_bytes: bytes | None) -> None:
-        from ..evaluate import EvalConfig, run_evaluation
-        from ..history import store_root
-        from ..runner import THREAD_VARS
-        from .machine_lock import machine_lock
-
+    def _run(self, config: dict, data_bytes: bytes | None, worker: Worker) -> None:
         for key in THREAD_VARS:   # Ray sets OMP_NUM_THREADS=1 for zero-CPU actors; measure with the settings given instead
             os.environ.pop(key, None)
         try:
-            known = set(EvalConfig.__dataclass_fields__)
-            cfg = EvalConfig(**{k: v for k, v in config.items() if k in known and k != "data_bytes"}, data_bytes=data_bytes)
+            run = resolve_worker(worker)
+            model = config.get("model")
 
             def on_wait(message: str) -> None:
-                self._emit({"variant": cfg.model, "index": 0, "total": len(cfg.variants) or 1, "phase": "build", "fraction": 0.0, "message": message})
+                self._emit({"variant": model, "index": 0, "total": len(config.get("variants") or []) or 1, "phase": "build", "fraction": 0.0,
+                            "message": message})
 
-            with machine_lock(store_root(), {"by": "cluster measurement", "model": cfg.model}, should_stop=self._stop.is_set, on_wait=on_wait):
-                report = run_evaluation(cfg, progress=self._emit, should_stop=self._stop.is_set)
+            with machine_lock(store_root(), {"by": "cluster measurement", "model": model}, should_stop=self._stop.is_set, on_wait=on_wait):
+                report = run(config, data_bytes, progress=self._emit, should_stop=self._stop.is_set)
             report["environment"] = dict(report.get("environment") or {}, **self.ready())   # where it really ran
             with self._lock:
                 self._result, self._state = report, "done"
@@ -262,9 +260,10 @@ def _actor_class():
     return ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0, max_concurrency=4)(NodeRunner)
 
 
-def run_on_node(target: dict, config: dict, data_bytes: bytes | None, *, on_event: Callable[[dict], None] | None = None,
+def run_on_node(target: dict, config: dict, data_bytes: bytes | None, *, worker: Worker, on_event: Callable[[dict], None] | None = None,
                 should_stop: Callable[[], bool] | None = None, dispatch_timeout: float | None = None) -> dict:
-    """Run the comparison ``config`` on ``target``'s node and return its report; see the module docstring."""
+    """Run ``worker`` (a "module:function" name or a picklable callable, see core.execution.launcher) on ``config`` on
+    ``target``'s node and return its report; see the module docstring."""
     import ray
     from ray.exceptions import GetTimeoutError, RayActorError, RayError
 
@@ -294,7 +293,7 @@ def run_on_node(target: dict, config: dict, data_bytes: bytes | None, *, on_even
                               "fraction": 0.0, "message": f"waiting for a measurement slot on {name} ({waited:.0f} s)"})
             except RayActorError:
                 raise NodeLost(f"node lost before the comparison started on {name}") from None
-        if not ray.get(actor.start.remote(config, data_bytes), timeout=60):
+        if not ray.get(actor.start.remote(config, data_bytes, worker), timeout=60):
             raise QlabError(f"Hardware target {name} refused the comparison (its runner was busy).")
         since = 0
         while True:

@@ -22,6 +22,7 @@ from . import ray_cluster, wire
 from .hardware import LOCAL_ID, local_target
 from .launcher import LocalLauncher, launcher_for
 from .wire import Cancelled
+from .worker import Worker
 
 # a target's status in the report, from the kind of error that ended it (core.execution.wire)
 STATUS = {wire.CANCELLED: "cancelled", wire.NODE_LOST: "lost", wire.USER: "failed", wire.BUG: "failed"}
@@ -82,16 +83,17 @@ def choose(selection: list[str], targets: list[dict], allowed: list[str] | None 
     return chosen
 
 
-def run_across(config, chosen: list[dict], *, progress: Callable[[dict], None] | None = None,
+def run_across(config, chosen: list[dict], *, worker: Worker, progress: Callable[[dict], None] | None = None,
                should_stop: Callable[[], bool] | None = None) -> dict:
-    """Run the comparison ``config`` (an EvalConfig) on every chosen target; returns the (merged) report dict.
+    """Run ``worker`` on the comparison ``config`` (an EvalConfig: ``data``, ``data_bytes``, ``model``, ``variants``)
+    on every chosen target; returns the (merged) report dict. The engine's worker is ``core.evaluate.WORKER``.
 
     One target without a cluster: today's one-machine report (the local launcher). Otherwise each target runs in
     its own thread through its launcher (core.execution.launcher), and the reports are merged (see the module
     docstring). Raises Cancelled on request.
     """
     if len(chosen) == 1 and not chosen[0].get("node_id"):
-        return LocalLauncher().run(chosen[0], config, None, progress=progress, should_stop=should_stop)
+        return LocalLauncher().run(chosen[0], config, None, worker=worker, progress=progress, should_stop=should_stop)
 
     data_bytes = config.data_bytes
     if data_bytes is None and config.data:   # a path on this machine means nothing on another node: send the bytes
@@ -112,7 +114,7 @@ def run_across(config, chosen: list[dict], *, progress: Callable[[dict], None] |
                 with lock:
                     progress(dict(event, target=target["id"]))
         try:
-            report = launcher_for(target).run(target, config, data_bytes, progress=relay, should_stop=stop)
+            report = launcher_for(target).run(target, config, data_bytes, worker=worker, progress=relay, should_stop=stop)
             outcome = {"status": "ok", "report": report}
         except Exception as err:  # noqa: BLE001 - one target's failure (a bug included) must not lose the others' results
             error = wire.error_from_exception(err)

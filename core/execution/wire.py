@@ -36,10 +36,10 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NoReturn
 
 from ..errors import QlabError, first_line
+from ..paths import atomic_write_text
 
 EVENT_PREFIX = "@@qlab "
 
@@ -178,7 +178,4 @@ def error_in(payload) -> WireError | None:
 
 def write_json(path: str | os.PathLike, payload: dict) -> None:
     """Write a result or error file whole (a temporary file, then a rename): the reader never sees half of it."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(payload, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload, default=str))

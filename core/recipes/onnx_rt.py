@@ -65,9 +65,9 @@ def calibration_fidelity(ctx: BuildContext, fp32_graph: Path, graph: Path) -> fl
 
 
 def _table_budget() -> float:
-    from ..recommend import DEFAULT_BUDGETS
+    from ..tasks import default_budgets
 
-    return float(DEFAULT_BUDGETS["min_cosine"])
+    return float(default_budgets()["min_cosine"])
 
 
 def build_onnx_int8(ctx: BuildContext, params: dict, out: Path) -> dict:
