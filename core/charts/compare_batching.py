@@ -4,35 +4,17 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from ..report import throughput_summary
 from ..report_access import ok_results
+from ..reporting.throughput import DatasetThroughput, ThroughputMode, throughput_summary
 from .common import empty_figure, legend_below, report_colors, style_figure
 
 
-def _throughput(value) -> float | None:
-    if isinstance(value, dict):
-        value = value.get("throughput_per_s", value.get("texts_per_s"))
-    try:
-        return None if value is None else float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _spread(mode: dict | None, median: float | None) -> tuple[float | None, float | None]:
+def _spread(mode: ThroughputMode, median: float | None) -> tuple[float | None, float | None]:
     """(above, below) the median to the pass maximum / minimum: the whiskers (None without repeated passes)."""
-    if median is None or not isinstance(mode, dict):
-        return None, None
-    lo, hi = _throughput(mode.get("texts_per_s_min")), _throughput(mode.get("texts_per_s_max"))
-    if lo is None or hi is None:
+    lo, hi = mode.rate("texts_per_s_min"), mode.rate("texts_per_s_max")
+    if median is None or lo is None or hi is None:
         return None, None
     return max(0.0, hi - median), max(0.0, median - lo)
-
-
-def _as_mode(value) -> dict:
-    """One mode's record as a dict (a bare number is a texts/s from an older shape; anything else counts as missing)."""
-    if isinstance(value, dict):
-        return value
-    return {"texts_per_s": value} if isinstance(value, (int, float)) and not isinstance(value, bool) else {}
 
 
 def _pct(value) -> str:
@@ -46,21 +28,20 @@ def batching_figure(report: dict) -> go.Figure:
     sorting cannot matter there (no padding)."""
     title = "Sorted against unsorted batching (whole dataset)"
     colors = report_colors(report)
-    tputs = [(r, r.get("dataset_throughput") if isinstance(r.get("dataset_throughput"), dict) else {}) for r in ok_results(report)]
-    sizes = {dt.get("batch_size") for _, dt in tputs} - {None}
+    tputs = [(r, DatasetThroughput.from_dict(r.get("dataset_throughput"))) for r in ok_results(report)]   # its one parser, every age
+    sizes = {dt.batch_size for _, dt in tputs} - {None}
     if len(sizes) == 1:
         title = f"Sorted against unsorted batching (whole dataset, batch {next(iter(sizes))})"
     rows = []
     for r, dt in tputs:
-        dt = dict(dt, **{m: _as_mode(dt.get(m)) for m in ("sorted", "unsorted")})
-        s, u = _throughput(dt.get("sorted")), _throughput(dt.get("unsorted"))
+        s, u = dt.mode("sorted").rate(), dt.mode("unsorted").rate()
         if s is not None or u is not None:
             rows.append((r["variant"], dt, s, u, throughput_summary(dt)))
     if not rows:
         return empty_figure(title, "Dataset throughput was not measured in this run.")
     names = [row[0] for row in rows]
     cols = [colors[n] for n in names]
-    pads = {mode: {(row[1].get(mode) or {}).get("padding_fraction") for row in rows} for mode in ("sorted", "unsorted")}
+    pads = {mode: {row[1].mode(mode).padding_fraction for row in rows} for mode in ("sorted", "unsorted")}
     shared_pad = {mode: next(iter(v)) for mode, v in pads.items() if len(v) == 1 and isinstance(next(iter(v)), (int, float))}
     fig = go.Figure()
     modes = (("sorted", "sorted by length", "", 1.0, "s"), ("unsorted", "file order (unsorted)", "/", 0.55, "u"))
@@ -72,11 +53,11 @@ def batching_figure(report: dict) -> go.Figure:
     tops = []
     for k, (mode, label, pattern, opacity, group) in enumerate(modes):
         ys = [row[2 + k] for row in rows]
-        spreads = [_spread(row[1].get(mode), y) for row, y in zip(rows, ys)]
+        spreads = [_spread(row[1].mode(mode), y) for row, y in zip(rows, ys)]
         whiskers = any(up is not None for up, _ in spreads)
         tops += [y + (up or 0.0) for y, (up, _) in zip(ys, spreads) if y is not None]
-        custom = [[_throughput((row[1].get(mode) or {}).get("texts_per_s_min")), _throughput((row[1].get(mode) or {}).get("texts_per_s_max")),
-                   (row[1].get(mode) or {}).get("passes") or 1, _pct((row[1].get(mode) or {}).get("padding_fraction"))] for row in rows]
+        custom = [[m.rate("texts_per_s_min"), m.rate("texts_per_s_max"), m.passes or 1, _pct(m.padding_fraction)]
+                  for m in (row[1].mode(mode) for row in rows)]
         fig.add_trace(go.Bar(
             x=names, y=ys, name=label, showlegend=False, offsetgroup=group,
             marker=dict(color=cols, opacity=opacity, pattern=dict(shape=pattern, fgcolor="white", size=7)),
@@ -90,9 +71,9 @@ def batching_figure(report: dict) -> go.Figure:
     fig.update_layout(barmode="group", bargap=0.3)
     legend_below(fig, "Batching")
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=names)
-    if len(shared_pad) < 2 and any(isinstance((row[1].get("sorted") or {}).get("padding_fraction"), (int, float)) for row in rows):
+    if len(shared_pad) < 2 and any(isinstance(row[1].mode("sorted").padding_fraction, (int, float)) for row in rows):
         fig.update_xaxes(tickmode="array", tickvals=names, ticktext=[  # padding differs by variant: label it under each name
-            f"{row[0]}<br>padding {_pct((row[1].get('unsorted') or {}).get('padding_fraction'))} → {_pct((row[1].get('sorted') or {}).get('padding_fraction'))}"
+            f"{row[0]}<br>padding {_pct(row[1].mode('unsorted').padding_fraction)} → {_pct(row[1].mode('sorted').padding_fraction)}"
             for row in rows])
     top = max(tops, default=1.0) or 1.0
     for name, dt, s, u, summary in rows:
@@ -104,7 +85,7 @@ def batching_figure(report: dict) -> go.Figure:
             text = f"{summary['gain']:.2f}x: noise, not sorting" if summary["gain"] else ""
         else:
             text = f"sorted {summary['gain']:.2f}x" if summary["gain"] else ""
-        group_top = max(v + (_spread(dt.get(m), v)[0] or 0.0) for m, v in (("sorted", s), ("unsorted", u)) if v is not None)
+        group_top = max(v + (_spread(dt.mode(m), v)[0] or 0.0) for m, v in (("sorted", s), ("unsorted", u)) if v is not None)
         fig.add_annotation(x=name, y=group_top, text=text, showarrow=False, yanchor="bottom", yshift=4, font=dict(size=11, color="#333"),
                            name="verdict")
     notes = []
