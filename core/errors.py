@@ -31,3 +31,7 @@ def first_line(err: BaseException | str, limit: int = 300) -> str:
     The one place a multi-line message (a library's, a traceback's) becomes a line a person can read.
     """
     return (str(err).strip().splitlines() or [""])[0][:limit].rstrip()
+
+
+class ExportError(QlabError):
+    """An export that cannot be written: a bad or occupied output folder, a damaged or missing store entry, a cap."""

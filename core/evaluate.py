@@ -32,8 +32,10 @@ from .env import cuda_available
 from .errors import QlabError, RecipeError, SourceError
 from .execution import local, scratch, wire
 from .execution.events import PHASES, Cancelled
-from .generation import DEFAULT_NEW_TOKENS, DEFAULT_PROMPT_LENGTHS, MAX_NEW_TOKENS
+from .generation import DEFAULT_NEW_TOKENS, DEFAULT_PROMPT_LENGTHS, MAX_NEW_TOKENS, NO_KV_CACHE
 from .paths import PROJECT_ROOT
+from .recipes.family import causes_from_notes
+from .recipes.registry import slow_causes
 from .recommend import budgets_for, default_batch_size, recommend
 from .report import REFERENCE, Report, VariantResult, finite, speed_unit
 from .runner import thread_env
@@ -298,23 +300,6 @@ def run_worker(job: dict, job_dir: Path, on_event: Callable[[dict], None] | None
 
 
 # -- notes ------------------------------------------------------------------------------------------
-CAUSES = (
-    ("qnnpack", "the qnnpack engine (ARM kernels) runs on this x86 CPU; use engine=x86"),
-    ("no native bf16", "this CPU has no avx512_bf16/AMX, so bf16 matmuls run in ATen's fallback bf16 GEMM (converted to fp32 in software), not oneDNN"),
-    ("but no AMX", "no AMX on this CPU, so bf16 matmuls gain little"),
-    ("no VNNI", "this CPU has no VNNI, so int8 matmuls gain little over fp32"),
-    ("Weight-only", "weight-only int8 is dequantized to fp32 at load, so it computes exactly like fp32 (the gap is noise)"),
-    ("neither VNNI", "no VNNI/AMX on this CPU, so torchao's torch._int_mm runs ATen's fallback int8 GEMM (no oneDNN kernel)"),
-    # the torchao recipe's own note, not the torch.ao deprecation
-    ("targets GPUs first", "torchao's CPU int8 path quantizes activations with eager ops on every Linear call"),
-    ("fell back", "a fallback: "),
-    ("fusion failed", "the graph runs unfused"),
-    ("No transformer fusion", "the graph runs unfused"),
-    ("without a KV cache", "it has no KV cache, so every new token re-runs the whole sequence"),
-    ("float zero points are outside", "HQQ's float zero points take ONNX Runtime's slow MatMulNBits path, not its int8-compute kernel"),
-)
-
-
 def slow_notes(result: VariantResult, ref: VariantResult, batch_sizes: list[int], environment: dict, tolerance: float = 1.05) -> list[str]:
     """'slower than fp32 at batch N (X ms vs Y ms); likely cause: ...' for every batch size where the variant lost
     (by more than ``tolerance`` and beyond fp32's own p90, so noise on a busy machine is not explained as a cause)."""
@@ -329,11 +314,10 @@ def slow_notes(result: VariantResult, ref: VariantResult, batch_sizes: list[int]
         ref_p90 = ref.speed_p90_at(b)
         if ref_p90 and mine <= ref_p90:   # within fp32's own run-to-run spread: not a real slowdown
             continue
-        causes = []
-        for needle, cause in CAUSES:
-            hit = next((n for n in result.notes if needle.lower() in n.lower()), None)
-            if hit and cause not in causes:
-                causes.append(cause + (hit.rstrip(".") if cause.endswith(": ") else ""))
+        causes = []   # the variant's family explains it (core/recipes/<family>/), then the scenario (no KV cache)
+        for cause in [*slow_causes(result, environment), *causes_from_notes((NO_KV_CACHE,), result.notes)]:
+            if cause.words not in causes:
+                causes.append(cause.words)
         threads, cores = environment.get("threads"), environment.get("cores")
         if threads and cores and threads > cores:
             causes.append(f"{threads} threads on {cores} logical cores oversubscribe the CPU")

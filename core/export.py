@@ -3,7 +3,8 @@
 ``export_variant(model, spec, out)`` builds the variant into the store if it is not there, refuses a damaged store
 entry, and writes ``out/``:
 
-* the weights in a safe format, per artifact kind (one entry per recipe in ``EXPORTERS``):
+* the weights in a safe format, per artifact kind (each recipe's family declares its exporter, in its own folder,
+  ``core/recipes/<family>/``; ``EXPORTERS`` is the registry's table of them):
   - ONNX variants: ``model.onnx`` (plus its external data files, if any), copied from the store;
   - weight-only int8: ``weights.safetensors`` with the int8 weights and their float32 scales (and zero points),
     laid out in each parameter's own shape so that ``W = (q - zp) / scale`` is one broadcast (GPT-2's Conv1D
@@ -38,7 +39,8 @@ from pathlib import Path
 from typing import Callable
 
 from . import env
-from .errors import QlabError, RecipeError
+from .errors import ExportError, QlabError, RecipeError
+from .recipes.registry import EXPORTERS, NOT_EXPORTED
 from .snippets import MAX_LINES, OUTPUT, RUNTIMES, readme, snippet
 from .tasks import get_task
 
@@ -46,10 +48,6 @@ FORMAT = 1
 META, README, REQUIREMENTS = "qlab.json", "README.md", "requirements.txt"
 MAX_RUNS_SCANNED = 500   # saved runs read when looking for this variant's measurements (newest first)
 STORED_SUFFIXES = (".onnx", ".safetensors", ".data", ".bin")
-
-
-class ExportError(QlabError):
-    """An export that cannot be written: a bad or occupied output folder, a damaged or missing store entry, a cap."""
 
 
 @dataclass
@@ -84,133 +82,8 @@ class Job:
         return json.loads(path.read_text()) if path.is_file() else {}
 
 
-@dataclass(frozen=True)
-class Exporter:
-    kind: str                                   # the snippet kind (core.snippets.SNIPPETS) and runtime
-    write: Callable[[Job, Path], dict]          # writes the weights into the folder; returns the recipe block of qlab.json
-
-
-# -- writers ---------------------------------------------------------------------------------------
-def _copy(src: Path, dst: Path) -> None:
-    shutil.copyfile(src, dst)   # contents only: nothing of the store's file (mode, times) is shared or touched
-
-
-def _copy_config(source_dir: Path, out: Path) -> None:
-    for name in ("config.json", "generation_config.json"):
-        if (source_dir / name).is_file():
-            _copy(source_dir / name, out / name)
-
-
-def write_onnx(job: Job, out: Path) -> dict:
-    """model.onnx and any external data files, as stored (the lab's own JSON bookkeeping stays behind)."""
-    for path in sorted(job.art.iterdir()):
-        if path.is_file() and path.suffix != ".json":
-            _copy(path, out / path.name)
-    info = job.art_json("onnx.json")
-    block = {"apply_on_load": "nothing: the graph is already quantized; run it with onnxruntime.InferenceSession",
-             "graph": "model.onnx", "notes": info.get("notes", [])}
-    if info.get("weight_type"):
-        block["weight_type"] = info["weight_type"]
-    mixed = job.art_json("sensitivity.json")
-    if mixed:
-        block.update(kept_fp32=mixed.get("kept_fp32", []), calibration_fidelity=mixed.get("final_fidelity"))
-    return block
-
-
-def write_pretrained(job: Job, out: Path) -> dict:
-    """The stored save_pretrained folder (config + safetensors in the variant's dtype)."""
-    for path in sorted((job.art / "model").iterdir()):
-        if path.is_file():
-            _copy(path, out / path.name)
-    dtype = job.art_json("manifest.json").get("dtype") or "float32"
-    if job.recipe.name == "torchscript":
-        return {"apply_on_load": "torch.jit.trace of the fp32 model (TorchScript archives are pickles; the lab keeps safetensors and traces at load)",
-                "dtype": "float32"}
-    return {"apply_on_load": f"nothing: load with from_pretrained(dtype=torch.{dtype})", "dtype": dtype, "output_dtype": dtype}
-
-
-def _source_weight_files(source_dir: Path) -> list[Path]:
-    files = sorted(source_dir.glob("*.safetensors"))
-    index = source_dir / "model.safetensors.index.json"
-    return files + ([index] if index.is_file() else [])
-
-
-def write_dynamic_int8(job: Job, out: Path) -> dict:
-    """The source's fp32 safetensors; the snippet applies quantize_dynamic exactly as the lab built the variant."""
-    meta = job.art_json("quantized.json")
-    if not meta.get("modules"):
-        raise ExportError(f"The stored '{job.label}' has no record of its quantized layers (quantized.json); delete it and export again to rebuild it.")
-    _copy_config(job.source.path, out)
-    for path in _source_weight_files(Path(job.source.path)):
-        _copy(path, out / path.name)
-    engine = meta["engine"]
-    qconfig = "per_channel_dynamic_qconfig" if meta.get("per_channel", engine != "qnnpack") else "default_dynamic_qconfig"
-    return {"apply_on_load": "torch.ao.quantization.quantize_dynamic (int8 weights, activations quantized on the fly)",
-            "engine": engine, "qconfig": qconfig, "dtype": "qint8", "modules": list(meta["modules"]),
-            "conv1d_to_linear": bool(meta.get("conv1d_converted")),
-            "weights": "the source's fp32 weights; quantize_dynamic computes the same int8 weights and scales the lab stored"}
-
-
-def write_weight_only(job: Job, out: Path) -> dict:
-    """int8 weights + float32 scales (and zero points), each laid out to broadcast against its parameter's shape."""
-    from safetensors.torch import load_file, save_file
-
-    meta = job.art_json("quantized.json")
-    tensors = load_file(str(job.art / "weights.safetensors"))
-    packed = {k: v for k, v in tensors.items() if not k.endswith((".q", ".scale", ".zp"))}
-    for name, info in meta["weights"].items():
-        q, scale, zp = tensors[f"{name}.q"], tensors[f"{name}.scale"], tensors.get(f"{name}.zp")
-        if info.get("transposed"):          # quantized per row of W.T ([out, in]): store q as [in, out], scales per column
-            q, shape = q.t().contiguous(), (1, scale.numel())
-        elif scale.numel() > 1:              # per output channel: one scale per row
-            shape = (scale.numel(),) + (1,) * (q.dim() - 1)
-        else:                                # per tensor
-            shape = (1,)
-        packed[f"{name}.q"], packed[f"{name}.scale"] = q, scale.reshape(shape).contiguous()
-        if zp is not None:
-            packed[f"{name}.zp"] = zp.float().reshape(shape).contiguous()
-    save_file(packed, str(out / "weights.safetensors"))
-    _copy_config(job.source.path, out)
-    return {"apply_on_load": "dequantize: W = (q - zero_point) / scale, then load_state_dict into the architecture from config.json",
-            "scheme": meta["scheme"], "granularity": meta["granularity"], "scope": meta["scope"],
-            "quantized": sorted(meta["weights"]),
-            "layout": "<name>.q int8 in the parameter's own shape; <name>.scale (and <name>.zp) float32, shaped to broadcast against it"}
-
-
-def write_torchao(job: Job, out: Path) -> dict:
-    """The stored absmax int8 weights dequantized to float32 (exactly what the lab hands to quantize_)."""
-    from .recipes import BuildContext
-    from .recipes.weight_only import load_dequantized
-
-    model = load_dequantized(BuildContext(source=job.source), job.art)
-    model.save_pretrained(str(out), safe_serialization=True)
-    return {"apply_on_load": "torchao.quantization.quantize_(model, Int8DynamicActivationInt8WeightConfig())",
-            "weights": "absmax per-channel int8 weights as stored by the lab, dequantized to float32"}
-
-
-_ONNX = Exporter("onnx", write_onnx)
-_WEIGHT_ONLY = Exporter("weight-only", write_weight_only)
-_PRETRAINED = Exporter("pretrained", write_pretrained)
-EXPORTERS: dict[str, Exporter] = {
-    "fp32": _PRETRAINED, "bf16": _PRETRAINED, "fp16": _PRETRAINED,
-    "dynamic-int8": Exporter("dynamic-int8", write_dynamic_int8),
-    "torchao-int8": Exporter("torchao", write_torchao),
-    "torchscript": Exporter("torchscript", write_pretrained),
-    "absmax-int8": _WEIGHT_ONLY, "zeropoint-int8": _WEIGHT_ONLY,
-    "onnx-fp32": _ONNX, "onnx-int8": _ONNX, "onnx-int8-static": _ONNX, "onnx-int8-mixed": _ONNX, "onnx-int4": _ONNX,
-}
-# recipes with no export format yet, and why (the lab's packed 4-bit and group-wise layouts need an unpacking step
-# longer than a README snippet); refused before anything is built
-NOT_EXPORTED = {
-    "absmax-int4": "packed 4-bit weight-only weights", "zeropoint-int4": "packed 4-bit weight-only weights",
-    "torchao-int4": "torchao 4-bit weights",
-    "onnx-genai": "onnxruntime-genai decoder graphs (their cache inputs have symbolic head sizes the snippet does not fill in yet)",
-}
-GROUPWISE = ("absmax-int8", "zeropoint-int8")
-
-
 # -- tokenizer, inputs and outputs -------------------------------------------------------------------
-def write_tokenizer(job: Job, out: Path, kind: str) -> dict:
+def write_tokenizer(job: Job, out: Path, needs_fast: bool) -> dict:
     """The lab's tokenizer (pad token and padding side as the lab sets them), with padding to the longest text and
     truncation at the lab's max length written into tokenizer.json, so the tokenizers library alone encodes alike."""
     from .sources import load_tokenizer
@@ -219,7 +92,7 @@ def write_tokenizer(job: Job, out: Path, kind: str) -> dict:
     tok.save_pretrained(str(out))
     path = out / "tokenizer.json"
     if not path.is_file():
-        if kind == "onnx":
+        if needs_fast:
             raise ExportError(f"Model '{job.source.name}' has no fast tokenizer (tokenizer.json), which ONNX exports need; export a torch variant instead.")
         return {"files": sorted(p.name for p in out.glob("*token*") if p.is_file()), "max_length": job.max_length}
     from tokenizers import Tokenizer
@@ -230,26 +103,6 @@ def write_tokenizer(job: Job, out: Path, kind: str) -> dict:
     backend.save(str(path))
     return {"file": "tokenizer.json", "max_length": int(job.max_length), "padding": "right, to the longest text of the batch",
             "pad_token": str(tok.pad_token), "pad_id": int(tok.pad_token_id), "truncation": f"at {job.max_length} tokens"}
-
-
-def _onnx_io(path: Path) -> tuple[list[dict], list[dict]]:
-    import onnx
-    from onnx.helper import tensor_dtype_to_np_dtype
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    inits = {i.name for i in graph.initializer}
-
-    def describe(values):
-        out = []
-        for v in values:
-            if v.name in inits:
-                continue
-            t = v.type.tensor_type
-            out.append({"name": v.name, "dtype": tensor_dtype_to_np_dtype(t.elem_type).name,
-                        "shape": [d.dim_param or d.dim_value for d in t.shape.dim]})
-        return out
-
-    return describe(graph.input), describe(graph.output)
 
 
 def _torch_io(task: str, dtype: str, labels: list[str], config) -> tuple[list[dict], list[dict]]:
@@ -438,7 +291,7 @@ def export_variant(model: str, spec: str, out, *, task: str | None = None, make_
     say = progress or (lambda message: None)
     recipe, params, label = resolve_spec(spec)
     exporter = EXPORTERS.get(recipe.name)
-    why = NOT_EXPORTED.get(recipe.name) or ("group-wise weight-only scales" if recipe.name in GROUPWISE and params.get("granularity") == "group" else None)
+    why = NOT_EXPORTED.get(recipe.name) or (exporter.refuse(params) if exporter else None)
     if why:
         raise ExportError(f"Variant '{label}' cannot be exported yet ({why} have no load-and-run snippet); "
                           "export onnx-int4 for 4-bit weights, or a per-channel or per-tensor int8 variant.")
@@ -474,11 +327,11 @@ def export_variant(model: str, spec: str, out, *, task: str | None = None, make_
     try:
         say(f"writing {label} weights")
         block = exporter.write(job, tmp)
-        tok_info = write_tokenizer(job, tmp, exporter.kind)
+        tok_info = write_tokenizer(job, tmp, exporter.needs_fast_tokenizer)
         runtime = RUNTIMES[exporter.kind]
         (tmp / REQUIREMENTS).write_text(_requirements(runtime), encoding="utf-8")
-        if exporter.kind == "onnx":
-            inputs, outputs = _onnx_io(tmp / "model.onnx")
+        if exporter.io is not None:
+            inputs, outputs = exporter.io(tmp)
         else:
             inputs, outputs = _torch_io(source.task, block.get("output_dtype", "float32"), list(source.labels), config)
         details = {**block, "max_length": job.max_length, "input_names": [i["name"] for i in inputs], "output_name": outputs[0]["name"]}

@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 
 from .bench import Protocol, cell_texts
+from .recipes.family import NoteCause
 from .reporting.cells import GenerationCell
 
 DEFAULT_PROMPT_LENGTHS = (32, 128)
@@ -104,6 +105,10 @@ def agreement(tokens: np.ndarray, reference: np.ndarray) -> tuple[int, int]:
     if tokens.shape != reference.shape:
         return 0, int(reference.size)
     return int((tokens == reference).sum()), int(reference.size)
+
+
+# the slow-variant cause of a variant of any family that generates without a KV cache, evidenced by no_cache_note's words
+NO_KV_CACHE = NoteCause("no-kv-cache", "it has no KV cache, so every new token re-runs the whole sequence", "without a KV cache")
 
 
 def no_cache_note(decoder) -> str | None:

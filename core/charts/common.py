@@ -16,24 +16,8 @@ import plotly.graph_objects as go
 from ..report_access import is_generation, is_reference, seq_lengths
 
 REFERENCE_COLOR = "#3b3b3b"
-RECIPE_COLORS = {
-    "fp32": REFERENCE_COLOR,
-    "bf16": "#8c564b",
-    "fp16": "#e377c2",
-    "dynamic-int8": "#1f77b4",
-    "torchao-int8": "#17becf",
-    "absmax-int8": "#ff7f0e",
-    "zeropoint-int8": "#bcbd22",
-    "torchscript": "#9467bd",
-    "onnx-fp32": "#2ca02c",
-    "onnx-int8": "#d62728",
-    "onnx-int8-static": "#a6761d",
-    "onnx-int8-mixed": "#e7298a",
-    "torchao-int4": "#0f8a99",        # 4-bit siblings: a darker or lighter shade of their int8 recipe's colour
-    "absmax-int4": "#c25700",
-    "zeropoint-int4": "#8a8b10",
-    "onnx-int4": "#8c1516",
-}
+from ..recipes.registry import COLORS as RECIPE_COLORS  # noqa: E402 - each recipe family declares its colours (core/recipes/<family>/)
+
 EXTRA_COLORS = ["#6a3d9a", "#b15928", "#1b9e77", "#7fc97f", "#66a61e", "#7570b3", "#e6ab02", "#386cb0", "#f0027f", "#bf5b17"]
 FONT = dict(family="Inter, 'Source Sans Pro', Helvetica, Arial, sans-serif", size=13)
 

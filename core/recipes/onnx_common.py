@@ -1,8 +1,8 @@
 """What the ONNX Runtime recipes share: the fp32 graph (exported from torch, fused by ONNX Runtime's transformer
 optimizer), sessions, loading a stored graph, and the output fidelity the int8 recipes score against fp32.
 
-``onnx_rt`` (onnx-fp32, onnx-int8, onnx-int8-static, onnx-int4) and ``mixed`` (onnx-int8-mixed) both build on this
-module; neither imports the other's private names.
+``onnxrt.recipes`` (onnx-fp32, onnx-int8, onnx-int8-static, onnx-int4), ``onnxrt.mixed`` (onnx-int8-mixed) and
+``genai`` (onnx-genai) build on this module; none imports another's private names.
 """
 
 from __future__ import annotations
@@ -22,10 +22,20 @@ from ..tasks import CAUSAL_LM, EMBEDDING
 from .base import BuildContext, Variant, read_json
 from .decoders import POSITIONS, OnnxCacheDecoder, graph_feeds, has_past, logits_name, present_name
 from .export_graph import additive_encoder_wrapper, classic_attention_for, decoder_example, decoder_with_past
+from .family import NoteCause
 from .torch_common import conv1d_to_linear, example_inputs, make_wrapper
 
 GRAPH = "model.onnx"
 OPSET = 17
+# slow-variant causes of graphs run here, each evidenced by the note written beside it (optimize below, make_session, and
+# onnx-int4's algorithm=hqq note), in the order they are told
+ONNX_RUNTIME_CAUSES = (
+    NoteCause("cuda-fell-back", "a fallback: ", "fell back", quote=True),
+    NoteCause("fusion-failed", "the graph runs unfused", "fusion failed"),
+    NoteCause("no-fusion-pattern", "the graph runs unfused", "No transformer fusion"),
+    NoteCause("hqq-float-zero-points", "HQQ's float zero points take ONNX Runtime's slow MatMulNBits path, not its int8-compute kernel",
+              "float zero points are outside"),
+)
 FUSION_TYPES = {"bert": "bert", "gpt2": "gpt2", "roberta": "bert", "distilbert": "bert", "xlm-roberta": "bert", "mpnet": "bert"}
 
 

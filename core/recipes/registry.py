@@ -1,13 +1,61 @@
-"""The one registry of quantization recipes: every name the CLI and UI accept is here."""
+"""The one registry of recipe families, and of the recipes they declare: every name the CLI and UI accept is here.
+
+Each family is one folder (``pytorch/``, ``weight_only/``, ``onnxrt/``, ``genai/``) whose ``FAMILY`` declares its recipes,
+exporters and snippets, chart colours and slow-variant causes; adding a family is its folder and one line in
+``FAMILIES``. The tables the rest of the lab reads (``RECIPES`` here, ``core.export.EXPORTERS``, ``core.snippets.SNIPPETS``
+and ``RUNTIMES``, ``core.charts.RECIPE_COLORS``) are filled from the families by :func:`install` and never written by hand.
+"""
 
 from __future__ import annotations
 
 from ..errors import RecipeError
-from . import mixed, onnx_genai, onnx_rt, torch_native, weight_only
+from . import genai, onnxrt, pytorch, weight_only
 from .base import Recipe, VariantSpec, parse_spec
+from .family import Cause, Exporter, Family
 
-RECIPES: dict[str, Recipe] = {r.name: r for r in (*torch_native.RECIPES, *weight_only.RECIPES, *onnx_rt.RECIPES, *mixed.RECIPES, *onnx_genai.RECIPES)}
+FAMILIES: list[Family] = [
+    pytorch.FAMILY,
+    weight_only.FAMILY,
+    onnxrt.FAMILY,
+    genai.FAMILY,
+]
 REFERENCE = "fp32"
+
+# filled in place by install(): modules that imported them see the same dicts
+RECIPES: dict[str, Recipe] = {}
+FAMILY_OF: dict[str, Family] = {}            # recipe name -> its family
+EXPORTERS: dict[str, Exporter] = {}          # recipe name -> how it is exported
+NOT_EXPORTED: dict[str, str] = {}            # recipe name -> why it has no export yet
+SNIPPETS: dict[str, object] = {}             # artifact kind -> its snippet function (task, details) -> code
+RUNTIMES: dict[str, tuple[str, ...]] = {}    # artifact kind -> the pip distributions its snippet imports
+COLORS: dict[str, str] = {}                  # recipe name -> chart colour
+
+
+def install(families: list[Family]) -> None:
+    """Fill the registry's tables from ``families`` (in their order: it is the order of ``python -m core variants``)."""
+    tables = {"recipes": {}, "family": {}, "exporters": {}, "not_exported": {}, "snippets": {}, "runtimes": {}, "colors": {}}
+    for family in families:
+        family.check()
+        for recipe in family.recipes:
+            if recipe.name in tables["recipes"]:
+                raise ValueError(f"recipe '{recipe.name}' of family '{family.name}' is declared by '{tables['family'][recipe.name].name}' too")
+            tables["recipes"][recipe.name] = recipe
+            tables["family"][recipe.name] = family
+        for name, exporter in family.exporters.items():
+            known = tables["snippets"].get(exporter.kind)
+            if known is not None and (known is not exporter.snippet or tables["runtimes"][exporter.kind] != exporter.runtime):
+                raise ValueError(f"artifact kind '{exporter.kind}' of family '{family.name}' is declared with another snippet or runtime elsewhere")
+            tables["exporters"][name] = exporter
+            tables["snippets"][exporter.kind] = exporter.snippet
+            tables["runtimes"][exporter.kind] = exporter.runtime
+        tables["not_exported"].update(family.not_exported)
+        tables["colors"].update(family.colors)
+    for table, values in zip((RECIPES, FAMILY_OF, EXPORTERS, NOT_EXPORTED, SNIPPETS, RUNTIMES, COLORS), tables.values()):
+        table.clear()
+        table.update(values)
+
+
+install(FAMILIES)
 
 
 def get_recipe(name: str) -> Recipe:
@@ -15,6 +63,17 @@ def get_recipe(name: str) -> Recipe:
         return RECIPES[name]
     except KeyError:
         raise RecipeError(f"Unknown variant '{name}'; known variants: {', '.join(RECIPES)}.") from None
+
+
+def family_of(variant: str) -> Family | None:
+    """The family of a variant label or recipe name ('onnx-int8:ops=all' -> the ONNX Runtime family); None if unknown."""
+    return FAMILY_OF.get(str(variant).split(":", 1)[0])
+
+
+def slow_causes(result, environment: dict) -> list[Cause]:
+    """Why ``result`` (a core.report.VariantResult) may be slower than fp32 here, as its own family explains it."""
+    family = family_of(result.variant)
+    return family.slow_causes(result, environment) if family else []
 
 
 def resolve(spec: str | VariantSpec) -> tuple[Recipe, dict, str]:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import env
-from ..errors import RecipeError
-from .base import BuildContext, Param, Recipe, write_json
-from .decoders import graph_feeds
-from .onnx_common import GRAPH, build_fp32_graph, cpu_only, fidelity, fp32_graph, load_onnx, make_session, quiet, weight_type_for_cpu
+from ... import env
+from ...errors import RecipeError
+from ..base import BuildContext, Param, Recipe, write_json
+from ..decoders import graph_feeds
+from ..onnx_common import GRAPH, build_fp32_graph, cpu_only, fidelity, fp32_graph, load_onnx, make_session, quiet, weight_type_for_cpu
 
 
 def build_onnx_fp32(ctx: BuildContext, params: dict, out: Path) -> dict:
@@ -52,7 +52,7 @@ def table_bytes(graph: Path) -> int:
 
 def calibration_fidelity(ctx: BuildContext, fp32_graph: Path, graph: Path) -> float:
     """Output fidelity (mean cosine to fp32, as onnx-int8-mixed measures it) of ``graph`` on the calibration texts."""
-    from .. import calibration
+    from ... import calibration
 
     texts = (ctx.calibration_texts or calibration.default_texts(ctx.task))[:32]
     enc = ctx.tokenizer()(texts, padding=True, truncation=True, max_length=ctx.max_length, return_tensors="np")
@@ -65,7 +65,7 @@ def calibration_fidelity(ctx: BuildContext, fp32_graph: Path, graph: Path) -> fl
 
 
 def _table_budget() -> float:
-    from ..tasks import default_budgets
+    from ...tasks import default_budgets
 
     return float(default_budgets()["min_cosine"])
 
@@ -179,7 +179,7 @@ class _Calibration:
     """Feeds tokenized calibration batches to ONNX Runtime's static quantizer."""
 
     def __init__(self, ctx: BuildContext, session, batch_size: int = 8):
-        from .. import calibration
+        from ... import calibration
 
         texts = ctx.calibration_texts or calibration.default_texts(ctx.task)
         tok = ctx.tokenizer()

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import BuildContext, Param, Recipe, write_json
-from .decoders import graph_feeds
-from .onnx_common import GRAPH, cpu_only, fidelity, fp32_graph, load_onnx, make_session, quiet, weight_type_for_cpu
+from ..base import BuildContext, Param, Recipe, write_json
+from ..decoders import graph_feeds
+from ..onnx_common import GRAPH, cpu_only, fidelity, fp32_graph, load_onnx, make_session, quiet, weight_type_for_cpu
 
 QUANTIZABLE = ("MatMul", "Attention")
 
@@ -34,7 +34,7 @@ class _Probe:
     """Quantizes the fp32 graph with some nodes excluded and scores the result against fp32."""
 
     def __init__(self, ctx: BuildContext, fp32_graph: Path, work: Path, weight_type: str):
-        from .. import calibration
+        from ... import calibration
 
         self.ctx, self.fp32, self.work, self.weight_type = ctx, fp32_graph, work, weight_type
         texts = (ctx.calibration_texts or calibration.default_texts(ctx.task))[:32]

@@ -23,9 +23,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..sources import skeleton
-from .base import BuildContext, Param, Recipe, read_json, write_json
-from .torch_common import save_state, tied_output_names, torch_variant
+from ...sources import skeleton
+from ..base import BuildContext, Param, Recipe, read_json, write_json
+from ..torch_common import save_state, tied_output_names, torch_variant
 
 EPS = 1e-12
 GRANULARITIES = ("tensor", "channel", "group")

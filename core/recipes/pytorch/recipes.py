@@ -6,10 +6,10 @@ import copy
 import importlib.util
 from pathlib import Path
 
-from .. import env
-from ..sources import model_class, skeleton
-from .base import BuildContext, Param, Recipe, read_json, write_json
-from .torch_common import conv1d_to_linear, example_inputs, make_wrapper, quantizable_linears, save_state, torch_variant
+from ... import env
+from ...sources import model_class, skeleton
+from ..base import BuildContext, Param, Recipe, read_json, write_json
+from ..torch_common import conv1d_to_linear, example_inputs, make_wrapper, quantizable_linears, save_state, torch_variant
 
 AO_DEPRECATION = (
     "torch.ao.quantization is deprecated by PyTorch in favour of torchao "
@@ -196,7 +196,7 @@ def _torchao_check(device: str) -> str | None:
 def build_torchao_int8(ctx: BuildContext, params: dict, out: Path) -> dict:
     # torchao's int8 tensors are not safetensors-native: the artifact stores the int8 weights and
     # per-channel scales (the same values torchao computes), and load re-applies quantize_.
-    from .weight_only import quantize_weights_to_file
+    from ..weight_only.recipes import quantize_weights_to_file
 
     return quantize_weights_to_file(ctx, out, scheme="absmax", granularity="channel")
 
@@ -204,7 +204,7 @@ def build_torchao_int8(ctx: BuildContext, params: dict, out: Path) -> dict:
 def load_torchao_int8(ctx: BuildContext, params: dict, art: Path):
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
 
-    from .weight_only import load_dequantized
+    from ..weight_only.recipes import load_dequantized
 
     model = load_dequantized(ctx, art)
     quantize_(model, Int8DynamicActivationInt8WeightConfig())
@@ -265,7 +265,7 @@ def torchao_int4_cpu_probe() -> str | None:
 def build_torchao_int4(ctx: BuildContext, params: dict, out: Path) -> dict:
     # torchao's int4 tensors are not safetensors-native: the artifact is the lab's packed zero-point int4 (groups of
     # group_size), and load hands the dequantized weights to torchao, which re-quantizes them onto the same grid.
-    from .weight_only import quantize_weights_to_file
+    from ..weight_only.recipes import quantize_weights_to_file
 
     return quantize_weights_to_file(ctx, out, scheme="zeropoint", granularity="group", bits=4, group_size=int(params["group_size"]))
 
@@ -273,7 +273,7 @@ def build_torchao_int4(ctx: BuildContext, params: dict, out: Path) -> dict:
 def load_torchao_int4(ctx: BuildContext, params: dict, art: Path):
     from torchao.quantization import Int4WeightOnlyConfig, quantize_
 
-    from .weight_only import load_dequantized
+    from ..weight_only.recipes import load_dequantized
 
     model = load_dequantized(ctx, art).to(ctx.device)
     quantize_(model, Int4WeightOnlyConfig(group_size=int(params["group_size"])))

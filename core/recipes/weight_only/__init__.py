@@ -1,0 +1,48 @@
+"""The weight-only family: round-to-nearest absmax / zero-point int8 and packed int4 weights, dequantized to float32 at load.
+
+``core.recipes.weight_only`` keeps its functions importable here (``quantize_tensor``, ``target_weights``, ...): the
+weights page and the playground use them.
+"""
+
+from __future__ import annotations
+
+from ..family import Exporter, Family, NoteCause
+from .export import RUNTIME, refuse_groupwise, weight_only_snippet, write_weight_only
+from .recipes import (
+    EPS,
+    GRANULARITIES,
+    GROUP_SIZES,
+    QUANT_SUFFIXES,
+    RECIPES,
+    dequantize_tensor,
+    load_dequantized,
+    pack_int4,
+    quantize_model_weights,
+    quantize_tensor,
+    quantize_weights_to_file,
+    read_weight,
+    target_weights,
+    unpack_int4,
+    weight_tensors,
+)
+
+_EXPORTER = Exporter("weight-only", write_weight_only, weight_only_snippet, RUNTIME, refuse=refuse_groupwise)
+
+FAMILY = Family(
+    name="weight-only",
+    recipes=tuple(RECIPES),
+    exporters={"absmax-int8": _EXPORTER, "zeropoint-int8": _EXPORTER},
+    not_exported={"absmax-int4": "packed 4-bit weight-only weights", "zeropoint-int4": "packed 4-bit weight-only weights"},
+    colors={
+        "absmax-int8": "#ff7f0e",
+        "zeropoint-int8": "#bcbd22",
+        "absmax-int4": "#c25700",     # 4-bit siblings: a darker shade of their int8 recipe's colour
+        "zeropoint-int4": "#8a8b10",
+    },
+    # the load note ("Weight-only int8: ... dequantized to float32 at load") is the evidence
+    causes=(NoteCause("weight-only-dequantized", "weight-only int8 is dequantized to fp32 at load, so it computes exactly like fp32 (the gap is noise)",
+                      "Weight-only"),),
+)
+
+__all__ = ["FAMILY", "EPS", "GRANULARITIES", "GROUP_SIZES", "QUANT_SUFFIXES", "RECIPES", "dequantize_tensor", "load_dequantized", "pack_int4",
+           "quantize_model_weights", "quantize_tensor", "quantize_weights_to_file", "read_weight", "target_weights", "unpack_int4", "weight_tensors"]
