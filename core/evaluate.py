@@ -27,7 +27,7 @@ from typing import Callable
 
 from . import data as data_mod
 from .errors import QlabError, RecipeError, SourceError
-from .execution import local, scratch, wire
+from .execution import local, pool, scratch, wire
 from .execution.events import PHASES, Cancelled
 from .generation import DEFAULT_NEW_TOKENS, DEFAULT_PROMPT_LENGTHS, MAX_NEW_TOKENS
 from .recommend import TASK_BUDGET, budgets_for, default_batch_size, recommend
@@ -292,8 +292,11 @@ def run_worker(job: dict, job_dir: Path, on_event: Callable[[dict], None] | None
         if on_event and event.get("phase") != "done":
             on_event(event)
 
-    code = local.run("core.runner", str(job_path), env=_worker_env(job.get("threads")), log_path=log_path, on_event=forward,
-                     should_stop=should_stop, poll_s=poll_s, grace_s=1.0)
+    env = _worker_env(job.get("threads"))
+    workers = pool.pool()   # QLAB_WORKER_POOL=N: a pre-started fresh process (core.execution.pool), used once
+    handle = workers.take(env, str(job_path), str(log_path)) if workers else None
+    code = local.run("core.runner", str(job_path), env=env, log_path=log_path, on_event=forward,
+                     should_stop=should_stop, poll_s=poll_s, grace_s=1.0, handle=handle)
     result_path = Path(job["result"])
     if result_path.is_file():
         result = json.loads(result_path.read_text(encoding="utf-8"))
