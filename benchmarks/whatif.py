@@ -20,8 +20,10 @@ The breakdown comes from the progress events as they reach the queue (timestampe
 * worker exit: the worker's last event to the job's "X done" (result written, interpreter teardown, result read);
 * rest: the job's last variant to the job's end (report, save), and anything in between.
 
-``--pool-ab`` runs the default comparison alternately without and with ``QLAB_WORKER_POOL`` (A, B, A, B, ...) and
-prints both breakdowns and the p50s of every latency cell side by side.
+``--pool-ab`` runs the default comparison alternately without and with ``QLAB_WORKER_POOL`` (A, B, A, B, ...; the pool
+of pre-started workers of ``core.execution.pool``) and prints both breakdowns and the p50s of every latency cell side
+by side. Before every run, untimed (a visitor's think time), the pool is filled and no pooled worker is still
+importing. With a pool, "worker start+imports" is the hand-over of the job to a ready worker.
 """
 
 from __future__ import annotations
@@ -51,9 +53,19 @@ def config(variants: list[str]) -> dict:
             "threads": None, "device": "cpu", "max_length": 128, "allow_local": True, "protocol": dict(QUICK_PROTOCOL)}
 
 
-def run_job(queue, variants: list[str]) -> tuple[dict, list[tuple[float, dict]], dict]:
-    """One forced run through the queue: (job snapshot, [(arrival time, event)], report)."""
+def run_job(queue, variants: list[str], pool_size: int = 0) -> tuple[dict, list[tuple[float, dict]], dict]:
+    """One forced run through the queue: (job snapshot, [(arrival time, event)], report). With ``pool_size`` the job
+    takes pre-started workers (``QLAB_WORKER_POOL``); before it is submitted, untimed (the visitor's think time), the
+    pool is filled and every pooled worker has finished importing, so no import overlaps a measurement of either kind."""
     from core import history
+    from core.execution import pool
+
+    if pool_size:
+        os.environ["QLAB_WORKER_POOL"] = str(pool_size)
+        pool.fill(queue.root, pool_size)
+    else:
+        os.environ.pop("QLAB_WORKER_POOL", None)
+    pool.wait_ready(queue.root)
 
     events: list[tuple[float, dict]] = []
     original = queue._on_event
@@ -155,7 +167,8 @@ def main() -> None:
     parser.add_argument("--store", help="model store and run history to use (default: a new temporary folder)")
     parser.add_argument("--added", default="onnx-fp32", help="the variant added in case (b)")
     parser.add_argument("--pool-ab", action="store_true", help="alternate runs without and with QLAB_WORKER_POOL (case (a) only)")
-    parser.add_argument("--pool-size", default="3")
+    parser.add_argument("--pool-size", type=int, default=3, help="QLAB_WORKER_POOL for the pool runs of --pool-ab")
+    parser.add_argument("--pool", type=int, default=0, help="QLAB_WORKER_POOL for cases (a) and (b) (default 0: no pool)")
     parser.add_argument("--json", help="write every run's breakdown and p50s here")
     args = parser.parse_args()
 
@@ -176,16 +189,12 @@ def main() -> None:
     rows: dict[str, list[dict]] = {}
     cells: dict[str, list[dict]] = {}
     if args.pool_ab:
-        cases = [("(a) fresh workers", default, None), ("(a) pool", default, args.pool_size)]
+        cases = [("(a) fresh workers", default, 0), (f"(a) pool of {args.pool_size}", default, args.pool_size)]
     else:
-        cases = [("(a) default", default, None), (f"(b) + {args.added}", added, None)]
+        cases = [("(a) default", default, args.pool), (f"(b) + {args.added}", added, args.pool)]
     for k in range(args.repeats):
-        for name, variants, pool in cases:
-            if pool:
-                os.environ["QLAB_WORKER_POOL"] = pool
-            else:
-                os.environ.pop("QLAB_WORKER_POOL", None)
-            snap, events, report = run_job(queue, variants)
+        for name, variants, pool_size in cases:
+            snap, events, report = run_job(queue, variants, pool_size)
             row = breakdown(snap, events, variants)
             row["load_average"] = report.get("settings", {}).get("load_average")
             rows.setdefault(name, []).append(row)

@@ -293,8 +293,7 @@ def run_worker(job: dict, job_dir: Path, on_event: Callable[[dict], None] | None
             on_event(event)
 
     env = _worker_env(job.get("threads"))
-    workers = pool.pool()   # QLAB_WORKER_POOL=N: a pre-started fresh process (core.execution.pool), used once
-    handle = workers.take(env, str(job_path), str(log_path)) if workers else None
+    handle = pool.take(env, str(job_path), str(log_path))   # QLAB_WORKER_POOL=N: a pre-started fresh process, used once; else None
     code = local.run("core.runner", str(job_path), env=env, log_path=log_path, on_event=forward,
                      should_stop=should_stop, poll_s=poll_s, grace_s=1.0, handle=handle)
     result_path = Path(job["result"])
