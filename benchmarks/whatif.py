@@ -210,9 +210,15 @@ def main() -> None:
         print("\n| variant | batch | seq | " + " | ".join(f"{n} p50 ms (median of runs)" for n in cells) + " | ratio |")
         print("|---|---:|---:|" + "---:|" * (len(cells) + 1))
         names = list(cells)
+        ratios, within = [], []
         for key in sorted(cells[names[0]][0]):
             meds = [statistics.median(run[key] for run in cells[n] if key in run) for n in names]
             print(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(f"{m:.2f}" for m in meds) + f" | {meds[1] / meds[0]:.2f} |")
+            ratios.append(meds[1] / meds[0])
+            spread = [run[key] / statistics.median(r[key] for r in cells[names[0]]) for run in cells[names[0]] if key in run]
+            within.append(min(spread) <= meds[1] / meds[0] <= max(spread))
+        print(f"\ngeometric mean of the p50 ratios (pool / fresh) over {len(ratios)} cells: {statistics.geometric_mean(ratios):.3f}; "
+              f"{sum(within)} of {len(within)} pool medians lie within the spread of the fresh runs")
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine(), "imports_s": imports, "rows": rows,
                                                "p50s": {n: [{"|".join(map(str, k)): v for k, v in run.items()} for run in runs] for n, runs in cells.items()}},

@@ -45,6 +45,7 @@ from .wire import decode
 KEY_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
             "OMP_WAIT_POLICY", "KMP_AFFINITY", "OMP_PROC_BIND", "TOKENIZERS_PARALLELISM")
 _STARTED: dict[str, list[subprocess.Popen]] = {}   # pool dir -> processes this process started (reaped here)
+_FILL = threading.Lock()
 
 
 def size() -> int:
@@ -88,7 +89,11 @@ def fill(root: str | os.PathLike | None = None, n: int | None = None) -> int:
     n = size() if n is None else n
     if not n:
         return 0
-    folder = pool_dir(root)
+    with _FILL:
+        return _fill(pool_dir(root), n, _worker_env(None))
+
+
+def _fill(folder: Path, n: int, env: dict) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     claimed = _claimed_pids(folder)
     for pid in claimed - {p.pid for p in _live(folder)}:   # a taker that died before cleaning up
@@ -96,7 +101,6 @@ def fill(root: str | os.PathLike | None = None, n: int | None = None) -> int:
             with contextlib.suppress(OSError):
                 marker.unlink()
     waiting = [p for p in _live(folder) if p.pid not in claimed]
-    env = _worker_env(None)
     env["QLAB_CACHE_DIR"] = str(folder.parent)
     started = 0
     log = open(folder / "pool.log", "ab")
