@@ -15,7 +15,8 @@ The breakdown comes from the progress events as they reach the queue (timestampe
 * job start: submit to the job child's first event (the child's start, its imports, the plan);
 * worker start + imports: per worker, the job's "loading X" (just before the spawn) to the worker's own first event
   (sent once torch and the lab's modules are imported; with a pool: once the pre-started worker has the job);
-* load: to "quality of X" (transformers' modeling imports, tokenizer, the variant from the store);
+* load: to "quality of X" (transformers' modeling imports, tokenizer, the variant from the store; the variant's own
+  ``load_s`` from the report is shown on its own line, already counted in load);
 * quality, latency cells, whole-dataset throughput: to the next phase's first event;
 * worker exit: the worker's last event to the job's "X done" (result written, interpreter teardown, result read);
 * rest: the job's last variant to the job's end (report, save), and anything in between.
@@ -44,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 DEFAULT_VARIANTS = ["fp32", "dynamic-int8", "onnx-int8"]
 QUICK_PROTOCOL = {"warmup": 1, "min_iters": 3, "min_seconds": 0.0, "max_iters": 20, "max_seconds": 2.0}   # pages/_shared.QUICK_PROTOCOL
 IMPORTS = "import torch, onnxruntime, transformers, sentence_transformers"
-PARTS = ["job start", "worker start+imports", "load", "quality", "latency cells", "throughput", "worker exit", "rest"]
+PARTS = ["job start", "worker start+imports", "load", "  of which the variant (load_s)", "quality", "latency cells", "throughput", "worker exit", "rest"]
 
 
 def config(variants: list[str]) -> dict:
@@ -87,7 +88,7 @@ def run_job(queue, variants: list[str], pool_size: int = 0) -> tuple[dict, list[
     return snap, events, history.load_run(snap["run_id"], queue.root)
 
 
-def breakdown(snap: dict, events: list[tuple[float, dict]], variants: list[str]) -> dict:
+def breakdown(snap: dict, events: list[tuple[float, dict]], variants: list[str], report: dict | None = None) -> dict:
     """Seconds per part (summed over workers) and per worker start, from the events' arrival times."""
     parts = dict.fromkeys(PARTS, 0.0)
     starts = []
@@ -118,6 +119,8 @@ def breakdown(snap: dict, events: list[tuple[float, dict]], variants: list[str])
         parts["rest"] += spawn - last_done if label != slots[0] else 0.0
         last_done = done
     parts["rest"] += snap["finished"] - last_done
+    # the rest of "load" is transformers' modeling imports, the config and the tokenizer (core.runner._preimport, load_tokenizer)
+    parts["  of which the variant (load_s)"] = sum(r.get("load_s") or 0.0 for r in (report or {}).get("results", []))
     wall = snap["finished"] - snap["submitted"]
     return {"wall": wall, "parts": parts, "worker_starts": starts}
 
@@ -141,7 +144,7 @@ def median_table(rows: dict[str, list[dict]]) -> str:
     """Markdown table: one column per case, the median seconds of each part over its repetitions."""
     names = list(rows)
     lines = ["| part | " + " | ".join(f"{n} (s)" for n in names) + " |", "|---|" + "---:|" * len(names)]
-    for part in ["wall"] + PARTS:
+    for part in ["wall"] + PARTS:   # the load_s line is a part of "load", not added to the wall
         cells = []
         for n in names:
             values = [r["wall"] if part == "wall" else r["parts"][part] for r in rows[n]]
@@ -195,7 +198,7 @@ def main() -> None:
     for k in range(args.repeats):
         for name, variants, pool_size in cases:
             snap, events, report = run_job(queue, variants, pool_size)
-            row = breakdown(snap, events, variants)
+            row = breakdown(snap, events, variants, report)
             row["load_average"] = report.get("settings", {}).get("load_average")
             rows.setdefault(name, []).append(row)
             cells.setdefault(name, []).append(p50s(report))
