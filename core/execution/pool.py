@@ -223,12 +223,12 @@ def take(env: dict, job_path: str, log_path: str, root: str | os.PathLike | None
 # -- the pooled process -------------------------------------------------------------------------------------------
 def _preimport() -> None:
     import torch  # noqa: F401  (first, as in a fresh worker: the OpenMP runtime torch brings is the one loaded)
+    import transformers
+    import transformers.activations
+    import transformers.modeling_utils  # noqa: F401
 
     from .. import bench, env, metrics, runner, sources, store, variants  # noqa: F401
     from ..recipes import BuildContext  # noqa: F401
-    import transformers  # noqa: F401
-    import transformers.activations  # noqa: F401
-    import transformers.modeling_utils  # noqa: F401
     with contextlib.suppress(Exception):
         from transformers.models.bert import modeling_bert  # noqa: F401  (the bundled models' architecture)
     import onnxruntime  # noqa: F401
