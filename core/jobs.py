@@ -301,7 +301,7 @@ class JobQueue:
         if pool.size():
             try:
                 pool.fill(self.root)
-            except Exception:
+            except Exception:  # only an optimisation: jobs start fresh workers without it
                 LOG.exception("could not fill the worker pool")
 
     def _finish(self, job: Job, state: str, message: str, error: str | None = None) -> None:
