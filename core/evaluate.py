@@ -30,7 +30,7 @@ from .bench import Protocol
 from .bundled import BUNDLED, bundled_path, wrong_task
 from .env import cuda_available
 from .errors import QlabError, RecipeError, SourceError
-from .execution import local, scratch, wire
+from .execution import local, pool, scratch, wire
 from .execution.events import PHASES, Cancelled
 from .generation import DEFAULT_NEW_TOKENS, DEFAULT_PROMPT_LENGTHS, MAX_NEW_TOKENS, NO_KV_CACHE
 from .paths import PROJECT_ROOT
@@ -286,8 +286,10 @@ def run_worker(job: dict, job_dir: Path, on_event: Callable[[dict], None] | None
         if on_event and event.get("phase") != "done":
             on_event(event)
 
-    code = local.run("core.runner", str(job_path), env=_worker_env(job.get("threads")), log_path=log_path, on_event=forward,
-                     should_stop=should_stop, poll_s=poll_s, grace_s=1.0)
+    env = _worker_env(job.get("threads"))
+    handle = pool.take(env, str(job_path), str(log_path))   # QLAB_WORKER_POOL=N: a pre-started fresh process, used once; else None
+    code = local.run("core.runner", str(job_path), env=env, log_path=log_path, on_event=forward,
+                     should_stop=should_stop, poll_s=poll_s, grace_s=1.0, handle=handle)
     result_path = Path(job["result"])
     if result_path.is_file():
         result = json.loads(result_path.read_text(encoding="utf-8"))

@@ -46,7 +46,7 @@ from pathlib import Path
 
 from . import history
 from .errors import QlabError
-from .execution import local, scratch, wire
+from .execution import local, pool, scratch, wire
 from .execution.events import Cancelled, phase_start
 from .execution.local import KILL_AFTER_S
 from .execution.machine_lock import machine_lock, read_holder
@@ -256,6 +256,8 @@ class JobQueue:
             current.cancel_requested = True   # the launcher ends the job's process tree within poll_s
         if self._worker is not None:
             self._worker.join(timeout=15)
+        if pool.size():
+            pool.close(self.root)
 
     # -- worker --------------------------------------------------------------------------------
     def _remember(self, job: Job) -> None:
@@ -271,6 +273,7 @@ class JobQueue:
 
     def _work(self) -> None:
         while True:
+            self._fill_pool()
             with self._lock:
                 while not self._queue and not self._closed:
                     self._wake.wait(timeout=5.0)
@@ -279,6 +282,8 @@ class JobQueue:
                 job = self._queue.popleft()
                 self._current = job
             try:
+                if pool.size():
+                    pool.wait_ready(self.root)   # no pooled worker still importing while this job measures
                 self._run(job)
             except Exception as err:  # noqa: BLE001 - a bug in the queue itself: fail the job, keep the worker alive
                 traceback.print_exc()
@@ -289,6 +294,15 @@ class JobQueue:
                 with self._lock:
                     self._current = None
                     job.data_bytes = None
+
+    def _fill_pool(self) -> None:
+        """QLAB_WORKER_POOL=N: keep N pre-started measuring workers (core.execution.pool); started from this
+        long-lived thread, since they die with the thread that started them."""
+        if pool.size():
+            try:
+                pool.fill(self.root)
+            except Exception:  # only an optimisation: jobs start fresh workers without it
+                LOG.exception("could not fill the worker pool")
 
     def _finish(self, job: Job, state: str, message: str, error: str | None = None) -> None:
         with self._lock:

@@ -46,10 +46,10 @@ def project_env(extra: dict | None = None) -> dict:
 class LocalProcess:
     """A handle on one launched process: its events, its end, its cancellation."""
 
-    def __init__(self, argv: list[str], *, env: dict | None = None, log_path: str | os.PathLike | None = None):
+    def __init__(self, argv: list[str], *, env: dict | None = None, log_path: str | os.PathLike | None = None, stdin=subprocess.DEVNULL):
         self.log = open(log_path, "ab") if log_path else subprocess.DEVNULL
         preexec = _die_with_parent if sys.platform.startswith("linux") else None
-        self.proc = subprocess.Popen(argv, cwd=str(PROJECT_ROOT), env=env if env is not None else project_env(), stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(argv, cwd=str(PROJECT_ROOT), env=env if env is not None else project_env(), stdin=stdin,
                                      stdout=subprocess.PIPE, stderr=self.log, text=True, bufsize=1, start_new_session=True,
                                      preexec_fn=preexec)
         self.pid = self.proc.pid
@@ -118,12 +118,17 @@ def launch(module: str, *args: str, env: dict | None = None, log_path: str | os.
 
 def run(module: str, *args: str, env: dict | None = None, log_path: str | os.PathLike | None = None,
         on_event: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None,
-        poll_s: float = 0.2, grace_s: float = KILL_AFTER_S, on_start: Callable[[LocalProcess], None] | None = None) -> int:
+        poll_s: float = 0.2, grace_s: float = KILL_AFTER_S, on_start: Callable[[LocalProcess], None] | None = None,
+        handle: LocalProcess | None = None) -> int:
     """Run ``python -m module args...`` to its end, passing its events on; returns its exit code.
+
+    ``handle``: a process already started (a pre-started worker of ``core.execution.pool`` that has its job) to
+    follow instead of launching one.
 
     When ``should_stop()`` turns true the whole process tree is ended and :class:`Cancelled` is raised.
     """
-    handle = launch(module, *args, env=env, log_path=log_path)
+    if handle is None:
+        handle = launch(module, *args, env=env, log_path=log_path)
     if on_start:
         on_start(handle)
     try:
