@@ -59,11 +59,12 @@ def run_job(queue, variants: list[str], pool_size: int = 0) -> tuple[dict, list[
     takes pre-started workers (``QLAB_WORKER_POOL``); before it is submitted, untimed (the visitor's think time), the
     pool is filled and every pooled worker has finished importing, so no import overlaps a measurement of either kind."""
     from core import history
+    from core.evaluate import fill_pool
     from core.execution import pool
 
     if pool_size:
         os.environ["QLAB_WORKER_POOL"] = str(pool_size)
-        pool.fill(queue.root, pool_size)
+        fill_pool(queue.root, pool_size)
     else:
         os.environ.pop("QLAB_WORKER_POOL", None)
     pool.wait_ready(queue.root)

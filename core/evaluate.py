@@ -270,6 +270,14 @@ def _worker_env(threads: int | None) -> dict:
     return env
 
 
+POOL_ENTRY = "core.runner:main"   # what a pooled worker (core.execution.pool) runs on the job file it is handed
+
+
+def fill_pool(root=None, n: int | None = None) -> int:
+    """QLAB_WORKER_POOL=N: start measuring workers ahead of time, with a fresh worker's default thread settings."""
+    return pool.fill(_worker_env(None), POOL_ENTRY, root, n)
+
+
 def run_worker(job: dict, job_dir: Path, on_event: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None,
                poll_s: float = 0.2) -> dict:
     """Run ``python -m core.runner`` on ``job`` through the local launcher and return its result dict.

@@ -300,7 +300,9 @@ class JobQueue:
         long-lived thread, since they die with the thread that started them."""
         if pool.size():
             try:
-                pool.fill(self.root)
+                from .evaluate import fill_pool
+
+                fill_pool(self.root)
             except Exception:  # only an optimisation: jobs start fresh workers without it
                 LOG.exception("could not fill the worker pool")
 

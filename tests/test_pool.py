@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.evaluate import Cancelled, EvalConfig, run_evaluation
+from core.evaluate import Cancelled, EvalConfig, fill_pool, run_evaluation
 from core.execution import pool
 
 QUICK = {"warmup": 1, "min_iters": 3, "min_seconds": 0.0, "max_seconds": 2.0}
@@ -28,7 +28,7 @@ def test_pooled_workers_measure_what_fresh_ones_do_and_are_used_once(tiny_embedd
     monkeypatch.setenv("QLAB_WORKER_POOL", "0")
     fresh = run_evaluation(_config(tiny_embedder_dir))
     monkeypatch.setenv("QLAB_WORKER_POOL", "2")
-    assert pool.fill() == 2
+    assert fill_pool() == 2
     pool.wait_ready()
     started = {p.pid for p in pool._live(worker_pool)}
     assert len(list(worker_pool.glob("*.ready"))) == 2
@@ -45,7 +45,7 @@ def test_pooled_workers_measure_what_fresh_ones_do_and_are_used_once(tiny_embedd
 def test_cancel_ends_a_pooled_worker(tiny_embedder_dir, worker_pool):
     import psutil
 
-    pool.fill(n=1)
+    fill_pool(n=1)
     pool.wait_ready()
     pids = {p.pid for p in pool._live(worker_pool)}
     seen = []

@@ -29,7 +29,7 @@ KILL_AFTER_S = 8.0
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:  # runs in the child between fork and exec
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
@@ -48,7 +48,7 @@ class LocalProcess:
 
     def __init__(self, argv: list[str], *, env: dict | None = None, log_path: str | os.PathLike | None = None, stdin=subprocess.DEVNULL):
         self.log = open(log_path, "ab") if log_path else subprocess.DEVNULL
-        preexec = _die_with_parent if sys.platform.startswith("linux") else None
+        preexec = die_with_parent if sys.platform.startswith("linux") else None
         self.proc = subprocess.Popen(argv, cwd=str(PROJECT_ROOT), env=env if env is not None else project_env(), stdin=stdin,
                                      stdout=subprocess.PIPE, stderr=self.log, text=True, bufsize=1, start_new_session=True,
                                      preexec_fn=preexec)

@@ -57,7 +57,7 @@ def size() -> int:
 
 
 def pool_dir(root: str | os.PathLike | None = None) -> Path:
-    from ..history import store_root
+    from ..paths import store_root
 
     return store_root(root) / "pool"
 
@@ -82,18 +82,19 @@ def _claimed_pids(folder: Path) -> set[int]:
     return out
 
 
-def fill(root: str | os.PathLike | None = None, n: int | None = None) -> int:
-    """Start workers (default thread settings) until ``n`` (``QLAB_WORKER_POOL``) are ready or starting; returns how many were started."""
-    from ..evaluate import _worker_env
+def fill(env: dict, entry: str, root: str | os.PathLike | None = None, n: int | None = None) -> int:
+    """Start workers until ``n`` (``QLAB_WORKER_POOL``) are ready or starting; returns how many were started.
 
+    ``env`` is a fresh worker's environment (its thread settings) and ``entry`` the ``"module:function"`` the worker
+    runs with the job file's path as its one argument (the engine's, ``core.runner:main``): the pool knows neither."""
     n = size() if n is None else n
     if not n:
         return 0
     with _FILL:
-        return _fill(pool_dir(root), n, _worker_env(None))
+        return _fill(pool_dir(root), n, dict(env), entry)
 
 
-def _fill(folder: Path, n: int, env: dict) -> int:
+def _fill(folder: Path, n: int, env: dict, entry: str) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     claimed = _claimed_pids(folder)
     for pid in claimed - {p.pid for p in _live(folder)}:   # a taker that died before cleaning up
@@ -106,9 +107,9 @@ def _fill(folder: Path, n: int, env: dict) -> int:
     log = open(folder / "pool.log", "ab")
     try:
         for _ in range(n - len(waiting)):
-            proc = subprocess.Popen([sys.executable, "-m", "core.execution.pool", str(folder)], cwd=str(local.PROJECT_ROOT), env=env,
+            proc = subprocess.Popen([sys.executable, "-m", "core.execution.pool", str(folder), entry], cwd=str(local.PROJECT_ROOT), env=env,
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
-                                    preexec_fn=local._die_with_parent if sys.platform.startswith("linux") else None)
+                                    preexec_fn=local.die_with_parent if sys.platform.startswith("linux") else None)
             _STARTED.setdefault(str(folder), []).append(proc)
             started += 1
     finally:
@@ -221,23 +222,27 @@ def take(env: dict, job_path: str, log_path: str, root: str | os.PathLike | None
 
 
 # -- the pooled process -------------------------------------------------------------------------------------------
-def _preimport() -> None:
+def _preimport(entry: str):
+    """Import what a worker imports (the libraries first, then the entry point's module); returns the entry function."""
     import torch  # noqa: F401  (first, as in a fresh worker: the OpenMP runtime torch brings is the one loaded)
     import transformers
     import transformers.activations
     import transformers.modeling_utils  # noqa: F401
 
-    from .. import bench, env, metrics, runner, sources, store, variants  # noqa: F401
-    from ..recipes import BuildContext  # noqa: F401
+    from .worker import resolve_worker
+
+    main = resolve_worker(entry)   # the engine's worker module and what it imports (bench, sources, store, variants, ...)
     with contextlib.suppress(Exception):
         from transformers.models.bert import modeling_bert  # noqa: F401  (the bundled models' architecture)
     import onnxruntime  # noqa: F401
 
+    return main
 
-def serve(folder: str) -> int:
+
+def serve(folder: str, entry: str) -> int:
     """Import, mark ready, wait for one job on the FIFO, run it with the job's log and events, exit without teardown."""
     folder_path = Path(folder)
-    _preimport()
+    main = _preimport(entry)
     key, pid = env_key(dict(os.environ)), os.getpid()
     fifo = folder_path / f"{key}-{pid}.fifo"
     os.mkfifo(fifo)
@@ -273,8 +278,6 @@ def serve(folder: str) -> int:
             time.sleep(0.5)
 
     threading.Thread(target=watchdog, daemon=True).start()
-    from ..runner import main
-
     code = main([spec["job"]])
     with contextlib.suppress(Exception):
         sys.stderr.flush()
@@ -282,4 +285,4 @@ def serve(folder: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(serve(sys.argv[1]))
+    sys.exit(serve(sys.argv[1], sys.argv[2]))
