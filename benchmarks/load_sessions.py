@@ -45,21 +45,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def clean_env(**extra) -> dict:
+    """This process's environment for a server or CLI of the lab on this machine alone: no cluster, not hosted, unless
+    ``extra`` says so."""
+    env = {k: v for k, v in os.environ.items() if k not in ("QLAB_RAY_ADDRESS", "QLAB_HOSTED")}
+    env.update(HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
 def prebuild(store: Path) -> None:
     """Build the default comparison's variants into ``store`` (a quick CLI evaluation; it saves no run)."""
-    env = dict(os.environ, QLAB_CACHE_DIR=str(store), HF_HUB_OFFLINE="1")
-    subprocess.run([sys.executable, "-m", "core", "evaluate", "--task", "embedding", "--model", "minilm", "--variants", VARIANTS,
+    env = clean_env(QLAB_CACHE_DIR=str(store))
+    proc = subprocess.run([sys.executable, "-m", "core", "evaluate", "--task", "embedding", "--model", "minilm", "--variants", VARIANTS,
                     "--batch-sizes", "1", "--seq-lengths", "8", "--warmup", "0", "--min-iters", "1", "--min-seconds", "0", "--max-seconds", "1",
                     "--throughput-batch-size", "1"],
-                   cwd=str(ROOT), env=env, check=True, capture_output=True, timeout=900)
+                   cwd=str(ROOT), env=env, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"building the variants failed (exit code {proc.returncode}): {proc.stderr.strip()[-600:]}")
 
 
 @contextlib.contextmanager
 def server(store: Path, extra_env: dict | None = None):
     """``streamlit run app.py`` on a free loopback port with ``store`` as its model store; yields (url, pid, log path)."""
     port = free_port()
-    env = dict(os.environ, QLAB_CACHE_DIR=str(store), HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **(extra_env or {}))
-    env.pop("QLAB_HOSTED", None) if "QLAB_HOSTED" not in (extra_env or {}) else None
+    env = clean_env(QLAB_CACHE_DIR=str(store), **(extra_env or {}))
     log_path = Path(tempfile.mkdtemp(prefix="qlab-load-")) / "streamlit.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),

@@ -52,6 +52,7 @@ def cluster(tmp_path_factory):
         if ray.is_initialized():
             ray.shutdown()
         c.shutdown()
+        os.environ.pop("QLAB_RAY_ADDRESS", None)   # set by _driver: the modules after this one measure on this machine
         if saved is None:
             os.environ.pop("PYTHONPATH", None)
         else:

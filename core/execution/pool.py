@@ -1,16 +1,17 @@
 """Pre-started measuring workers (prototype, off unless ``QLAB_WORKER_POOL=N`` is set; issue 19 part 5).
 
 A fresh process per measurement is kept. A pooled process is started with the measuring worker's environment
-(``core.evaluate._worker_env``: OMP/MKL thread counts, ``OMP_WAIT_POLICY``) in place *before* torch or ONNX Runtime
-is imported, imports torch, transformers (and its modeling code), ONNX Runtime and the lab's worker modules, says it
-is ready, then waits, without using any CPU, for exactly one job, runs it as ``python -m core.runner JOB.json``
-would (``core.runner.main``), and exits. It is never reused.
+(given by the engine, ``core.evaluate.fill_pool``: OMP/MKL thread counts, ``OMP_WAIT_POLICY``) in place *before*
+torch or ONNX Runtime is imported, imports torch, transformers (and its modeling code), ONNX Runtime and the worker's
+entry point (the engine's ``core.runner:main``, named by the engine: the pool imports no engine module itself), says
+it is ready, then waits, without using any CPU, for exactly one job, runs it as ``python -m core.runner JOB.json``
+would, and exits. It is never reused.
 
 The pool lives in a folder (``<store root>/pool``), so the long-lived process (the web server's job queue, or a
 benchmark) keeps it filled while the machine is idle, and the short-lived job child (``python -m core.jobs``) that
 measures takes from it:
 
-* ``fill(root)`` (the job queue, at start and after every job) starts workers until ``N`` are ready or starting,
+* ``fill(env, entry, root)`` (the job queue through ``core.evaluate.fill_pool``, at start and after every job) starts workers until ``N`` are ready or starting,
   for the default thread settings; ``wait_ready(root)`` waits until none is still importing, so no import runs
   while a comparison measures (the queue calls it before a job starts);
 * a pooled worker, once imported, makes a FIFO ``<key>-<pid>.fifo`` and marks itself ``<key>-<pid>.ready``, where
@@ -23,7 +24,7 @@ measures takes from it:
 The worker then sends its stderr to the job's log and its events to the caller's FIFO, and ends itself if the
 caller dies (it is not the caller's child, so ``PR_SET_PDEATHSIG`` is on the pool's owner instead).
 
-    python -m core.execution.pool POOL_DIR     # the pooled process itself (started by fill, not by hand)
+    python -m core.execution.pool POOL_DIR MODULE:FUNCTION   # the pooled process itself (started by fill, not by hand)
 """
 
 from __future__ import annotations
