@@ -294,7 +294,8 @@ def summary(fig: dict) -> str:
         "|---|---|---|---|---|",
         f"| {fig['sessions']} sessions ask the same comparison | {p1} of {fig['sessions']} | {spread(fig['phase1_seconds'])} | "
         f"{fig['phase1_runs_saved']} | {fig['phase1_job_cores']:.2f} cores |",
-        f"| {fig['distinct']} sessions ask distinct comparisons (queued; one follows from Compare, one reloads its tab) | {p2} of {fig['distinct']} | {spread(fig['phase2_seconds'])} | "
+        f"| {fig['distinct']} sessions ask distinct comparisons (queued; one follows from Compare, one reloads its tab) | "
+        f"{p2} of {fig['distinct']} | {spread(fig['phase2_seconds'])} | "
         f"{fig['phase2_runs_saved']} | {fig['phase2_job_cores']:.2f} cores |",
         "",
         f"Refusals: {refused}. Idle, all {fig['sessions']} sessions still open: the server used {fig['idle_after_cores']:.3f} cores over "
