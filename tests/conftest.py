@@ -91,3 +91,13 @@ def run_cli(*args: str, timeout: float = 600, cwd: Path | None = None) -> subpro
 @pytest.fixture(scope="session")
 def cli():
     return run_cli
+
+
+def chromium_or_skip(what: str = "the browser tests") -> None:
+    """Debian's Chromium for the Playwright tests: under CI=true its absence fails the test, elsewhere it skips, saying why."""
+    if Path("/usr/bin/chromium").exists():
+        return
+    message = "Debian's Chromium is not installed at /usr/bin/chromium; run scripts/install_chromium.sh (apt-get install -y chromium)."
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{message} CI must run {what}.")
+    pytest.skip(message)

@@ -19,28 +19,21 @@ from pathlib import Path
 
 import pytest
 
+from conftest import chromium_or_skip
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from load_sessions import CHROMIUM, CHROMIUM_ARGS, goto_page, remove_tag
+
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "docs" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 SENTENCES = [
     "Browsers render pages from HTML and CSS.", "The ferry crossed the bay in twenty minutes.", "Int8 weights take a quarter of the space.",
     "A heron waited at the edge of the pond.", "The orchestra tuned before the concert.", "Snow closed the mountain pass overnight.",
     "The library extended its opening hours.", "Tomatoes ripen faster in the sun.", "The committee approved the new budget.",
     "Engineers measured latency on two cores.",
 ]
-
-
-def _chromium_or_skip() -> None:
-    if CHROMIUM.exists():
-        return
-    message = "Debian's Chromium is not installed at /usr/bin/chromium; run scripts/install_chromium.sh (apt-get install -y chromium)."
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message + " CI must run the browser test.")
-    pytest.skip(message)
 
 
 def _free_port() -> int:
@@ -51,7 +44,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server():
-    _chromium_or_skip()
+    chromium_or_skip()
     port = _free_port()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("QLAB_HOSTED", None)
@@ -113,17 +106,6 @@ def shot(page, name: str, height: int | None = None) -> Path:
         page.set_viewport_size({"width": 1440, "height": 1000})
     assert path.stat().st_size > 20_000
     return path
-
-
-def goto_page(page, label: str, title: str) -> None:
-    page.locator('[data-testid="stSidebarNav"]').get_by_text(label, exact=True).click()
-    page.get_by_role("heading", name=title, exact=True).wait_for()
-
-
-def remove_tag(page, widget_label: str, tag: str) -> None:
-    widget = page.locator('[data-testid="stMultiSelect"]').filter(has_text=widget_label)
-    widget.get_by_role("button", name=f"Remove {tag}", exact=True).click()
-    widget.get_by_role("button", name=f"Remove {tag}", exact=True).wait_for(state="detached")
 
 
 def no_traceback(page) -> None:

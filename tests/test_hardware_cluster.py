@@ -289,12 +289,9 @@ def test_choices_survive_a_round_trip_between_pages_in_chromium(cluster, tmp_pat
     from playwright.sync_api import expect, sync_playwright
 
     import load_sessions
+    from conftest import chromium_or_skip
 
-    if not load_sessions.CHROMIUM.exists():
-        message = "Debian's Chromium is not installed at /usr/bin/chromium; run scripts/install_chromium.sh."
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    chromium_or_skip("the round-trip test")
     with load_sessions.server(Path(os.environ["QLAB_CACHE_DIR"]), {"QLAB_RAY_ADDRESS": cluster["address"]}) as (url, _, log_path), \
             sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(load_sessions.CHROMIUM), headless=True, args=load_sessions.CHROMIUM_ARGS)

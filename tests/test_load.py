@@ -15,12 +15,12 @@ The variants are built into the session's store first, so the sessions wait on m
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import chromium_or_skip
 from core import history
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,17 +32,8 @@ SESSIONS, DISTINCT = 8, 4
 IDLE_CORES = 0.05   # the server's own CPU over 30 s with every session open and no job
 
 
-def _chromium_or_skip() -> None:
-    if load_sessions.CHROMIUM.exists():
-        return
-    message = "Debian's Chromium is not installed at /usr/bin/chromium; run scripts/install_chromium.sh (apt-get install -y chromium)."
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message + " CI must run the load test.")
-    pytest.skip(message)
-
-
 def test_eight_chromium_sessions_see_their_results_and_the_idle_server_stays_idle(session_store):
-    _chromium_or_skip()
+    chromium_or_skip("the load test")
     store = Path(session_store)
     load_sessions.prebuild(store)
     with load_sessions.server(store) as (url, pid, log_path):
