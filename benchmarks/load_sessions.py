@@ -167,6 +167,25 @@ def wait_all(pages: list, clicked: dict, before: dict, timeout_s: float) -> dict
     return {"seconds": seen, "run_ids": run_ids, "errors": errors}
 
 
+def press_and_follow(pages: list, phase: str, figures: dict, meter: CpuMeter, timeout_s: float, then=None) -> None:
+    """Every page presses "Measure again" (measured even if a run of the same comparison is saved), ``then`` runs, and
+    every page is followed to its result: ``figures[phase + "_..."]`` get the seconds, run ids, errors, the pages that
+    never showed a result, and the server's CPU meanwhile."""
+    clicked, shown = {}, {i: result_text(page) for i, page in enumerate(pages)}
+    meter.mark()
+    for i, page in enumerate(pages):
+        clicked[i] = time.time()
+        page.get_by_role("button", name="Measure again").click()
+    if then is not None:
+        then()
+    got = wait_all(pages, clicked, shown, timeout_s)
+    figures[f"{phase}_job_cores"] = meter.cores()
+    figures[f"{phase}_run_ids"] = got["run_ids"]
+    figures[f"{phase}_seconds"] = got["seconds"]
+    figures[f"{phase}_errors"] = got["errors"]
+    figures[f"{phase}_missing"] = {i: session_view(pages[i]) for i in range(len(pages)) if got["seconds"].get(i) is None}
+
+
 def setup_line(page) -> str:
     """The Run page's line saying what will be measured (batch sizes x sequence lengths ...)."""
     text = page.locator('[data-testid="stMarkdownContainer"]').filter(has_text="Batch sizes").first.inner_text()
@@ -206,21 +225,11 @@ def run_load(url: str, server_pid: int, store: Path, *, sessions: int = 8, disti
 
             # phase 1: the same comparison from every session at once
             before = saved_runs(store)
-            clicked, shown = {}, {i: result_text(page) for i, page in enumerate(pages)}
-            meter.mark()
-            for i, page in enumerate(pages):
-                clicked[i] = time.time()
-                page.get_by_role("button", name="Measure again").click()
-            say(f"phase 1: {sessions} sessions pressed 'Measure again' on the same comparison")
-            got = wait_all(pages, clicked, shown, timeout_s)
-            figures["phase1_job_cores"] = meter.cores()
-            figures["phase1_run_ids"] = got["run_ids"]
-            figures["phase1_seconds"] = got["seconds"]
-            figures["phase1_errors"] = got["errors"]
-            figures["phase1_missing"] = {i: session_view(pages[i]) for i in range(sessions) if got["seconds"].get(i) is None}
+            press_and_follow(pages, "phase1", figures, meter, timeout_s)
             after1 = saved_runs(store)
             figures["phase1_runs_saved"] = len(after1 - before)
-            say(f"phase 1: {sum(v is not None for v in got['seconds'].values())}/{sessions} saw the result; runs saved: {len(after1 - before)}")
+            say(f"phase 1: {sum(v is not None for v in figures['phase1_seconds'].values())}/{sessions} saw the result; "
+                f"runs saved: {len(after1 - before)}")
 
             # phase 2: distinct comparisons, set up through Models & variants, then queued together
             chosen = pages[:distinct]
@@ -230,31 +239,25 @@ def run_load(url: str, server_pid: int, store: Path, *, sessions: int = 8, disti
                 goto_page(page, "Run", "Run")
                 page.get_by_role("button", name="Measure again").wait_for()
                 figures.setdefault("phase2_setups", []).append(setup_line(page))
-            clicked, shown = {}, {i: result_text(page) for i, page in enumerate(chosen)}
-            meter.mark()
-            for i, page in enumerate(chosen):   # "Measure again": measured even if a run of the same comparison is saved
-                clicked[i] = time.time()
-                page.get_by_role("button", name="Measure again").click()
-            say(f"phase 2: {distinct} sessions pressed 'Measure again' on distinct comparisons")
             where = ["run"] * distinct
-            if distinct >= 2:   # one follows its job from Compare, one reloads the tab (a new session, ?job= in the address)
+
+            def wander() -> None:   # one follows its job from Compare, one reloads the tab (a new session, ?job= in the address)
+                if distinct < 2:
+                    return
                 for page in chosen[:2]:   # the job is asked for (its id is in the address) before the page is left
                     page.wait_for_url(re.compile(r"[?&]job=[0-9a-f]{32}"))
                 goto_page(chosen[0], "Compare", "Compare")
                 chosen[1].reload()
                 chosen[1].get_by_role("heading", name="Run", exact=True).wait_for()
                 where[:2] = ["compare", "reloaded"]
+
+            press_and_follow(chosen, "phase2", figures, meter, timeout_s + 60 * distinct, then=wander)
             figures["phase2_where"] = where
-            got = wait_all(chosen, clicked, shown, timeout_s + 60 * distinct)
-            figures["phase2_job_cores"] = meter.cores()
-            figures["phase2_run_ids"] = got["run_ids"]
-            figures["phase2_seconds"] = got["seconds"]
-            figures["phase2_errors"] = got["errors"]
-            figures["phase2_missing"] = {i: session_view(chosen[i]) for i in range(distinct) if got["seconds"].get(i) is None}
             after2 = saved_runs(store)
             figures["phase2_runs_saved"] = len(after2 - after1)
             figures["runs"] = {"phase1": sorted(after1 - before), "phase2": sorted(after2 - after1)}
-            say(f"phase 2: {sum(v is not None for v in got['seconds'].values())}/{distinct} saw their result; runs saved: {len(after2 - after1)}")
+            say(f"phase 2: {sum(v is not None for v in figures['phase2_seconds'].values())}/{distinct} saw their result; "
+                f"runs saved: {len(after2 - after1)}")
 
             # idle: every session still open, nothing running
             meter.mark()

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,6 +19,7 @@ import pytest
 from conftest import chromium_or_skip
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import load_sessions
 from load_sessions import CHROMIUM, CHROMIUM_ARGS, goto_page, remove_tag
 
 pytestmark = pytest.mark.browser
@@ -36,43 +34,12 @@ SENTENCES = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
+    """``streamlit run app.py`` on the session's store (this machine alone, not hosted), as the load test starts it."""
     chromium_or_skip()
-    port = _free_port()
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("QLAB_HOSTED", None)
-    log = open(Path(tempfile.mkdtemp(prefix="qlab-browser-")) / "streamlit.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-                             "--server.address", "127.0.0.1"], cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"streamlit exited with code {proc.returncode}; see {log.name}")
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as resp:
-                if resp.read().strip() == b"ok":
-                    break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.terminate()
-        pytest.fail(f"streamlit did not become healthy in 90 s; see {log.name}")
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.close()
+    with load_sessions.server(Path(os.environ["QLAB_CACHE_DIR"])) as (url, _, _):
+        yield url
 
 
 @pytest.fixture(scope="module")
