@@ -80,9 +80,10 @@ def _current_rss() -> int | None:
 def _preimport(source, label: str) -> None:
     """Import what a torch variant's first from_pretrained would import lazily (transformers' modeling code, the
     architecture's module, optional integrations), so ``load_s`` times loading the weights, not importing libraries."""
-    from .recipes import resolve
+    from .recipes.registry import family_of
 
-    if resolve(label)[0].family == "onnx":
+    family = family_of(label)
+    if family is not None and not family.loads_transformers:
         return
     try:
         import transformers.activations

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from . import env
 from .errors import RecipeError
 from .recipes import BuildContext, Variant, get_recipe, resolve
+from .recipes.registry import family_of
 from .sources import max_positions
 from .store import Lease, ModelStore, StoreEntry, damage_note, make_key
 from .tasks import get_task
 
 RECIPE_FORMAT = 1  # bump when an artifact layout changes
-CAUSAL_ONNX_LAYOUT = "decoder-with-past"   # causal-LM ONNX graphs carry their KV cache as inputs/outputs (since the generation scenario)
 
 
 @dataclass
@@ -33,8 +33,9 @@ class LoadedVariant:
 
 def variant_key(source, recipe_name: str, params: dict, calibration_texts: list[str] | None = None) -> str:
     versions = {k: v for k, v in env.library_versions().items() if k in ("torch", "transformers", "onnxruntime", "onnx", "torchao")}
-    calib = hashlib.sha256(json.dumps(calibration_texts or []).encode()).hexdigest()[:12] if recipe_name.endswith("static") else ""
-    layout = {"layout": CAUSAL_ONNX_LAYOUT} if get_task(source.task).generates and get_recipe(recipe_name).family == "onnx" else {}
+    recipe, family = get_recipe(recipe_name), family_of(recipe_name)
+    calib = hashlib.sha256(json.dumps(calibration_texts or []).encode()).hexdigest()[:12] if recipe.calibrated else ""
+    layout = {"layout": family.causal_layout} if get_task(source.task).generates and family and family.causal_layout else {}
     return make_key(kind="variant", fingerprint=source.fingerprint, task=source.task, recipe=recipe_name, params=params, versions=versions,
                     calibration=calib, format=RECIPE_FORMAT, **layout)
 

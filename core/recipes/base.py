@@ -135,6 +135,7 @@ class Recipe:
     check: Callable[[str], str | None] = lambda device: None   # reason it cannot run on ``device``, or None
     deprecated: str | None = None
     reference: bool = False
+    calibrated: bool = False   # its artifact depends on the run's calibration texts (their digest is part of its store key)
 
     def defaults(self) -> dict:
         return {p.name: p.default() if callable(p.default) else p.default for p in self.params}

@@ -89,6 +89,8 @@ class Family:
     colors: dict[str, str] = field(default_factory=dict)           # recipe name -> chart colour (recipes without one get a spare colour)
     causes: tuple[NoteCause, ...] = ()                             # slow-variant causes its variants' notes give evidence of
     explain: Callable[[object, dict], list[Cause]] | None = None   # (result, environment) -> causes; default: ``causes`` in the notes
+    causal_layout: str | None = None   # how its causal-LM artifacts are laid out (e.g. KV cache as graph inputs): part of their store key
+    loads_transformers: bool = True    # its variants load a transformers model (the worker imports the modeling code before timing the load)
 
     def slow_causes(self, result, environment: dict) -> list[Cause]:
         """Why ``result`` (a core.report.VariantResult of one of this family's recipes) may be slower than fp32 here."""

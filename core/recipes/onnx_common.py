@@ -25,6 +25,8 @@ from .export_graph import additive_encoder_wrapper, classic_attention_for, decod
 from .family import NoteCause
 from .torch_common import conv1d_to_linear, example_inputs, make_wrapper
 
+CAUSAL_ONNX_LAYOUT = "decoder-with-past"   # causal-LM ONNX graphs carry their KV cache as inputs/outputs (since the generation scenario)
+
 GRAPH = "model.onnx"
 OPSET = 17
 # slow-variant causes of graphs run here, each evidenced by the note written beside it (optimize below, make_session, and

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..family import Family
-from ..onnx_common import ONNX_RUNTIME_CAUSES
+from ..onnx_common import CAUSAL_ONNX_LAYOUT, ONNX_RUNTIME_CAUSES
 from .recipes import RECIPES
 
 FAMILY = Family(
@@ -11,4 +11,5 @@ FAMILY = Family(
     recipes=tuple(RECIPES),
     not_exported={"onnx-genai": "onnxruntime-genai decoder graphs (their cache inputs have symbolic head sizes the snippet does not fill in yet)"},
     causes=ONNX_RUNTIME_CAUSES,   # it loads through core.recipes.onnx_common like the ONNX Runtime family (no colour: charts give it a spare one)
+    causal_layout=CAUSAL_ONNX_LAYOUT, loads_transformers=False,
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..family import Exporter, Family
-from ..onnx_common import ONNX_RUNTIME_CAUSES
+from ..onnx_common import CAUSAL_ONNX_LAYOUT, ONNX_RUNTIME_CAUSES
 from . import mixed, recipes
 from .export import RUNTIME, onnx_io, onnx_snippet, write_onnx
 
@@ -21,4 +21,5 @@ FAMILY = Family(
         "onnx-int4": "#8c1516",       # a darker shade of onnx-int8's red
     },
     causes=ONNX_RUNTIME_CAUSES,
+    causal_layout=CAUSAL_ONNX_LAYOUT, loads_transformers=False,
 )

@@ -261,6 +261,6 @@ RECIPES = [
     Recipe(
         "onnx-int8-static", "onnx", "ONNX Runtime static QDQ int8, activation ranges calibrated on sample texts", build_onnx_int8_static, load_onnx,
         params=(Param("calibration", "minmax", ("minmax", "entropy", "percentile"), "how activation ranges are chosen"),),
-        check=cpu_only,
+        check=cpu_only, calibrated=True,
     ),
 ]
