@@ -9,6 +9,12 @@ import os
 
 import streamlit as st
 
+from core.execution.pool import DASHBOARD_SIZE
+
+# The dashboard's job queue keeps measuring workers started ahead of time (each used for one measurement, refilled
+# between jobs): a warm "Measure again" then skips process start and imports. QLAB_WORKER_POOL=0 turns it off.
+os.environ.setdefault("QLAB_WORKER_POOL", str(DASHBOARD_SIZE))
+
 from pages._shared import PAGES, error_line, guarded, init_state, machine, md, open_run, policy, run_frame, show_error
 
 st.set_page_config(page_title="Quantization Lab", page_icon=":material/compress:", layout="wide")

@@ -47,8 +47,8 @@ def free_port() -> int:
 
 def clean_env(**extra) -> dict:
     """This process's environment for a server or CLI of the lab on this machine alone: no cluster, not hosted, unless
-    ``extra`` says so."""
-    env = {k: v for k, v in os.environ.items() if k not in ("QLAB_RAY_ADDRESS", "QLAB_HOSTED")}
+    ``extra`` says so, with the dashboard's own worker pool (app.py's default)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("QLAB_RAY_ADDRESS", "QLAB_HOSTED", "QLAB_WORKER_POOL")}
     env.update(HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **extra)
     return env
 
@@ -98,24 +98,31 @@ def server(store: Path, extra_env: dict | None = None):
 
 
 class CpuMeter:
-    """CPU seconds of one process (not its children) between two readings."""
+    """CPU seconds of one process (with ``tree``: and of its descendants alive at both readings) between two readings."""
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int, tree: bool = False):
         import psutil
 
-        self.proc = psutil.Process(pid)
+        self.proc, self.tree = psutil.Process(pid), tree
         self.mark()
 
-    def _total(self) -> float:
-        t = self.proc.cpu_times()
-        return t.user + t.system
+    def _times(self) -> dict[int, float]:
+        import psutil
+
+        out = {}
+        for proc in [self.proc, *(self.proc.children(recursive=True) if self.tree else [])]:
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                out[proc.pid] = t.user + t.system
+        return out
 
     def mark(self) -> None:
-        self.t0, self.c0 = time.time(), self._total()
+        self.t0, self.c0 = time.time(), self._times()
 
     def cores(self) -> float:
         """Mean cores used since the last mark."""
-        return (self._total() - self.c0) / max(1e-6, time.time() - self.t0)
+        used = sum(v - self.c0[pid] for pid, v in self._times().items() if pid in self.c0)
+        return used / max(1e-6, time.time() - self.t0)
 
 
 def saved_runs(store: Path) -> set[str]:
@@ -205,6 +212,8 @@ def run_load(url: str, server_pid: int, store: Path, *, sessions: int = 8, disti
     as they come, so a caller still has the first phase's when the second fails."""
     from playwright.sync_api import sync_playwright
 
+    from core.execution import pool
+
     figures = {} if figures is None else figures
     figures.update(sessions=sessions, distinct=distinct)
     meter = CpuMeter(server_pid)
@@ -259,12 +268,19 @@ def run_load(url: str, server_pid: int, store: Path, *, sessions: int = 8, disti
             say(f"phase 2: {sum(v is not None for v in figures['phase2_seconds'].values())}/{distinct} saw their result; "
                 f"runs saved: {len(after2 - after1)}")
 
-            # idle: every session still open, nothing running
+            figures["pooled_workers"] = pool.served_count(store)   # measurements that started in a pre-started worker
+            # idle: every session still open, nothing running, the worker pool refilled (its imports are not idle time)
+            deadline = time.time() + 180
+            while pool.ready_count(store) < pool.DASHBOARD_SIZE and time.time() < deadline:
+                time.sleep(0.5)
+            tree = CpuMeter(server_pid, tree=True)
             meter.mark()
             time.sleep(idle_s)
             figures["idle_after_cores"] = meter.cores()
+            figures["idle_tree_cores"] = tree.cores()
             figures["idle_s"] = idle_s
-            say(f"idle: server used {figures['idle_after_cores']:.3f} cores over {idle_s:.0f} s with {sessions} sessions open")
+            say(f"idle: server used {figures['idle_after_cores']:.3f} cores over {idle_s:.0f} s with {sessions} sessions open "
+                f"({figures['idle_tree_cores']:.3f} with its job children and {pool.ready_count(store)} pooled workers)")
         finally:
             browser.close()
     return figures
@@ -302,7 +318,9 @@ def summary(fig: dict) -> str:
         f"{fig['phase2_runs_saved']} | {fig['phase2_job_cores']:.2f} cores |",
         "",
         f"Refusals: {refused}. Idle, all {fig['sessions']} sessions still open: the server used {fig['idle_after_cores']:.3f} cores over "
-        f"{fig['idle_s']:.0f} s after the last job ended ({fig['idle_before_cores']:.3f} before the first click).",
+        f"{fig['idle_s']:.0f} s after the last job ended ({fig['idle_before_cores']:.3f} before the first click), "
+        f"{fig['idle_tree_cores']:.3f} with its job children and pre-started workers. {fig['pooled_workers']} measurements started in a "
+        "pre-started worker (the dashboard's pool).",
     ])
 
 

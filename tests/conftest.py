@@ -26,8 +26,9 @@ if str(ROOT) not in sys.path:
 @pytest.fixture(scope="session", autouse=True)
 def session_store(tmp_path_factory):
     """A fresh model store for the session (via QLAB_CACHE_DIR, so subprocesses use it too)."""
-    saved = {k: os.environ.get(k) for k in ("QLAB_CACHE_DIR", "HF_HUB_OFFLINE", "TOKENIZERS_PARALLELISM")}
+    saved = {k: os.environ.get(k) for k in ("QLAB_CACHE_DIR", "HF_HUB_OFFLINE", "TOKENIZERS_PARALLELISM", "QLAB_WORKER_POOL")}
     root = tmp_path_factory.mktemp("qlab-store")
+    os.environ["QLAB_WORKER_POOL"] = "0"   # in-process tests start fresh workers (AppTest runs app.py, which would start a pool)
     os.environ["QLAB_CACHE_DIR"] = str(root)
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TOKENIZERS_PARALLELISM"] = "false"

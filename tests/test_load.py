@@ -58,5 +58,9 @@ def test_eight_chromium_sessions_see_their_results_and_the_idle_server_stays_idl
         report = history.load_run(run_id, store)   # saved whole: it passes the report schema
         assert [r["variant"] for r in report["results"]][:3] == ["fp32", "dynamic-int8", "onnx-int8"]
 
-    # the server is idle when nothing runs: no page keeps polling
+    # the dashboard's pool of pre-started workers served the measurements (one per variant, refilled between jobs)
+    assert figures["pooled_workers"] >= 3, figures
+
+    # the server is idle when nothing runs: no page keeps polling, no pooled worker spins while it waits for a job
     assert figures["idle_after_cores"] < IDLE_CORES, figures
+    assert figures["idle_tree_cores"] < IDLE_CORES, figures

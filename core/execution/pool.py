@@ -1,4 +1,6 @@
-"""Pre-started measuring workers (prototype, off unless ``QLAB_WORKER_POOL=N`` is set; issue 19 part 5).
+"""Pre-started measuring workers, ``QLAB_WORKER_POOL=N`` (issue 19 part 5): the dashboard keeps 3 (app.py's default,
+one per variant of its default comparison); the CLI, benchmarks and tests start a plain fresh process per measurement
+unless the variable is set.
 
 A fresh process per measurement is kept. A pooled process is started with the measuring worker's environment
 (given by the engine, ``core.evaluate.fill_pool``: OMP/MKL thread counts, ``OMP_WAIT_POLICY``) in place *before*
@@ -45,8 +47,12 @@ from .wire import decode
 
 KEY_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
             "OMP_WAIT_POLICY", "KMP_AFFINITY", "OMP_PROC_BIND", "TOKENIZERS_PARALLELISM")
+SERVED = "served.jsonl"   # one line per job a pooled worker took
 _STARTED: dict[str, list[subprocess.Popen]] = {}   # pool dir -> processes this process started (reaped here)
 _FILL = threading.Lock()
+
+
+DASHBOARD_SIZE = 3   # app.py's default: the default comparison's three variants each start without imports
 
 
 def size() -> int:
@@ -95,8 +101,36 @@ def fill(env: dict, entry: str, root: str | os.PathLike | None = None, n: int | 
         return _fill(pool_dir(root), n, dict(env), entry)
 
 
+def _pid_of(marker: Path) -> int | None:
+    try:
+        return int(marker.name.split(".")[0].rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep(folder: Path) -> None:
+    """Remove the markers and FIFOs of workers that are gone (a server killed with its pool leaves them behind)."""
+    for marker in [*folder.glob("*.ready"), *folder.glob("*.fifo")]:
+        if not _alive(_pid_of(marker)):
+            with contextlib.suppress(OSError):
+                marker.unlink()
+
+
 def _fill(folder: Path, n: int, env: dict, entry: str) -> int:
     folder.mkdir(parents=True, exist_ok=True)
+    sweep(folder)
     claimed = _claimed_pids(folder)
     for pid in claimed - {p.pid for p in _live(folder)}:   # a taker that died before cleaning up
         for marker in folder.glob(f"*-{pid}.claimed"):
@@ -116,6 +150,17 @@ def _fill(folder: Path, n: int, env: dict, entry: str) -> int:
     finally:
         log.close()
     return started
+
+
+def ready_count(root: str | os.PathLike | None = None) -> int:
+    """How many pooled workers are ready now (seen from any process: the markers in the pool folder)."""
+    return sum(_alive(_pid_of(m)) for m in pool_dir(root).glob("*.ready"))
+
+
+def served_count(root: str | os.PathLike | None = None) -> int:
+    """How many jobs pooled workers have taken from this pool folder, ever."""
+    path = pool_dir(root) / SERVED
+    return sum(1 for _ in path.open(encoding="utf-8")) if path.is_file() else 0
 
 
 def wait_ready(root: str | os.PathLike | None = None, timeout: float = 120.0) -> float:
@@ -258,6 +303,8 @@ def serve(folder: str, entry: str) -> int:
     if not line.strip():
         return 0
     spec = json.loads(line)
+    with open(folder_path / SERVED, "a", encoding="utf-8") as served:   # a record of hand-overs (benchmarks, load test)
+        served.write(json.dumps({"pid": pid, "job": spec["job"], "t": time.time()}) + "\n")
     fd = os.open(spec["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 2)
     os.close(fd)
