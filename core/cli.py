@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 from .errors import QlabError
+from .scenarios import DEFAULT as SCENARIO_DEFAULT
+from .scenarios import SCENARIOS, get_scenario
 from .tasks import TASKS, all_tasks
 
 EXIT_OK, EXIT_BUG, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -152,7 +154,7 @@ def cmd_evaluate(args) -> int:
                 if v is not None}
     config = EvalConfig(
         task=task, model=args.model, variants=_csv_list(args.variants), data=args.data,
-        batch_sizes=_csv_list(args.batch_sizes or ("1" if args.scenario == "generate" else "1,8")), seq_lengths=_csv_list(args.seq_lengths),
+        batch_sizes=_csv_list(args.batch_sizes or get_scenario(args.scenario).default_batch_sizes), seq_lengths=_csv_list(args.seq_lengths),
         threads=args.threads, device=args.device, max_length=args.max_length, budgets=budgets, recommend_batch_size=args.recommend_batch_size,
         stride=args.stride, protocol=protocol or None, throughput_batch_size=args.throughput_batch_size,
         scenario=args.scenario, prompt_lengths=_csv_list(args.prompt_lengths), new_tokens=args.new_tokens,
@@ -437,7 +439,7 @@ def build_parser() -> Parser:
     p.add_argument("--data", help="CSV/TSV/JSONL/TXT file (default: the task's bundled sample)")
     p.add_argument("--batch-sizes", help="comma-separated (default 1,8; 1 in the generate scenario)")
     p.add_argument("--seq-lengths", default="16,64", help="comma-separated token counts (default 16,64)")
-    p.add_argument("--scenario", choices=["latency", "generate"], default="latency",
+    p.add_argument("--scenario", choices=list(SCENARIOS), default=SCENARIO_DEFAULT,
                    help="latency: one forward pass per batch x seq length; generate (causal-lm): greedy decoding with a KV cache, "
                         "time to first token and ms per token (default latency)")
     p.add_argument("--prompt-lengths", default="32,128", help="generate: prompt tokens, comma-separated (default 32,128)")

@@ -32,19 +32,19 @@ from .env import cuda_available
 from .errors import QlabError, RecipeError, SourceError
 from .execution import local, pool, scratch, wire
 from .execution.events import PHASES, Cancelled
-from .generation import DEFAULT_NEW_TOKENS, DEFAULT_PROMPT_LENGTHS, MAX_NEW_TOKENS, NO_KV_CACHE
+from .generation import DEFAULT_NEW_TOKENS, DEFAULT_PROMPT_LENGTHS, NO_KV_CACHE
 from .paths import PROJECT_ROOT
 from .recipes.family import causes_from_notes
 from .recipes.registry import slow_causes
 from .recommend import budgets_for, default_batch_size, recommend
 from .report import REFERENCE, Report, VariantResult, finite, speed_unit
 from .runner import thread_env
+from .scenarios import get_scenario
 from .sources import max_positions, resolve
 from .store import ModelStore
 from .tasks import TASKS, all_tasks, get_task, infer_task
 from .variants import is_stored
 
-SCENARIOS = ("latency", "generate")
 MAX_BATCH = 1024
 MAX_SEQ = 8192
 DEFAULT_THROUGHPUT_BATCH = 32
@@ -225,25 +225,20 @@ def _plan(config: EvalConfig, build: bool = False, progress=None) -> Plan:
         raise data_mod.DataError(f"'{dataset.name}' has no text to compute perplexity over.")
     source = _resolve_model(config, build=build, progress=progress)
     _check_labels(source, dataset)
-    scenario = (config.scenario or "latency").strip()
-    if scenario not in SCENARIOS:
-        raise QlabError(f"Unknown scenario '{scenario}'; choose latency or generate.")
-    prompt_lengths, new_tokens = list(DEFAULT_PROMPT_LENGTHS), DEFAULT_NEW_TOKENS
-    if scenario == "generate":
-        if not task.generates:
-            raise QlabError(f"The generate scenario is for causal-lm models; a {config.task} model has no text to generate (use --scenario latency).")
-        prompt_lengths = _ints(config.prompt_lengths, "prompt lengths", 1, MAX_SEQ)
-        new_tokens = _ints([config.new_tokens], "new tokens", 1, MAX_NEW_TOKENS)[0]
-        if not dataset.texts:
-            raise data_mod.DataError(f"'{dataset.name}' has no texts to take prompts from.")
-        positions = _check_positions(replace(config, seq_lengths=[p + new_tokens for p in prompt_lengths]), source, what="Prompt length + new tokens",
-                                     fix="shorten --prompt-lengths or --new-tokens to a total")
-    else:
-        positions = _check_positions(replace(config, seq_lengths=seq_lengths), source)
-    clean = replace(config, model=config.model.strip(), variants=labels, batch_sizes=batch_sizes, seq_lengths=seq_lengths, threads=threads,
-                    scenario=scenario, prompt_lengths=prompt_lengths, new_tokens=new_tokens,
-                    max_length=max_length, stride=stride, recommend_batch_size=rec_bs, budgets=budgets_for(budgets),
-                    throughput_batch_size=min(tput_bs, max(1, len(dataset.texts))))
+    scenario = get_scenario(config.scenario)
+    reason = scenario.unavailable_reason(task)
+    if reason:
+        raise QlabError(reason[0].upper() + reason[1:] + ".")
+
+    def check_positions(lengths, what="Sequence length", fix="use --seq-lengths"):
+        return _check_positions(replace(config, seq_lengths=lengths), source, what=what, fix=fix)
+
+    fields, positions = scenario.plan(replace(config, seq_lengths=seq_lengths), dataset, ints=_ints, max_seq=MAX_SEQ,
+                                      check_positions=check_positions)
+    checked = dict(model=config.model.strip(), variants=labels, batch_sizes=batch_sizes, seq_lengths=seq_lengths, threads=threads,
+                   scenario=scenario.name, max_length=max_length, stride=stride, recommend_batch_size=rec_bs, budgets=budgets_for(budgets),
+                   throughput_batch_size=min(tput_bs, max(1, len(dataset.texts))))
+    clean = replace(config, **{**checked, **fields})   # the scenario's own fields last
     return Plan(clean, source, dataset, positions)
 
 
@@ -491,8 +486,7 @@ def run_evaluation(config: EvalConfig, progress: Callable[[dict], None] | None =
         "variants": cfg.variants, "batch_sizes": cfg.batch_sizes, "seq_lengths": cfg.seq_lengths, "threads": cfg.threads, "device": cfg.device,
         "max_length": context, "recommend_batch_size": cfg.recommend_batch_size, "protocol": _protocol_dict(cfg.protocol),
         "throughput_batch_size": cfg.throughput_batch_size,
-        "speed_summary": ("decode ms per token (p50 over every generated token), geometric mean over the prompt lengths" if cfg.scenario == "generate"
-                          else "geometric mean of end-to-end p50 over the seq-length sweep"),
+        "speed_summary": get_scenario(cfg.scenario).summary,
         "scenario": cfg.scenario,
         "elapsed_s": round(time.perf_counter() - started, 2),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
@@ -500,8 +494,7 @@ def run_evaluation(config: EvalConfig, progress: Callable[[dict], None] | None =
     }
     if get_task(cfg.task).generates:   # perplexity's windows
         settings.update(context=context, stride=stride)
-    if cfg.scenario == "generate":
-        settings.update(prompt_lengths=cfg.prompt_lengths, new_tokens=cfg.new_tokens, seq_lengths=[])
+    settings.update(get_scenario(cfg.scenario).report_settings(cfg))
     if rec is None:
         settings["no_recommendation_reason"] = ("no measured variant stays within the quality budget"
                                                 + ("" if measured_ref else " (add fp32 to the variants to always have an answer)"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from .report import REFERENCE, compare_to_reference
+from .scenarios import scenario_of
 from .tasks import EMBEDDING, find_task
 
 
@@ -53,10 +54,7 @@ def shown_quality(report: dict, result: dict) -> float | None:
 
 def is_generation(report: dict) -> bool:
     """A generation run (causal LMs): speed is decode time per token, by prompt length, instead of one forward pass."""
-    if (report.get("settings") or {}).get("scenario") == "generate":
-        return True
-    rs = ok_results(report)
-    return bool(rs) and all(r.get("generation") and not r.get("latency") for r in rs)
+    return scenario_of(report).sweep == "prompt_lengths"
 
 
 def latency_points(result: dict) -> list[dict]:

@@ -27,6 +27,7 @@ import traceback
 from pathlib import Path
 
 from .env import THREAD_VARS
+from .scenarios import get_scenario
 
 QUALITY_BATCH = 16
 
@@ -174,38 +175,6 @@ def compute_quality(job: dict, variant, tokenizer, channel: Channel) -> dict:
     return scores
 
 
-def measure_generation_cells(job: dict, variant, tokenizer, channel: Channel) -> dict:
-    """The generation scenario: greedy decoding at every batch size x prompt length, timed (untimed for a reference
-    that was not asked for), with the share of tokens equal to fp32's (whose tokens are saved as .npy)."""
-    import numpy as np
-
-    from . import bench, generation
-
-    data = json.loads(Path(job["dataset"]).read_text(encoding="utf-8"))
-    texts = [t for t in data["texts"] if t.strip()] or [data.get("raw_text") or ""]
-    protocol = bench.Protocol(**job.get("protocol", {}))
-    new_tokens = int(job["new_tokens"])
-    cells = [(b, p) for b in job["batch_sizes"] for p in job["prompt_lengths"]]
-    ref_dir, is_ref = Path(job["ref_dir"]), job["reference"]
-    out, same, compared = [], 0, 0
-    decoder = variant.new_decoder()
-    for k, (b, p) in enumerate(cells):
-        what = f"generating {new_tokens} tokens after {b} x {p}-token prompts"
-        channel.progress("latency", k / len(cells), what + (" (reference tokens)" if job.get("quality_only") else ""))
-        if job.get("quality_only"):   # fp32 only gives the reference tokens here
-            tokens = generation.greedy_tokens(variant, generation.prompt_ids(tokenizer, texts, b, p), new_tokens)
-        else:
-            cell, tokens = generation.measure_generation(variant, tokenizer, texts, b, p, new_tokens, protocol=protocol)
-            out.append(cell.to_dict())
-        ref_path = ref_dir / f"generated_b{b}_p{p}.npy"
-        if is_ref:
-            np.save(ref_path, tokens, allow_pickle=False)
-        equal, n = generation.agreement(tokens, np.load(ref_path, allow_pickle=False))
-        same, compared = same + equal, compared + n
-    note = generation.no_cache_note(decoder)
-    return {"generation": out, "generation_agreement": same / compared if compared else None, "notes": list(variant.notes) + ([note] if note else [])}
-
-
 def run_job(job: dict, channel: Channel) -> dict:
     threads = job.get("threads")
     for key, value in thread_env(threads).items():
@@ -219,7 +188,6 @@ def run_job(job: dict, channel: Channel) -> dict:
         except RuntimeError:
             pass
 
-    from . import bench
     from .env import environment
     from .sources import load_tokenizer, quiet_transformers
     from .store import ModelStore
@@ -278,24 +246,9 @@ def run_job(job: dict, channel: Channel) -> dict:
     channel.progress("quality", 0.0, f"quality of {label} on {job['data_name']}")
     result["quality"] = compute_quality(job, variant, tokenizer, channel)
 
-    latency, throughput = [], {}
-    if job.get("scenario") == "generate":
-        result.update(measure_generation_cells(job, variant, tokenizer, channel))
-    elif not job.get("quality_only"):
-        data = json.loads(Path(job["dataset"]).read_text(encoding="utf-8"))
-        texts = data["texts"]
-        protocol = bench.Protocol(**job.get("protocol", {}))
-        cells = [(b, s) for b in job["batch_sizes"] for s in job["seq_lengths"]]
-        for k, (b, s) in enumerate(cells):
-            channel.progress("latency", k / (len(cells) + 2), f"latency batch {b} x seq {s}")
-            latency.append(bench.measure_cell(variant, tokenizer, texts, b, s, protocol=protocol).to_dict())
-        bs = min(int(job.get("throughput_batch_size") or job["recommend_batch_size"]), len(texts))
-        message = f"whole-dataset throughput (sorted and unsorted alternated, batch {bs})"
-        channel.progress("latency", len(cells) / (len(cells) + 2), message)
-        throughput = bench.dataset_throughput(variant, tokenizer, texts, bs, job["max_length"], protocol=protocol,
-                                              progress=lambda n: channel.progress("latency", (len(cells) + 1) / (len(cells) + 2),
-                                                                                  f"{message}: {n} passes each"))
-    result.update(latency=latency, dataset_throughput=throughput, peak_rss_bytes=peak_rss_bytes())
+    result.update(latency=[], dataset_throughput={})
+    result.update(get_scenario(job.get("scenario")).measure(job, variant, tokenizer, channel))   # core/scenarios/<name>.py
+    result["peak_rss_bytes"] = peak_rss_bytes()
     channel.progress("latency", 1.0, f"{label} done")
     return result
 

@@ -21,6 +21,8 @@ from streamlit.errors import FragmentHandledException
 from core import hosting
 from core.bench import QUICK
 from core.errors import QlabError, first_line
+from core.scenarios import DEFAULT as SCENARIO_DEFAULT
+from core.scenarios import REGISTRY as SCENARIO_REGISTRY
 from core.tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING, TASKS, Budget, all_tasks, find_task, get_task
 
 log = logging.getLogger("qlab.ui")
@@ -30,7 +32,7 @@ TASK_NAMES = {t.name: t.title for t in all_tasks()}   # the task picker's words,
 BATCH_CHOICES = [1, 2, 4, 8, 16, 32, 64]
 SEQ_CHOICES = [8, 16, 32, 64, 128, 256, 512]
 PROMPT_CHOICES = [8, 16, 32, 64, 128, 256, 512]
-SCENARIOS = {"latency": "Latency: one forward pass per batch × sequence length", "generate": "Generation: greedy decoding with a KV cache (TTFT, ms per token)"}
+SCENARIOS = {s.name: s.title for s in SCENARIO_REGISTRY.values()}   # core/scenarios: the radio's choices and words
 ENGINES = ["x86", "fbgemm", "onednn", "qnnpack"]
 MEASUREMENTS = {"quick": "Quick (a few iterations; for demos)", "standard": "Standard (≥10 iterations and ≥0.5 s per cell)"}
 DEFAULT_VARIANTS = ["fp32", "dynamic-int8", "onnx-int8"]
@@ -144,7 +146,7 @@ def init_state() -> None:
     ss.setdefault("hw_engine", default_engine())
     ss.setdefault("hw_batches", [1, 8])
     ss.setdefault("hw_seqs", [16, 64])
-    ss.setdefault("hw_scenario", "latency")
+    ss.setdefault("hw_scenario", SCENARIO_DEFAULT)
     ss.setdefault("hw_prompts", [32, 128])
     ss.setdefault("hw_new_tokens", 32)
     ss.setdefault("hw_maxlen", 128)
@@ -167,6 +169,20 @@ def machine() -> dict:
 
     info = env.cpu_info()
     return {"cpu": info, "devices": env.devices(), "engine": env.default_quant_engine(), "vnni": env.has_vnni(), "amx": env.has_amx()}
+
+
+SWEEP_WIDGETS = {"seq_lengths": "hw_seqs", "prompt_lengths": "hw_prompts"}   # a scenario's swept setting -> its widget on Models & variants
+
+
+def scenarios_for(task: str) -> list[str]:
+    """The scenarios ``task`` can be measured in (the radio on Models & variants shows when there is a choice)."""
+    return [s.name for s in SCENARIO_REGISTRY.values() if not s.unavailable_reason(get_task(task))]
+
+
+def chosen_scenario(task: str):
+    """The scenario picked on Models & variants, where the task can run it (else the default: latency)."""
+    scenario = SCENARIO_REGISTRY.get(st.session_state.get("hw_scenario") or SCENARIO_DEFAULT, SCENARIO_REGISTRY[SCENARIO_DEFAULT])
+    return SCENARIO_REGISTRY[SCENARIO_DEFAULT] if scenario.unavailable_reason(get_task(task)) else scenario
 
 
 def policy() -> hosting.Policy:
@@ -337,8 +353,9 @@ def current_config(strict: bool = True) -> dict:
         "max_length": int(ss.get("hw_maxlen") or 128),
         "allow_local": pol.allow_local,
     }
-    if get_task(task).generates and ss.get("hw_scenario") == "generate":   # only then, so a latency comparison keeps its saved-run key
-        config.update(scenario="generate", prompt_lengths=sorted(int(p) for p in ss.get("hw_prompts") or [32]),
+    scenario = chosen_scenario(task)
+    if scenario.name != SCENARIO_DEFAULT:   # only then, so a latency comparison keeps its saved-run key
+        config.update(scenario=scenario.name, prompt_lengths=sorted(int(p) for p in ss.get("hw_prompts") or [32]),
                       new_tokens=int(ss.get("hw_new_tokens") or 32))
     targets = chosen_hardware()
     if targets:   # only when a cluster is in use, so a one-machine comparison keeps its saved-run key

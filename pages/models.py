@@ -8,7 +8,7 @@ import streamlit as st
 from core import hosting
 from core.errors import QlabError
 from core.generation import MAX_NEW_TOKENS
-from core.tasks import CAUSAL_LM, TASKS
+from core.tasks import TASKS
 from pages._shared import (
     BATCH_CHOICES,
     ENGINES,
@@ -19,6 +19,7 @@ from pages._shared import (
     SEQ_CHOICES,
     TASK_NAMES,
     budget_of,
+    chosen_scenario,
     error_line,
     hardware_targets,
     machine,
@@ -27,6 +28,7 @@ from pages._shared import (
     model_task,
     policy,
     run_page,
+    scenarios_for,
     show_error,
     variant_specs,
 )
@@ -208,11 +210,11 @@ def hardware_section() -> None:
         st.selectbox("Quantized engine (torch int8 variants)", ENGINES, key="hw_engine", persist_state="session",
                      help=f"x86/fbgemm/onednn are Intel/AMD kernels, qnnpack is ARM's. Suggested here: {info['engine']}.")
         st.number_input("Max length (tokens, for quality)", min_value=8, max_value=4096, step=8, key="hw_maxlen", persist_state="session")
-    generate = model_task() == CAUSAL_LM and st.session_state.get("hw_scenario") == "generate"
+    scenario = chosen_scenario(model_task())
     with c3:
         _keep_valid("hw_batches", BATCH_CHOICES, multi=True)
         st.multiselect("Batch sizes", BATCH_CHOICES, key="hw_batches", persist_state="session")
-        if generate:
+        if scenario.sweep == "prompt_lengths":
             _keep_valid("hw_prompts", PROMPT_CHOICES, multi=True)
             st.multiselect("Prompt lengths (tokens)", PROMPT_CHOICES, key="hw_prompts", persist_state="session",
                            help="Each prompt is real text cut to exactly this many tokens (CLI: --prompt-lengths).")
@@ -221,8 +223,9 @@ def hardware_section() -> None:
         else:
             _keep_valid("hw_seqs", SEQ_CHOICES, multi=True)
             st.multiselect("Sequence lengths (tokens)", SEQ_CHOICES, key="hw_seqs", persist_state="session")
-    if model_task() == CAUSAL_LM:
-        st.radio("Scenario", list(SCENARIOS), format_func=SCENARIOS.get, key="hw_scenario", horizontal=True, persist_state="session",
+    choices = scenarios_for(model_task())
+    if len(choices) > 1:
+        st.radio("Scenario", choices, format_func=SCENARIOS.get, key="hw_scenario", horizontal=True, persist_state="session",
                  help="Generation measures the time to the first token and the milliseconds per further token, with each variant's KV cache "
                       "(CLI: --scenario generate). A variant without a cache is measured without one and says so.")
     st.radio("Measurement", list(MEASUREMENTS), format_func=MEASUREMENTS.get, key="hw_measure", horizontal=True, persist_state="session")

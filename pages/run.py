@@ -9,9 +9,11 @@ import streamlit as st
 
 from core import history
 from core.jobs import FINISHED, get_queue
+from core.scenarios import get_scenario
 from pages._jobwatch import finished_once, on_finish, watch
 from pages._shared import (
     MEASUREMENTS,
+    SWEEP_WIDGETS,
     budget_of,
     budget_value,
     current_config,
@@ -129,9 +131,7 @@ def main() -> None:
     st.markdown(
         f"**{md(config['model']) or '(no model)'}** ({config['task']}) on **{md(data_label())}**  \n"
         f"Variants: {', '.join(md(v) for v in config['variants']) or '(none)'}  \n"
-        + (f"Generation: batch sizes {config['batch_sizes']} × prompts of {config['prompt_lengths']} tokens, "
-           f"{config['new_tokens']} new tokens (greedy, KV cache) · "
-           if config.get("scenario") == "generate" else f"Batch sizes {config['batch_sizes']} × sequence lengths {config['seq_lengths']} tokens · ")
+        + get_scenario(config.get("scenario")).setup_words(config) + " · "
         + f"threads {config['threads'] or 'default'} · {config['device']} · "
         f"{MEASUREMENTS['quick' if config.get('protocol') else 'standard']}  \n"
         + (f"Hardware targets: {', '.join(f'**{t}**' for t in config['hardware'])} (each measures on its own machine, side by side)  \n"
@@ -145,10 +145,8 @@ def main() -> None:
         error = "No model chosen: pick one on Models & variants."
     elif not config["variants"]:
         error = "No variants chosen: pick at least one on Models & variants (fp32 plus a compressed one)."
-    elif config.get("scenario") == "generate" and (not ss.get("hw_batches") or not ss.get("hw_prompts")):
-        error = "No batch sizes or prompt lengths chosen: pick at least one of each on Models & variants."
-    elif config.get("scenario") != "generate" and (not ss.get("hw_batches") or not ss.get("hw_seqs")):
-        error = "No batch sizes or sequence lengths chosen: pick at least one of each on Models & variants."
+    elif not ss.get("hw_batches") or not ss.get(SWEEP_WIDGETS[get_scenario(config.get("scenario")).sweep]):
+        error = f"No batch sizes or {get_scenario(config.get('scenario')).sweep_words} chosen: pick at least one of each on Models & variants."
     else:
         error = _limits_error(config["variants"], pol)
         if not error:

@@ -30,6 +30,7 @@ ENGINE = {"core.evaluate", "core.runner", "core.jobs", "core.cli", "core.history
 UPWARD: dict[str, set[str]] = {
     "core.execution": ENGINE,
     "core.recipes": ENGINE | {"core.recommend", "core.report", "core.charts"},
+    "core.scenarios": ENGINE | {"core.recommend", "core.charts"},   # a scenario measures in the worker; the engine asks it
     "core.history": {"core.charts"},   # storage: the HTML export that draws figures lives in core.charts.html_report
 }
 

@@ -13,7 +13,8 @@ from typing import Iterable
 
 import plotly.graph_objects as go
 
-from ..report_access import is_generation, is_reference, seq_lengths
+from ..report_access import is_reference, seq_lengths
+from ..scenarios import scenario_of
 
 REFERENCE_COLOR = "#3b3b3b"
 from ..recipes.registry import COLORS as RECIPE_COLORS  # noqa: E402 - each recipe family declares its colours (core/recipes/<family>/)
@@ -60,15 +61,11 @@ def fmt_bytes(n: float | int | None) -> str:
 
 def speed_words(report: dict) -> dict:
     """Axis titles and units of the speed figure: end-to-end latency per batch, or decode time per token."""
-    if is_generation(report):
-        return {"axis": "Decode time per token (ms, p50, lower is better)", "short": "ms/token", "what": "decode time per token",
-                "length": "prompt length", "lengths": "Prompt length (tokens)"}
-    return {"axis": "Median latency per batch (ms, lower is better)", "short": "ms", "what": "latency", "length": "sequence length",
-            "lengths": "Sequence length (tokens)"}
+    return scenario_of(report).speed.as_dict()
 
 
 def point_words(report: dict, batch_size: int | None, seq_len: int | None) -> str:
-    prompt = "-token prompts" if is_generation(report) else " tokens"
+    prompt = scenario_of(report).speed.suffix
     if seq_len is not None:
         return f"batch {batch_size}, {seq_len}{prompt}"
     seqs = seq_lengths(report)

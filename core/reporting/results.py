@@ -40,6 +40,10 @@ from .fields import (
 from .throughput import SCHEMA as THROUGHPUT_SCHEMA
 from .throughput import DatasetThroughput
 
+# The scenarios a saved report may name (core/scenarios measures them and sits above this module, so it is not
+# imported here; tests/test_scenarios.py checks that every registered scenario is listed).
+SCENARIO_NAMES = ("latency", "generate")
+
 SCHEMA_VERSION = 1
 REFERENCE = "fp32"
 
@@ -144,7 +148,7 @@ DATA = obj({"name": text(), "rows": integer(0, 10**9, null=True), "texts": integ
 SETTINGS = obj({"variants": {"type": "array", "maxItems": MAX_RESULTS + 1, "items": text(300)},
                 "batch_sizes": {"type": "array", "maxItems": 64, "items": integer(1, 100_000)},
                 "seq_lengths": {"type": "array", "maxItems": 64, "items": integer(1, 1_000_000)},
-                "scenario": {"enum": ["latency", "generate"]},
+                "scenario": {"enum": list(SCENARIO_NAMES)},
                 "prompt_lengths": {"type": "array", "maxItems": 64, "items": integer(1, 1_000_000)},
                 "new_tokens": integer(1, 1_000_000),
                 "protocol": {"type": ["object", "null"], "maxProperties": 16, "additionalProperties": num(0, 1e9)},
