@@ -175,16 +175,20 @@ def test_smollm2_shipped_gguf_predicts_like_the_lab_fp32():
     assert loaded.entry.path.joinpath("model.gguf").stat().st_size == 98_362_432
     info = json.loads((loaded.entry.path / "llamacpp.json").read_text())
     assert info["tensor_types"] == {"Q4_1": 210, "F32": 61, "Q8_0": 1}
+    import torch
+    from transformers import AutoModelForCausalLM
+
     tok = AutoTokenizer.from_pretrained(str(source.path))
+    model = AutoModelForCausalLM.from_pretrained(str(source.path), dtype=torch.float32).eval()
+
+    def fp32(ids, mask):
+        with torch.inference_mode():
+            return model(input_ids=torch.as_tensor(ids), attention_mask=torch.as_tensor(mask)).logits.numpy()
+
     ids = tok(SAMPLE_PROMPT, return_tensors="np")["input_ids"].astype(np.int64)
-    got = loaded.variant.run(ids, np.ones_like(ids))
-    want = torch_logits(source.path, ids, np.ones_like(ids))
-    assert tok.decode([int(got[0, -1].argmax())]) == tok.decode([int(want[0, -1].argmax())])
-    text = (Path(__file__).resolve().parent.parent / "data" / "samples" / "causal_lm.txt")
-    stream = tok(text.read_text()[:3000])["input_ids"] if text.is_file() else ids[0].tolist() * 20
-
-    def fp32(i, m):
-        return torch_logits(source.path, i, m)
-
+    got, want = loaded.variant.run(ids, np.ones_like(ids)), fp32(ids, np.ones_like(ids))
+    assert tok.decode([int(got[0, -1].argmax())]) == tok.decode([int(want[0, -1].argmax())]) == " Paris"
+    stream = tok((Path(__file__).resolve().parent.parent / "data" / "samples" / "causal_lm.txt").read_text()[:4000])["input_ids"]
     ours, ref = causal_lm_scores(loaded.variant.run, stream, context=128), causal_lm_scores(fp32, stream, context=128)
+    print(f"smollm2 perplexity over {ours['tokens']} tokens: gguf {ours['perplexity']:.3f}, fp32 {ref['perplexity']:.3f}")
     assert abs(ours["perplexity"] / ref["perplexity"] - 1) < 0.02, (ours["perplexity"], ref["perplexity"])
