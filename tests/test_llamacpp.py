@@ -192,3 +192,14 @@ def test_smollm2_shipped_gguf_predicts_like_the_lab_fp32():
     ours, ref = causal_lm_scores(loaded.variant.run, stream, context=128), causal_lm_scores(fp32, stream, context=128)
     print(f"smollm2 perplexity over {ours['tokens']} tokens: gguf {ours['perplexity']:.3f}, fp32 {ref['perplexity']:.3f}")
     assert abs(ours["perplexity"] / ref["perplexity"] - 1) < 0.02, (ours["perplexity"], ref["perplexity"])
+
+
+def test_a_wheel_without_avx512_kernels_is_the_slow_cause_on_an_avx512_cpu():
+    from core.recipes import registry
+    from core.recipes.llamacpp.recipes import AVX512_NOTE
+    from core.report import VariantResult
+
+    note = f"{AVX512_NOTE}: this CPU has avx512f, avx512_vnni, which they leave unused."
+    result = VariantResult(variant="gguf:type=q8_0", size_bytes=1, param_bytes=1, build_s=0.1, cache_hit=False, load_s=0.1,
+                           peak_rss_bytes=1, quality={}, latency=[], notes=[note])
+    assert [c.code for c in registry.slow_causes(result, {})] == ["llamacpp-no-avx512"]
