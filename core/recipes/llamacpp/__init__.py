@@ -1,0 +1,25 @@
+"""The llama.cpp family: Llama-family causal LMs as GGUF files, run by the prebuilt ``xllamacpp`` wheel (no compiler).
+
+One recipe, ``gguf``: the GGUF the model shipped as (``type=shipped``, the default) or one written here from the fp32
+weights by the ``gguf`` package (``type=q8_0``, ``q4_0``, ...). llama.cpp computes the logits of every position
+(perplexity) and generates with its own KV cache; its artifacts hold no graph, so they need no causal layout key.
+"""
+
+from __future__ import annotations
+
+from ..family import Exporter, Family, NoteCause
+from .export import RUNTIME, gguf_io, gguf_snippet, write_gguf_export
+from .recipes import AVX512_NOTE, RECIPES
+
+CAUSES = (
+    NoteCause("llamacpp-no-avx512", "the xllamacpp wheel's llama.cpp kernels were built for AVX2 and leave this CPU's AVX-512 unused", AVX512_NOTE),
+)
+
+FAMILY = Family(
+    name="llama.cpp",
+    recipes=tuple(RECIPES),
+    exporters={"gguf": Exporter("gguf", write_gguf_export, gguf_snippet, RUNTIME, io=gguf_io)},
+    colors={"gguf": "#6a3d9a"},
+    causes=CAUSES,
+    loads_transformers=False,
+)
