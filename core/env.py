@@ -87,11 +87,12 @@ def devices() -> list[str]:
     return ["cpu", "cuda"] if cuda_available() else ["cpu"]
 
 
-def library_versions() -> dict:
+def library_versions(extra: tuple[str, ...] = ()) -> dict:
+    """Installed versions of the libraries a measurement depends on (and of ``extra`` distributions)."""
     from importlib import metadata
 
     out = {}
-    for name in ("torch", "transformers", "onnxruntime", "onnx", "sentence-transformers", "tokenizers", "torchao"):
+    for name in ("torch", "transformers", "onnxruntime", "onnx", "sentence-transformers", "tokenizers", "torchao", *extra):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

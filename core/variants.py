@@ -32,8 +32,9 @@ class LoadedVariant:
 
 
 def variant_key(source, recipe_name: str, params: dict, calibration_texts: list[str] | None = None) -> str:
-    versions = {k: v for k, v in env.library_versions().items() if k in ("torch", "transformers", "onnxruntime", "onnx", "torchao")}
     recipe, family = get_recipe(recipe_name), family_of(recipe_name)
+    versions = {k: v for k, v in env.library_versions(family.versions if family else ()).items()
+                if k in ("torch", "transformers", "onnxruntime", "onnx", "torchao", *(family.versions if family else ()))}
     calib = hashlib.sha256(json.dumps(calibration_texts or []).encode()).hexdigest()[:12] if recipe.calibrated else ""
     layout = {"layout": family.causal_layout} if get_task(source.task).generates and family and family.causal_layout else {}
     return make_key(kind="variant", fingerprint=source.fingerprint, task=source.task, recipe=recipe_name, params=params, versions=versions,

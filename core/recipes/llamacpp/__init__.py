@@ -22,4 +22,5 @@ FAMILY = Family(
     colors={"gguf": "#6a3d9a"},
     causes=CAUSES,
     loads_transformers=False,
+    versions=("xllamacpp", "gguf"),   # the runtime and the writer and quantizers of its files
 )
