@@ -15,38 +15,59 @@ from core.execution.pool import DASHBOARD_SIZE
 # between jobs): a warm "Measure again" then skips process start and imports. QLAB_WORKER_POOL=0 turns it off.
 os.environ.setdefault("QLAB_WORKER_POOL", str(DASHBOARD_SIZE))
 
+from core import history, identity, links
+from pages._auth import gate, sidebar_identity
 from pages._shared import PAGES, error_line, guarded, init_state, machine, md, open_run, policy, run_frame, show_error
 
 st.set_page_config(page_title="Quantization Lab", page_icon=":material/compress:", layout="wide")
 init_state()
 
-# ?run=<id> opens a saved run on the Compare page (a link a colleague was given)
+# Sign-in (QLAB_AUTH=oidc): a signed-out visitor sees only the sign-in page, except through a link for anyone
+link_token = st.query_params.get("link")
+person = gate(link_opens_without_sign_in=bool(link_token) and links.audience_of(link_token) == "anyone")
+link_visitor = person is None and identity.sign_in_required()   # signed out, holding a link for anyone: that run only
+
+# ?link=<token> (a share link that can be withdrawn) or ?run=<id> opens a saved run on the Compare page
 requested_run = st.query_params.get("run")
 run_error = None
-if requested_run and requested_run != st.session_state.get("opened_link"):
-    from core import history
-
+if link_token and link_token != st.session_state.get("opened_token"):
+    st.session_state["opened_token"] = link_token
+    try:
+        requested_run = links.resolve(link_token, signed_in=person is not None)
+        history.load_run(requested_run)
+        open_run(requested_run)
+        st.session_state.setdefault("link_runs", []).append(requested_run)   # opened by a link: read-only here
+    except Exception as err:  # noqa: BLE001 - shown as one line below
+        run_error, requested_run = err, None
+elif requested_run and requested_run != st.session_state.get("opened_link"):
     st.session_state["opened_link"] = requested_run
     try:
         history.load_run(requested_run)
+        if person is not None and not identity.may_act_on(history.run_owner(requested_run), person) \
+                and requested_run not in links.shared_run_ids():
+            raise links.LinkError(f"Run '{requested_run[:8]}' is private to its owner; ask them for a share link.")
         open_run(requested_run)
     except Exception as err:  # noqa: BLE001 - shown as one line below
         run_error = err
 
-pages = {
-    "Set up": [
-        st.Page(PAGES["data"], title="Data", icon=":material/dataset:", default=not requested_run),
-        st.Page(PAGES["models"], title="Models & variants", icon=":material/tune:"),
-        st.Page(PAGES["run"], title="Run", icon=":material/play_circle:"),
-    ],
-    "Results": [
-        st.Page(PAGES["compare"], title="Compare", icon=":material/monitoring:", default=bool(requested_run)),
-        st.Page(PAGES["weights"], title="Weights", icon=":material/bar_chart:"),
-        st.Page(PAGES["playground"], title="Playground", icon=":material/chat:"),
-        st.Page(PAGES["history"], title="History & share", icon=":material/history:"),
-        st.Page(PAGES["store"], title="Store", icon=":material/inventory_2:"),
-    ],
-}
+compare_page = st.Page(PAGES["compare"], title="Compare", icon=":material/monitoring:", default=bool(requested_run) or link_visitor)
+if link_visitor:   # a link for anyone opens its run, read-only, and nothing else of the lab
+    pages = {"Shared run": [compare_page]}
+else:
+    pages = {
+        "Set up": [
+            st.Page(PAGES["data"], title="Data", icon=":material/dataset:", default=not requested_run),
+            st.Page(PAGES["models"], title="Models & variants", icon=":material/tune:"),
+            st.Page(PAGES["run"], title="Run", icon=":material/play_circle:"),
+        ],
+        "Results": [
+            compare_page,
+            st.Page(PAGES["weights"], title="Weights", icon=":material/bar_chart:"),
+            st.Page(PAGES["playground"], title="Playground", icon=":material/chat:"),
+            st.Page(PAGES["history"], title="History & share", icon=":material/history:"),
+            st.Page(PAGES["store"], title="Store", icon=":material/inventory_2:"),
+        ],
+    }
 nav = st.navigation(pages, expanded=True)
 
 
@@ -117,8 +138,10 @@ def follow_job() -> None:
 
 
 with guarded():
-    sidebar()
-    follow_job()
+    sidebar_identity(person)
+    if not link_visitor:
+        sidebar()
+        follow_job()
 if run_error is not None:
     show_error(run_error)
 run_frame(nav)

@@ -342,6 +342,19 @@ def _find_run(prefix: str) -> str:
     return matches[0]
 
 
+def cmd_audit(args) -> int:
+    from . import audit
+
+    lines = audit.read(since=audit.parse_since(args.since), limit=args.tail)
+    if args.json:
+        print(json.dumps(lines, indent=2))
+        return EXIT_OK
+    print(f"{len(lines)} audit line{'s' if len(lines) != 1 else ''} in {audit.audit_path()}")
+    for line in lines:
+        print(audit.format_line(line))
+    return EXIT_OK
+
+
 def cmd_history(args) -> int:
     from . import history
 
@@ -421,7 +434,7 @@ def cmd_export(args) -> int:
 # -- parser -----------------------------------------------------------------------------------------
 def build_parser() -> Parser:
     parser = Parser(prog="python -m core", description="Quantization Lab: compare quantized variants of a model on this machine.")
-    sub = parser.add_subparsers(dest="command", metavar="{models,variants,evaluate,hardware,prepare,export,store,history}")
+    sub = parser.add_subparsers(dest="command", metavar="{models,variants,evaluate,hardware,prepare,export,store,history,audit}")
 
     p = sub.add_parser("models", help="the bundled models and where they are on disk")
     p.add_argument("--json", action="store_true")
@@ -498,6 +511,12 @@ def build_parser() -> Parser:
     p.add_argument("--format", choices=["json", "csv", "html"], default="json", help="export format (default json)")
     p.add_argument("--out", help="export: write to this file instead of stdout")
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("audit", help="the audit log: who ran, deleted, exported, imported, shared and revoked what, and when")
+    p.add_argument("--since", help="only lines from then on: a duration (30m, 24h, 7d) or a date (2026-12-01, 2026-12-01T09:00 UTC)")
+    p.add_argument("--tail", type=int, help="only the last N lines")
+    p.add_argument("--json", action="store_true", help="the lines as a JSON list")
+    p.set_defaults(func=cmd_audit)
     return parser
 
 

@@ -140,7 +140,7 @@ def to_json(report: dict) -> str:
 
 
 def save_run(report: dict, *, key: str | None = None, root=None, imported: bool = False, origin_run_id: str | None = None,
-             owner: str | None = None) -> str:
+             owner: str | None = None, owner_email: str | None = None) -> str:
     """Save a report as a new run; returns its id (a fresh uuid4 hex, also written into the report). ``owner``: who may
     delete it in hosted mode (``hosting.owner_id`` of the creating session)."""
     given = report.get("run_id")
@@ -153,6 +153,8 @@ def save_run(report: dict, *, key: str | None = None, root=None, imported: bool 
     record = dict(report)
     record["run_id"] = run_id
     record[HISTORY_KEY] = {"config_key": key, "imported": imported, "saved": time.time(), "origin_run_id": origin_run_id, "owner": owner}
+    if owner_email:
+        record[HISTORY_KEY]["owner_email"] = owner_email
     atomic_write_text(run_path(run_id, root), to_json(record))
     if key:
         remember(key, run_id, root)
@@ -170,6 +172,15 @@ def load_run(run_id: str, root=None) -> dict:
     return validate_report(data, name=f"run {run_id}")
 
 
+def run_owner_email(run_id: str, root=None) -> str | None:
+    """The email of the person who owns a run (sign-in on), if it was recorded."""
+    try:
+        email = (load_run(run_id, root).get(HISTORY_KEY) or {}).get("owner_email")
+    except Exception:  # noqa: BLE001 - unreadable runs have no owner
+        return None
+    return email if isinstance(email, str) else None
+
+
 def run_owner(run_id: str, root=None) -> str | None:
     """The owner recorded in a saved run (None for runs saved before owners were recorded, or unreadable ones)."""
     try:
@@ -180,18 +191,23 @@ def run_owner(run_id: str, root=None) -> str | None:
     return owner if isinstance(owner, str) else None
 
 
-def delete_run(run_id: str, root=None, *, requester: str | None = None, pol=None) -> bool:
+def delete_run(run_id: str, root=None, *, requester: str | None = None, pol=None, admin: bool = False, email: str | None = None) -> bool:
     """Delete a saved run. Hosted (``pol.owner_only_delete``), only the owner that created it may: anyone else, a
     holder of a share link included, gets a one-line HistoryError and the run stays."""
     from . import hosting
 
     path = run_path(run_id, root)
     existed = path.is_file()
-    if existed and not hosting.may_delete(run_owner(run_id, root), requester, pol):
+    if existed and not hosting.may_delete(run_owner(run_id, root), requester, pol, admin=admin):
+        if (requester or "").startswith("person:"):
+            raise HistoryError(f"Run '{run_id[:8]}' belongs to someone else: only its owner or an admin can delete it.")
         raise HistoryError(f"Run '{run_id[:8]}' was not created in this session, so it cannot be deleted here "
                            "(only the session that ran or imported it can delete it).")
     if existed:
         path.unlink()
+        from . import audit
+
+        audit.record("deleted", requester, run_id, email=email, root=root)
     return existed
 
 
@@ -232,6 +248,8 @@ def summary(report: dict) -> dict:
         "threads": env.get("threads"),
         "recommended": (report.get("recommended") or {}).get("variant") or "",
         "imported": bool(hist.get("imported")),
+        "owner": hist.get("owner") if isinstance(hist.get("owner"), str) else None,
+        "owner_email": hist.get("owner_email") if isinstance(hist.get("owner_email"), str) else None,
     }
 
 
@@ -313,12 +331,16 @@ def parse_report_bytes(blob: bytes, name: str = "upload") -> dict:
     return validate_report(data, name=name, strict=True)
 
 
-def import_report(blob: bytes, name: str = "upload", root=None, *, owner: str | None = None) -> str:
+def import_report(blob: bytes, name: str = "upload", root=None, *, owner: str | None = None, owner_email: str | None = None) -> str:
     """Validate a colleague's JSON report and save it as a run here; returns the new run id."""
     report = parse_report_bytes(blob, name)
     origin = report.get("run_id") if valid_run_id(report.get("run_id")) else None
     report.pop(HISTORY_KEY, None)
-    return save_run(report, root=root, imported=True, origin_run_id=origin, owner=owner)
+    run_id = save_run(report, root=root, imported=True, origin_run_id=origin, owner=owner, owner_email=owner_email)
+    from . import audit
+
+    audit.record("imported", owner, run_id, email=owner_email, root=root, file=str(name)[:80])
+    return run_id
 
 
 # -- exports ------------------------------------------------------------------------------------

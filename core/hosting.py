@@ -141,7 +141,10 @@ def _limit(limit: Limit, hosted: bool):
 
 
 def policy() -> Policy:
+    from .identity import sign_in_required
+
     hosted = is_hosted()
+    people = sign_in_required()   # with sign-in, runs belong to people: only their owner (or an admin) deletes them
     by_field = {limit.field: limit for limit in LIMITS}
     upload_mb = min(_limit(by_field["max_upload_mb"], hosted), LOCAL_UPLOAD_MB)  # the server never accepts more than its maxUploadSize
     model_mb = _limit(by_field["max_model_mb"], hosted)
@@ -157,7 +160,7 @@ def policy() -> Policy:
         max_upload_bytes=int(upload_mb * 2**20),
         max_model_bytes=int(model_mb * 2**20) if model_mb else None,
         can_clear_store=not hosted,
-        list_all_runs=not hosted,
+        list_all_runs=not hosted and not people,
         max_rows=count("max_rows"),
         max_tokens=count("max_tokens"),
         max_variants=count("max_variants"),
@@ -166,7 +169,7 @@ def policy() -> Policy:
         max_queue=count("max_queue"),
         max_imports=count("max_imports"),
         hub_timeout_s=float(_limit(by_field["hub_timeout_s"], hosted) or 300.0),
-        owner_only_delete=hosted,
+        owner_only_delete=hosted or people,
     )
 
 
@@ -342,10 +345,10 @@ def owner_id(token: str | None) -> str | None:
     return hashlib.sha256(f"qlab-owner:{token}".encode()).hexdigest()[:32] if token else None
 
 
-def may_delete(run_owner: str | None, requester: str | None, pol: Policy | None = None) -> bool:
-    """Locally anyone may delete a run; hosted, only the session that created it."""
+def may_delete(run_owner: str | None, requester: str | None, pol: Policy | None = None, admin: bool = False) -> bool:
+    """Locally anyone may delete a run; hosted, only the session that created it; with sign-in, its owner or an admin."""
     pol = pol or policy()
-    if not pol.owner_only_delete:
+    if not pol.owner_only_delete or admin:
         return True
     return bool(run_owner) and run_owner == requester
 

@@ -44,7 +44,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import history
+from . import audit, history
 from .errors import QlabError
 from .execution import local, pool, scratch, wire
 from .execution.events import Cancelled, phase_start
@@ -87,7 +87,8 @@ class Job:
     pid: int | None = None             # the job's process while it runs
     targets: dict = field(default_factory=dict)    # hardware target -> its fraction done (comparisons across targets)
     visitor: str | None = None         # who asked (hosting.visitor_key): the per-visitor limit counts this
-    owner: str | None = None           # who owns the saved run (hosting.owner_id): only they may delete it when hosted
+    owner: str | None = None           # who owns the saved run (hosting.owner_id, or a person's key with sign-in)
+    owner_email: str | None = None     # the owner's email when signed in
     timed_out: bool = False            # stopped at the wall-time limit
 
     @property
@@ -101,7 +102,7 @@ class Job:
             "total": self.total, "run_id": self.run_id, "result": self.result, "error": self.error, "cached": self.cached,
             "created": self.created, "started": self.started, "finished": self.finished, "waiting_for": self.waiting_for,
             "cancel_requested": self.cancel_requested, "subscribers": self.subscribers, "config": dict(self.config),
-            "data_name": self.data_name, "fraction": self.fraction(), "timed_out": self.timed_out,
+            "data_name": self.data_name, "fraction": self.fraction(), "timed_out": self.timed_out, "owner": self.owner,
         }
 
     def fraction(self) -> float:
@@ -144,7 +145,7 @@ class JobQueue:
 
     # -- requests ------------------------------------------------------------------------------
     def submit(self, config: dict, *, kind: str = "evaluate", data_bytes: bytes | None = None, data_name: str | None = None,
-               force: bool = False, visitor: str | None = None, owner: str | None = None) -> Job:
+               force: bool = False, visitor: str | None = None, owner: str | None = None, owner_email: str | None = None) -> Job:
         """Queue a job (or join the identical one already queued/running, or answer from a saved run).
 
         A new job must pass the hosted limits (``hosting.admit``): raises ``hosting.QueueFull`` with a time to try again."""
@@ -161,6 +162,7 @@ class JobQueue:
             for job in self._jobs.values():
                 if job.key == key and job.active and not job.cancel_requested:
                     job.subscribers += 1
+                    audit.record("ran", owner, job.id, email=owner_email, root=self.root, model=config.get("model"), shared=True)
                     return job
             if kind == "evaluate" and not force:
                 cached = history.find_cached(key, self.root)
@@ -174,7 +176,9 @@ class JobQueue:
             hosting.admit(queued=len(self._queue), visitor_active=self._visitor_active(visitor), running_started=running,
                           recent=list(self._durations), pol=pol)
             job = Job(id=uuid.uuid4().hex, kind=kind, key=key, config=config, data_name=data_name, data_bytes=data_bytes,
-                      total=len(config.get("variants") or []), visitor=visitor, owner=owner)
+                      total=len(config.get("variants") or []), visitor=visitor, owner=owner, owner_email=owner_email)
+            audit.record("ran", owner, job.id, email=owner_email, root=self.root, model=config.get("model"),
+                         variants=",".join(map(str, config.get("variants") or []))[:300])
             self._remember(job)
             self._queue.append(job)
             self._ensure_worker()
@@ -217,12 +221,18 @@ class JobQueue:
         """Who holds the machine-wide measurement lock right now ({"pid", "job", "model", "since"}), if anyone."""
         return read_holder(self.root)
 
-    def cancel(self, job_id: str) -> bool:
-        """Cancel a queued job at once, or stop a running one (terminate, then kill if it does not stop)."""
+    def cancel(self, job_id: str, *, by: str | None = None, email: str | None = None, admin: bool = False) -> bool:
+        """Cancel a queued job at once, or stop a running one (terminate, then kill if it does not stop).
+
+        With sign-in (``by`` is a person's key) a job that only its owner asked for is cancelled only by that owner
+        or an admin; anyone else gets False and the job goes on."""
         with self._lock:
             job = self._jobs.get(job_id)
             if job is None or not job.active:
                 return False
+            if (by or "").startswith("person:") and job.owner and job.owner != by and not admin and job.subscribers <= 1:
+                return False
+            audit.record("cancelled", by, job.id, email=email, root=self.root)
             job.cancel_requested = True
             if job.subscribers > 1:  # another tab still wants it: only drop this subscriber
                 job.subscribers -= 1
@@ -407,7 +417,7 @@ class JobQueue:
 
                 if is_hosted():  # a shared report names the sample, not where the server keeps it
                     report["data"]["path"] = Path(str(report["data"]["path"])).name
-            run_id = history.save_run(report, key=job.key, root=self.root, owner=job.owner)
+            run_id = history.save_run(report, key=job.key, root=self.root, owner=job.owner, owner_email=job.owner_email)
             job.run_id = run_id
             self._finish(job, "done", "finished")
         else:

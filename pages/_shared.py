@@ -241,9 +241,41 @@ def remember_run(run_id: str) -> None:
         runs.append(run_id)
 
 
+def person():
+    """The signed-in person (core.identity.Person; None when sign-in is off)."""
+    from pages._auth import current_person
+
+    return current_person()
+
+
+def is_admin() -> bool:
+    from core.identity import is_admin as admin
+
+    return admin(person())
+
+
+def opened_by_link(run_id: str | None) -> bool:
+    """This session opened ``run_id`` through a share link and does not own it: it may only read it."""
+    if not run_id or run_id not in (st.session_state.get("link_runs") or []):
+        return False
+    from core import history
+    from core.identity import may_act_on
+
+    who = person()
+    return not (who is not None and may_act_on(history.run_owner(run_id), who))
+
+
+def owner_email() -> str | None:
+    who = person()
+    return who.email if who else None
+
+
 def owner() -> str:
-    """This session's owner id (a hash of a secret kept in the session): runs it creates record it, and hosted,
-    only it may delete them. A ?run= link never grants it."""
+    """Who owns what this session creates: the signed-in person (sign-in on), else a hash of a secret kept in the
+    session. Runs record it; hosted or with sign-in, only it (or an admin) may delete them. A link never grants it."""
+    who = person()
+    if who is not None:
+        return who.owner
     token = st.session_state.get("_owner_token")
     if not token:
         token = st.session_state["_owner_token"] = secrets.token_hex(16)
@@ -251,7 +283,11 @@ def owner() -> str:
 
 
 def visitor() -> str:
-    """Who counts as one visitor for the per-visitor limits (hosting.visitor_key): the client address, else the session."""
+    """Who counts as one visitor for the per-visitor limits: the signed-in person (sign-in on), else
+    hosting.visitor_key: the client address, else the session."""
+    who = person()
+    if who is not None:
+        return who.owner
     ip = forwarded = None
     with contextlib.suppress(Exception):
         ip = st.context.ip_address

@@ -22,7 +22,7 @@ from core.report_access import (
     target_label,
 )
 from core.tasks import EMBEDDING
-from pages._shared import budget_of, guarded, load_current_report, md, run_page
+from pages._shared import budget_of, guarded, load_current_report, md, opened_by_link, owner, owner_email, run_page
 
 ALL_SEQS = 0   # the sequence-length choice "all (geometric mean)" (None would show as no choice)
 PLOTLY_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"], "toImageButtonOptions": {"scale": 2}}
@@ -274,8 +274,11 @@ def download_controls(report: dict, variant: str, key: str) -> None:
     """A Download button for one variant (a zip of the folder ``python -m core export`` writes) and its snippet."""
     from pathlib import Path
 
-    from core import exports, hosting
+    from core import audit, exports, hosting
 
+    if opened_by_link(report.get("run_id")):
+        st.caption(":material/lock: Opened through a share link: downloads of the variants are for the run's owner.")
+        return
     made = st.session_state.setdefault("exports_made", {})   # "model|task|variant" -> export id, prepared this session
     ident = f"{report['model']}|{report['task']}|{variant}"
     rec = exports.latest(report["model"], report["task"], variant, origin="dashboard")
@@ -291,6 +294,7 @@ def download_controls(report: dict, variant: str, key: str) -> None:
                 with st.spinner(f"Exporting {variant} ..."):
                     rec = exports.prepare_download(report["model"], report["task"], variant, max_bytes=hosting.export_cap_bytes())
                 made[ident] = rec["id"]
+                audit.record("exported", owner(), variant, email=owner_email(), model=report["model"], export=rec["id"][:8])
             if ident in made:
                 st.rerun()   # every button of this variant (row and recommended card) and the limits show the new download
     if rec:

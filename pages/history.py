@@ -7,11 +7,25 @@ import re
 import pandas as pd
 import streamlit as st
 
-from core import history, hosting
+from core import history, hosting, links
 from core.charts.cross_run import cross_run_figure
 from core.charts.html_report import export_html
 from core.report_access import quality_spec, reference_rows
-from pages._shared import md, open_run, owner, policy, remember_run, run_page, show_error, visitor
+from pages._shared import (
+    guarded,
+    is_admin,
+    md,
+    open_run,
+    opened_by_link,
+    owner,
+    owner_email,
+    person,
+    policy,
+    remember_run,
+    run_page,
+    show_error,
+    visitor,
+)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -31,11 +45,45 @@ def share_url(run_id: str) -> str:
     return f"{base.rstrip('/')}/compare?run={run_id}" if base else f"?run={run_id}"
 
 
+def share_links(run_id: str) -> None:
+    """The run's share links: its owner makes one for an audience and can revoke it; a revoked link opens nothing."""
+    who = person()
+    mine = history.run_owner(run_id) == owner() or is_admin()
+    live = links.links_for(run_id)
+    if not mine:
+        st.caption(":material/lock: Only the run's owner can share it or withdraw its links.")
+        return
+    audiences = list(links.AUDIENCES) if who is not None else ["anyone"]   # without sign-in nobody is "signed in"
+    c1, c2 = st.columns([2, 1])
+    audience = c1.selectbox("Share with", audiences, format_func=links.AUDIENCES.get, key=f"share_aud_{run_id}")
+    if c2.button("Create link", icon=":material/link:", key=f"share_make_{run_id}"):
+        links.create(run_id, owner(), audience, email=owner_email())
+        st.rerun()
+    for link in live:
+        c1, c2 = st.columns([4, 1])
+        c1.code(link_url(link["token"]), language=None)
+        c1.caption(f"Opens for {links.AUDIENCES.get(link['audience'], link['audience'])}, read-only.")
+        if c2.button("Revoke", icon=":material/link_off:", key=f"share_revoke_{link['token'][:12]}"):
+            with guarded():
+                links.revoke(link["token"], by=owner(), admin=is_admin(), email=owner_email())
+                st.rerun()
+    if not live:
+        st.caption("No live link: make one to share this run; you can withdraw it at any time.")
+
+
+def link_url(token: str) -> str:
+    return share_url("").replace("?run=", "?link=") + token
+
+
 def exports(run_id: str) -> None:
     report = history.load_run(run_id)
     st.markdown(f"**Run `{run_id[:8]}`**: {md(report['model'])} ({report['task']}), {len(report['results'])} variants, {md(report.get('created', ''))}")
     st.code(share_url(run_id), language=None)
-    st.caption("Anyone with this link can open the run on this lab (run ids are random and unguessable).")
+    st.caption("The run's own address: it opens the run only for you (and admins); to share it, make a link below."
+               if person() is not None else
+               "The run's own address: anyone who has it can open the run (run ids are random and unguessable). "
+               "For a link you can withdraw, make one below.")
+    share_links(run_id)
     c1, c2, c3 = st.columns(3)
     stem = "qlab-" + (re.sub(r"[^A-Za-z0-9._-]+", "_", report["model"])[:60].strip("._") or "model") + f"-{run_id[:8]}"
     c1.download_button("Download JSON", data=history.export_json(report), file_name=f"{stem}.json", mime="application/json",
@@ -59,7 +107,7 @@ def import_section() -> None:
         try:
             hosting.take_import(who)          # the per-visitor cap (QLAB_MAX_IMPORTS)
             try:
-                run_id = history.import_report(up.getvalue(), up.name, owner=owner())
+                run_id = history.import_report(up.getvalue(), up.name, owner=owner(), owner_email=owner_email())
             except Exception:
                 hosting.give_back_import(who)  # a refused import does not count
                 raise
@@ -102,10 +150,19 @@ def main() -> None:
     ss = st.session_state
     pol = policy()
     st.title("History & share")
-    ids = None if pol.list_all_runs else list(ss.get("my_runs") or [])
-    runs = history.list_runs(ids=ids)
-    if pol.hosted:
-        st.caption("Hosted mode: only the runs of this session are listed; open others with their ?run=<id> link.")
+    who = person()
+    if who is not None:   # sign-in: runs belong to people
+        view = st.segmented_control("Runs", ["Mine", "Everyone's"], default="Mine", key="hist_view", persist_state="session") or "Mine"
+        shared = links.shared_run_ids()
+        runs = [r for r in history.list_runs() if r.get("owner") == who.owner
+                or (view == "Everyone's" and (r["run_id"] in shared or is_admin()))]
+        st.caption("Mine: the runs you ran or imported. Everyone's: yours and the runs colleagues shared with a link"
+                   + (" (as an admin you see every run)." if is_admin() else "."))
+    else:
+        ids = None if pol.list_all_runs else list(ss.get("my_runs") or [])
+        runs = history.list_runs(ids=ids)
+        if pol.hosted:
+            st.caption("Hosted mode: only the runs of this session are listed; open others with their link.")
     if not runs:
         st.info("No saved runs yet: every comparison finished on the Run page is saved here.", icon=":material/info:")
     else:
@@ -126,15 +183,16 @@ def main() -> None:
             if c1.button("Open in Compare", type="primary", icon=":material/monitoring:", key="hist_open"):
                 open_run(first)
                 st.switch_page("pages/compare.py", query_params={"run": first})
-            deletable = all(hosting.may_delete(history.run_owner(rid), owner(), pol) for rid in picked)
-            if not deletable:   # offered only to who may: hosted, the session that created every selected run
-                c2.caption(":material/lock: Only the session that created a run can delete it on this hosted lab.")
+            deletable = all(hosting.may_delete(history.run_owner(rid), owner(), pol, admin=is_admin()) and not opened_by_link(rid) for rid in picked)
+            if not deletable:   # offered only to who may: hosted, the session that created every selected run; signed in, its owner
+                c2.caption(":material/lock: Only a run's owner (or an admin) can delete it." if who is not None
+                           else ":material/lock: Only the session that created a run can delete it on this hosted lab.")
             elif c2.button("Delete", icon=":material/delete:", key="hist_delete", help="Delete the selected run(s) from this lab"
                            + (" (only runs this session created)." if pol.owner_only_delete else ".")):
                 refused = None
                 for rid in picked:
                     try:
-                        history.delete_run(rid, requester=owner(), pol=pol)
+                        history.delete_run(rid, requester=owner(), pol=pol, admin=is_admin(), email=owner_email())
                     except history.HistoryError as err:
                         refused = refused or err
                         continue

@@ -20,15 +20,27 @@ from pages._shared import (
     data_bytes,
     data_label,
     error_line,
+    is_admin,
     md,
     open_run,
     owner,
+    owner_email,
+    person,
     policy,
     recommend_batch,
     run_page,
     show_error,
     visitor,
 )
+
+
+def may_cancel(snap: dict) -> bool:
+    """With sign-in, only the job's owner or an admin may cancel it (another person who asked for the same
+    comparison drops only their own request); without it, any session that asked for it."""
+    if person() is None:
+        return True
+    return is_admin() or snap.get("owner") in (None, owner()) or snap.get("subscribers", 1) > 1
+
 
 PHASES = ["build", "load", "quality", "latency"]
 PHASE_WORDS = {"build": "build", "load": "load", "quality": "quality", "latency": "latency"}
@@ -165,7 +177,7 @@ def main() -> None:
                       help="Ignore the saved result of this exact comparison and measure it again.")
     if start or again:
         try:
-            job = queue.submit(config, data_bytes=blob, data_name=name, force=bool(again), visitor=visitor(), owner=owner())
+            job = queue.submit(config, data_bytes=blob, data_name=name, force=bool(again), visitor=visitor(), owner=owner(), owner_email=owner_email())
         except Exception as err:  # noqa: BLE001
             show_error(err)
             return
@@ -201,10 +213,10 @@ def progress_panel(queue, job_id: str, active: bool) -> None:
             st.rerun(scope="app")
         render_status(snap)
         if snap["state"] not in FINISHED:
-            if ss.get("job_subscribed") and st.button("Cancel", icon=":material/stop_circle:", key="run_cancel",
+            if ss.get("job_subscribed") and may_cancel(snap) and st.button("Cancel", icon=":material/stop_circle:", key="run_cancel",
                                                       help="Stop this comparison (when other tabs asked for the same one, only your request is dropped)."):
                 shared = snap.get("subscribers", 1) > 1
-                queue.cancel(job_id)
+                queue.cancel(job_id, by=owner(), email=owner_email(), admin=is_admin())
                 if shared:   # the others' job goes on: stop following it here
                     watch(None)
                 st.rerun(scope="app")
