@@ -1,6 +1,6 @@
 """The one registry of recipe families, and of the recipes they declare: every name the CLI and UI accept is here.
 
-Each family is one folder (``pytorch/``, ``weight_only/``, ``onnxrt/``, ``genai/``) whose ``FAMILY`` declares its recipes,
+Each family is one folder (``pytorch/``, ``weight_only/``, ``onnxrt/``, ``genai/``, ``openvino/``) whose ``FAMILY`` declares its recipes,
 exporters and snippets, chart colours and slow-variant causes; adding a family is its folder and one line in
 ``FAMILIES``. The tables the rest of the lab reads (``RECIPES`` here, ``core.export.EXPORTERS``, ``core.snippets.SNIPPETS``
 and ``RUNTIMES``, ``core.charts.RECIPE_COLORS``) are filled from the families by :func:`install` and never written by hand.
@@ -9,7 +9,7 @@ and ``RUNTIMES``, ``core.charts.RECIPE_COLORS``) are filled from the families by
 from __future__ import annotations
 
 from ..errors import RecipeError
-from . import genai, onnxrt, pytorch, weight_only
+from . import genai, onnxrt, openvino, pytorch, weight_only
 from .base import Recipe, VariantSpec, parse_spec
 from .family import Cause, Exporter, Family
 
@@ -18,6 +18,7 @@ FAMILIES: list[Family] = [
     weight_only.FAMILY,
     onnxrt.FAMILY,
     genai.FAMILY,
+    openvino.FAMILY,
 ]
 REFERENCE = "fp32"
 
