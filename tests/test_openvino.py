@@ -1,5 +1,5 @@
 """The OpenVINO family (core/recipes/openvino/): IR builds from the lab's fp32 ONNX graph, NNCF static int8 and
-weight-only compression, the KV-cache decoder, the export snippet and the slow-variant cause.
+weight-only compression, the KV-cache decoder, the export snippet, the slow-variant cause and the hardware probe.
 
 Tiny random models (tests/tiny_models.py) for each task: code paths and agreement with fp32 only, never evidence of
 quality or speed. One real-model test (the bundled MiniLM, marked slow) holds openvino-int8 to the 0.99 fidelity budget.
@@ -171,6 +171,13 @@ def test_int8_without_vnni_or_amx_is_explained():
     assert [c.code for c in registry.slow_causes(result, {})] == ["openvino-int8-no-vnni"]
     result.notes = ["OpenVINO CPU plugin: f32 inference precision, 2 threads, latency hint."]
     assert registry.slow_causes(result, {}) == []
+
+
+def test_the_hardware_probe_lists_openvinos_devices():
+    from core.execution.hardware import probe
+
+    found = probe()["runtimes"]["openvino"]
+    assert "CPU" in found["devices"] and found["cpu"] and "FP32" in found["capabilities"] and found["version"]
 
 
 @pytest.mark.slow

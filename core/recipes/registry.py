@@ -77,6 +77,19 @@ def slow_causes(result, environment: dict) -> list[Cause]:
     return family.slow_causes(result, environment) if family else []
 
 
+def runtime_probes() -> dict:
+    """What each family's runtime reports about this machine ({family: {...}}), for the hardware probe; a runtime that
+    cannot be asked says why instead."""
+    out = {}
+    for family in FAMILIES:
+        if family.probe is not None:
+            try:
+                out[family.name] = family.probe()
+            except Exception as err:  # noqa: BLE001 - a runtime missing or failing here is a fact about this machine
+                out[family.name] = {"error": f"{err.__class__.__name__}: {err}"}
+    return out
+
+
 def resolve(spec: str | VariantSpec) -> tuple[Recipe, dict, str]:
     """Parse and check a variant spec: returns (recipe, full parameters, canonical label)."""
     spec = parse_spec(spec) if isinstance(spec, str) else spec

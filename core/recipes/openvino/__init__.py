@@ -7,6 +7,7 @@ from ..family import Exporter, Family, NoteCause
 from ..onnx_common import CAUSAL_ONNX_LAYOUT
 from . import recipes
 from .export import RUNTIME, ir_io, openvino_snippet, write_ir
+from .probe import openvino_probe
 
 EXPORTER = Exporter("openvino", write_ir, openvino_snippet, RUNTIME, io=ir_io, needs_fast_tokenizer=True)
 
@@ -28,4 +29,5 @@ FAMILY = Family(
     causes=CAUSES,
     causal_layout=CAUSAL_ONNX_LAYOUT,    # the IR is the lab's decoder-with-past ONNX graph, converted
     loads_transformers=False,
+    probe=openvino_probe,
 )
