@@ -43,7 +43,7 @@ CASES = [(task, name) for task in MODELS for name in OPENVINO if _applies(task, 
 @pytest.fixture(scope="module")
 def built(request) -> dict:
     """Per task: the source, the token ids and mask of TEXTS, fp32's output, and every OpenVINO recipe that applies
-    (built after onnx-fp32, so they start from its stored graph), loaded with its output on TEXTS."""
+    (built after onnx-fp32, so they may start from its stored graph), loaded with its output on TEXTS."""
     out = {}
     for task, fixture in MODELS.items():
         source = resolve_source(str(request.getfixturevalue(fixture)))
@@ -103,7 +103,10 @@ def test_each_recipe_builds_loads_and_stays_close_to_fp32(built, task, name):
     assert (lv.entry.path / "model.xml").is_file() and (lv.entry.path / "model.bin").is_file()
     assert lv.variant.name == name and lv.variant.param_bytes > 0
     assert any("OpenVINO CPU plugin" in n for n in lv.variant.notes)
-    assert any("onnx-fp32" in n for n in lv.variant.notes), lv.variant.notes   # started from the stored graph
+    # the tiny Llama has no ONNX Runtime fusion pattern, so its stored onnx-fp32 graph is the plain export and is reused;
+    # the BERTs' stored graphs are fused for ONNX Runtime, so OpenVINO gets a plain export of its own
+    origin = "onnx-fp32 graph (entry" if task == CAUSAL_LM else "without ONNX Runtime's bert fusions"
+    assert any(origin in n for n in lv.variant.notes), lv.variant.notes
     score = _agreement(task, out, ref, mask)
     assert score >= FLOORS[name], (task, name, score)
     real = mask.astype(bool) if out.ndim == 3 else slice(None)
