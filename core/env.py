@@ -91,7 +91,7 @@ def library_versions() -> dict:
     from importlib import metadata
 
     out = {}
-    for name in ("torch", "transformers", "onnxruntime", "onnx", "sentence-transformers", "tokenizers", "torchao"):
+    for name in ("torch", "transformers", "onnxruntime", "onnx", "sentence-transformers", "tokenizers", "torchao", "openvino", "nncf"):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
