@@ -52,7 +52,7 @@ def converted(ctx: BuildContext, work: Path):
 
     if fusion_type(ctx) is None:
         with fp32_graph(ctx, work) as fp32:
-            yield _read(ov, fp32.path, list(fp32.notes), fp32.origin, ctx)
+            yield _read(ov, fp32.path, fp32.notes[-1:], fp32.origin, ctx)   # where the graph came from (its ONNX Runtime notes do not apply)
         return
     work.mkdir(parents=True, exist_ok=True)
     ctx.say(0.2, "exporting to ONNX (no ONNX Runtime fusions: OpenVINO fuses the graph itself)")
