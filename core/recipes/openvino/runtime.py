@@ -66,11 +66,6 @@ class OvSession(Signature):
         self.request = compiled.create_infer_request()
 
     def run(self, names: list[str], feeds: dict) -> list[np.ndarray]:
-        import openvino as ov
-
-        # an empty past (0 cached positions) goes in as a Tensor of its own: fed as a numpy array, OpenVINO 2026.4 reads
-        # a zero-size array's batch axis as 0 too
-        feeds = {name: ov.Tensor(value) if value.size == 0 else value for name, value in feeds.items()}
         result = self.request.infer(feeds)   # copies of the outputs: the request reuses its buffers on the next call
         return [np.asarray(result[name]) for name in names]
 
