@@ -218,7 +218,7 @@ def cmd_hardware(args) -> int:
     rows = list_targets()
     if args.json:
         print(json.dumps([{k: r.get(k) for k in ("id", "name", "node_id", "cpu", "arch", "cores", "isa", "gpu", "alive")}
-                          | {"this_machine": bool(r.get("this_machine") or r["id"] == "local")}
+                          | {"this_machine": bool(r.get("this_machine") or r["id"] == "local"), "runtimes": (r.get("probe") or {}).get("runtimes")}
                           for r in rows], indent=2))
         return EXIT_OK
     table = [[r["id"], r["name"], str(r.get("cpu") or "?"), str(r.get("cores") or "?"), " ".join(r.get("isa") or []) or "-",

@@ -92,7 +92,7 @@ def library_versions(extra: tuple[str, ...] = ()) -> dict:
     from importlib import metadata
 
     out = {}
-    for name in ("torch", "transformers", "onnxruntime", "onnx", "sentence-transformers", "tokenizers", "torchao", *extra):
+    for name in ("torch", "transformers", "onnxruntime", "onnx", "sentence-transformers", "tokenizers", "torchao", "openvino", "nncf", *extra):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

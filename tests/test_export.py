@@ -36,7 +36,8 @@ HELD_OUT = [
 ]
 # what each kind of snippet may import (module names), besides the standard library's json
 ALLOWED_IMPORTS = {"numpy": "numpy", "onnxruntime": "onnxruntime", "tokenizers": "tokenizers", "torch": "torch",
-                   "transformers": "transformers", "safetensors": "safetensors", "torchao": "torchao", "xllamacpp": "xllamacpp"}
+                   "transformers": "transformers", "safetensors": "safetensors", "torchao": "torchao", "xllamacpp": "xllamacpp",
+                   "openvino": "openvino"}
 HARNESS = r'''
 import importlib.util, json, os, sys
 import numpy as np

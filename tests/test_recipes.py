@@ -60,7 +60,7 @@ def _valid(out, mask):
 
 
 CPU_RECIPES = ["fp32", "bf16", "dynamic-int8", "torchscript", "absmax-int8", "zeropoint-int8", "absmax-int4", "zeropoint-int4", "onnx-fp32", "onnx-int8",
-               "onnx-int8-static", "onnx-int4"]
+               "onnx-int8-static", "onnx-int4", "openvino-fp32", "openvino-int8"]
 
 
 @pytest.mark.slow

@@ -55,6 +55,8 @@ def probe() -> dict:
     """This machine, as a hardware target sees it."""
     import psutil
 
+    from ..recipes.registry import runtime_probes  # each family's runtime: OpenVINO's device list, ...
+
     model, flags = read_cpuinfo()
     gpu, gpu_memory = _gpu()
     return {
@@ -69,6 +71,7 @@ def probe() -> dict:
         "gpu_memory_bytes": gpu_memory,
         "versions": _versions(),
         "quantized_engines": _quantized_engines(),
+        "runtimes": runtime_probes(),
         "python": platform.python_version(),
     }
 

@@ -92,6 +92,7 @@ class Family:
     causal_layout: str | None = None   # how its causal-LM artifacts are laid out (e.g. KV cache as graph inputs): part of their store key
     loads_transformers: bool = True    # its variants load a transformers model (the worker imports the modeling code before timing the load)
     versions: tuple[str, ...] = ()     # distributions whose versions are part of its variants' store keys (besides torch, transformers, ...)
+    probe: Callable[[], dict] | None = None   # what its runtime reports about this machine (devices, kernels): the hardware probe's ``runtimes``
 
     def slow_causes(self, result, environment: dict) -> list[Cause]:
         """Why ``result`` (a core.report.VariantResult of one of this family's recipes) may be slower than fp32 here."""

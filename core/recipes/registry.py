@@ -1,6 +1,6 @@
 """The one registry of recipe families, and of the recipes they declare: every name the CLI and UI accept is here.
 
-Each family is one folder (``pytorch/``, ``weight_only/``, ``onnxrt/``, ``genai/``, ``llamacpp/``) whose ``FAMILY`` declares its recipes,
+Each family is one folder (``pytorch/``, ``weight_only/``, ``onnxrt/``, ``genai/``, ``llamacpp/``, ``openvino/``) whose ``FAMILY`` declares its recipes,
 exporters and snippets, chart colours and slow-variant causes; adding a family is its folder and one line in
 ``FAMILIES``. The tables the rest of the lab reads (``RECIPES`` here, ``core.export.EXPORTERS``, ``core.snippets.SNIPPETS``
 and ``RUNTIMES``, ``core.charts.RECIPE_COLORS``) are filled from the families by :func:`install` and never written by hand.
@@ -9,7 +9,7 @@ and ``RUNTIMES``, ``core.charts.RECIPE_COLORS``) are filled from the families by
 from __future__ import annotations
 
 from ..errors import RecipeError
-from . import genai, llamacpp, onnxrt, pytorch, weight_only
+from . import genai, llamacpp, onnxrt, openvino, pytorch, weight_only
 from .base import Recipe, VariantSpec, parse_spec
 from .family import Cause, Exporter, Family
 
@@ -19,6 +19,7 @@ FAMILIES: list[Family] = [
     onnxrt.FAMILY,
     genai.FAMILY,
     llamacpp.FAMILY,
+    openvino.FAMILY,
 ]
 REFERENCE = "fp32"
 
@@ -75,6 +76,19 @@ def slow_causes(result, environment: dict) -> list[Cause]:
     """Why ``result`` (a core.report.VariantResult) may be slower than fp32 here, as its own family explains it."""
     family = family_of(result.variant)
     return family.slow_causes(result, environment) if family else []
+
+
+def runtime_probes() -> dict:
+    """What each family's runtime reports about this machine ({family: {...}}), for the hardware probe; a runtime that
+    cannot be asked says why instead."""
+    out = {}
+    for family in FAMILIES:
+        if family.probe is not None:
+            try:
+                out[family.name] = family.probe()
+            except Exception as err:  # noqa: BLE001 - a runtime missing or failing here is a fact about this machine
+                out[family.name] = {"error": f"{err.__class__.__name__}: {err}"}
+    return out
 
 
 def resolve(spec: str | VariantSpec) -> tuple[Recipe, dict, str]:
