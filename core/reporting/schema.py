@@ -28,7 +28,8 @@ THROUGHPUT, DATASET_THROUGHPUT = MODE_SCHEMA, SCHEMA   # one mode of its ``datas
 
 # written by core.history beside a saved run (not a field of the report itself)
 HISTORY = obj({"config_key": text(64, null=True), "imported": {"type": "boolean"}, "saved": num(0, LATEST),
-               "origin_run_id": text(64, null=True), "owner": text(64, null=True)}, null=True)
+               "origin_run_id": text(64, null=True), "owner": text(64, null=True),
+               "owner_email": text(320, null=True)}, null=True)
 
 
 def _result(task: str | None, strict: bool = True) -> dict:
