@@ -113,8 +113,30 @@ class Policy:
             default = limit.hosted if self.hosted else limit.local
             rows.append({"limit": limit.what, "value": shown, "variable": limit.env,
                          "default": "no limit" if not default else f"{default:,.0f} {limit.unit}".strip()})
+        rows.extend(sign_in_rows())
         rows.append({"limit": "typed variant specs", "value": SPEC_FORM, "variable": "-", "default": "-"})
         return rows
+
+
+def sign_in_rows() -> list[dict]:
+    """Sign-in (issue 20) as the limits table shows it: the mode, how many admins (never their emails) and the
+    admitted email domains, each with the value in force."""
+    from .identity import ADMINS_ENV, AUTH_ENV, DOMAINS_ENV, admins, allowed_domains, auth_mode
+
+    try:
+        mode = "oidc" if auth_mode() == "oidc" else "off"
+    except QlabError:   # every page stops with the one-line error; the table says so rather than failing
+        mode = f"{os.environ.get(AUTH_ENV, '').strip()[:20]!r} is not a mode: every page refuses"
+    count = len(admins())
+    domains = allowed_domains()
+    return [
+        {"limit": "sign-in with the team's OpenID Connect provider ([auth] in .streamlit/secrets.toml)", "value": mode,
+         "variable": AUTH_ENV, "default": "off"},
+        {"limit": "admins (may delete any run, cancel any job, revoke any link; signed in)",
+         "value": f"{count} admin{'s' if count != 1 else ''}" if count else "none", "variable": ADMINS_ENV, "default": "none"},
+        {"limit": "email domains admitted at sign-in", "value": ", ".join(sorted(domains)) if domains else "any",
+         "variable": DOMAINS_ENV, "default": "any"},
+    ]
 
 
 def _env_mb(name: str, default: float | None) -> float | None:

@@ -310,6 +310,20 @@ def test_policy_follows_sign_in(monkeypatch):
     assert hosting.may_delete(ALICE.owner, ROOT.owner, pol, admin=True)
 
 
+def test_the_limits_table_shows_sign_in_as_in_force(monkeypatch):
+    table = {row["variable"]: row for row in hosting.policy().limits_table()}
+    assert (table["QLAB_AUTH"]["value"], table["QLAB_ADMINS"]["value"], table["QLAB_ALLOWED_DOMAINS"]["value"]) == ("off", "none", "any")
+    monkeypatch.setenv("QLAB_AUTH", "oidc")
+    monkeypatch.setenv("QLAB_ADMINS", "Admin@Example.com; ops@example.com")
+    monkeypatch.setenv("QLAB_ALLOWED_DOMAINS", "example.com,@partner.org")
+    table = {row["variable"]: row for row in hosting.policy().limits_table()}
+    assert table["QLAB_AUTH"]["value"] == "oidc" and table["QLAB_AUTH"]["default"] == "off"
+    assert table["QLAB_ADMINS"]["value"] == "2 admins" and "example.com" not in table["QLAB_ADMINS"]["value"]   # a count, never the emails
+    assert table["QLAB_ALLOWED_DOMAINS"]["value"] == "example.com, partner.org"
+    monkeypatch.setenv("QLAB_AUTH", "oicd")
+    assert "'oicd' is not a mode" in {row["variable"]: row for row in hosting.sign_in_rows()}["QLAB_AUTH"]["value"]
+
+
 def test_only_the_owner_or_an_admin_deletes_a_run(tmp_path, signed_in):
     run_id = history.save_run(report(), root=tmp_path, owner=ALICE.owner, owner_email=ALICE.email)
     summary = history.summary(history.load_run(run_id, tmp_path))
