@@ -29,7 +29,7 @@ link_visitor = person is None and identity.sign_in_required()   # signed out, ho
 
 # ?link=<token> (a share link that can be withdrawn) or ?run=<id> opens a saved run on the Compare page
 requested_run = st.query_params.get("run")
-run_error = None
+run_error, just_opened = None, False
 if link_token and link_token != st.session_state.get("opened_token"):
     st.session_state["opened_token"] = link_token
     try:
@@ -37,26 +37,32 @@ if link_token and link_token != st.session_state.get("opened_token"):
         history.load_run(requested_run)
         open_run(requested_run)
         st.session_state.setdefault("link_runs", []).append(requested_run)   # opened by a link: read-only here
+        just_opened = True
     except Exception as err:  # noqa: BLE001 - shown as one line below
         run_error, requested_run = err, None
 elif requested_run and requested_run != st.session_state.get("opened_link"):
     st.session_state["opened_link"] = requested_run
     try:
         history.load_run(requested_run)
-        if person is not None and not identity.may_act_on(history.run_owner(requested_run), person) \
-                and requested_run not in links.shared_run_ids():
+        if identity.sign_in_required() and (link_visitor or (not identity.may_act_on(history.run_owner(requested_run), person)
+                                                            and requested_run not in links.shared_run_ids())):
+            # with sign-in a run's own address opens it for its owner, an admin, or (once shared) a colleague;
+            # a signed-out holder of a link for anyone gets that link's run and nothing else
             raise links.LinkError(f"Run '{requested_run[:8]}' is private to its owner; ask them for a share link.")
         open_run(requested_run)
+        just_opened = True
     except Exception as err:  # noqa: BLE001 - shown as one line below
         run_error = err
 
-compare_page = st.Page(PAGES["compare"], title="Compare", icon=":material/monitoring:", default=bool(requested_run) or link_visitor)
+# (a default page has no path of its own: Compare is one only for a link visitor, who sees nothing else, so that
+# /compare?run=... is always a real address; a run asked for at the root is shown by switching to Compare below)
+compare_page = st.Page(PAGES["compare"], title="Compare", icon=":material/monitoring:", default=link_visitor)
 if link_visitor:   # a link for anyone opens its run, read-only, and nothing else of the lab
     pages = {"Shared run": [compare_page]}
 else:
     pages = {
         "Set up": [
-            st.Page(PAGES["data"], title="Data", icon=":material/dataset:", default=not requested_run),
+            st.Page(PAGES["data"], title="Data", icon=":material/dataset:", default=True),
             st.Page(PAGES["models"], title="Models & variants", icon=":material/tune:"),
             st.Page(PAGES["run"], title="Run", icon=":material/play_circle:"),
         ],
@@ -69,6 +75,8 @@ else:
         ],
     }
 nav = st.navigation(pages, expanded=True)
+if just_opened and not link_visitor and nav.url_path == "":   # ?run= or ?link= at the root: show it
+    st.switch_page(compare_page)
 
 
 def sidebar() -> None:

@@ -65,14 +65,15 @@ def prebuild(store: Path) -> None:
 
 
 @contextlib.contextmanager
-def server(store: Path, extra_env: dict | None = None):
-    """``streamlit run app.py`` on a free loopback port with ``store`` as its model store; yields (url, pid, log path)."""
-    port = free_port()
+def server(store: Path, extra_env: dict | None = None, args: list[str] | None = None, port: int | None = None):
+    """``streamlit run app.py`` on a free loopback port (or ``port``) with ``store`` as its model store, with more
+    ``args`` for streamlit; yields (url, pid, log path)."""
+    port = port or free_port()
     env = clean_env(QLAB_CACHE_DIR=str(store), **(extra_env or {}))
     log_path = Path(tempfile.mkdtemp(prefix="qlab-load-")) / "streamlit.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-                                 "--server.address", "127.0.0.1"], cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT)
+                                 "--server.address", "127.0.0.1", *(args or [])], cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.time() + 90

@@ -72,7 +72,8 @@ def share_links(run_id: str) -> None:
 
 
 def link_url(token: str) -> str:
-    return share_url("").replace("?run=", "?link=") + token
+    """The lab's root with ``?link=``: it opens the run on Compare (for a signed-out visitor, Compare is all there is)."""
+    return share_url("").replace("/compare?run=", "/?link=").replace("?run=", "?link=") + token
 
 
 def exports(run_id: str) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from ...tasks import get_task
 from ..decoders import POSITIONS
 from ..export_kit import copy_file, texts_line
+from .quiet import openvino
 from .runtime import BIN, INFO, XML
 
 RUNTIME = ("numpy", "openvino", "tokenizers")
@@ -32,7 +33,7 @@ def write_ir(job, out: Path) -> dict:
 
 def ir_io(folder: Path) -> tuple[list[dict], list[dict]]:
     """The IR's inputs and outputs: name, numpy dtype, shape ("?" for a dynamic axis: the IR keeps no axis names)."""
-    import openvino as ov
+    ov = openvino()
 
     model = ov.Core().read_model(str(Path(folder) / XML))
 

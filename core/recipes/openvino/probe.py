@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from .quiet import openvino
+
 
 def openvino_probe() -> dict:
     """{"version", "devices", "cpu", "capabilities"}: ``Core().available_devices``, and the CPU plugin's
     ``FULL_DEVICE_NAME`` and ``OPTIMIZATION_CAPABILITIES`` (e.g. FP32, BF16, INT8); {"installed": False} without openvino."""
     try:
-        import openvino as ov
+        ov = openvino()
     except ImportError:
         return {"installed": False}
     core = ov.Core()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,8 @@ from ...tasks import CAUSAL_LM
 from ..base import BuildContext, Param, Recipe, write_json
 from ..decoders import graph_feeds
 from ..onnx_common import GRAPH, export_onnx, fp32_graph, fusion_type, quiet
+from .quiet import nncf as quiet_nncf
+from .quiet import openvino
 from .runtime import INFO, XML, Signature, cpu_only, load_openvino
 
 PRESETS = ("mixed", "performance")   # NNCF: mixed = symmetric weights, asymmetric activations (its default for transformers)
@@ -49,7 +50,7 @@ def converted(ctx: BuildContext, work: Path):
     slower in int8 at batch 32 (MiniLM, 2 threads). Where the model type has no ONNX Runtime fusion pattern (Llama, ...)
     the stored ``onnx-fp32`` graph *is* that plain export, so it is reused from the store (leased only while the block
     runs) as onnx-int8 reuses it; otherwise the fp32 model is exported again without ONNX Runtime's optimizer."""
-    import openvino as ov
+    ov = openvino()
 
     if fusion_type(ctx) is None:
         with fp32_graph(ctx, work) as fp32:
@@ -82,7 +83,7 @@ def graph_names(model) -> None:
 
 
 def save_ir(model, out: Path, notes: list[str], **info) -> None:
-    import openvino as ov
+    ov = openvino()
 
     graph_names(model)   # NNCF's model keeps them; checked again before saving
     ov.save_model(model, str(out / XML), compress_to_fp16=False)   # fp32 stays fp32: no silent fp16 weights
@@ -90,10 +91,7 @@ def save_ir(model, out: Path, notes: list[str], **info) -> None:
 
 
 def _nncf():
-    # NNCF sends usage telemetry unless told it runs in CI (NNCF_CI, its documented off switch): a lab that measures
-    # a team's models sends nothing anywhere
-    os.environ.setdefault("NNCF_CI", "1")
-    import nncf
+    nncf = quiet_nncf()   # its telemetry off (core/recipes/openvino/quiet.py)
 
     nncf.set_log_level(logging.ERROR)
     return nncf

@@ -18,6 +18,7 @@ import numpy as np
 from ...tasks import CAUSAL_LM
 from ..base import BuildContext, Variant, read_json
 from ..decoders import OnnxCacheDecoder, graph_feeds, has_past, logits_name
+from .quiet import openvino
 
 XML, BIN = "model.xml", "model.bin"   # the IR: the graph, and its weights
 INFO = "openvino.json"                # the lab's notes on the build
@@ -85,7 +86,7 @@ def compile_ir(art: Path, threads: int | None = None, precision: str | None = No
 
     ``precision`` pins the plugin's inference precision (``f32`` for openvino-fp32); None leaves OpenVINO's default,
     which is bf16 for the float parts on CPUs that have AMX."""
-    import openvino as ov
+    ov = openvino()
 
     config = {"PERFORMANCE_HINT": PERFORMANCE_HINT}
     if threads:

@@ -1,0 +1,175 @@
+"""Sign-in for a team (issue 20) against a real OpenID Connect provider on 127.0.0.1 (``oidc-provider-mock``), with a
+real ``streamlit run`` server (``QLAB_AUTH=oidc``, its ``[auth]`` block in a secrets file of the test's own) and
+headless Chromium: people sign in through the provider's form, own runs, share them with links they can withdraw,
+and every action lands in the audit log with the right person."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import chromium_or_skip
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import load_sessions
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+DATA = Path(__file__).parent / "data"
+PEOPLE = {"alice": "alice@example.com", "bob": "bob@example.com", "eve": "eve@elsewhere.org"}
+
+
+@pytest.fixture(scope="module")
+def team_lab(tmp_path_factory):
+    chromium_or_skip("the sign-in test")
+    import httpx
+    import oidc_provider_mock
+    from playwright.sync_api import sync_playwright
+
+    from core import history
+    from core.identity import person_key
+
+    store = tmp_path_factory.mktemp("team-store")
+    with oidc_provider_mock.run_server_in_thread() as provider:
+        issuer = f"http://localhost:{provider.server_port}"
+        for sub, email in PEOPLE.items():
+            assert httpx.put(f"{issuer}/users/{sub}", json={"email": email, "name": sub.title()}).status_code == 204
+        run_id = history.import_report((DATA / "embedding_minilm_headline.json").read_bytes(), "alice.json", root=store,
+                                       owner=person_key("alice"), owner_email=PEOPLE["alice"])   # Alice's own, unshared run
+        port = load_sessions.free_port()
+        secrets_file = store / "secrets.toml"
+        secrets_file.write_text(f'[auth]\nredirect_uri = "http://127.0.0.1:{port}/oauth2callback"\ncookie_secret = "{secrets.token_hex(24)}"\n'
+                                f'client_id = "qlab"\nclient_secret = "{secrets.token_hex(8)}"\n'
+                                f'server_metadata_url = "{issuer}/.well-known/openid-configuration"\n')
+        env = {"QLAB_AUTH": "oidc", "QLAB_ALLOWED_DOMAINS": "example.com", "QLAB_WORKER_POOL": "0"}
+        with load_sessions.server(store, env, ["--secrets.files", str(secrets_file)], port=port) as (url, _pid, log_path):
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=str(load_sessions.CHROMIUM), headless=True, args=load_sessions.CHROMIUM_ARGS)
+                try:
+                    yield {"url": url, "browser": browser, "store": store, "run_id": run_id, "issuer": issuer, "log": log_path}
+                finally:
+                    browser.close()
+
+
+def main_text(page) -> str:
+    return page.locator('[data-testid="stMain"]').inner_text(timeout=30_000)
+
+
+def sign_in_page(page) -> bool:
+    """The page shows the sign-in page and nothing of the lab."""
+    page.get_by_role("button", name="Sign in").wait_for(timeout=60_000)
+    return "sign in with your team's account" in main_text(page).lower() and page.get_by_text("Models & variants").count() == 0
+
+
+def signed_in(lab, sub: str):
+    """A fresh browser context signed in as ``sub`` through the provider's form; returns (context, page)."""
+    context = lab["browser"].new_context()
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(lab["url"])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(re.escape(lab["issuer"])))
+    page.get_by_placeholder("sub").fill(sub)
+    page.get_by_role("button", name="Authorize").click()
+    page.wait_for_url(re.compile(re.escape(lab["url"])))
+    return context, page
+
+
+def audit_lines(store: Path) -> list[dict]:
+    path = store / "audit.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def test_people_sign_in_own_runs_and_share_links_they_can_withdraw(team_lab):
+    from core.identity import person_key
+
+    lab, url, run_id = team_lab, team_lab["url"], team_lab["run_id"]
+    browser = lab["browser"]
+
+    # signed out: every page is the sign-in page, the run's own address too
+    anonymous = browser.new_context().new_page()
+    for path in ("", "/run", f"/compare?run={run_id}", "/history"):
+        anonymous.goto(url + path)
+        assert sign_in_page(anonymous), (path, main_text(anonymous))
+
+    # Alice signs in through the provider and sees her run under "Mine"
+    alice_ctx, alice = signed_in(lab, "alice")
+    alice.get_by_text("Signed in as alice@example.com").wait_for()
+    alice.goto(f"{url}/compare?run={run_id}")
+    alice.get_by_role("heading", name="Compare").wait_for()
+    assert "private to its owner" not in main_text(alice)
+    load_sessions.goto_page(alice, "History & share", "History & share")
+    alice.get_by_text(f"Run {run_id[:8]}", exact=True).wait_for()
+    assert alice.get_by_role("button", name="Delete").count() == 1   # her own run
+
+    # a forged session cookie (her real one with its signature altered, or one made up) signs nobody in
+    cookie = next(c for c in alice_ctx.cookies() if c["name"] == "_streamlit_user")
+    for value in (cookie["value"][:-4] + ("AAAA" if not cookie["value"].endswith("AAAA") else "BBBB"), "forged." + secrets.token_hex(20)):
+        forged_ctx = browser.new_context()
+        forged_ctx.add_cookies([{**cookie, "value": value}])
+        forged = forged_ctx.new_page()
+        forged.goto(url + "/history")
+        assert sign_in_page(forged), main_text(forged)
+        forged_ctx.close()
+
+    # Bob, a colleague: Alice's run is private to her until she shares it
+    bob_ctx, bob = signed_in(lab, "bob")
+    bob.goto(f"{url}/compare?run={run_id}")
+    bob.get_by_text("is private to its owner").wait_for()
+    load_sessions.goto_page(bob, "History & share", "History & share")
+    bob.get_by_text("No saved runs yet").wait_for()
+
+    # Alice makes a link for signed-in colleagues
+    alice.get_by_role("button", name="Create link").click()
+    code = alice.locator('[data-testid="stCode"]', has_text="?link=").first
+    code.wait_for()
+    link = re.search(r"\S*\?link=[A-Za-z0-9_-]+", code.inner_text()).group(0)
+
+    # it opens for Bob, read-only: no delete, no sharing, no variant downloads
+    bob.goto(link)
+    bob.get_by_role("heading", name="Compare").wait_for()
+    assert "withdrawn" not in main_text(bob) and "private" not in main_text(bob)
+    load_sessions.goto_page(bob, "History & share", "History & share")
+    bob.get_by_role("button", name="Everyone's").click()   # the runs colleagues shared
+    bob.get_by_text("Only a run's owner (or an admin) can delete it.").wait_for()
+    bob.get_by_text("Only the run's owner can share it").wait_for()
+    assert bob.get_by_role("button", name="Delete").count() == 0 and bob.get_by_role("button", name="Create link").count() == 0
+
+    # not for a signed-out browser: that gets the sign-in page
+    anonymous.goto(link)
+    assert sign_in_page(anonymous)
+
+    # Alice withdraws it: it opens nothing any more
+    alice.get_by_role("button", name="Revoke").click()
+    alice.get_by_text("No live link").wait_for()
+    late_ctx, late = signed_in(lab, "bob")
+    late.goto(link)
+    late.get_by_text("withdrawn by its owner").wait_for()
+
+    # signing out returns to the sign-in page
+    alice.get_by_role("button", name="Sign out").click()
+    assert sign_in_page(alice)
+
+    # someone from a domain the lab does not admit is refused in one line
+    eve_ctx, eve = signed_in(lab, "eve")
+    eve.get_by_text("is not in a domain this lab admits (example.com)").wait_for()
+    assert eve.get_by_text("Models & variants").count() == 0
+
+    # every action is in the audit log, with the right person
+    time.sleep(1)
+    lines = audit_lines(lab["store"])
+    who = {sub: person_key(sub) for sub in PEOPLE}
+    did = {(line["action"], line["who"]) for line in lines}
+    assert {("imported", who["alice"]), ("signed-in", who["alice"]), ("signed-in", who["bob"]), ("shared", who["alice"]),
+            ("revoked", who["alice"]), ("refused", who["eve"])} <= did, lines
+    assert not any(line["action"] == "signed-in" and line["who"] == who["eve"] for line in lines)
+    shared = next(line for line in lines if line["action"] == "shared")
+    assert shared["target"] == run_id and shared["email"] == PEOPLE["alice"] and shared["audience"] == "team"
+    for ctx in (alice_ctx, bob_ctx, late_ctx, eve_ctx):
+        ctx.close()
