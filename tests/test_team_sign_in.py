@@ -92,6 +92,13 @@ def test_people_sign_in_own_runs_and_share_links_they_can_withdraw(team_lab):
     lab, url, run_id = team_lab, team_lab["url"], team_lab["run_id"]
     browser = lab["browser"]
 
+    # signed out, plain HTTP: every address gives Streamlit's static page shell and nothing of the lab's data
+    import httpx
+
+    for path in ("/", "/run", f"/compare?run={run_id}", "/history", "/_stcore/health"):
+        response = httpx.get(url + path, timeout=30)
+        assert response.status_code == 200 and run_id not in response.text and "minilm" not in response.text.lower(), path
+
     # signed out: every page is the sign-in page, the run's own address too
     anonymous = browser.new_context().new_page()
     for path in ("", "/run", f"/compare?run={run_id}", "/history"):
@@ -136,7 +143,7 @@ def test_people_sign_in_own_runs_and_share_links_they_can_withdraw(team_lab):
     bob.get_by_role("heading", name="Compare").wait_for()
     assert "withdrawn" not in main_text(bob) and "private" not in main_text(bob)
     load_sessions.goto_page(bob, "History & share", "History & share")
-    bob.get_by_role("button", name="Everyone's").click()   # the runs colleagues shared
+    bob.locator('[data-testid="stButtonGroup"]').get_by_text("Everyone's", exact=True).click()   # the runs colleagues shared
     bob.get_by_text("Only a run's owner (or an admin) can delete it.").wait_for()
     bob.get_by_text("Only the run's owner can share it").wait_for()
     assert bob.get_by_role("button", name="Delete").count() == 0 and bob.get_by_role("button", name="Create link").count() == 0
@@ -153,8 +160,12 @@ def test_people_sign_in_own_runs_and_share_links_they_can_withdraw(team_lab):
     late.get_by_text("withdrawn by its owner").wait_for()
 
     # signing out returns to the sign-in page
+    # (Streamlit drops its cookie and sends the browser to the provider's end-session page, which asks to confirm)
     alice.get_by_role("button", name="Sign out").click()
+    alice.get_by_role("button", name="End session").click()
+    alice.wait_for_url(re.compile(re.escape(url)))
     assert sign_in_page(alice)
+    assert not any(c["name"] == "_streamlit_user" for c in alice_ctx.cookies())
 
     # someone from a domain the lab does not admit is refused in one line
     eve_ctx, eve = signed_in(lab, "eve")
