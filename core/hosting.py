@@ -181,7 +181,7 @@ def policy() -> Policy:
         allow_local=not hosted,
         max_upload_bytes=int(upload_mb * 2**20),
         max_model_bytes=int(model_mb * 2**20) if model_mb else None,
-        can_clear_store=not hosted,
+        can_clear_store=not hosted and not people,   # with sign-in: admins only (the Store page asks)
         list_all_runs=not hosted and not people,
         max_rows=count("max_rows"),
         max_tokens=count("max_tokens"),

@@ -7,7 +7,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from pages._shared import fmt_age, policy, run_page
+from pages._shared import fmt_age, is_admin, person, policy, run_page
 
 
 def describe(entry: dict) -> str:
@@ -35,6 +35,24 @@ def exports_table(pol) -> None:
     st.dataframe(frame, hide_index=True, placeholder="—", column_config={"size MB": st.column_config.NumberColumn(format="%.1f"),
                                                                          "zip MB": st.column_config.NumberColumn(format="%.1f")})
     st.caption("Exports are copies that run without the lab: deleting or clearing store entries leaves them as they are.")
+
+
+def audit_tail(n: int = 50) -> None:
+    """The audit log's last lines, for admins (sign-in on) and on a local lab; nobody else sees who did what."""
+    from core import audit
+
+    if person() is not None and not is_admin():
+        return
+    if person() is None and policy().hosted:
+        return
+    lines = audit.read(limit=n)
+    with st.expander(f"Audit log: the last {len(lines)} actions", icon=":material/policy:"):
+        if not lines:
+            st.caption("Nothing recorded yet.")
+            return
+        st.dataframe(pd.DataFrame([{"time": line.get("time"), "action": line.get("action"), "who": line.get("email") or (line.get("who") or "")[:15],
+                                    "target": str(line.get("target") or "")[:12]} for line in reversed(lines)]), hide_index=True)
+        st.caption("All of it: `python -m core audit [--since 24h] [--json]` on the server.")
 
 
 def main() -> None:
@@ -69,8 +87,10 @@ def main() -> None:
                                                         "age days": st.column_config.NumberColumn(format="%.2f"),
                                                         "build s": st.column_config.NumberColumn(format="%.1f")})
     exports_table(pol)
-    if not pol.can_clear_store:
-        st.caption(":material/lock: Clearing the store is disabled on this hosted lab.")
+    audit_tail()
+    if not (pol.can_clear_store or is_admin()):
+        st.caption(":material/lock: Clearing the store is for the lab's admins." if person() is not None
+                   else ":material/lock: Clearing the store is disabled on this hosted lab.")
         return
     st.subheader("Clear")
     left, right = st.columns(2)

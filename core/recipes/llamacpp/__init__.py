@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..family import Exporter, Family, NoteCause
 from .export import RUNTIME, gguf_io, gguf_snippet, write_gguf_export
+from .probe import llamacpp_probe
 from .recipes import AVX512_NOTE, RECIPES
 
 CAUSES = (
@@ -23,4 +24,5 @@ FAMILY = Family(
     causes=CAUSES,
     loads_transformers=False,
     versions=("xllamacpp", "gguf"),   # the runtime and the writer and quantizers of its files
+    probe=llamacpp_probe,
 )
