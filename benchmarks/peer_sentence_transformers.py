@@ -29,6 +29,40 @@ def timed(fn, warmup: int, min_iters: int, min_seconds: float, max_iters: int) -
             return times
 
 
+def openvino_peers(job: dict, work: str) -> dict:
+    """sentence-transformers' OpenVINO backend (its efficiency guide's CPU recommendation), fp32 and static int8
+    through its own ``export_static_quantized_openvino_model`` (optimum-intel, NNCF), when the extra is installed.
+    Its calibration data would come from the hub (glue/sst2); here ``datasets.load_dataset`` answers with the lab's
+    own sample texts instead, so nothing is downloaded and both sides calibrate on the same texts."""
+    try:
+        import datasets
+        from optimum.intel import OVQuantizationConfig
+        from sentence_transformers import SentenceTransformer, export_static_quantized_openvino_model
+    except ImportError as err:
+        print(f"openvino peer skipped: {err}", file=sys.stderr)
+        return {}
+    import optimum.intel.openvino.quantization as ov_quantization
+
+    folder = os.path.join(work, "minilm-ov")
+    shutil.copytree(job["model_path"], folder)
+    ov_config = {"INFERENCE_NUM_THREADS": str(job["threads"]), "PERFORMANCE_HINT": "LATENCY"}
+    exported = SentenceTransformer(folder, backend="openvino", device="cpu")
+    exported.save_pretrained(folder)
+    texts = [t for t in job["quality_texts"] if t.strip()][:64]
+    local = datasets.Dataset.from_dict({"text": texts})
+    for module in (datasets, ov_quantization):
+        if hasattr(module, "load_dataset"):
+            module.load_dataset = lambda *a, **k: local
+    # (the export quantizes the model it is given in place: the fp32 peer is loaded afresh from its own file below)
+    export_static_quantized_openvino_model(exported, OVQuantizationConfig(num_samples=len(texts)), folder, dataset_name="lab-sample",
+                                           dataset_config_name="local", dataset_split="train", column_name="text")
+    xml = next(os.path.relpath(os.path.join(d, f), folder) for d, _, fs in os.walk(folder) for f in fs if f.endswith(".xml") and "qint8" in f)
+    int8 = SentenceTransformer(folder, backend="openvino", device="cpu", model_kwargs={"file_name": xml, "ov_config": ov_config})
+    fp32 = SentenceTransformer(folder, backend="openvino", device="cpu",
+                               model_kwargs={"file_name": "openvino/openvino_model.xml", "ov_config": ov_config})
+    return {"peer: sentence-transformers openvino fp32": fp32, "peer: sentence-transformers openvino int8 (static, NNCF)": int8}
+
+
 def main() -> int:
     job = json.load(sys.stdin)
     import numpy as np
@@ -48,6 +82,7 @@ def main() -> int:
             "peer: sentence-transformers fp32 (torch)": SentenceTransformer(folder, device="cpu"),
             "peer: sentence-transformers onnx-int8 (avx512_vnni)": SentenceTransformer(folder, backend="onnx", device="cpu", model_kwargs=session),
         }
+        variants.update(openvino_peers(job, work))
         p = job["protocol"]
         ref = variants["peer: sentence-transformers fp32 (torch)"].encode(job["quality_texts"], batch_size=32, normalize_embeddings=True)
         out = {}
