@@ -33,7 +33,7 @@ def openvino_peers(job: dict, work: str) -> dict:
     """sentence-transformers' OpenVINO backend (its efficiency guide's CPU recommendation), fp32 and static int8
     through its own ``export_static_quantized_openvino_model`` (optimum-intel, NNCF), when the extra is installed.
     Its calibration data would come from the hub (glue/sst2); here ``datasets.load_dataset`` answers with the lab's
-    own sample texts instead, so nothing is downloaded and both sides calibrate on the same texts."""
+    own sample texts instead (the first 64), so nothing is downloaded."""
     try:
         import datasets
         from optimum.intel import OVQuantizationConfig
