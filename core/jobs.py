@@ -140,8 +140,6 @@ class JobQueue:
         for sub in ("locks", "jobs", "uploads"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
             scratch.sweep(self.root / sub)   # left by a server or job that was killed: nobody will read them
-        if pool.size():
-            self._ensure_worker()   # its first act is to fill the worker pool: the first comparison finds it ready
 
     # -- requests ------------------------------------------------------------------------------
     def submit(self, config: dict, *, kind: str = "evaluate", data_bytes: bytes | None = None, data_name: str | None = None,

@@ -43,6 +43,8 @@ def outputs(models, store):
                 continue  # its sensitivity search takes a minute on MiniLM; covered on the tiny models and in benchmarks
             if name == "onnx-genai":
                 continue  # Llama-family models only: tests/test_generation.py builds it on a tiny grouped-query Llama
+            if name == "gguf":
+                continue  # a Llama's GGUF (shipped, or written by the gguf package): tests/test_llamacpp.py builds it on a tiny Llama
             lv = get_variant(source, name, store=store, context=ctx)
             result[(key, name)] = (lv, lv.variant(enc["input_ids"], enc["attention_mask"]), enc["attention_mask"])
     return result
