@@ -81,12 +81,16 @@ def _live(folder: Path) -> list[subprocess.Popen]:
     return procs
 
 
+def _pid_of(marker: Path) -> int | None:
+    """The worker pid in a marker's name (``<key>-<pid>.ready``, ``.claimed``, ``.fifo``); None for another name."""
+    try:
+        return int(marker.name.split(".")[0].rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return None
+
+
 def _claimed_pids(folder: Path) -> set[int]:
-    out = set()
-    for marker in folder.glob("*.claimed"):
-        with contextlib.suppress(ValueError):
-            out.add(int(marker.stem.rsplit("-", 1)[1]))
-    return out
+    return {pid for marker in folder.glob("*.claimed") if (pid := _pid_of(marker)) is not None}
 
 
 def fill(env: dict, entry: str, root: str | os.PathLike | None = None, n: int | None = None) -> int:
@@ -99,13 +103,6 @@ def fill(env: dict, entry: str, root: str | os.PathLike | None = None, n: int | 
         return 0
     with _FILL:
         return _fill(pool_dir(root), n, dict(env), entry)
-
-
-def _pid_of(marker: Path) -> int | None:
-    try:
-        return int(marker.name.split(".")[0].rsplit("-", 1)[1])
-    except (IndexError, ValueError):
-        return None
 
 
 def _alive(pid: int | None) -> bool:
@@ -168,8 +165,8 @@ def wait_ready(root: str | os.PathLike | None = None, timeout: float = 120.0) ->
     folder = pool_dir(root)
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
-        ready = {m.name.rsplit("-", 1)[1].split(".")[0] for m in folder.glob("*.ready")} | {str(p) for p in _claimed_pids(folder)}
-        if all(str(p.pid) in ready for p in _live(folder)):
+        ready = {_pid_of(m) for m in folder.glob("*.ready")} | _claimed_pids(folder)
+        if all(p.pid in ready for p in _live(folder)):
             break
         time.sleep(0.05)
     return time.monotonic() - t0
@@ -246,7 +243,9 @@ def take(env: dict, job_path: str, log_path: str, root: str | os.PathLike | None
     folder = pool_dir(root)
     key = env_key(env)
     for marker in sorted(folder.glob(f"{key}-*.ready")):
-        pid = int(marker.stem.rsplit("-", 1)[1])
+        pid = _pid_of(marker)
+        if pid is None:
+            continue
         claimed = marker.with_suffix(".claimed")
         try:
             os.rename(marker, claimed)   # atomic: one taker per worker
