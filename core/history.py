@@ -172,23 +172,24 @@ def load_run(run_id: str, root=None) -> dict:
     return validate_report(data, name=f"run {run_id}")
 
 
+def _recorded(run_id: str, root, field: str) -> str | None:
+    """A string our bookkeeping recorded in a saved run (None when absent, for older runs, or for unreadable ones)."""
+    try:
+        record = json.loads(run_path(run_id, root).read_text(encoding="utf-8"))
+        value = (record.get(HISTORY_KEY) or {}).get(field)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
 def run_owner_email(run_id: str, root=None) -> str | None:
     """The email of the person who owns a run (sign-in on), if it was recorded."""
-    try:
-        email = (load_run(run_id, root).get(HISTORY_KEY) or {}).get("owner_email")
-    except Exception:  # noqa: BLE001 - unreadable runs have no owner
-        return None
-    return email if isinstance(email, str) else None
+    return _recorded(run_id, root, "owner_email")
 
 
 def run_owner(run_id: str, root=None) -> str | None:
     """The owner recorded in a saved run (None for runs saved before owners were recorded, or unreadable ones)."""
-    try:
-        record = json.loads(run_path(run_id, root).read_text(encoding="utf-8"))
-        owner = (record.get(HISTORY_KEY) or {}).get("owner")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return owner if isinstance(owner, str) else None
+    return _recorded(run_id, root, "owner")
 
 
 def delete_run(run_id: str, root=None, *, requester: str | None = None, pol=None, admin: bool = False, email: str | None = None) -> bool:
