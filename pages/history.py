@@ -33,7 +33,8 @@ def _html(run_id: str) -> str:
     return export_html(history.load_run(run_id))
 
 
-def share_url(run_id: str) -> str:
+def lab_url() -> str:
+    """This lab's address without a page or query ("" when there is no browser context, as in tests)."""
     base = ""
     try:
         base = (st.context.url or "").split("?")[0]
@@ -42,7 +43,12 @@ def share_url(run_id: str) -> str:
     for suffix in ("/history", "/compare"):
         if base.endswith(suffix):
             base = base[: -len(suffix)]
-    return f"{base.rstrip('/')}/compare?run={run_id}" if base else f"?run={run_id}"
+    return base.rstrip("/")
+
+
+def share_url(run_id: str) -> str:
+    base = lab_url()
+    return f"{base}/compare?run={run_id}" if base else f"?run={run_id}"
 
 
 def share_links(run_id: str) -> None:
@@ -73,7 +79,8 @@ def share_links(run_id: str) -> None:
 
 def link_url(token: str) -> str:
     """The lab's root with ``?link=``: it opens the run on Compare (for a signed-out visitor, Compare is all there is)."""
-    return share_url("").replace("/compare?run=", "/?link=").replace("?run=", "?link=") + token
+    base = lab_url()
+    return f"{base}/?link={token}" if base else f"?link={token}"
 
 
 def exports(run_id: str) -> None:
