@@ -40,6 +40,7 @@ class Scenario:
     default_batch_sizes: str         # the CLI's default --batch-sizes
     measure: Measure
     plan: Callable[..., tuple[dict, int | None]]   # (config, dataset, ints=, max_seq=, check_positions=) -> (config fields, positions)
+    setup_words: Callable[[dict], str]  # what a page config sweeps, for the Run page's summary
     report_settings: Callable[[object], dict] = field(default=lambda cfg: {})   # extra report settings from the checked config
     needs_generating_task: bool = False   # only causal LMs can run it
 
@@ -48,11 +49,3 @@ class Scenario:
         if self.needs_generating_task and not task.generates:
             return f"the {self.name} scenario is for causal-lm models; a {task.name} model has no text to generate (use --scenario latency)"
         return None
-
-    def setup_words(self, config: dict) -> str:
-        """What the comparison sweeps, for the Run page's summary."""
-        sweep = config.get(self.sweep) or []
-        if self.sweep == "prompt_lengths":
-            return (f"Generation: batch sizes {config.get('batch_sizes')} × prompts of {sweep} tokens, "
-                    f"{config.get('new_tokens')} new tokens (greedy, KV cache)")
-        return f"Batch sizes {config.get('batch_sizes')} × {self.sweep_words} {sweep} tokens"

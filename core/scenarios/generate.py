@@ -56,6 +56,11 @@ def plan(config, dataset, *, ints, max_seq, check_positions) -> tuple[dict, int 
     return {"prompt_lengths": prompt_lengths, "new_tokens": new_tokens}, positions
 
 
+def setup_words(config: dict) -> str:
+    return (f"Generation: batch sizes {config.get('batch_sizes')} × prompts of {config.get('prompt_lengths') or []} tokens, "
+            f"{config.get('new_tokens')} new tokens (greedy, KV cache)")
+
+
 def report_settings(cfg) -> dict:
     return {"prompt_lengths": cfg.prompt_lengths, "new_tokens": cfg.new_tokens, "seq_lengths": []}
 
@@ -71,6 +76,7 @@ SCENARIO = Scenario(
     default_batch_sizes="1",
     measure=measure,
     plan=plan,
+    setup_words=setup_words,
     report_settings=report_settings,
     needs_generating_task=True,
 )

@@ -39,6 +39,10 @@ def plan(config, dataset, *, ints, max_seq, check_positions) -> tuple[dict, int 
     return {"prompt_lengths": list(DEFAULT_PROMPT_LENGTHS), "new_tokens": DEFAULT_NEW_TOKENS}, positions
 
 
+def setup_words(config: dict) -> str:
+    return f"Batch sizes {config.get('batch_sizes')} × sequence lengths {config.get('seq_lengths') or []} tokens"
+
+
 SCENARIO = Scenario(
     name="latency",
     title="Latency: one forward pass per batch × sequence length",
@@ -50,4 +54,5 @@ SCENARIO = Scenario(
     default_batch_sizes="1,8",
     measure=measure,
     plan=plan,
+    setup_words=setup_words,
 )
