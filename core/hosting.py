@@ -26,6 +26,7 @@ import re
 import tempfile
 import threading
 import time
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -375,31 +376,54 @@ def may_delete(run_owner: str | None, requester: str | None, pol: Policy | None 
     return bool(run_owner) and run_owner == requester
 
 
-_IMPORTS: OrderedDict[str, int] = OrderedDict()
-_IMPORTS_LOCK = threading.Lock()
+class VisitorTally:
+    """What each visitor (a signed-in person, else an address or a session: ``pages._shared.visitor``) has used of a
+    per-visitor allowance in this server process: the distinct things taken, oldest visitors forgotten past 10,000."""
+
+    def __init__(self) -> None:
+        self._taken: OrderedDict[str, set[str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def used(self, visitor: str) -> int:
+        with self._lock:
+            return len(self._taken.get(visitor, ()))
+
+    def take(self, visitor: str, thing: str, limit: int | None, refusal: str) -> None:
+        """Count ``thing`` for ``visitor`` (taking the same thing again is free); past ``limit`` raise a one-line
+        QlabError: ``refusal`` formatted with ``used``."""
+        with self._lock:
+            taken = self._taken.setdefault(visitor, set())
+            if limit and thing not in taken and len(taken) >= limit:
+                raise QlabError(refusal.format(used=len(taken)))
+            taken.add(thing)
+            self._taken.move_to_end(visitor)
+            while len(self._taken) > _MAX_TRACKED:
+                self._taken.popitem(last=False)
+
+    def give_back(self, visitor: str, thing: str) -> None:
+        with self._lock:
+            self._taken.get(visitor, set()).discard(thing)
+
+
 _MAX_TRACKED = 10_000
+_IMPORTS = VisitorTally()
+_EXPORTS = VisitorTally()
 
 
-def take_import(visitor: str, pol: Policy | None = None) -> None:
-    """Count one import for ``visitor``; raises a one-line QlabError past the per-visitor cap."""
+def take_import(visitor: str, pol: Policy | None = None, thing: str | None = None) -> str:
+    """Count one import for ``visitor``; raises a one-line QlabError past the per-visitor cap. Returns the token to
+    give back (``give_back_import``) when the import is then refused."""
     pol = pol or policy()
-    if not pol.max_imports:
-        return
-    with _IMPORTS_LOCK:
-        used = _IMPORTS.get(visitor, 0)
-        if used >= pol.max_imports:
-            raise QlabError(f"You have imported {used} reports, the most this lab accepts per visitor (QLAB_MAX_IMPORTS).")
-        _IMPORTS[visitor] = used + 1
-        _IMPORTS.move_to_end(visitor)
-        while len(_IMPORTS) > _MAX_TRACKED:
-            _IMPORTS.popitem(last=False)
+    thing = thing or uuid.uuid4().hex
+    if pol.max_imports:
+        _IMPORTS.take(visitor, thing, pol.max_imports,
+                      "You have imported {used} reports, the most this lab accepts per visitor (QLAB_MAX_IMPORTS).")
+    return thing
 
 
-def give_back_import(visitor: str) -> None:
+def give_back_import(visitor: str, thing: str) -> None:
     """An import that was refused does not count."""
-    with _IMPORTS_LOCK:
-        if _IMPORTS.get(visitor):
-            _IMPORTS[visitor] -= 1
+    _IMPORTS.give_back(visitor, thing)
 
 
 # -- the hub --------------------------------------------------------------------------------------
@@ -494,7 +518,8 @@ def export_cap_bytes() -> int | None:
 
 
 def exports_per_visitor() -> int | None:
-    """Downloads one visitor (browser session) may prepare (QLAB_EXPORTS_PER_VISITOR; 5 when hosted, no limit locally)."""
+    """Downloads one visitor (a signed-in person, else an address or browser session) may prepare
+    (QLAB_EXPORTS_PER_VISITOR; 5 when hosted, no limit locally)."""
     return _env_count("QLAB_EXPORTS_PER_VISITOR", HOSTED_EXPORTS_PER_VISITOR if is_hosted() else None)
 
 
@@ -510,8 +535,20 @@ def export_limits_words(used: int = 0) -> str | None:
     return ("Downloads on this lab: " + " and ".join(parts) + ".") if parts else None
 
 
-def check_export_quota(used: int) -> None:
-    limit = exports_per_visitor()
-    if limit and used >= limit:
-        raise QlabError(f"You have prepared {used} downloads, the limit per visitor on this hosted lab; "
-                        "download the ones prepared above, or run the lab yourself (pip install -r requirements.txt) to export more.")
+def exports_used(visitor: str) -> int:
+    """Downloads ``visitor`` (the signed-in person, else the address or session) has prepared in this server process."""
+    return _EXPORTS.used(visitor)
+
+
+def take_export(visitor: str, variant_ident: str) -> None:
+    """Count a download of ``variant_ident`` ("model|task|variant") for ``visitor``: preparing the same one again is
+    free; a new one past QLAB_EXPORTS_PER_VISITOR raises a one-line QlabError. With sign-in on, a person's downloads
+    count together across their browsers."""
+    _EXPORTS.take(visitor, variant_ident, exports_per_visitor(),
+                  "You have prepared {used} downloads, the limit per visitor on this hosted lab; download the ones prepared "
+                  "above, or run the lab yourself (pip install -r requirements.txt) to export more.")
+
+
+def give_back_export(visitor: str, variant_ident: str) -> None:
+    """A download that failed does not count."""
+    _EXPORTS.give_back(visitor, variant_ident)

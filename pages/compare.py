@@ -22,7 +22,7 @@ from core.report_access import (
     target_label,
 )
 from core.tasks import EMBEDDING
-from pages._shared import budget_of, guarded, load_current_report, md, opened_by_link, owner, owner_email, run_page
+from pages._shared import budget_of, guarded, load_current_report, md, opened_by_link, owner, owner_email, run_page, visitor
 
 ALL_SEQS = 0   # the sequence-length choice "all (geometric mean)" (None would show as no choice)
 PLOTLY_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"], "toImageButtonOptions": {"scale": 2}}
@@ -284,15 +284,19 @@ def download_controls(report: dict, variant: str, key: str) -> None:
     rec = exports.latest(report["model"], report["task"], variant, origin="dashboard")
     if rec is None or ident not in made:
         limit = hosting.exports_per_visitor()
-        over = bool(limit) and len(made) >= limit and ident not in made
+        over = bool(limit) and hosting.exports_used(visitor()) >= limit and ident not in made
         label = "Prepare download again" if rec else "Prepare download (zip)"
         if st.button(label, key=f"exp_prep_{key}", icon=":material/folder_zip:", disabled=over,
                      help="Writes the variant as a folder that runs without the lab (weights, tokenizer, qlab.json, README with a "
                           "load-and-run snippet) and zips it. The store entry is only read."):
             with guarded():
-                hosting.check_export_quota(len(made))
-                with st.spinner(f"Exporting {variant} ..."):
-                    rec = exports.prepare_download(report["model"], report["task"], variant, max_bytes=hosting.export_cap_bytes())
+                hosting.take_export(visitor(), ident)   # counts per person with sign-in on, across their browsers
+                try:
+                    with st.spinner(f"Exporting {variant} ..."):
+                        rec = exports.prepare_download(report["model"], report["task"], variant, max_bytes=hosting.export_cap_bytes())
+                except Exception:
+                    hosting.give_back_export(visitor(), ident)   # a download that failed does not count
+                    raise
                 made[ident] = rec["id"]
                 audit.record("exported", owner(), variant, email=owner_email(), model=report["model"], export=rec["id"][:8])
             if ident in made:
@@ -315,7 +319,7 @@ def take_it_home(report: dict, results: list[dict]) -> None:
     from core import hosting
 
     st.subheader("Take it home")
-    words = hosting.export_limits_words(len(st.session_state.get("exports_made", {})))
+    words = hosting.export_limits_words(hosting.exports_used(visitor()))
     st.caption("Download any variant as a folder that runs without the lab: its weights in a safe format (ONNX or safetensors), "
                "the tokenizer, qlab.json (spec, source fingerprint, inputs and outputs, post-processing, versions, what was measured here) "
                "and a README with a load-and-run snippet." + (f" {words}" if words else ""))

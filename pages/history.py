@@ -113,11 +113,11 @@ def import_section() -> None:
         ss["import_seen"] = up.file_id
         who = visitor()
         try:
-            hosting.take_import(who)          # the per-visitor cap (QLAB_MAX_IMPORTS)
+            token = hosting.take_import(who)          # the per-visitor cap (QLAB_MAX_IMPORTS)
             try:
                 run_id = history.import_report(up.getvalue(), up.name, owner=owner(), owner_email=owner_email())
             except Exception:
-                hosting.give_back_import(who)  # a refused import does not count
+                hosting.give_back_import(who, token)   # a refused import does not count
                 raise
         except Exception as err:  # noqa: BLE001
             ss["import_result"] = {"file_id": up.file_id, "error": err}

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -284,17 +285,27 @@ def test_export_carries_the_summary_measured_on_this_machine(saved_run, tmp_path
 
 
 # -- hosted limits -------------------------------------------------------------------------------------
-def test_hosted_download_limits_in_words(monkeypatch):
+def test_hosted_download_limits_in_words_and_counted_per_visitor(monkeypatch):
     monkeypatch.delenv("QLAB_HOSTED", raising=False)
     assert hosting.export_cap_bytes() is None and hosting.exports_per_visitor() is None and hosting.export_limits_words() is None
-    hosting.check_export_quota(1000)
+    for n in range(50):   # no limit locally
+        hosting.take_export("visitor:local", f"minilm|embedding|v{n}")
     monkeypatch.setenv("QLAB_HOSTED", "1")
     monkeypatch.setenv("QLAB_EXPORTS_PER_VISITOR", "2")
     assert hosting.export_cap_bytes() == hosting.HOSTED_EXPORT_MB * 2**20
     assert hosting.export_limits_words(1) == "Downloads on this lab: each download is at most 300 MB and each visitor may prepare 2 downloads (1 left for you)."
-    hosting.check_export_quota(1)
-    with pytest.raises(QlabError, match="limit per visitor"):
-        hosting.check_export_quota(2)
+    alice, bob = f"person:{uuid.uuid4().hex[:12]}", f"person:{uuid.uuid4().hex[:12]}"
+    hosting.take_export(alice, "minilm|embedding|fp32")
+    hosting.take_export(alice, "minilm|embedding|fp32")        # the same download again is free
+    hosting.take_export(alice, "minilm|embedding|onnx-int8")
+    assert hosting.exports_used(alice) == 2
+    with pytest.raises(QlabError, match="limit per visitor") as refused:
+        hosting.take_export(alice, "minilm|embedding|dynamic-int8")   # from any browser of hers: the count is hers
+    assert "\n" not in str(refused.value)
+    hosting.take_export(bob, "minilm|embedding|dynamic-int8")        # a colleague has his own allowance
+    hosting.give_back_export(alice, "minilm|embedding|onnx-int8")    # a download that failed does not count
+    hosting.take_export(alice, "minilm|embedding|dynamic-int8")
+    assert hosting.exports_used(alice) == 2 and hosting.exports_used(bob) == 1
 
 
 def test_size_cap_refuses_and_leaves_nothing(tmp_path, tiny_classifier_dir):

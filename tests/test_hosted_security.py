@@ -1,4 +1,5 @@
-"""Hosted mode against hostile visitors (QLAB_HOSTED=1): one test per attack.
+"""Hosted mode against hostile visitors (QLAB_HOSTED=1): one test per attack, run with sign-in off and with it on
+(``QLAB_AUTH=oidc``, each AppTest session a signed-in person).
 
 Every case asserts three things:
 
@@ -31,7 +32,7 @@ import pytest
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
-from core import history, hosting
+from core import history, hosting, identity, links
 from core.charts import html_report
 from core.errors import QlabError
 from core.jobs import JobQueue, get_queue
@@ -60,6 +61,19 @@ def _project_files() -> dict[str, tuple[int, int]]:
                 continue
             out[str(path.relative_to(ROOT))] = (st.st_size, st.st_mtime_ns)
     return out
+
+
+@pytest.fixture(autouse=True, params=["sign-in off", "sign-in on"])
+def sign_in(request, monkeypatch):
+    """Every attack twice: as today (visitors known by address or session), and with sign-in on (QLAB_AUTH=oidc),
+    where each AppTest session is a different signed-in person of the team (``new_app``)."""
+    if request.param == "sign-in on":
+        monkeypatch.setenv("QLAB_AUTH", "oidc")
+        monkeypatch.setenv("QLAB_ALLOWED_DOMAINS", "example.com")
+    else:
+        monkeypatch.delenv("QLAB_AUTH", raising=False)
+    monkeypatch.delenv("QLAB_ADMINS", raising=False)
+    return request.param == "sign-in on"
 
 
 @pytest.fixture(autouse=True)
@@ -110,7 +124,13 @@ def no_active_markdown(markdown_text: str) -> None:
 
 
 def new_app() -> AppTest:
-    return AppTest.from_file(APP, default_timeout=120)
+    """The dashboard in a new browser session; with sign-in on, a new signed-in person (as a new session is a new
+    visitor with it off)."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    if os.environ.get("QLAB_AUTH"):
+        who = uuid.uuid4().hex[:8]
+        at.user = {"is_logged_in": True, "sub": f"oidc|{who}", "email": f"{who}@example.com", "name": f"Person {who}"}
+    return at
 
 
 def serving(at: AppTest | None = None) -> None:
@@ -373,8 +393,23 @@ def test_job_errors_never_show_server_paths(slow_queue, session_store):
 
 
 # -- forged links and someone else's run ---------------------------------------------------------------------------
+SOMEONE_ELSE = identity.person_key("oidc|someone-else")
+
+
 def _someone_elses_run() -> str:
+    """A run of another visitor's (with sign-in on, another person's)."""
+    if os.environ.get("QLAB_AUTH"):
+        return history.save_run(report(), owner=SOMEONE_ELSE, owner_email="someone@example.com")
     return history.save_run(report(), owner=hosting.owner_id("another visitor's secret"))
+
+
+def open_shared(at: AppTest, run_id: str) -> None:
+    """Open another visitor's run the way they would share it: its ?run= link, or with sign-in on, a link for
+    colleagues that its owner made (there ?run= of someone else's run opens nothing)."""
+    if os.environ.get("QLAB_AUTH"):
+        at.query_params["link"] = links.create(run_id, history.run_owner(run_id) or SOMEONE_ELSE, "team")
+    else:
+        at.query_params["run"] = run_id
 
 
 @pytest.mark.parametrize("run_id,words", [("../../../etc/passwd", "is not a run id"), (uuid.uuid4().hex, "No saved run")],
@@ -389,16 +424,19 @@ def test_forged_run_link(session_store, run_id, words):
     serving(at)
 
 
-def test_a_share_link_does_not_let_its_holder_delete_the_run(session_store):
+def test_a_share_link_does_not_let_its_holder_delete_the_run(session_store, sign_in):
     run_id = _someone_elses_run()
     at = new_app()
-    at.query_params["run"] = run_id
+    open_shared(at, run_id)
     at.run()
     at.switch_page("pages/history.py").run()
+    if sign_in:   # a colleague's shared run is under "Everyone's"
+        at.segmented_control(key="hist_view").set_value("Everyone's").run()
     assert not at.exception
     assert list(at.dataframe(key="runs_table").value["run"]) == [run_id[:8]]   # the linked run is the one shown
     assert not [b for b in at.button if b.key == "hist_delete"]   # not offered: the policy would refuse it
-    assert any("Only the session that created a run can delete it" in c.value for c in at.caption)
+    words = "Only a run's owner (or an admin) can delete it" if sign_in else "Only the session that created a run can delete it"
+    assert any(words in c.value for c in at.caption)
     assert history.run_path(run_id).is_file()   # and the API refuses it too (next test)
     serving(at)
 
@@ -540,9 +578,9 @@ def test_imported_strings_are_escaped_on_compare(session_store):
     evil = report(model=EVIL[:190], data={"name": EVIL[:190], "rows": 4}, environment={"cpu": EVIL[:190], "threads": 2})
     evil["results"][1]["notes"] = [EVIL, "# heading " + EVIL]
     evil["results"][1]["error"] = None
-    run_id = history.import_report(history.export_json(evil).encode(), "evil.json", owner=None)
+    run_id = history.import_report(history.export_json(evil).encode(), "evil.json", owner=SOMEONE_ELSE if os.environ.get("QLAB_AUTH") else None)
     at = new_app()
-    at.query_params["run"] = run_id
+    open_shared(at, run_id)
     at.run()
     assert not at.exception
     shown = [m.value for m in at.markdown] + [c.value for c in at.caption] + [s.value for s in at.success] + [w.value for w in at.warning]
@@ -646,8 +684,9 @@ def test_hub_that_does_not_answer_times_out(session_store):
 def test_hub_download_lands_inside_the_store(session_store):
     from fake_hub import FakeHub
 
-    with FakeHub({"org/mini": _minilm_files()}) as hub:
-        done = _hub_child(hub, "org/mini", session_store)
+    hub_id = f"org/mini-{uuid.uuid4().hex[:6]}"   # not yet in the store (the store is the session's)
+    with FakeHub({hub_id: _minilm_files()}) as hub:
+        done = _hub_child(hub, hub_id, session_store)
         assert done.returncode == 0, done.stdout + done.stderr[-2000:]
         assert len(hub.downloads()) == len(_minilm_files())
     path = Path(done.stdout.split("OK ", 1)[1].strip())

@@ -43,8 +43,8 @@ def team_lab(tmp_path_factory):
         run_id = history.import_report((DATA / "embedding_minilm_headline.json").read_bytes(), "alice.json", root=store,
                                        owner=person_key("alice"), owner_email=PEOPLE["alice"])   # Alice's own, unshared run
         port = load_sessions.free_port()
-        secrets_file = store / "secrets.toml"
-        secrets_file.write_text(f'[auth]\nredirect_uri = "http://127.0.0.1:{port}/oauth2callback"\ncookie_secret = "{secrets.token_hex(24)}"\n'
+        secrets_file, cookie_secret = store / "secrets.toml", secrets.token_hex(24)
+        secrets_file.write_text(f'[auth]\nredirect_uri = "http://127.0.0.1:{port}/oauth2callback"\ncookie_secret = "{cookie_secret}"\n'
                                 f'client_id = "qlab"\nclient_secret = "{secrets.token_hex(8)}"\n'
                                 f'server_metadata_url = "{issuer}/.well-known/openid-configuration"\n')
         env = {"QLAB_AUTH": "oidc", "QLAB_ALLOWED_DOMAINS": "example.com", "QLAB_WORKER_POOL": "0"}
@@ -52,7 +52,8 @@ def team_lab(tmp_path_factory):
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=str(load_sessions.CHROMIUM), headless=True, args=load_sessions.CHROMIUM_ARGS)
                 try:
-                    yield {"url": url, "browser": browser, "store": store, "run_id": run_id, "issuer": issuer, "log": log_path}
+                    yield {"url": url, "browser": browser, "store": store, "run_id": run_id, "issuer": issuer, "log": log_path,
+                           "cookie_secret": cookie_secret}
                 finally:
                     browser.close()
 
@@ -79,6 +80,25 @@ def signed_in(lab, sub: str):
     page.get_by_role("button", name="Authorize").click()
     page.wait_for_url(re.compile(re.escape(lab["url"])))
     return context, page
+
+
+def resigned(cookies: list[dict], secret: str, age_s: float) -> list[dict]:
+    """The sign-in cookies, signed again with the lab's own secret as if ``age_s`` seconds ago (Streamlit signs them
+    with itsdangerous, which stamps the signing time): how a stolen-then-expired cookie would look."""
+    from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+    from streamlit.web.server.starlette.starlette_app_utils import decode_signed_value
+
+    class Then(TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time() - age_s)
+
+    out = []
+    for c in cookies:
+        if c["name"].startswith("_streamlit_user"):
+            value = decode_signed_value(secret, c["name"], c["value"]).decode()
+            c = {**c, "value": URLSafeTimedSerializer(secret, salt=c["name"], signer=Then).dumps(value)}
+        out.append(c)
+    return out
 
 
 def audit_lines(store: Path) -> list[dict]:
@@ -125,6 +145,19 @@ def test_people_sign_in_own_runs_and_share_links_they_can_withdraw(team_lab):
         assert sign_in_page(forged), main_text(forged)
         forged_ctx.close()
 
+    # an expired one (her own, signed by the lab 40 days ago; Streamlit keeps them 30) signs nobody in either, where
+    # the same cookie signed now does: the age alone turns it away
+    for age_days, expect_signed_in in ((0, True), (40, False)):
+        aged_ctx = browser.new_context()
+        aged_ctx.add_cookies(resigned(alice_ctx.cookies(), lab["cookie_secret"], age_days * 86400))
+        aged = aged_ctx.new_page()
+        aged.goto(url + "/history")
+        if expect_signed_in:
+            aged.get_by_text("Signed in as alice@example.com").wait_for(timeout=60_000)
+        else:
+            assert sign_in_page(aged), main_text(aged)
+        aged_ctx.close()
+
     # Bob, a colleague: Alice's run is private to her until she shares it
     bob_ctx, bob = signed_in(lab, "bob")
     bob.goto(f"{url}/compare?run={run_id}")
@@ -159,6 +192,19 @@ def test_people_sign_in_own_runs_and_share_links_they_can_withdraw(team_lab):
     late.goto(link)
     late.get_by_text("withdrawn by its owner").wait_for()
 
+    # Alice starts a comparison; Bob, given the address of her job, follows its progress but cannot cancel it; she can
+    load_sessions.goto_page(alice, "Run", "Run")
+    alice.get_by_role("button", name="Run comparison").click()
+    alice.wait_for_url(re.compile(r"[?&]job=[0-9a-f]{32}"))
+    job_id = re.search(r"job=([0-9a-f]{32})", alice.url).group(1)
+    alice.get_by_role("button", name="Cancel").wait_for()
+    bob.goto(f"{url}/run?job={job_id}")
+    bob.get_by_text(re.compile(r"^(Queued|Waiting|Running for)")).first.wait_for()
+    assert bob.get_by_role("button", name="Cancel").count() == 0, main_text(bob)
+    alice.get_by_role("button", name="Cancel").click()
+    alice.get_by_text("Cancelled. Nothing was saved").wait_for()
+    bob.get_by_text("Cancelled. Nothing was saved").wait_for()   # he sees it end, by her hand
+
     # signing out returns to the sign-in page
     # (Streamlit drops its cookie and sends the browser to the provider's end-session page, which asks to confirm)
     alice.get_by_role("button", name="Sign out").click()
@@ -178,7 +224,8 @@ def test_people_sign_in_own_runs_and_share_links_they_can_withdraw(team_lab):
     who = {sub: person_key(sub) for sub in PEOPLE}
     did = {(line["action"], line["who"]) for line in lines}
     assert {("imported", who["alice"]), ("signed-in", who["alice"]), ("signed-in", who["bob"]), ("shared", who["alice"]),
-            ("revoked", who["alice"]), ("refused", who["eve"])} <= did, lines
+            ("revoked", who["alice"]), ("refused", who["eve"]), ("ran", who["alice"]), ("cancelled", who["alice"])} <= did, lines
+    assert not any(line["action"] == "cancelled" and line["who"] != who["alice"] for line in lines), lines
     assert not any(line["action"] == "signed-in" and line["who"] == who["eve"] for line in lines)
     shared = next(line for line in lines if line["action"] == "shared")
     assert shared["target"] == run_id and shared["email"] == PEOPLE["alice"] and shared["audience"] == "team"
