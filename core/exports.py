@@ -55,6 +55,10 @@ def record(exported, origin: str = "cli", root=None) -> dict:
         "zip_bytes": Path(exported.zip_path).stat().st_size if exported.zip_path else None,
         "measured": meta.get("measured") is not None,
     }
+    return _write(rec, root)
+
+
+def _write(rec: dict, root=None) -> dict:
     path = _log_dir(root) / f"{rec['id']}.json"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(rec, indent=2), encoding="utf-8")
@@ -117,8 +121,9 @@ def _one_line(stderr: str) -> str:
 
 
 def prepare_download(model: str, task: str, variant: str, *, root=None, max_bytes: int | None = None,
-                     timeout: float = PREPARE_TIMEOUT_S) -> dict:
-    """Export a stored variant as a zip for the dashboard (in a child process); returns its log record.
+                     timeout: float = PREPARE_TIMEOUT_S, owner: str | None = None, owner_email: str | None = None) -> dict:
+    """Export a stored variant as a zip for the dashboard (in a child process); returns its log record, which names
+    who asked for it (``owner``, ``owner_email``: the signed-in person, with sign-in on).
 
     Raises QlabError with one line (no server paths) when the export is refused or fails.
     """
@@ -144,6 +149,8 @@ def prepare_download(model: str, task: str, variant: str, *, root=None, max_byte
     rec = next((r for r in list_exports(root) if r.get("folder") == str(out.resolve())), None)
     if rec is None:
         raise QlabError(f"The export of '{variant}' finished but left no record; try again.")
+    if owner or owner_email:
+        rec = _write({**{k: v for k, v in rec.items() if k != "exists"}, "owner": owner, "owner_email": owner_email}, root) | {"exists": True}
     for old in list_exports(root):   # keep the newest dashboard download per model, task and variant
         if old["id"] != rec["id"] and old.get("origin") == "dashboard" and (old.get("model"), old.get("task"), old.get("variant")) == (model, task, variant):
             remove(old, root)

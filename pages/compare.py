@@ -293,7 +293,8 @@ def download_controls(report: dict, variant: str, key: str) -> None:
                 hosting.take_export(visitor(), ident)   # counts per person with sign-in on, across their browsers
                 try:
                     with st.spinner(f"Exporting {variant} ..."):
-                        rec = exports.prepare_download(report["model"], report["task"], variant, max_bytes=hosting.export_cap_bytes())
+                        rec = exports.prepare_download(report["model"], report["task"], variant, max_bytes=hosting.export_cap_bytes(),
+                                                       owner=owner(), owner_email=owner_email())
                 except Exception:
                     hosting.give_back_export(visitor(), ident)   # a download that failed does not count
                     raise

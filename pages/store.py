@@ -29,7 +29,8 @@ def exports_table(pol) -> None:
         "from": "dashboard" if r.get("origin") == "dashboard" else "command line", "runtime": ", ".join(r.get("runtime") or []),
         "size MB": int(r.get("bytes") or 0) / 2**20, "zip MB": (int(r["zip_bytes"]) / 2**20) if r.get("zip_bytes") else None,
         "measured here": "yes" if r.get("measured") else "no", "exported": fmt_age(r.get("created")),
-        "on disk": "yes" if r.get("exists") else "deleted", **({} if pol.hosted else {"folder": r.get("folder", "")}),
+        "on disk": "yes" if r.get("exists") else "deleted", **({"by": r.get("owner_email") or ""} if person() is not None else {}),
+        **({} if pol.hosted else {"folder": r.get("folder", "")}),
     } for r in rows])
     frame["zip MB"] = pd.to_numeric(frame["zip MB"], errors="coerce")   # an export without a zip shows a blank, not "None"
     st.dataframe(frame, hide_index=True, placeholder="—", column_config={"size MB": st.column_config.NumberColumn(format="%.1f"),

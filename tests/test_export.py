@@ -349,6 +349,14 @@ def test_compare_downloads_and_store_lists_exports(saved_run):
     assert row["folder"].iloc[0] == made["folder"]
 
 
+def test_a_download_names_who_asked_for_it(saved_run):
+    """With sign-in on, a download's record names the person (the Store page's "by" column reads it)."""
+    rec = exports.prepare_download("minilm", "embedding", "onnx-int8", owner="person:0123abcd", owner_email="alice@example.com")
+    listed = exports.latest("minilm", "embedding", "onnx-int8", origin="dashboard")
+    assert listed["id"] == rec["id"] and (listed["owner"], listed["owner_email"]) == ("person:0123abcd", "alice@example.com")
+    assert zipfile.is_zipfile(listed["zip"])
+
+
 def test_hosted_compare_states_the_limits_and_applies_them(saved_run, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
