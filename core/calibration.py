@@ -32,3 +32,34 @@ def default_texts(task: str, limit: int = 64) -> list[str]:
     except OSError:
         pass
     return (texts or FALLBACK)[:limit]
+
+
+# -- which texts a run's calibrated recipes (static int8, mixed, OpenVINO int8) calibrate on ---------------------
+SOURCES = {
+    "sample": "the bundled calibration sample (held out from the texts quality is measured on)",
+    "data": "this run's own texts (the first 64: in-domain, but the same texts quality is measured on, which can flatter static int8)",
+}
+DEFAULT_SOURCE = "sample"
+RUN_TEXTS_LIMIT = 64
+
+
+def run_texts(source: str, texts: list[str]) -> list[str]:
+    """The texts a run hands its calibrated recipes: none for ``sample`` (each recipe then takes ``default_texts``),
+    the run's first 64 non-empty texts for ``data``. Raises a one-line QlabError for any other source."""
+    from .errors import QlabError
+
+    if source not in SOURCES:
+        raise QlabError(f"Unknown calibration source '{str(source)[:40]}': use one of {', '.join(SOURCES)}.")
+    if source == "sample":
+        return []
+    return [t for t in texts if isinstance(t, str) and t.strip()][:RUN_TEXTS_LIMIT]
+
+
+def texts_for(ctx) -> list[str]:
+    """What a calibrated recipe calibrates on: the run's texts when it was given them, else the task's sample."""
+    return ctx.calibration_texts or default_texts(ctx.task)
+
+
+def source_words(ctx) -> str:
+    """Where ``texts_for(ctx)`` came from, for a variant's notes."""
+    return "this run's own texts" if ctx.calibration_texts else "the bundled calibration sample"

@@ -157,7 +157,7 @@ def cmd_evaluate(args) -> int:
         batch_sizes=_csv_list(args.batch_sizes or get_scenario(args.scenario).default_batch_sizes), seq_lengths=_csv_list(args.seq_lengths),
         threads=args.threads, device=args.device, max_length=args.max_length, budgets=budgets, recommend_batch_size=args.recommend_batch_size,
         stride=args.stride, protocol=protocol or None, throughput_batch_size=args.throughput_batch_size,
-        scenario=args.scenario, prompt_lengths=_csv_list(args.prompt_lengths), new_tokens=args.new_tokens,
+        scenario=args.scenario, prompt_lengths=_csv_list(args.prompt_lengths), new_tokens=args.new_tokens, calibration=args.calibration,
     )
     config = validate(config)
     chosen = _chosen_targets(args.hardware)
@@ -457,6 +457,8 @@ def build_parser() -> Parser:
                         "time to first token and ms per token (default latency)")
     p.add_argument("--prompt-lengths", default="32,128", help="generate: prompt tokens, comma-separated (default 32,128)")
     p.add_argument("--new-tokens", default=32, type=int, help="generate: tokens generated after each prompt (default 32)")
+    p.add_argument("--calibration", default="sample", help="what static int8 variants (onnx-int8-static, onnx-int8-mixed, openvino-int8) "
+                   "calibrate on: sample (the task's bundled calibration texts, held out; default) or data (this run's first 64 texts)")
     p.add_argument("--threads", type=int, help="CPU threads for torch and ONNX Runtime (default: library default)")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--max-length", type=int, default=128, help="truncation for quality inputs; causal-lm context (default 128)")

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from . import calibration as calibration_mod
 from . import data as data_mod
 from .bench import Protocol
 from .bundled import BUNDLED, bundled_path, wrong_task
@@ -76,6 +77,7 @@ class EvalConfig:
     scenario: str = "latency"               # latency: one forward pass per cell; generate: greedy decoding (causal LMs)
     prompt_lengths: list[int] = field(default_factory=lambda: list(DEFAULT_PROMPT_LENGTHS))   # generate: prompt tokens
     new_tokens: int = DEFAULT_NEW_TOKENS    # generate: tokens generated after each prompt
+    calibration: str = calibration_mod.DEFAULT_SOURCE   # what static int8 calibrates on: sample (bundled, held out) | data (this run's texts)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -229,6 +231,7 @@ def _plan(config: EvalConfig, build: bool = False, progress=None) -> Plan:
     reason = scenario.unavailable_reason(task)
     if reason:
         raise QlabError(reason[0].upper() + reason[1:] + ".")
+    calibration_mod.run_texts(config.calibration, [])   # a one-line error for an unknown source
 
     def check_positions(lengths, what="Sequence length", fix="use --seq-lengths"):
         return _check_positions(replace(config, seq_lengths=lengths), source, what=what, fix=fix)
@@ -406,8 +409,9 @@ def run_evaluation(config: EvalConfig, progress: Callable[[dict], None] | None =
         "max_length": context, "context": context, "stride": stride, "batch_sizes": cfg.batch_sizes, "seq_lengths": cfg.seq_lengths,
         "recommend_batch_size": cfg.recommend_batch_size, "protocol": cfg.protocol or {},
         "throughput_batch_size": cfg.throughput_batch_size, "scenario": cfg.scenario, "prompt_lengths": cfg.prompt_lengths, "new_tokens": cfg.new_tokens,
+        "calibration_texts": calibration_mod.run_texts(cfg.calibration, dataset.texts),
     }
-    missing = [label for label in slots if not is_stored(source, label, store)]
+    missing = [label for label in slots if not is_stored(source, label, store, base_job["calibration_texts"])]
     units = len(missing) + len(slots)
     state = {"done": 0.0}
 
@@ -488,6 +492,7 @@ def run_evaluation(config: EvalConfig, progress: Callable[[dict], None] | None =
         "throughput_batch_size": cfg.throughput_batch_size,
         "speed_summary": get_scenario(cfg.scenario).summary,
         "scenario": cfg.scenario,
+        "calibration": cfg.calibration,
         "elapsed_s": round(time.perf_counter() - started, 2),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
         "load_average": {"start": load_start, "end": _load_average()},

@@ -218,7 +218,7 @@ def run_job(job: dict, channel: Channel) -> dict:
             on_build(0.0, f"building {label}")
             try:
                 loaded = get_variant(source, label, store=store, device=job["device"], threads=threads, progress=on_build,
-                                     max_length=job["max_length"], context=context)
+                                     max_length=job["max_length"], context=context, calibration_texts=job.get("calibration_texts"))
                 builds[label] = {"cache_hit": loaded.entry.cache_hit, "build_s": loaded.entry.meta.get("build_s"), "size_bytes": loaded.entry.size_bytes}
                 del loaded
             except Exception as err:  # noqa: BLE001 - one recipe failing on this model must not stop the others
@@ -236,7 +236,8 @@ def run_job(job: dict, channel: Channel) -> dict:
     baseline_rss = _current_rss()   # libraries imported, variant not loaded yet
     tokenizer = load_tokenizer(source)
     loaded = get_variant(source, label, store=store, device=job["device"], threads=threads, progress=on_progress, max_length=job["max_length"],
-                         context=BuildContext(source=source, _tokenizer=tokenizer))  # loads no fp32 model when the artifact is stored
+                         context=BuildContext(source=source, _tokenizer=tokenizer),   # loads no fp32 model when the artifact is stored
+                         calibration_texts=job.get("calibration_texts"))
     variant, entry = loaded.variant, loaded.entry
     result = {
         "variant": label, "size_bytes": entry.size_bytes, "param_bytes": int(variant.param_bytes), "build_s": entry.meta.get("build_s"),

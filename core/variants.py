@@ -73,9 +73,9 @@ def stored_entry(source, spec: str, store: ModelStore | None = None) -> StoreEnt
     return (store or ModelStore()).lookup(variant_key(source, recipe.name, params))
 
 
-def is_stored(source, spec: str, store: ModelStore | None = None) -> bool:
+def is_stored(source, spec: str, store: ModelStore | None = None, calibration_texts: list[str] | None = None) -> bool:
     recipe, params, _ = resolve(spec)
-    return variant_key(source, recipe.name, params) in (store or ModelStore())
+    return variant_key(source, recipe.name, params, calibration_texts) in (store or ModelStore())
 
 
 def get_variant(source, spec: str, *, store: ModelStore | None = None, device: str = "cpu", threads: int | None = None,
@@ -96,7 +96,8 @@ def get_variant(source, spec: str, *, store: ModelStore | None = None, device: s
     ctx = context or BuildContext(source=source)
     ctx.device, ctx.threads, ctx.progress = device, threads, progress
     ctx.max_length = min(max_length, max_positions(ctx.config()) or max_length)
-    ctx.calibration_texts = calibration_texts or []
+    calibration_texts = list(calibration_texts or []) if recipe.calibrated else []   # only calibrated recipes read them
+    ctx.calibration_texts = calibration_texts
     ctx.stored_variant = _stored_variant_opener(store, source, ctx)
     key = variant_key(source, recipe.name, params, calibration_texts)
     describe = _describe(source, recipe, params, label)

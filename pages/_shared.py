@@ -150,6 +150,7 @@ def init_state() -> None:
     ss.setdefault("hw_prompts", [32, 128])
     ss.setdefault("hw_new_tokens", 32)
     ss.setdefault("hw_maxlen", 128)
+    ss.setdefault("hw_calibration", "sample")
     ss.setdefault("hw_measure", "quick")
     ss.setdefault("hw_targets", ["local"])
     for t in all_tasks():
@@ -393,6 +394,8 @@ def current_config(strict: bool = True) -> dict:
     if scenario.name != SCENARIO_DEFAULT:   # only then, so a latency comparison keeps its saved-run key
         config.update(scenario=scenario.name, prompt_lengths=sorted(int(p) for p in ss.get("hw_prompts") or [32]),
                       new_tokens=int(ss.get("hw_new_tokens") or 32))
+    if ss.get("hw_calibration", "sample") != "sample":   # only then, so an unchanged comparison keeps its saved-run key
+        config["calibration"] = ss["hw_calibration"]
     targets = chosen_hardware()
     if targets:   # only when a cluster is in use, so a one-machine comparison keeps its saved-run key
         config["hardware"] = targets

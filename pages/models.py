@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core import hosting
+from core.calibration import SOURCES as CALIBRATION_SOURCES
 from core.errors import QlabError
 from core.generation import MAX_NEW_TOKENS
 from core.tasks import TASKS
@@ -210,6 +211,11 @@ def hardware_section() -> None:
         st.selectbox("Quantized engine (torch int8 variants)", ENGINES, key="hw_engine", persist_state="session",
                      help=f"x86/fbgemm/onednn are Intel/AMD kernels, qnnpack is ARM's. Suggested here: {info['engine']}.")
         st.number_input("Max length (tokens, for quality)", min_value=8, max_value=4096, step=8, key="hw_maxlen", persist_state="session")
+        _keep_valid("hw_calibration", list(CALIBRATION_SOURCES))
+        st.selectbox("Calibrate static int8 on", list(CALIBRATION_SOURCES), key="hw_calibration", persist_state="session",
+                     format_func={"sample": "the bundled sample (held out)", "data": "this run's own texts"}.get,
+                     help="What onnx-int8-static, onnx-int8-mixed and openvino-int8 take their activation ranges from. "
+                          + " ".join(f"{k}: {v}." for k, v in CALIBRATION_SOURCES.items()))
     scenario = chosen_scenario(model_task())
     with c3:
         _keep_valid("hw_batches", BATCH_CHOICES, multi=True)

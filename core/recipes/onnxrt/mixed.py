@@ -37,7 +37,7 @@ class _Probe:
         from ... import calibration
 
         self.ctx, self.fp32, self.work, self.weight_type = ctx, fp32_graph, work, weight_type
-        texts = (ctx.calibration_texts or calibration.default_texts(ctx.task))[:32]
+        texts = calibration.texts_for(ctx)[:32]
         enc = ctx.tokenizer()(texts, padding=True, truncation=True, max_length=ctx.max_length, return_tensors="np")
         session = make_session(fp32_graph, threads=ctx.threads)
         self.feeds = graph_feeds(session, enc["input_ids"], enc["attention_mask"])
@@ -75,6 +75,8 @@ def sensitivity(probe: _Probe, nodes: list[str], say=lambda f, m: None) -> list[
 
 
 def build_onnx_int8_mixed(ctx: BuildContext, params: dict, out: Path) -> dict:
+    from ... import calibration
+
     target, cap = float(params["target"]), int(float(params["max_fp32"]))
     work = out / "work"
     work.mkdir()
@@ -97,7 +99,7 @@ def build_onnx_int8_mixed(ctx: BuildContext, params: dict, out: Path) -> dict:
     shutil.rmtree(work)
     met = "meets" if score >= target else "does not reach"
     notes.append(f"Mixed precision: {len(kept)} of {len(nodes)} weight nodes kept fp32 (most sensitive first); "
-                 f"calibration fidelity {score:.4f} {met} the target {target}.")
+                 f"calibration fidelity ({calibration.source_words(ctx)}) {score:.4f} {met} the target {target}.")
     write_json(out / "onnx.json", {"notes": notes})
     write_json(out / "sensitivity.json", {"target": target, "nodes": table, "kept_fp32": kept, "trail": trail, "final_fidelity": score})
     return {"kept_fp32": kept, "final_fidelity": score, "fp32_graph": origin}
@@ -118,6 +120,6 @@ RECIPES = [
             Param("target", "0.995", help="output fidelity (cosine to fp32) to reach on the calibration texts", number=(0.0, 1.0)),
             Param("max_fp32", "4", help="most weight nodes left in fp32", number=(0, 1000)),
         ),
-        check=cpu_only,
+        check=cpu_only, calibrated=True,   # the sensitivity search scores layers on the calibration texts
     ),
 ]

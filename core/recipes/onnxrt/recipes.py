@@ -54,7 +54,7 @@ def calibration_fidelity(ctx: BuildContext, fp32_graph: Path, graph: Path) -> fl
     """Output fidelity (mean cosine to fp32, as onnx-int8-mixed measures it) of ``graph`` on the calibration texts."""
     from ... import calibration
 
-    texts = (ctx.calibration_texts or calibration.default_texts(ctx.task))[:32]
+    texts = calibration.texts_for(ctx)[:32]
     enc = ctx.tokenizer()(texts, padding=True, truncation=True, max_length=ctx.max_length, return_tensors="np")
     ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
     outs = []
@@ -181,7 +181,7 @@ class _Calibration:
     def __init__(self, ctx: BuildContext, session, batch_size: int = 8):
         from ... import calibration
 
-        texts = ctx.calibration_texts or calibration.default_texts(ctx.task)
+        texts = calibration.texts_for(ctx)
         tok = ctx.tokenizer()
         self.batches = []
         for i in range(0, len(texts), batch_size):
@@ -214,7 +214,10 @@ def build_onnx_int8_static(ctx: BuildContext, params: dict, out: Path) -> dict:
                 extra_options={"MatMulConstBOnly": True},
             )
     shutil.rmtree(tmp)
-    notes.append(f"Static QDQ int8: activation ranges fixed from {len(reader.batches)} calibration batches ({params['calibration']}).")
+    from ... import calibration
+
+    notes.append(f"Static QDQ int8: activation ranges fixed from {len(reader.batches)} calibration batches ({calibration.source_words(ctx)}, "
+                 f"{params['calibration']}).")
     write_json(out / "onnx.json", {"notes": notes})
     return {"fp32_graph": origin}
 

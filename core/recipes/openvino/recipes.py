@@ -119,7 +119,7 @@ def build_openvino_int8(ctx: BuildContext, params: dict, out: Path) -> dict:
     from ... import calibration
 
     nncf = _nncf()
-    texts = ctx.calibration_texts or calibration.default_texts(ctx.task)
+    texts = calibration.texts_for(ctx)
     subset = max(1, min(int(float(params["subset"])), len(texts)))
     work = out / "onnx"
     with converted(ctx, work) as c:
@@ -128,7 +128,8 @@ def build_openvino_int8(ctx: BuildContext, params: dict, out: Path) -> dict:
         with quiet():
             model = nncf.quantize(c.model, nncf.Dataset(items), preset=getattr(nncf.QuantizationPreset, params["preset"].upper()),
                                   subset_size=len(items), model_type=nncf.ModelType.TRANSFORMER)
-        notes = c.notes + [f"NNCF static int8: activation ranges from {len(items)} calibration texts, {params['preset']} preset "
+        source = calibration.source_words(ctx)
+        notes = c.notes + [f"NNCF static int8: activation ranges from {len(items)} calibration texts ({source}), {params['preset']} preset "
                            f"({'symmetric weights, asymmetric activations' if params['preset'] == 'mixed' else 'symmetric weights and activations'}), "
                            "transformer patterns (attention softmax and LayerNorms stay float)."]
         save_ir(model, out, notes, fake_quantize=_count(model, "FakeQuantize"))
