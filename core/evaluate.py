@@ -37,6 +37,7 @@ from .generation import DEFAULT_NEW_TOKENS, DEFAULT_PROMPT_LENGTHS, NO_KV_CACHE
 from .paths import PROJECT_ROOT
 from .recipes.family import causes_from_notes
 from .recipes.registry import slow_causes
+from .recipes.registry import worker_env as recipe_worker_env
 from .recommend import budgets_for, default_batch_size, recommend
 from .report import REFERENCE, Report, VariantResult, finite, speed_unit
 from .runner import thread_env
@@ -293,6 +294,8 @@ def run_worker(job: dict, job_dir: Path, on_event: Callable[[dict], None] | None
             on_event(event)
 
     env = _worker_env(job.get("threads"))
+    if job.get("mode") != "build":   # a variant measured as its runtime is deployed (Family.worker_env)
+        env = recipe_worker_env(job["variant"], env)
     handle = pool.take(env, str(job_path), str(log_path))   # QLAB_WORKER_POOL=N: a pre-started fresh process, used once; else None
     code = local.run("core.runner", str(job_path), env=env, log_path=log_path, on_event=forward,
                      should_stop=should_stop, poll_s=poll_s, grace_s=1.0, handle=handle)

@@ -203,3 +203,23 @@ def test_a_wheel_without_avx512_kernels_is_the_slow_cause_on_an_avx512_cpu():
     result = VariantResult(variant="gguf:type=q8_0", size_bytes=1, param_bytes=1, build_s=0.1, cache_hit=False, load_s=0.1,
                            peak_rss_bytes=1, quality={}, latency=[], notes=[note])
     assert [c.code for c in registry.slow_causes(result, {})] == ["llamacpp-no-avx512"]
+
+
+def test_llamacpp_workers_run_with_openmp_s_default_wait_policy(tiny_llama_dir, tmp_path):
+    """The lab's workers sleep their OpenMP threads (OMP_WAIT_POLICY=PASSIVE), which slows llama.cpp's per-op thread
+    forks severalfold; its family drops that for its own workers only, so llama.cpp is measured as it is deployed."""
+    from conftest import ROOT
+    from core.recipes import registry
+
+    lab = {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "2"}
+    assert registry.worker_env("gguf:type=q8_0", lab) == {"OMP_NUM_THREADS": "2"} and lab["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert registry.worker_env("onnx-int8", lab) == lab and registry.worker_env("fp32", lab) == lab
+
+    out = tmp_path / "run.json"
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "core", "evaluate", "--model", str(tiny_llama_dir), "--task", "causal-lm",
+                           "--variants", "fp32,gguf:type=f32", "--batch-sizes", "1", "--seq-lengths", "8", "--warmup", "0", "--min-iters", "1",
+                           "--min-seconds", "0", "--max-seconds", "1", "--out", str(out)], capture_output=True, text=True, env=env, cwd=str(ROOT), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    notes = next(r for r in json.loads(out.read_text())["results"] if r["variant"] == "gguf:type=f32")["notes"]
+    assert any("OpenMP wait policy default (spin, then sleep)" in n for n in notes), notes

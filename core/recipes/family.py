@@ -93,6 +93,9 @@ class Family:
     loads_transformers: bool = True    # its variants load a transformers model (the worker imports the modeling code before timing the load)
     versions: tuple[str, ...] = ()     # distributions whose versions are part of its variants' store keys (besides torch, transformers, ...)
     probe: Callable[[], dict] | None = None   # what its runtime reports about this machine (devices, kernels): the hardware probe's ``runtimes``
+    # the measuring worker's environment for its variants, over the lab's defaults (None removes a variable): a runtime
+    # that must run as it is deployed, e.g. llama.cpp's OpenMP threads, which the lab's PASSIVE wait policy slows 3x
+    worker_env: dict[str, str | None] = field(default_factory=dict)
 
     def slow_causes(self, result, environment: dict) -> list[Cause]:
         """Why ``result`` (a core.report.VariantResult of one of this family's recipes) may be slower than fp32 here."""

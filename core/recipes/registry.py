@@ -72,6 +72,20 @@ def family_of(variant: str) -> Family | None:
     return FAMILY_OF.get(str(variant).split(":", 1)[0])
 
 
+def worker_env(spec: str, env: dict) -> dict:
+    """``env`` with the variable overrides of ``spec``'s family (Family.worker_env) applied."""
+    family = family_of(resolve(spec)[0].name)
+    if family is None or not family.worker_env:
+        return env
+    out = dict(env)
+    for name, value in family.worker_env.items():
+        if value is None:
+            out.pop(name, None)
+        else:
+            out[name] = value
+    return out
+
+
 def slow_causes(result, environment: dict) -> list[Cause]:
     """Why ``result`` (a core.report.VariantResult) may be slower than fp32 here, as its own family explains it."""
     family = family_of(result.variant)

@@ -12,6 +12,7 @@ generation uses llama.cpp's own KV cache (:mod:`.runner`). Threads are the run's
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -86,7 +87,10 @@ def load_gguf(ctx: BuildContext, params: dict, art: Path) -> Variant:
 
     info = read_json(art / INFO_FILE)
     runner = Runner(art / GGUF_FILE, ctx.threads)
-    notes = [*info.get("notes", []), *_isa_notes(), f"{runner.threads} thread(s)."]
+    policy = os.environ.get("OMP_WAIT_POLICY")
+    notes = [*info.get("notes", []), *_isa_notes(),
+             f"{runner.threads} thread(s); OpenMP wait policy {policy or 'default (spin, then sleep), as llama.cpp is deployed'}"
+             + (": its threads sleep between ops, which slows llama.cpp's decoding severalfold." if policy and policy.upper() == "PASSIVE" else ".")]
     return Variant(name="", task=ctx.task, run=runner.run, param_bytes=runner.model.size, notes=notes, device="cpu", module=runner,
                    decoder=runner.decoder)
 
