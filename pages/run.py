@@ -148,6 +148,7 @@ def main() -> None:
         f"{MEASUREMENTS['quick' if config.get('protocol') else 'standard']}  \n"
         + (f"Hardware targets: {', '.join(f'**{t}**' for t in config['hardware'])} (each measures on its own machine, side by side)  \n"
            if config.get("hardware") else "")
+        + ("Static int8 calibrates on this run's own texts (the first 64)  \n" if config.get("calibration") == "data" else "")
         + f"Recommendation: the fastest variant at batch {recommend_batch(config['batch_sizes'])} with "
         f"{budget_of(config['task']).words(budget_value(config['task']))}"
     )

@@ -494,6 +494,24 @@ def test_models_page_offers_only_the_budget_of_the_task(tiny_classifier_dir):
     assert any("fastest variant at batch 8 with accuracy drop ≤ 2.5 pt" in m for m in texts(at.markdown)), texts(at.markdown)
 
 
+def test_calibration_source_is_chosen_on_models_and_kept_in_the_comparison():
+    """"Calibrate static int8 on": the bundled sample by default (the comparison, and so its saved-run key, unchanged);
+    this run's own texts when chosen, which the Run page states."""
+    at = new_app()
+    at.switch_page("pages/models.py").run()
+    no_exceptions(at)
+    choice = at.selectbox(key="hw_calibration")
+    assert choice.value == "sample" and choice.options == ["the bundled sample (held out)", "this run's own texts"]
+    at.switch_page("pages/run.py").run()
+    assert not any("calibrates on this run's own texts" in m for m in texts(at.markdown))
+    at.switch_page("pages/models.py").run()
+    at.selectbox(key="hw_calibration").set_value("data").run()
+    at.switch_page("pages/run.py").run()
+    no_exceptions(at)
+    assert any("Static int8 calibrates on this run's own texts" in m for m in texts(at.markdown)), texts(at.markdown)
+    assert at.session_state["hw_calibration"] == "data"
+
+
 def test_weights_page_runs_the_accuracy_aware_search(tiny_classifier_dir):
     import json
 
