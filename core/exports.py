@@ -91,16 +91,6 @@ def latest(model: str, task: str, variant: str, root=None, origin: str | None = 
     return None
 
 
-def snippet_of(rec: dict) -> str | None:
-    """The load-and-run snippet in an export's README.md (None if the folder is gone)."""
-    from .snippets import snippet_from_readme
-
-    try:
-        return snippet_from_readme((Path(rec["folder"]) / "README.md").read_text(encoding="utf-8"))
-    except (OSError, KeyError, TypeError):
-        return None
-
-
 def remove(rec: dict, root=None) -> None:
     """Delete a dashboard export's folder, zip and record (never a folder outside the store's exports/)."""
     base = exports_dir(root).resolve()

@@ -307,7 +307,9 @@ def download_controls(report: dict, variant: str, key: str) -> None:
         st.download_button(f"Download {variant} ({(rec.get('zip_bytes') or 0) / 2**20:.1f} MB zip)", data=lambda p=zip_path: p.read_bytes(),
                            file_name=zip_path.name, mime="application/zip", key=f"exp_dl_{key}", icon=":material/download:", on_click="ignore",
                            type="primary")
-        code = exports.snippet_of(rec)
+        from core.snippets import snippet_of
+
+        code = snippet_of(rec)
         if code:
             st.caption(f"Unzip, then from inside the folder (needs {', '.join(rec.get('runtime') or [])}, never the lab):")
             st.code(code, language="python")
