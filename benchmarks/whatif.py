@@ -58,9 +58,9 @@ def run_job(queue, variants: list[str], pool_size: int = 0) -> tuple[dict, list[
     """One forced run through the queue: (job snapshot, [(arrival time, event)], report). With ``pool_size`` the job
     takes pre-started workers (``QLAB_WORKER_POOL``); before it is submitted, untimed (the visitor's think time), the
     pool is filled and every pooled worker has finished importing, so no import overlaps a measurement of either kind."""
-    from core import history
     from core.evaluate import fill_pool
     from core.execution import pool
+    from core.storage import history
 
     if pool_size:
         os.environ["QLAB_WORKER_POOL"] = str(pool_size)

@@ -42,7 +42,7 @@ from .report import REFERENCE, Report, VariantResult, finite, speed_unit
 from .runner import thread_env
 from .scenarios import get_scenario
 from .sources import max_positions, resolve
-from .store import ModelStore
+from .storage.store import ModelStore
 from .tasks import TASKS, all_tasks, get_task, infer_task
 from .variants import is_stored
 

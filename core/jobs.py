@@ -2,7 +2,7 @@
 
 * One :class:`JobQueue` per store root per process (``get_queue()``), with one worker thread.
 * Identical requests share one job: a second tab asking the same comparison gets the running job back,
-  and a comparison that already finished is answered from the saved run at once (``core.history``).
+  and a comparison that already finished is answered from the saved run at once (``core.storage.history``).
 * One evaluation at a time on the machine: the worker takes the machine's measurement lock
   (``core.execution.machine_lock``) before it starts a job, so two Streamlit processes and the CLI serialize too;
   the others wait with their place in the queue shown. A comparison on cluster nodes takes each node's slot
@@ -44,13 +44,13 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import audit, history
 from .errors import QlabError
 from .execution import local, pool, scratch, wire
 from .execution.events import Cancelled, phase_start
 from .execution.local import KILL_AFTER_S
 from .execution.machine_lock import machine_lock, read_holder
 from .paths import atomic_write_text
+from .storage import audit, history
 
 DEFAULT_RUNNERS = {"evaluate": "core.jobs:evaluate_runner", "build": "core.jobs:build_runner"}
 ACTIVE = ("queued", "waiting", "running")
@@ -536,7 +536,7 @@ def build_runner(config: dict, progress, should_stop) -> dict:
     """Build (or find) variants in the store, so pages can load them without building in a script run."""
     from . import hosting
     from .sources import resolve
-    from .store import ModelStore
+    from .storage.store import ModelStore
     from .variants import get_variant
 
     pol = hosting.policy()

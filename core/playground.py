@@ -62,7 +62,7 @@ def resolve_ready(name: str, task: str | None = None, *, allow_local: bool = Tru
 
 
 def stored_variants(source, specs: list[str]) -> dict[str, bool]:
-    from .store import ModelStore
+    from .storage.store import ModelStore
     from .variants import is_stored
 
     store = ModelStore()
@@ -86,7 +86,7 @@ class Ready:
 def load_stored(source, spec: str, *, device: str = "cpu", threads: int | None = None) -> Ready:
     """Load a variant that is already in the store (QlabError if it is not: build it with a job first)."""
     from .sources import load_tokenizer
-    from .store import ModelStore
+    from .storage.store import ModelStore
     from .variants import get_variant, is_stored
 
     store = ModelStore()

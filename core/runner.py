@@ -190,7 +190,7 @@ def run_job(job: dict, channel: Channel) -> dict:
 
     from .env import environment
     from .sources import load_tokenizer, quiet_transformers
-    from .store import ModelStore
+    from .storage.store import ModelStore
     from .variants import get_variant
 
     quiet_transformers()

@@ -38,7 +38,7 @@ def snippet_from_readme(text: str) -> str | None:
 
 
 def snippet_of(rec: dict) -> str | None:
-    """The load-and-run snippet in the README.md of an export record (core.exports; None if the folder is gone)."""
+    """The load-and-run snippet in the README.md of an export record (core.storage.exports; None if the folder is gone)."""
     try:
         return snippet_from_readme((Path(rec["folder"]) / "README.md").read_text(encoding="utf-8"))
     except (OSError, KeyError, TypeError):

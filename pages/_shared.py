@@ -259,8 +259,8 @@ def opened_by_link(run_id: str | None) -> bool:
     """This session opened ``run_id`` through a share link and does not own it: it may only read it."""
     if not run_id or run_id not in (st.session_state.get("link_runs") or []):
         return False
-    from core import history
     from core.identity import may_act_on
+    from core.storage import history
 
     who = person()
     return not (who is not None and may_act_on(history.run_owner(run_id), who))
@@ -513,7 +513,7 @@ def build_panel(queue, job_id: str, what: str = "Building") -> None:
 # -- runs -----------------------------------------------------------------------------------------
 def load_current_report():
     """The report shown on Compare: the current run of this session (or None)."""
-    from core import history
+    from core.storage import history
 
     run_id = st.session_state.get("current_run")
     if not run_id:

@@ -274,7 +274,8 @@ def download_controls(report: dict, variant: str, key: str) -> None:
     """A Download button for one variant (a zip of the folder ``python -m core export`` writes) and its snippet."""
     from pathlib import Path
 
-    from core import audit, exports, hosting
+    from core import hosting
+    from core.storage import audit, exports
 
     if opened_by_link(report.get("run_id")):
         st.caption(":material/lock: Opened through a share link: downloads of the variants are for the run's owner.")

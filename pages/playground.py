@@ -12,8 +12,8 @@ from core.charts.playground import difference_figure, similarity_figure
 from core.errors import QlabError
 from core.execution.events import Cancelled
 from core.execution.machine_lock import machine_lock
-from core.history import store_root
 from core.jobs import FINISHED, get_queue
+from core.storage.history import store_root
 from core.tasks import get_task
 from pages._shared import build_panel, current_config, md, model_name, model_task, policy, run_page, show_error, visitor
 

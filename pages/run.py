@@ -7,9 +7,9 @@ import time
 
 import streamlit as st
 
-from core import history
 from core.jobs import FINISHED, get_queue
 from core.scenarios import get_scenario
+from core.storage import history
 from pages._jobwatch import finished_once, on_finish, watch
 from pages._shared import (
     MEASUREMENTS,

@@ -32,10 +32,11 @@ import pytest
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
-from core import history, hosting, identity, links
+from core import hosting, identity
 from core.charts import html_report
 from core.errors import QlabError
 from core.jobs import JobQueue, get_queue
+from core.storage import history, links
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent

@@ -14,8 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from core import history
 from core.jobs import JobQueue
+from core.storage import history
 
 HERE = Path(__file__).resolve()
 

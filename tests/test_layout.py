@@ -26,12 +26,12 @@ PACKAGE = "core"
 # Upward imports: a lower part of the lab that must not import a higher one, with the reason. execution/ runs any
 # worker it is given (the engine passes its own in), so it never imports the engine; recipes build and run variants,
 # and the recommendation reads their results, never the other way.
-ENGINE = {"core.evaluate", "core.runner", "core.jobs", "core.cli", "core.history", "core.playground"}
+ENGINE = {"core.evaluate", "core.runner", "core.jobs", "core.cli", "core.storage.history", "core.playground"}
 UPWARD: dict[str, set[str]] = {
     "core.execution": ENGINE,
     "core.recipes": ENGINE | {"core.recommend", "core.report", "core.charts"},
     "core.scenarios": ENGINE | {"core.recommend", "core.charts"},   # a scenario measures in the worker; the engine asks it
-    "core.history": {"core.charts"},   # storage: the HTML export that draws figures lives in core.charts.html_report
+    "core.storage.history": {"core.charts"},   # storage: the HTML export that draws figures lives in core.charts.html_report
 }
 
 # Private names that may be used across modules, each with its reason. Keep this empty unless a reason is compelling.

@@ -9,7 +9,7 @@ from core import env
 from core.errors import RecipeError
 from core.recipes import RECIPES, BuildContext, available, expand, parse_spec, resolve
 from core.sources import resolve as resolve_source
-from core.store import ModelStore
+from core.storage.store import ModelStore
 from core.variants import get_variant
 from tiny_models import make_tiny_bert_classifier, make_tiny_gpt2
 

@@ -22,8 +22,8 @@ import time
 import uuid
 from pathlib import Path
 
-from .errors import QlabError
-from .paths import PROJECT_ROOT, store_root
+from ..errors import QlabError
+from ..paths import PROJECT_ROOT, store_root
 
 log = logging.getLogger("qlab.exports")
 PREPARE_TIMEOUT_S = 900
