@@ -82,7 +82,7 @@ if just_opened and not link_visitor and nav.url_path == "":   # ?run= or ?link= 
 
 
 def sidebar() -> None:
-    from core.jobs import get_queue
+    from core.serving.jobs import get_queue
     from core.storage.store import ModelStore
 
     pol = policy()
@@ -135,7 +135,7 @@ def sidebar() -> None:
 def follow_job() -> None:
     """The job this session follows: found again after a reload (?job=), kept in the address, polled in the sidebar
     on every page but Run (which shows it in detail)."""
-    from core.jobs import get_queue
+    from core.serving.jobs import get_queue
     from pages import _jobwatch
 
     queue = get_queue()

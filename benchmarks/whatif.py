@@ -6,8 +6,8 @@ comparison goes, and of the same comparison with one variant added.
 The comparison is the dashboard's default: model ``minilm`` (embedding), variants fp32, dynamic-int8, onnx-int8 on the
 bundled sample, batch sizes 1,8, sequence lengths 16,64, the Quick protocol (``pages/_shared.QUICK_PROTOCOL``). Every
 variant is built first, untimed, into a temporary model store (``QLAB_CACHE_DIR``), so each timed run is a warm repeat
-("Run again": ``force=True``, no saved-run answer). Runs go through the dashboard's own path: ``core.jobs.JobQueue``
-starts ``python -m core.jobs <dir>``, whose ``evaluate_runner`` calls ``run_evaluation(validate(EvalConfig(...)))``, and
+("Run again": ``force=True``, no saved-run answer). Runs go through the dashboard's own path: ``core.serving.jobs.JobQueue``
+starts ``python -m core.serving.jobs <dir>``, whose ``evaluate_runner`` calls ``run_evaluation(validate(EvalConfig(...)))``, and
 that starts one ``python -m core.runner`` per variant (``core.evaluate.run_worker`` through ``core.execution.local``).
 
 The breakdown comes from the progress events as they reach the queue (timestamped on arrival, wall clock):
@@ -180,7 +180,7 @@ def main() -> None:
     os.environ["QLAB_CACHE_DIR"] = str(store)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.pop("QLAB_WORKER_POOL", None)
-    from core.jobs import JobQueue
+    from core.serving.jobs import JobQueue
 
     queue = JobQueue(root=store, poll_s=0.05)
     default, added = DEFAULT_VARIANTS, DEFAULT_VARIANTS + [args.added]

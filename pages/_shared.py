@@ -486,7 +486,7 @@ def preview_frame(dataset, limit: int = 20):
 # -- background builds (Playground, Weights) -------------------------------------------------------------
 def build_panel(queue, job_id: str, what: str = "Building") -> None:
     """A build job's state, refreshed every second while it runs; reruns the page once when it finishes."""
-    from core.jobs import FINISHED
+    from core.serving.jobs import FINISHED
 
     snap = queue.status(job_id)
     active = snap is not None and snap["state"] not in FINISHED

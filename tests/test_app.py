@@ -348,7 +348,7 @@ def test_store_page_lists_and_deletes(finished):
 def test_generation_loop_works_for_torch_and_onnx_variants(tiny_gpt2_dir):
     import numpy as np
 
-    from core.playground import first_divergence, generate
+    from core.serving.playground import first_divergence, generate
     from core.sources import load_tokenizer, resolve
     from core.variants import get_variant
 

@@ -26,7 +26,7 @@ PACKAGE = "core"
 # Upward imports: a lower part of the lab that must not import a higher one, with the reason. execution/ runs any
 # worker it is given (the engine passes its own in), so it never imports the engine; recipes build and run variants,
 # and the recommendation reads their results, never the other way.
-ENGINE = {"core.evaluate", "core.runner", "core.jobs", "core.cli", "core.storage.history", "core.playground"}
+ENGINE = {"core.evaluate", "core.runner", "core.serving.jobs", "core.cli", "core.storage.history", "core.serving.playground"}
 UPWARD: dict[str, set[str]] = {
     "core.execution": ENGINE,
     "core.recipes": ENGINE | {"core.recommend", "core.report", "core.charts"},

@@ -293,7 +293,7 @@ def test_entry_in_use_survives_filling_the_store(tmp_path):
 def test_playground_never_loads_or_builds_a_damaged_variant(tmp_path, monkeypatch, source):
     """The Playground loads stored variants only (no build in a page's script run): a damaged one is refused in one line."""
     from core.errors import QlabError
-    from core.playground import load_stored
+    from core.serving.playground import load_stored
     from core.storage.store import DamagedEntry
     from core.variants import get_variant
 
