@@ -19,8 +19,8 @@ import streamlit as st
 from streamlit.errors import FragmentHandledException
 
 from core import hosting
-from core.bench import QUICK
 from core.errors import QlabError, first_line
+from core.measure.bench import QUICK
 from core.scenarios import DEFAULT as SCENARIO_DEFAULT
 from core.scenarios import REGISTRY as SCENARIO_REGISTRY
 from core.tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING, TASKS, Budget, all_tasks, find_task, get_task

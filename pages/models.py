@@ -8,7 +8,7 @@ import streamlit as st
 from core import hosting
 from core.calibration import SOURCES as CALIBRATION_SOURCES
 from core.errors import QlabError
-from core.generation import MAX_NEW_TOKENS
+from core.measure.generation import MAX_NEW_TOKENS
 from core.tasks import TASKS
 from pages._shared import (
     BATCH_CHOICES,

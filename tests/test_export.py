@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import env, hosting, metrics
+from core import env, hosting
 from core.errors import QlabError
 from core.export import EXPORTERS, NOT_EXPORTED, ExportError, export_variant
+from core.measure import metrics
 from core.recipes import RECIPES
 from core.snippets import MAX_LINES, OUTPUT, RUNTIMES, SNIPPETS, snippet, snippet_from_readme
 from core.storage import exports, history

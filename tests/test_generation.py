@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import generation
-from core.bench import Protocol
+from core.measure import generation
+from core.measure.bench import Protocol
 from core.recipes.decoders import OnnxCacheDecoder, RecomputeDecoder, TorchCacheDecoder
 from core.report_schema import check
 from core.sources import load_tokenizer, resolve

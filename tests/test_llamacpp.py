@@ -82,7 +82,7 @@ def test_llamacpp_logits_match_torch_fp32(written, reference, kind, tolerance):
 
 
 def test_the_kv_cache_decoder_equals_a_full_recompute(written):
-    from core.generation import greedy_tokens
+    from core.measure.generation import greedy_tokens
     from core.recipes.base import Variant
     from core.recipes.llamacpp.runner import Runner
 
@@ -104,7 +104,7 @@ def test_the_kv_cache_decoder_equals_a_full_recompute(written):
 
 
 def test_variants_through_the_store_have_finite_perplexity_and_a_key_per_type(tiny_llama_dir, tmp_path):
-    from core.metrics import causal_lm_scores
+    from core.measure.metrics import causal_lm_scores
     from core.sources import resolve as resolve_source
     from core.storage.store import ModelStore
     from core.variants import get_variant, variant_key
@@ -166,7 +166,7 @@ def test_smollm2_shipped_gguf_predicts_like_the_lab_fp32():
     from transformers import AutoTokenizer
 
     from core.bundled.smollm2 import SAMPLE_PROMPT
-    from core.metrics import causal_lm_scores
+    from core.measure.metrics import causal_lm_scores
     from core.sources import resolve as resolve_source
     from core.variants import get_variant
 

@@ -193,7 +193,7 @@ def classify(variant, tokenizer, texts, labels: list[str], max_length: int = 128
 
 
 def embed(variant, tokenizer, texts, max_length: int = 128) -> np.ndarray:
-    from ..metrics import mean_pool
+    from ..measure.metrics import mean_pool
 
     texts = _texts(texts)
     ids, mask = _encode(tokenizer, texts, max_length)
