@@ -15,7 +15,8 @@ from core.execution.pool import DASHBOARD_SIZE
 # between jobs): a warm "Measure again" then skips process start and imports. QLAB_WORKER_POOL=0 turns it off.
 os.environ.setdefault("QLAB_WORKER_POOL", str(DASHBOARD_SIZE))
 
-from core import history, identity, links
+from core import identity
+from core.storage import history, links
 from pages._auth import gate, sidebar_identity
 from pages._shared import PAGES, error_line, guarded, init_state, machine, md, open_run, policy, run_frame, show_error
 
@@ -81,8 +82,8 @@ if just_opened and not link_visitor and nav.url_path == "":   # ?run= or ?link= 
 
 
 def sidebar() -> None:
-    from core.jobs import get_queue
-    from core.store import ModelStore
+    from core.serving.jobs import get_queue
+    from core.storage.store import ModelStore
 
     pol = policy()
     with st.sidebar:
@@ -134,7 +135,7 @@ def sidebar() -> None:
 def follow_job() -> None:
     """The job this session follows: found again after a reload (?job=), kept in the address, polled in the sidebar
     on every page but Run (which shows it in detail)."""
-    from core.jobs import get_queue
+    from core.serving.jobs import get_queue
     from pages import _jobwatch
 
     queue = get_queue()

@@ -97,8 +97,8 @@ def main() -> int:
     args = ap.parse_args()
 
     from core import data as data_mod
-    from core.bench import cell_texts
     from core.evaluate import EvalConfig, run_evaluation
+    from core.measure.bench import cell_texts
     from core.sources import load_tokenizer, resolve
 
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]

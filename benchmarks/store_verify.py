@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from core.env import environment
     from core.sources import resolve
-    from core.store import ModelStore, file_digest
+    from core.storage.store import ModelStore, file_digest
     from core.variants import get_variant
 
     root = args.store or Path(tempfile.mkdtemp(prefix="qlab-verify-bench-"))

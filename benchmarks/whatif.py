@@ -6,8 +6,8 @@ comparison goes, and of the same comparison with one variant added.
 The comparison is the dashboard's default: model ``minilm`` (embedding), variants fp32, dynamic-int8, onnx-int8 on the
 bundled sample, batch sizes 1,8, sequence lengths 16,64, the Quick protocol (``pages/_shared.QUICK_PROTOCOL``). Every
 variant is built first, untimed, into a temporary model store (``QLAB_CACHE_DIR``), so each timed run is a warm repeat
-("Run again": ``force=True``, no saved-run answer). Runs go through the dashboard's own path: ``core.jobs.JobQueue``
-starts ``python -m core.jobs <dir>``, whose ``evaluate_runner`` calls ``run_evaluation(validate(EvalConfig(...)))``, and
+("Run again": ``force=True``, no saved-run answer). Runs go through the dashboard's own path: ``core.serving.jobs.JobQueue``
+starts ``python -m core.serving.jobs <dir>``, whose ``evaluate_runner`` calls ``run_evaluation(validate(EvalConfig(...)))``, and
 that starts one ``python -m core.runner`` per variant (``core.evaluate.run_worker`` through ``core.execution.local``).
 
 The breakdown comes from the progress events as they reach the queue (timestamped on arrival, wall clock):
@@ -58,9 +58,9 @@ def run_job(queue, variants: list[str], pool_size: int = 0) -> tuple[dict, list[
     """One forced run through the queue: (job snapshot, [(arrival time, event)], report). With ``pool_size`` the job
     takes pre-started workers (``QLAB_WORKER_POOL``); before it is submitted, untimed (the visitor's think time), the
     pool is filled and every pooled worker has finished importing, so no import overlaps a measurement of either kind."""
-    from core import history
     from core.evaluate import fill_pool
     from core.execution import pool
+    from core.storage import history
 
     if pool_size:
         os.environ["QLAB_WORKER_POOL"] = str(pool_size)
@@ -180,7 +180,7 @@ def main() -> None:
     os.environ["QLAB_CACHE_DIR"] = str(store)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.pop("QLAB_WORKER_POOL", None)
-    from core.jobs import JobQueue
+    from core.serving.jobs import JobQueue
 
     queue = JobQueue(root=store, poll_s=0.05)
     default, added = DEFAULT_VARIANTS, DEFAULT_VARIANTS + [args.added]

@@ -272,7 +272,7 @@ def _store_row(e: dict, leased: set[str]) -> list[str]:
 
 def cmd_store(args) -> int:
     """store list | verify [--repair] | clear, each with --json; --delete KEY and --clear kept from before."""
-    from .store import ModelStore
+    from .storage.store import ModelStore
 
     store = ModelStore()
     action = "clear" if args.clear else args.action
@@ -329,7 +329,7 @@ def cmd_store(args) -> int:
 
 # -- history ----------------------------------------------------------------------------------------
 def _find_run(prefix: str) -> str:
-    from . import history
+    from .storage import history
 
     prefix = (prefix or "").strip().lower()
     if history.valid_run_id(prefix):
@@ -343,7 +343,7 @@ def _find_run(prefix: str) -> str:
 
 
 def cmd_audit(args) -> int:
-    from . import audit
+    from .storage import audit
 
     lines = audit.read(since=audit.parse_since(args.since), limit=args.tail)
     if args.json:
@@ -356,7 +356,7 @@ def cmd_audit(args) -> int:
 
 
 def cmd_history(args) -> int:
-    from . import history
+    from .storage import history
 
     if args.action == "list":
         runs = history.list_runs()
@@ -407,8 +407,9 @@ def cmd_history(args) -> int:
 
 # -- export -----------------------------------------------------------------------------------------
 def cmd_export(args) -> int:
-    from . import exports, hosting
+    from . import hosting
     from .export import export_variant
+    from .storage import exports
 
     if args.max_mb is not None and args.max_mb <= 0:
         raise UsageError("--max-mb must be a positive number of megabytes.")

@@ -27,13 +27,13 @@ from typing import Callable
 
 from . import calibration as calibration_mod
 from . import data as data_mod
-from .bench import Protocol
 from .bundled import BUNDLED, bundled_path, wrong_task
 from .env import cuda_available
 from .errors import QlabError, RecipeError, SourceError
 from .execution import local, pool, scratch, wire
 from .execution.events import PHASES, Cancelled
-from .generation import DEFAULT_NEW_TOKENS, DEFAULT_PROMPT_LENGTHS, NO_KV_CACHE
+from .measure.bench import Protocol
+from .measure.generation import DEFAULT_NEW_TOKENS, DEFAULT_PROMPT_LENGTHS, NO_KV_CACHE
 from .paths import PROJECT_ROOT
 from .recipes.family import causes_from_notes
 from .recipes.registry import slow_causes
@@ -43,7 +43,7 @@ from .report import REFERENCE, Report, VariantResult, finite, speed_unit
 from .runner import thread_env
 from .scenarios import get_scenario
 from .sources import max_positions, resolve
-from .store import ModelStore
+from .storage.store import ModelStore
 from .tasks import TASKS, all_tasks, get_task, infer_task
 from .variants import is_stored
 
@@ -72,7 +72,7 @@ class EvalConfig:
     recommend_batch_size: int | None = None
     allow_local: bool = True
     stride: int | None = None               # causal-lm perplexity window stride; default half the context
-    protocol: dict | None = None            # latency protocol overrides (core.bench.Protocol fields)
+    protocol: dict | None = None            # latency protocol overrides (core.measure.bench.Protocol fields)
     throughput_batch_size: int = DEFAULT_THROUGHPUT_BATCH   # whole-dataset throughput (sorted vs unsorted); capped at the number of texts
     data_bytes: bytes | None = field(default=None, repr=False)   # an upload, instead of ``data`` (then ``data`` is its name)
     scenario: str = "latency"               # latency: one forward pass per cell; generate: greedy decoding (causal LMs)

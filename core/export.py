@@ -70,7 +70,7 @@ class Job:
     recipe: object          # core.recipes.Recipe
     params: dict
     label: str
-    entry: object           # core.store.StoreEntry
+    entry: object           # core.storage.store.StoreEntry
     max_length: int
 
     @property
@@ -122,8 +122,8 @@ def measured_summary(model: str, task: str, label: str, size_bytes: int | None =
     A run whose artifact size differs from the stored entry's by more than 0.1% measured another build
     (the model changed since) and is skipped.
     """
-    from . import history
     from .report import as_report, quality_delta, reference_quality
+    from .storage import history
 
     cpu = env.cpu_info()
     folder = history.runs_dir(root)
@@ -229,7 +229,7 @@ def _verify(store, key: str) -> list[str]:
     check = getattr(store, "verify_entry", None)
     if callable(check):
         return [str(p) for p in check(key)]
-    from .store import MANIFEST, folder_size
+    from .storage.store import MANIFEST, folder_size
 
     path = store.artifact_dir(key)
     try:
@@ -285,7 +285,7 @@ def export_variant(model: str, spec: str, out, *, task: str | None = None, make_
     """
     from .recipes import resolve as resolve_spec
     from .sources import max_positions, resolve
-    from .store import ModelStore
+    from .storage.store import ModelStore
     from .variants import get_variant, variant_key
 
     say = progress or (lambda message: None)

@@ -13,7 +13,7 @@ Set ``QLAB_HOSTED=1`` to host the lab for visitors. Then:
 * messages never show server paths (:func:`redact`), user and imported strings are escaped before markdown
   (:func:`md`), and CSV cells cannot start a formula (``csv_cell`` in core/reporting/csv_export.py, on every export).
 
-The queue (core/jobs.py) asks :func:`admit` before it queues a job and :func:`deadline` when one starts; nothing
+The queue (core/serving/jobs.py) asks :func:`admit` before it queues a job and :func:`deadline` when one starts; nothing
 here imports torch or Streamlit, so the UI can ask it on every rerun.
 """
 

@@ -123,7 +123,7 @@ def compute_quality(job: dict, variant, tokenizer, channel: Channel) -> dict:
     """Quality of ``variant`` on the dataset, against fp32's saved outputs (or saving them, for the reference)."""
     import numpy as np
 
-    from . import metrics
+    from .measure import metrics
     from .tasks import get_task
 
     data = json.loads(Path(job["dataset"]).read_text(encoding="utf-8"))
@@ -190,7 +190,7 @@ def run_job(job: dict, channel: Channel) -> dict:
 
     from .env import environment
     from .sources import load_tokenizer, quiet_transformers
-    from .store import ModelStore
+    from .storage.store import ModelStore
     from .variants import get_variant
 
     quiet_transformers()

@@ -10,6 +10,8 @@ the attention mask, then L2 normalisation, as the lab measures them) or logits.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .recipes import registry as _registry
 from .recipes.export_kit import EXAMPLE_TEXTS  # noqa: F401  (where the snippets' example texts were before the families)
 from .tasks import all_tasks
@@ -33,6 +35,14 @@ def snippet_from_readme(text: str) -> str | None:
         return None
     end = text.find("\n```", start + 10)
     return text[start + 10:end] if end > 0 else None
+
+
+def snippet_of(rec: dict) -> str | None:
+    """The load-and-run snippet in the README.md of an export record (core.storage.exports; None if the folder is gone)."""
+    try:
+        return snippet_from_readme((Path(rec["folder"]) / "README.md").read_text(encoding="utf-8"))
+    except (OSError, KeyError, TypeError):
+        return None
 
 
 # -- README.md -------------------------------------------------------------------------------------

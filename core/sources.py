@@ -182,7 +182,7 @@ def download_hub_model(hub_id: str, revision: str | None = None, *, pol=None, st
 
     sha, files = _with_deadline(lambda: hub_file_list(hub_id, revision, timeout=min(30.0, budget)), budget, f"Listing the files of '{hub_id}'")
     if store_limit is None:
-        from .store import default_size_limit
+        from .storage.store import default_size_limit
 
         store_limit = default_size_limit()
     hosting.check_hub_download(hub_id, files, pol, store_limit=store_limit)

@@ -13,7 +13,7 @@ from .errors import RecipeError
 from .recipes import BuildContext, Variant, get_recipe, resolve
 from .recipes.registry import family_of
 from .sources import max_positions
-from .store import Lease, ModelStore, StoreEntry, damage_note, make_key
+from .storage.store import Lease, ModelStore, StoreEntry, damage_note, make_key
 from .tasks import get_task
 
 RECIPE_FORMAT = 1  # bump when an artifact layout changes

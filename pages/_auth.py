@@ -1,6 +1,6 @@
 """Sign-in for a team's hosted lab (``QLAB_AUTH=oidc``): Streamlit's OpenID Connect (``st.login``, ``st.user``,
 ``st.logout``) with the provider in the ``[auth]`` block of ``.streamlit/secrets.toml``. UI only: what an identity
-may do is in ``core.identity``; what it did goes to ``core.audit``.
+may do is in ``core.identity``; what it did goes to ``core.storage.audit``.
 
 ``gate()`` runs first on every page. Without ``QLAB_AUTH`` it returns None and the lab is as it always was. With it,
 a signed-out visitor sees only the sign-in page (a share link for anyone, ``?link=``, still opens its run read-only),
@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import audit, identity
+from core import identity
 from core.errors import QlabError
+from core.storage import audit
 
 
 def current_person() -> identity.Person | None:

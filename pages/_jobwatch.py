@@ -16,7 +16,7 @@ import re
 
 import streamlit as st
 
-from core.jobs import FINISHED
+from core.serving.jobs import FINISHED
 
 JOB_PARAM = "job"
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")

@@ -19,8 +19,8 @@ import streamlit as st
 from streamlit.errors import FragmentHandledException
 
 from core import hosting
-from core.bench import QUICK
 from core.errors import QlabError, first_line
+from core.measure.bench import QUICK
 from core.scenarios import DEFAULT as SCENARIO_DEFAULT
 from core.scenarios import REGISTRY as SCENARIO_REGISTRY
 from core.tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING, TASKS, Budget, all_tasks, find_task, get_task
@@ -259,8 +259,8 @@ def opened_by_link(run_id: str | None) -> bool:
     """This session opened ``run_id`` through a share link and does not own it: it may only read it."""
     if not run_id or run_id not in (st.session_state.get("link_runs") or []):
         return False
-    from core import history
     from core.identity import may_act_on
+    from core.storage import history
 
     who = person()
     return not (who is not None and may_act_on(history.run_owner(run_id), who))
@@ -486,7 +486,7 @@ def preview_frame(dataset, limit: int = 20):
 # -- background builds (Playground, Weights) -------------------------------------------------------------
 def build_panel(queue, job_id: str, what: str = "Building") -> None:
     """A build job's state, refreshed every second while it runs; reruns the page once when it finishes."""
-    from core.jobs import FINISHED
+    from core.serving.jobs import FINISHED
 
     snap = queue.status(job_id)
     active = snap is not None and snap["state"] not in FINISHED
@@ -513,7 +513,7 @@ def build_panel(queue, job_id: str, what: str = "Building") -> None:
 # -- runs -----------------------------------------------------------------------------------------
 def load_current_report():
     """The report shown on Compare: the current run of this session (or None)."""
-    from core import history
+    from core.storage import history
 
     run_id = st.session_state.get("current_run")
     if not run_id:

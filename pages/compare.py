@@ -274,7 +274,8 @@ def download_controls(report: dict, variant: str, key: str) -> None:
     """A Download button for one variant (a zip of the folder ``python -m core export`` writes) and its snippet."""
     from pathlib import Path
 
-    from core import audit, exports, hosting
+    from core import hosting
+    from core.storage import audit, exports
 
     if opened_by_link(report.get("run_id")):
         st.caption(":material/lock: Opened through a share link: downloads of the variants are for the run's owner.")
@@ -307,7 +308,9 @@ def download_controls(report: dict, variant: str, key: str) -> None:
         st.download_button(f"Download {variant} ({(rec.get('zip_bytes') or 0) / 2**20:.1f} MB zip)", data=lambda p=zip_path: p.read_bytes(),
                            file_name=zip_path.name, mime="application/zip", key=f"exp_dl_{key}", icon=":material/download:", on_click="ignore",
                            type="primary")
-        code = exports.snippet_of(rec)
+        from core.snippets import snippet_of
+
+        code = snippet_of(rec)
         if code:
             st.caption(f"Unzip, then from inside the folder (needs {', '.join(rec.get('runtime') or [])}, never the lab):")
             st.code(code, language="python")

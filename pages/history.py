@@ -7,10 +7,11 @@ import re
 import pandas as pd
 import streamlit as st
 
-from core import history, hosting, links
+from core import hosting
 from core.charts.cross_run import cross_run_figure
 from core.charts.html_report import export_html
 from core.report_access import quality_spec, reference_rows
+from core.storage import history, links
 from pages._shared import (
     guarded,
     is_admin,

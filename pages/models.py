@@ -8,7 +8,7 @@ import streamlit as st
 from core import hosting
 from core.calibration import SOURCES as CALIBRATION_SOURCES
 from core.errors import QlabError
-from core.generation import MAX_NEW_TOKENS
+from core.measure.generation import MAX_NEW_TOKENS
 from core.tasks import TASKS
 from pages._shared import (
     BATCH_CHOICES,
@@ -38,7 +38,7 @@ from pages._shared import (
 @st.cache_resource(show_spinner=False, ttl=120, max_entries=16)
 def _resolve(name: str, task: str | None, allow_local: bool):
     """Resolve without training or building; errors are returned, not raised, so they are cached too."""
-    from core.playground import resolve_ready
+    from core.serving.playground import resolve_ready
 
     try:
         return resolve_ready(name, task, allow_local=allow_local), None
@@ -59,7 +59,7 @@ def _keep_valid(key: str, options: list, multi: bool = False) -> None:
 
 def model_section(pol) -> None:
     from core.bundled import BUNDLED
-    from core.playground import bundled_needs_build
+    from core.serving.playground import bundled_needs_build
 
     st.subheader("Model")
     kinds = {"bundled": "Bundled", "hub": "Hugging Face hub id"}
@@ -276,7 +276,7 @@ def main() -> None:
     model_section(pol)
     name, task = model_name(), model_task()
     source = None
-    from core.playground import bundled_needs_build
+    from core.serving.playground import bundled_needs_build
 
     if name and st.session_state.get("m_kind") == "bundled" and bundled_needs_build(name):
         pass  # trained by the first run; nothing to check yet

@@ -12,8 +12,8 @@ from core.charts.playground import difference_figure, similarity_figure
 from core.errors import QlabError
 from core.execution.events import Cancelled
 from core.execution.machine_lock import machine_lock
-from core.history import store_root
-from core.jobs import FINISHED, get_queue
+from core.serving.jobs import FINISHED, get_queue
+from core.storage.history import store_root
 from core.tasks import get_task
 from pages._shared import build_panel, current_config, md, model_name, model_task, policy, run_page, show_error, visitor
 
@@ -22,14 +22,14 @@ PLAYGROUND_WAIT_S = float(os.environ.get("QLAB_PLAYGROUND_WAIT_S") or 120)   # h
 
 @st.cache_resource(show_spinner=False, ttl=120, max_entries=8)
 def _source(name: str, task: str, allow_local: bool):
-    from core.playground import resolve_ready
+    from core.serving.playground import resolve_ready
 
     return resolve_ready(name, task, allow_local=allow_local)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _loaded(name: str, task: str, allow_local: bool, fingerprint: str, spec: str, device: str, threads: int | None):
-    from core.playground import load_stored
+    from core.serving.playground import load_stored
 
     return load_stored(_source(name, task, allow_local), spec, device=device, threads=threads)
 
@@ -46,7 +46,7 @@ def show_result(task: str, spec: str, result: dict, other: dict | None) -> None:
         speed.append("KV cache" if result.get("kv_cache", False) else "no KV cache: every token re-runs the whole text")
         st.caption(" · ".join(speed))
         if other is not None:
-            from core.playground import first_divergence
+            from core.serving.playground import first_divergence
 
             i = first_divergence(other["tokens"], result["tokens"])
             st.caption("Same tokens as the other variant." if i is None else f"Differs from the other variant from token {i + 1} on.")
@@ -62,8 +62,8 @@ def show_result(task: str, spec: str, result: dict, other: dict | None) -> None:
 
 
 def main() -> None:
-    from core.playground import bundled_needs_build, run_task, stored_variants
     from core.recipes import available, expand
+    from core.serving.playground import bundled_needs_build, run_task, stored_variants
 
     ss = st.session_state
     pol = policy()

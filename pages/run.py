@@ -1,4 +1,4 @@
-"""Run: start the comparison, follow it live per variant and phase, cancel it. The work runs in core.jobs."""
+"""Run: start the comparison, follow it live per variant and phase, cancel it. The work runs in core.serving.jobs."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import time
 
 import streamlit as st
 
-from core import history
-from core.jobs import FINISHED, get_queue
 from core.scenarios import get_scenario
+from core.serving.jobs import FINISHED, get_queue
+from core.storage import history
 from pages._jobwatch import finished_once, on_finish, watch
 from pages._shared import (
     MEASUREMENTS,
@@ -51,8 +51,8 @@ def _check(config_json: str, data_sha: str | None, _blob: bytes | None, data_nam
     """(error or None, canonical variant labels): the engine's own fast validation, cached per config and data."""
     from core.errors import QlabError
     from core.evaluate import EvalConfig, validate
-    from core.playground import hub_not_downloaded
     from core.recipes import expand
+    from core.serving.playground import hub_not_downloaded
 
     config = json.loads(config_json)
     config.pop("hardware", None)   # checked by the job against the cluster's current nodes

@@ -17,7 +17,7 @@ def describe(entry: dict) -> str:
 
 def exports_table(pol) -> None:
     """Every export the lab has written (dashboard downloads and python -m core export), newest first."""
-    from core import exports
+    from core.storage import exports
 
     st.subheader("Exports")
     rows = exports.list_exports()
@@ -40,7 +40,7 @@ def exports_table(pol) -> None:
 
 def audit_tail(n: int = 50) -> None:
     """The audit log's last lines, for admins (sign-in on) and on a local lab; nobody else sees who did what."""
-    from core import audit
+    from core.storage import audit
 
     if person() is not None and not is_admin():
         return
@@ -57,7 +57,7 @@ def audit_tail(n: int = 50) -> None:
 
 
 def main() -> None:
-    from core.store import ModelStore
+    from core.storage.store import ModelStore
 
     ss = st.session_state
     pol = policy()

@@ -18,14 +18,14 @@ PLOTLY_CONFIG = {"displaylogo": False}
 def _fingerprint(name: str, task: str, allow_local: bool) -> str:
     """The model's weights fingerprint now (cheap: memoised on file sizes and times); every cache below is keyed on it,
     so a model folder saved again is never answered from the old weights."""
-    from core.playground import resolve_ready
+    from core.serving.playground import resolve_ready
 
     return resolve_ready(name, task, allow_local=allow_local).fingerprint
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
 def _model(name: str, task: str, allow_local: bool, fingerprint: str):
-    from core.playground import load_reference, resolve_ready
+    from core.serving.playground import load_reference, resolve_ready
 
     source = resolve_ready(name, task, allow_local=allow_local)
     return source, load_reference(source)
@@ -33,7 +33,7 @@ def _model(name: str, task: str, allow_local: bool, fingerprint: str):
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _layer_errors(name: str, task: str, allow_local: bool, scheme: str, bits: int, group_size: int, fingerprint: str) -> list[dict]:
-    from core.playground import layer_errors
+    from core.serving.playground import layer_errors
 
     _, model = _model(name, task, allow_local, fingerprint)
     return layer_errors(model, scheme, bits, group_size)
@@ -41,7 +41,7 @@ def _layer_errors(name: str, task: str, allow_local: bool, scheme: str, bits: in
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _round_trips(name: str, task: str, allow_local: bool, layer: str, granularity: str, bits: int, group_size: int, fingerprint: str):
-    from core.playground import relative_error, round_trip
+    from core.serving.playground import relative_error, round_trip
 
     _, model = _model(name, task, allow_local, fingerprint)
     out, errors = {}, {}
@@ -68,9 +68,9 @@ def _choice(key: str, param: str, label: str, column, help: str) -> str:
 
 def mixed_precision_section(name: str, task: str, source, pol) -> None:
     """Per-node sensitivity and the fp32 nodes chosen by the onnx-int8-mixed search: read from the built artifact, built by a job."""
-    from core.jobs import FINISHED, get_queue
     from core.recipes import RECIPES, resolve
     from core.recipes.mixed import read_sensitivity
+    from core.serving.jobs import FINISHED, get_queue
     from core.variants import stored_entry
 
     ss = st.session_state
@@ -134,7 +134,7 @@ def mixed_precision_section(name: str, task: str, source, pol) -> None:
 
 
 def main() -> None:
-    from core.playground import bundled_needs_build, short_layer_name, weight_layers
+    from core.serving.playground import bundled_needs_build, short_layer_name, weight_layers
 
     pol = policy()
     st.title("Weights")

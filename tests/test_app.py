@@ -213,7 +213,7 @@ def test_run_compare_and_share(finished):
 
 
 def test_the_runs_budget_is_saved_and_shown_on_compare(finished):
-    from core import history
+    from core.storage import history
 
     report = history.load_run(finished["run_id"])
     assert report["budgets"]["min_cosine"] == pytest.approx(0.98) and report["settings"]["recommend_batch_size"] == 1
@@ -250,7 +250,7 @@ def test_bad_run_link_is_one_line():
 
 
 def test_import_rejects_a_bad_report_and_accepts_a_good_one(finished):
-    from core import history
+    from core.storage import history
 
     at = new_app()
     at.switch_page("pages/history.py").run()
@@ -329,7 +329,7 @@ def test_cancel_a_running_comparison(finished):
 
 
 def test_store_page_lists_and_deletes(finished):
-    from core.store import ModelStore
+    from core.storage.store import ModelStore
 
     at = finished["at"]
     at.switch_page("pages/store.py").run()
@@ -348,7 +348,7 @@ def test_store_page_lists_and_deletes(finished):
 def test_generation_loop_works_for_torch_and_onnx_variants(tiny_gpt2_dir):
     import numpy as np
 
-    from core.playground import first_divergence, generate
+    from core.serving.playground import first_divergence, generate
     from core.sources import load_tokenizer, resolve
     from core.variants import get_variant
 
@@ -400,7 +400,7 @@ def test_playground_builds_missing_variants_in_the_background(tiny_classifier_di
 
     # while an evaluation holds the machine, the playground waits for it (here for 1 s), then says so in one line
     from core.execution.machine_lock import machine_lock
-    from core.history import store_root
+    from core.storage.history import store_root
 
     monkeypatch.setenv("QLAB_PLAYGROUND_WAIT_S", "1")
     with machine_lock(store_root(), {"by": "evaluation", "model": "someone else's"}):
@@ -446,7 +446,7 @@ def recommended_on_chart(at: AppTest) -> str:
 
 
 def test_compare_recomputes_the_recommendation_when_the_budget_changes():
-    from core import history
+    from core.storage import history
 
     run_id = history.save_run(embedding_report())
     at = new_app()
@@ -545,7 +545,7 @@ def test_compare_shows_throughput_spread_padding_and_verdict():
     caption under it gives the numbers in words; a run saved before (no spread) still opens (the budget test above)."""
     import json
 
-    from core import history
+    from core.storage import history
     from test_charts import SPREADS, throughput
 
     rep = embedding_report()

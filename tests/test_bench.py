@@ -1,4 +1,4 @@
-"""core.bench: the latency statistics with a fake clock, the stopping rule, honest seq-length inputs, and whole-dataset throughput."""
+"""core.measure.bench: the latency statistics with a fake clock, the stopping rule, honest seq-length inputs, and whole-dataset throughput."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from core import bench
+from core.measure import bench
 
 
 class FakeClock:

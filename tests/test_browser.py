@@ -153,7 +153,7 @@ def test_upload_run_and_compare_in_chromium(page, server, tmp_path):
 def test_cross_hardware_compare_in_chromium(page, server):
     """A comparison measured on two targets: the grouped speed-up chart, one recommendation per target, and the
     detailed charts following the target a person picks."""
-    from core import history
+    from core.storage import history
     from test_execution import cross_report
 
     run_id = history.save_run(cross_report())
@@ -176,7 +176,7 @@ def test_generation_compare_in_chromium(page, server):
     length, the generated texts side by side, and decode time per token on the quality chart."""
     import json
 
-    from core import history
+    from core.storage import history
 
     report = json.loads((Path(__file__).parent / "data" / "generation_demo_gpt.json").read_text())
     run_id = history.save_run(report)

@@ -250,7 +250,7 @@ def test_causal_lm_run_matches_in_process_perplexity(tiny_gpt2_dir, tmp_path, mo
 
     monkeypatch.setenv("QLAB_CACHE_DIR", str(tmp_path / "store"))  # its own store: the cache_hit check below must not depend on test order
 
-    from core import metrics
+    from core.measure import metrics
 
     text = " ".join(["Quantization maps floating point numbers onto a few integer levels.", "The quick brown fox jumps over the lazy dog."] * 6)
     data = tmp_path / "lm.txt"

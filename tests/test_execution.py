@@ -173,7 +173,7 @@ def test_hardware_speedup_chart_groups_targets():
 
 
 def test_compare_page_shows_the_cross_hardware_view():
-    from core import history
+    from core.storage import history
     from test_app import new_app, no_exceptions, texts
 
     run_id = history.save_run(cross_report(lost=False))
@@ -210,8 +210,8 @@ def test_compare_page_shows_the_cross_hardware_view():
 
 
 def test_exports_keep_every_target():
-    from core import history
     from core.charts import html_report
+    from core.storage import history
 
     merged = cross_report(lost=True)
     page = html_report.export_html(merged)
@@ -239,7 +239,7 @@ def test_scratch_folders_of_dead_processes_are_swept(tmp_path):
 
 
 def test_a_cross_hardware_report_imports_and_a_forged_target_is_refused():
-    from core import history
+    from core.storage import history
 
     merged = cross_report(lost=True)
     blob = history.export_json(merged).encode()

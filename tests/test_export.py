@@ -21,11 +21,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import env, exports, history, hosting, metrics
+from core import env, hosting
 from core.errors import QlabError
 from core.export import EXPORTERS, NOT_EXPORTED, ExportError, export_variant
+from core.measure import metrics
 from core.recipes import RECIPES
 from core.snippets import MAX_LINES, OUTPUT, RUNTIMES, SNIPPETS, snippet, snippet_from_readme
+from core.storage import exports, history
 from core.tasks import CLASSIFICATION, EMBEDDING, TASKS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,7 +154,7 @@ def exported(work, request) -> dict:
 @pytest.mark.parametrize("spec", FAMILIES)
 @pytest.mark.parametrize("model", MODELS)
 def test_exported_snippet_equals_the_lab(spec, model, exported):
-    from core.store import ModelStore
+    from core.storage.store import ModelStore
 
     name, done, got = exported[(model, spec)]
     out = done.folder
@@ -187,7 +189,7 @@ def test_the_labs_readme_shows_the_real_minilm_snippet(exported):
 # -- the command line: success with a zip, the zip round trip, the store untouched ----------------------
 def test_cli_export_zip_round_trip_and_store_unchanged(cli, work, tmp_path):
     from core.sources import resolve
-    from core.store import ModelStore
+    from core.storage.store import ModelStore
     from core.variants import get_variant, stored_entry
 
     get_variant(resolve("minilm"), "onnx-int8")   # built (or already stored)
@@ -235,7 +237,7 @@ def test_cli_bad_input_exits_2_with_one_line(cli, tmp_path):
 
 # -- a damaged store entry is refused ------------------------------------------------------------------
 def test_damaged_entry_is_refused(tiny_classifier_dir, tmp_path, cli):
-    from core.store import ModelStore
+    from core.storage.store import ModelStore
 
     store = ModelStore(tmp_path / "store")
     first = export_variant(str(tiny_classifier_dir), "absmax-int8", tmp_path / "ok", store=store)
@@ -257,8 +259,8 @@ def test_damaged_entry_is_refused(tiny_classifier_dir, tmp_path, cli):
 @pytest.fixture(scope="module")
 def saved_run(tmp_path_factory):
     """One real, quick comparison of MiniLM fp32 and onnx-int8, saved as a run (as the dashboard saves them)."""
-    from core import history
     from core.evaluate import EvalConfig, run_evaluation
+    from core.storage import history
 
     data = tmp_path_factory.mktemp("data") / "sentences.csv"
     data.write_text("text\n" + "\n".join(f"Sentence number {i} about {w}." for i, w in enumerate(

@@ -61,7 +61,7 @@ def test_slow_causes_are_the_families_own_structured_records():
 
 
 def test_a_new_family_is_one_folder_and_one_registry_line(fake_registered, tiny_classifier_dir, tmp_path, capsys, monkeypatch):
-    from core.store import ModelStore
+    from core.storage.store import ModelStore
 
     # listed by `python -m core variants`, with its parameters and availability
     assert cli.main(["variants", "--json"]) == 0

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import generation
-from core.bench import Protocol
+from core.measure import generation
+from core.measure.bench import Protocol
 from core.recipes.decoders import OnnxCacheDecoder, RecomputeDecoder, TorchCacheDecoder
 from core.report_schema import check
 from core.sources import load_tokenizer, resolve
@@ -238,7 +238,7 @@ def test_cli_generate_scenario_report(generated):
 def test_compare_page_shows_generation_charts_and_texts(generated):
     from streamlit.testing.v1 import AppTest
 
-    from core import history
+    from core.storage import history
 
     run_id = history.save_run(generated["report"])
     at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "app.py"), default_timeout=120)

@@ -1,4 +1,4 @@
-"""Saved runs, result cache keys, imports and exports (core/history.py)."""
+"""Saved runs, result cache keys, imports and exports (core/storage/history.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import uuid
 
 import pytest
 
-from core import history
 from core.charts import html_report
 from core.report import report_from_json
+from core.storage import history
 from test_charts import classification_report
 
 

@@ -10,7 +10,7 @@ Every case asserts three things:
 * the app still serves: the real dashboard (AppTest) renders its Data and History pages without an exception
   after the attack, with whatever the attack left in the store.
 
-Queue cases run real child processes through core/jobs.py with stand-in runners (tests/slow_runner.py); hub cases
+Queue cases run real child processes through core/serving/jobs.py with stand-in runners (tests/slow_runner.py); hub cases
 talk to tests/fake_hub.py over HTTP with the real huggingface_hub client. Models: none but the packaged MiniLM's
 tokenizer (token counts) and its files (the fake hub serves them).
 """
@@ -32,10 +32,11 @@ import pytest
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
-from core import history, hosting, identity, links
+from core import hosting, identity
 from core.charts import html_report
 from core.errors import QlabError
-from core.jobs import JobQueue, get_queue
+from core.serving.jobs import JobQueue, get_queue
+from core.storage import history, links
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent

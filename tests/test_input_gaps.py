@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from core import bench, data, history, hosting
+from core import data, hosting
 from core.errors import DataError, QlabError
+from core.measure import bench
+from core.storage import history
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""The machine-wide job queue (core/jobs.py): shared jobs, the result cache, one-at-a-time, cancel, errors.
+"""The machine-wide job queue (core/serving/jobs.py): shared jobs, the result cache, one-at-a-time, cancel, errors.
 
 The queue runs each job in a child process that loads a runner by "file.py:function"; the runners below are
 fakes (no models), so these tests check the queue itself in a few seconds.
@@ -14,8 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from core import history
-from core.jobs import JobQueue
+from core.serving.jobs import JobQueue
+from core.storage import history
 
 HERE = Path(__file__).resolve()
 

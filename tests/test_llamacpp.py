@@ -82,7 +82,7 @@ def test_llamacpp_logits_match_torch_fp32(written, reference, kind, tolerance):
 
 
 def test_the_kv_cache_decoder_equals_a_full_recompute(written):
-    from core.generation import greedy_tokens
+    from core.measure.generation import greedy_tokens
     from core.recipes.base import Variant
     from core.recipes.llamacpp.runner import Runner
 
@@ -104,9 +104,9 @@ def test_the_kv_cache_decoder_equals_a_full_recompute(written):
 
 
 def test_variants_through_the_store_have_finite_perplexity_and_a_key_per_type(tiny_llama_dir, tmp_path):
-    from core.metrics import causal_lm_scores
+    from core.measure.metrics import causal_lm_scores
     from core.sources import resolve as resolve_source
-    from core.store import ModelStore
+    from core.storage.store import ModelStore
     from core.variants import get_variant, variant_key
 
     store = ModelStore(tmp_path / "store")
@@ -128,7 +128,7 @@ def test_the_exported_snippet_runs_with_only_the_binding(tiny_llama_dir, tmp_pat
     from core.export import export_variant
     from core.recipes.llamacpp.runner import Runner
     from core.snippets import MAX_LINES, snippet_from_readme
-    from core.store import ModelStore
+    from core.storage.store import ModelStore
 
     done = export_variant(str(tiny_llama_dir), "gguf:type=f32", tmp_path / "out", store=ModelStore(tmp_path / "store"))
     code = snippet_from_readme((done.folder / "README.md").read_text())
@@ -166,7 +166,7 @@ def test_smollm2_shipped_gguf_predicts_like_the_lab_fp32():
     from transformers import AutoTokenizer
 
     from core.bundled.smollm2 import SAMPLE_PROMPT
-    from core.metrics import causal_lm_scores
+    from core.measure.metrics import causal_lm_scores
     from core.sources import resolve as resolve_source
     from core.variants import get_variant
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import chromium_or_skip
-from core import history
+from core.storage import history
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))

@@ -1,4 +1,4 @@
-"""core.metrics against independent computations: by hand, scikit-learn, and transformers' own loss."""
+"""core.measure.metrics against independent computations: by hand, scikit-learn, and transformers' own loss."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from core import metrics
+from core.measure import metrics
 
 
 def test_mean_pool_is_masked_mean_then_l2():

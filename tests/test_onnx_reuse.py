@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.store import ModelStore
+from core.storage.store import ModelStore
 
 TEXTS = ["a quantized graph from a stored one", "reuse, not re-export"]
 

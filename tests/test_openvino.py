@@ -12,8 +12,9 @@ import json
 import numpy as np
 import pytest
 
-from core import calibration, cli, metrics
-from core.generation import greedy_tokens
+from core import calibration, cli
+from core.measure import metrics
+from core.measure.generation import greedy_tokens
 from core.recipes import RECIPES, BuildContext, registry
 from core.recipes.openvino import FAMILY
 from core.recipes.openvino.recipes import NO_INT8_ISA_NOTE, int8_isa_note

@@ -9,7 +9,7 @@ from core import env
 from core.errors import RecipeError
 from core.recipes import RECIPES, BuildContext, available, expand, parse_spec, resolve
 from core.sources import resolve as resolve_source
-from core.store import ModelStore
+from core.storage.store import ModelStore
 from core.variants import get_variant
 from tiny_models import make_tiny_bert_classifier, make_tiny_gpt2
 
@@ -301,7 +301,7 @@ def test_int4_artifact_is_packed_and_loads_back_exactly(outputs, name):
 
 @pytest.mark.slow
 def test_int4_groups_beat_one_scale_per_tensor_on_minilm(outputs):
-    from core.playground import layer_errors, relative_error, round_trip
+    from core.serving.playground import layer_errors, relative_error, round_trip
 
     model = outputs[("minilm", "fp32")][0].variant.module
     for scheme in ("absmax", "zeropoint"):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from core.store import DamagedEntry, ModelStore, make_key
+from core.storage.store import DamagedEntry, ModelStore, make_key
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,7 +70,7 @@ SLOW_BUILDER = textwrap.dedent(
     """
     import sys, time, pathlib
     sys.path.insert(0, {root!r})
-    from core.store import ModelStore
+    from core.storage.store import ModelStore
     store = ModelStore(sys.argv[1])
     def build(tmp):
         with open(pathlib.Path(sys.argv[1]) / "builds.log", "a") as fh:
@@ -161,7 +161,7 @@ def test_bundled_and_pinned_entries_are_never_evicted(tmp_path):
 
 
 def test_leased_entry_survives_eviction_delete_and_clear(tmp_path):
-    from core.store import EntryInUse
+    from core.storage.store import EntryInUse
 
     mb = 1_000_000
     store = ModelStore(tmp_path, size_limit=_limit_for(tmp_path, int(1.5 * mb)))

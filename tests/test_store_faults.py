@@ -25,7 +25,7 @@ import numpy as np
 import psutil
 import pytest
 
-from core.store import ModelStore
+from core.storage.store import ModelStore
 
 ROOT = Path(__file__).resolve().parent.parent
 LEASE_S = 1.0  # leases of killed processes go stale this fast here (180 s by default)
@@ -61,9 +61,9 @@ KILLED_BUILDER = textwrap.dedent(
     """
     import os, signal, sys
     sys.path.insert(0, {root!r})
-    import core.store as store_mod
+    import core.storage.store as store_mod
     from core.sources import resolve
-    from core.store import ModelStore
+    from core.storage.store import ModelStore
     from core.variants import get_variant
 
     model_dir, store_dir, spec, phase = sys.argv[1:5]
@@ -243,7 +243,7 @@ LEASE_HOLDER = textwrap.dedent(
     """
     import sys
     sys.path.insert(0, {root!r})
-    from core.store import ModelStore
+    from core.storage.store import ModelStore
     store = ModelStore(sys.argv[1])
     lease = store.lease(sys.argv[2])
     print("leased", flush=True)
@@ -293,8 +293,8 @@ def test_entry_in_use_survives_filling_the_store(tmp_path):
 def test_playground_never_loads_or_builds_a_damaged_variant(tmp_path, monkeypatch, source):
     """The Playground loads stored variants only (no build in a page's script run): a damaged one is refused in one line."""
     from core.errors import QlabError
-    from core.playground import load_stored
-    from core.store import DamagedEntry
+    from core.serving.playground import load_stored
+    from core.storage.store import DamagedEntry
     from core.variants import get_variant
 
     monkeypatch.setenv("QLAB_CACHE_DIR", str(tmp_path / "store"))

@@ -32,8 +32,8 @@ def team_lab(tmp_path_factory):
     import oidc_provider_mock
     from playwright.sync_api import sync_playwright
 
-    from core import history
     from core.identity import person_key
+    from core.storage import history
 
     store = tmp_path_factory.mktemp("team-store")
     with oidc_provider_mock.run_server_in_thread() as provider:

@@ -55,7 +55,7 @@ class BundledModel:
     first_use: str = "trained on this machine the first time it is used (a few minutes on a laptop CPU)"
 
     def store_key(self) -> str:
-        from ..store import make_key
+        from ..storage.store import make_key
 
         return make_key(kind="bundled-model", name=self.name, version=self.version)
 
@@ -84,7 +84,7 @@ def wrong_task(name: str, task: str | None) -> SourceError | None:
 
 def bundled_path(name: str, *, store=None, build: bool = True, progress=None) -> Path | None:
     """The HF folder of a bundled model; trains and stores it first if ``build`` (else None when not built yet)."""
-    from ..store import ModelStore
+    from ..storage.store import ModelStore
 
     model = BUNDLED[name]
     if model.packaged_path:

@@ -2,16 +2,16 @@
 every Compare chart with plotly.js inline (it opens offline, no CDN) and the notes; a comparison across hardware
 targets gets the cross-hardware chart and table, then one such section per target.
 
-It sits above the charts and the run history (core/history.py keeps the JSON and CSV exports, which need no figures)."""
+It sits above the charts and the run history (core/storage/history.py keeps the JSON and CSV exports, which need no figures)."""
 
 from __future__ import annotations
 
 import html
 import re
 
-from ..history import HISTORY_KEY
 from ..report import Report, cross_hardware_rows, throughput_heading, throughput_rows
 from ..report_access import is_generation, quality_spec, reference_rows
+from ..storage.history import HISTORY_KEY
 from .compare import compare_figures
 from .cross_hardware import hardware_speedup_figure
 

@@ -10,7 +10,7 @@ it is ready, then waits, without using any CPU, for exactly one job, runs it as 
 would, and exits. It is never reused.
 
 The pool lives in a folder (``<store root>/pool``), so the long-lived process (the web server's job queue, or a
-benchmark) keeps it filled while the machine is idle, and the short-lived job child (``python -m core.jobs``) that
+benchmark) keeps it filled while the machine is idle, and the short-lived job child (``python -m core.serving.jobs``) that
 measures takes from it:
 
 * ``fill(env, entry, root)`` (the job queue through ``core.evaluate.fill_pool``, at start and after every job) starts workers until ``N`` are ready or starting,

@@ -56,7 +56,7 @@ class BuildContext:
     max_length: int = 128
     progress: ProgressFn | None = None
     # ``with ctx.stored_variant("onnx-fp32") as entry:`` an entry of the model store a build may start from, verified
-    # (a damaged copy is rebuilt first) and leased while the block runs; ``entry`` (a core.store.StoreEntry) is None when
+    # (a damaged copy is rebuilt first) and leased while the block runs; ``entry`` (a core.storage.store.StoreEntry) is None when
     # the store does not hold it. Set by core.variants.get_variant; None for a build outside the store.
     stored_variant: Callable[[str], AbstractContextManager] | None = None
     _loaded: object = None

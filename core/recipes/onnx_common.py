@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import env
-from ..store import HASH_NAME, MANIFEST
+from ..storage.store import HASH_NAME, MANIFEST
 from ..tasks import CAUSAL_LM, EMBEDDING
 from .base import BuildContext, Variant, read_json
 from .decoders import POSITIONS, OnnxCacheDecoder, graph_feeds, has_past, logits_name, present_name

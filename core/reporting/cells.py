@@ -12,7 +12,7 @@ MS = num(0, 1e9)
 
 @dataclass
 class LatencyCell:
-    """End-to-end latency of one batch size x sequence length (core.bench): tokenization included, over the runs."""
+    """End-to-end latency of one batch size x sequence length (core.measure.bench): tokenization included, over the runs."""
 
     batch_size: int = spec(integer(1, 100_000), unit="texts", csv=4, required=True, doc="texts per call")
     seq_len: int = spec(integer(1, 1_000_000), unit="tokens", csv=5, required=True, doc="tokens per text")
@@ -36,7 +36,7 @@ class LatencyCell:
 
 @dataclass
 class GenerationCell:
-    """Greedy generation at one batch size and prompt length (core.generation): time to the first token (prompt
+    """Greedy generation at one batch size and prompt length (core.measure.generation): time to the first token (prompt
     tokenized and prefilled, first token chosen), then milliseconds per further token, and generated tokens per second
     over the whole generation (first token included)."""
 

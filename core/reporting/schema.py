@@ -26,7 +26,7 @@ CELL = schema_of(LatencyCell)                    # the entries of a result's ``l
 GENERATION_CELL = schema_of(GenerationCell)      # ... of its ``generation``
 THROUGHPUT, DATASET_THROUGHPUT = MODE_SCHEMA, SCHEMA   # one mode of its ``dataset_throughput``, and the whole entry
 
-# written by core.history beside a saved run (not a field of the report itself)
+# written by core.storage.history beside a saved run (not a field of the report itself)
 HISTORY = obj({"config_key": text(64, null=True), "imported": {"type": "boolean"}, "saved": num(0, LATEST),
                "origin_run_id": text(64, null=True), "owner": text(64, null=True),
                "owner_email": text(320, null=True)}, null=True)

@@ -1,4 +1,4 @@
-"""Whole-dataset throughput (core.bench.dataset_throughput): texts per second over every text, batches sorted by
+"""Whole-dataset throughput (core.measure.bench.dataset_throughput): texts per second over every text, batches sorted by
 length against batches in data order, alternated pass by pass. ``DatasetThroughput.from_dict`` is its one parser
 (reports of every age, the engine's dicts); ``to_dict`` writes it back as it came; ``throughput_summary`` reads one for people
 (the rows of a report: throughput_table.py).

@@ -14,7 +14,7 @@ def measure(job: dict, variant, tokenizer, channel) -> dict:
     fp32's tokens, which the reference saves as .npy files beside the job."""
     import numpy as np
 
-    from .. import bench, generation
+    from ..measure import bench, generation
 
     data = json.loads(Path(job["dataset"]).read_text(encoding="utf-8"))
     texts = [t for t in data["texts"] if t.strip()] or [data.get("raw_text") or ""]
@@ -45,7 +45,7 @@ def plan(config, dataset, *, ints, max_seq, check_positions) -> tuple[dict, int 
     """Prompt lengths and new tokens as numbers in range, texts to take prompts from, and prompt + new tokens within
     the model's positions."""
     from ..errors import DataError
-    from ..generation import MAX_NEW_TOKENS
+    from ..measure.generation import MAX_NEW_TOKENS
 
     prompt_lengths = ints(config.prompt_lengths, "prompt lengths", 1, max_seq)
     new_tokens = ints([config.new_tokens], "new tokens", 1, MAX_NEW_TOKENS)[0]

@@ -12,7 +12,7 @@ def measure(job: dict, variant, tokenizer, channel) -> dict:
     """Every latency cell, then the whole sample's throughput; nothing when the worker only gives quality."""
     if job.get("quality_only"):
         return {}
-    from .. import bench
+    from ..measure import bench
 
     texts = json.loads(Path(job["dataset"]).read_text(encoding="utf-8"))["texts"]
     protocol = bench.Protocol(**job.get("protocol", {}))
@@ -33,7 +33,7 @@ def measure(job: dict, variant, tokenizer, channel) -> dict:
 def plan(config, dataset, *, ints, max_seq, check_positions) -> tuple[dict, int | None]:
     """The sequence lengths (already checked as numbers) must fit the model's positions; generation settings keep
     their defaults, so a latency comparison's saved-run key does not depend on them."""
-    from ..generation import DEFAULT_NEW_TOKENS, DEFAULT_PROMPT_LENGTHS
+    from ..measure.generation import DEFAULT_NEW_TOKENS, DEFAULT_PROMPT_LENGTHS
 
     positions = check_positions(config.seq_lengths)
     return {"prompt_lengths": list(DEFAULT_PROMPT_LENGTHS), "new_tokens": DEFAULT_NEW_TOKENS}, positions

@@ -51,8 +51,8 @@ import diskcache
 import filelock
 import xxhash
 
-from .errors import QlabError
-from .paths import default_store_root
+from ..errors import QlabError
+from ..paths import default_store_root
 
 DEFAULT_SIZE_LIMIT = 10 * 1024**3
 DEFAULT_LEASE_S = 180.0

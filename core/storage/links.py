@@ -15,8 +15,8 @@ import json
 import secrets
 import time
 
-from .errors import QlabError
-from .paths import atomic_write_text, store_root
+from ..errors import QlabError
+from ..paths import atomic_write_text, store_root
 
 FILE = "links.json"
 AUDIENCES = {"team": "signed-in colleagues", "anyone": "anyone with the link (read-only)"}

@@ -23,8 +23,8 @@ import time
 import uuid
 from pathlib import Path
 
-from .errors import QlabError
-from .paths import atomic_write_text, store_root
+from ..errors import QlabError
+from ..paths import atomic_write_text, store_root
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_IMPORT_BYTES = 20 * 2**20
@@ -87,7 +87,7 @@ def config_key(config: dict, data_digest: str | None = None, *, machine: dict | 
     file), the data's content hash, the machine and library versions. Same key = same report is reusable."""
     cfg = {k: v for k, v in dict(config).items() if k not in ("data",)}
     if machine is None:
-        from . import env
+        from .. import env
 
         info = env.cpu_info()
         machine = {"cpu": info["model"], "cores": info["logical_cores"], "versions": env.library_versions()}
@@ -195,7 +195,7 @@ def run_owner(run_id: str, root=None) -> str | None:
 def delete_run(run_id: str, root=None, *, requester: str | None = None, pol=None, admin: bool = False, email: str | None = None) -> bool:
     """Delete a saved run. Hosted (``pol.owner_only_delete``), only the owner that created it may: anyone else, a
     holder of a share link included, gets a one-line HistoryError and the run stays."""
-    from . import hosting
+    from .. import hosting
 
     path = run_path(run_id, root)
     existed = path.is_file()
@@ -274,7 +274,7 @@ def list_runs(root=None, ids: list[str] | None = None) -> list[dict]:
 def validate_report(data, name: str = "report", *, strict: bool = False) -> dict:
     """Check that ``data`` (parsed JSON) is a lab report against the schema (core/report_schema.py); raises a one-line
     HistoryError naming the first problem. ``strict`` (imports): no field the lab does not know."""
-    from . import report_schema
+    from .. import report_schema
 
     problem = report_schema.check(data, strict=strict)
     if problem:
@@ -350,6 +350,6 @@ def export_json(report: dict) -> str:
 
 
 def export_csv(report: dict) -> str:
-    from .report import report_to_csv
+    from ..report import report_to_csv
 
     return report_to_csv({k: v for k, v in report.items() if k != HISTORY_KEY})

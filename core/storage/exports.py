@@ -22,8 +22,8 @@ import time
 import uuid
 from pathlib import Path
 
-from .errors import QlabError
-from .paths import PROJECT_ROOT, store_root
+from ..errors import QlabError
+from ..paths import PROJECT_ROOT, store_root
 
 log = logging.getLogger("qlab.exports")
 PREPARE_TIMEOUT_S = 900
@@ -89,16 +89,6 @@ def latest(model: str, task: str, variant: str, root=None, origin: str | None = 
         if rec.get("zip") and Path(rec["zip"]).is_file():
             return rec
     return None
-
-
-def snippet_of(rec: dict) -> str | None:
-    """The load-and-run snippet in an export's README.md (None if the folder is gone)."""
-    from .snippets import snippet_from_readme
-
-    try:
-        return snippet_from_readme((Path(rec["folder"]) / "README.md").read_text(encoding="utf-8"))
-    except (OSError, KeyError, TypeError):
-        return None
 
 
 def remove(rec: dict, root=None) -> None:

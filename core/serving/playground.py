@@ -6,7 +6,7 @@ variant's KV-cache decoder (core.recipes.decoders; a variant without a cache re-
 over the logits, similarity is mean pooling + cosine.
 
 Loading here never builds: a variant that is not in the store yet is built by a ``build`` job
-(``core.jobs``), so a page never does heavy work in its script run.
+(``core.serving.jobs``), so a page never does heavy work in its script run.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import QlabError
-from .tasks import REGISTRY
+from ..errors import QlabError
+from ..tasks import REGISTRY
 
 MAX_PROMPT_CHARS = 2000
 MAX_NEW_TOKENS = 200
@@ -27,7 +27,7 @@ MAX_TEXTS = 12
 # -- readiness (no building) ---------------------------------------------------------------------
 def bundled_needs_build(name: str) -> bool:
     """True for a bundled model that is trained on first use and has not been trained yet."""
-    from .bundled import BUNDLED, bundled_path
+    from ..bundled import BUNDLED, bundled_path
 
     model = BUNDLED.get(name)
     if model is None or model.packaged_path is not None:
@@ -37,21 +37,21 @@ def bundled_needs_build(name: str) -> bool:
 
 def hub_not_downloaded(name: str) -> bool:
     """True for a hub id that is not in the local Hugging Face cache (resolving it would download it)."""
-    from . import hosting
-    from .bundled import BUNDLED
-    from .sources import HUB_ID
+    from .. import hosting
+    from ..bundled import BUNDLED
+    from ..sources import HUB_ID
 
     name = (name or "").strip()
     if not name or name in BUNDLED or hosting.looks_local(name) or not HUB_ID.match(name):
         return False
-    from .sources import cached_hub_snapshot
+    from ..sources import cached_hub_snapshot
 
     return cached_hub_snapshot(name, None) is None   # neither in the store's hub folder nor the user's HF cache
 
 
 def resolve_ready(name: str, task: str | None = None, *, allow_local: bool = True):
     """Resolve a model without training, building or downloading anything; raises QlabError if a job must fetch or build it first."""
-    from .sources import resolve
+    from ..sources import resolve
 
     if hub_not_downloaded(name):
         raise QlabError(f"'{name}' is not downloaded yet: the first comparison with it downloads it in the background (Run page).")
@@ -62,8 +62,8 @@ def resolve_ready(name: str, task: str | None = None, *, allow_local: bool = Tru
 
 
 def stored_variants(source, specs: list[str]) -> dict[str, bool]:
-    from .store import ModelStore
-    from .variants import is_stored
+    from ..storage.store import ModelStore
+    from ..variants import is_stored
 
     store = ModelStore()
     out = {}
@@ -85,9 +85,9 @@ class Ready:
 
 def load_stored(source, spec: str, *, device: str = "cpu", threads: int | None = None) -> Ready:
     """Load a variant that is already in the store (QlabError if it is not: build it with a job first)."""
-    from .sources import load_tokenizer
-    from .store import ModelStore
-    from .variants import get_variant, is_stored
+    from ..sources import load_tokenizer
+    from ..storage.store import ModelStore
+    from ..variants import get_variant, is_stored
 
     store = ModelStore()
     if not is_stored(source, spec, store):
@@ -193,7 +193,7 @@ def classify(variant, tokenizer, texts, labels: list[str], max_length: int = 128
 
 
 def embed(variant, tokenizer, texts, max_length: int = 128) -> np.ndarray:
-    from .metrics import mean_pool
+    from ..measure.metrics import mean_pool
 
     texts = _texts(texts)
     ids, mask = _encode(tokenizer, texts, max_length)
@@ -224,20 +224,20 @@ def run_task(task: str, variant, tokenizer, text: str, *, labels=None, max_lengt
 # -- weights inspection (the Weights page) -------------------------------------------------------------
 def load_reference(source):
     """The fp32 model of a resolved source (for looking at its weights)."""
-    from .sources import load_model
+    from ..sources import load_model
 
     return load_model(source).model
 
 
 def weight_layers(model) -> list[str]:
     """Names of the weights that weight-only int8 quantizes (Linear / Conv1D), in model order."""
-    from .recipes.weight_only import target_weights
+    from ..recipes.weight_only import target_weights
 
     return list(target_weights(model, "linear"))
 
 
 def _weight(model, name: str):
-    from .recipes.weight_only import target_weights
+    from ..recipes.weight_only import target_weights
 
     params = dict(model.named_parameters())
     if name not in params:
@@ -249,7 +249,7 @@ def _weight(model, name: str):
 
 def round_trip(model, name: str, scheme: str, granularity: str, bits: int = 8, group_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """(original, dequantized) values of one weight at ``bits`` (8 or 4), as float32 arrays of the same shape."""
-    from .recipes.weight_only import dequantize_tensor, quantize_tensor
+    from ..recipes.weight_only import dequantize_tensor, quantize_tensor
 
     w = _weight(model, name)
     q, scale, zp = quantize_tensor(w, scheme, granularity, bits, group_size)

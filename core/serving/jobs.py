@@ -2,12 +2,12 @@
 
 * One :class:`JobQueue` per store root per process (``get_queue()``), with one worker thread.
 * Identical requests share one job: a second tab asking the same comparison gets the running job back,
-  and a comparison that already finished is answered from the saved run at once (``core.history``).
+  and a comparison that already finished is answered from the saved run at once (``core.storage.history``).
 * One evaluation at a time on the machine: the worker takes the machine's measurement lock
   (``core.execution.machine_lock``) before it starts a job, so two Streamlit processes and the CLI serialize too;
   the others wait with their place in the queue shown. A comparison on cluster nodes takes each node's slot
   and host lock there instead.
-* Each job runs in a child process (``python -m core.jobs <job dir>``) started by the local launcher
+* Each job runs in a child process (``python -m core.serving.jobs <job dir>``) started by the local launcher
   (``core.execution.local``: its own session, the whole tree ended on cancel, killed with its parent): the
   measurement is not disturbed by the web server's threads, a crash cannot take the server down, and cancelling
   can always stop it. The child reports progress as events (``core.execution.events``) on stdout and writes
@@ -44,15 +44,15 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import audit, history
-from .errors import QlabError
-from .execution import local, pool, scratch, wire
-from .execution.events import Cancelled, phase_start
-from .execution.local import KILL_AFTER_S
-from .execution.machine_lock import machine_lock, read_holder
-from .paths import atomic_write_text
+from ..errors import QlabError
+from ..execution import local, pool, scratch, wire
+from ..execution.events import Cancelled, phase_start
+from ..execution.local import KILL_AFTER_S
+from ..execution.machine_lock import machine_lock, read_holder
+from ..paths import atomic_write_text
+from ..storage import audit, history
 
-DEFAULT_RUNNERS = {"evaluate": "core.jobs:evaluate_runner", "build": "core.jobs:build_runner"}
+DEFAULT_RUNNERS = {"evaluate": "core.serving.jobs:evaluate_runner", "build": "core.serving.jobs:build_runner"}
 ACTIVE = ("queued", "waiting", "running")
 FINISHED = ("done", "failed", "cancelled")
 KEEP_FINISHED = 200
@@ -147,7 +147,7 @@ class JobQueue:
         """Queue a job (or join the identical one already queued/running, or answer from a saved run).
 
         A new job must pass the hosted limits (``hosting.admit``): raises ``hosting.QueueFull`` with a time to try again."""
-        from . import hosting
+        from .. import hosting
 
         if kind not in self.runners:
             raise QlabError(f"Unknown job kind '{kind}'.")
@@ -297,7 +297,7 @@ class JobQueue:
                 self._run(job)
             except Exception as err:  # noqa: BLE001 - a bug in the queue itself: fail the job, keep the worker alive
                 traceback.print_exc()
-                from .hosting import redact
+                from ..hosting import redact
 
                 self._finish(job, "failed", f"The job queue failed ({err.__class__.__name__}: {redact(str(err))[:160]}); see the server log.")
             finally:
@@ -310,7 +310,7 @@ class JobQueue:
         long-lived thread, since they die with the thread that started them."""
         if pool.size():
             try:
-                from .evaluate import fill_pool
+                from ..evaluate import fill_pool
 
                 fill_pool(self.root)
             except Exception:  # only an optimisation: jobs start fresh workers without it
@@ -371,7 +371,7 @@ class JobQueue:
         job.log_path = str(log_path)
         timer = self._wall_timer(job)
         try:
-            code = local.run("core.jobs", str(job_dir), env=local.project_env({"QLAB_CACHE_DIR": str(self.root)}), log_path=log_path,
+            code = local.run("core.serving.jobs", str(job_dir), env=local.project_env({"QLAB_CACHE_DIR": str(self.root)}), log_path=log_path,
                              on_event=lambda event: self._on_event(job, event), should_stop=lambda: job.cancel_requested or job.timed_out,
                              poll_s=self.poll_s, grace_s=KILL_AFTER_S, on_start=lambda handle: setattr(job, "pid", handle.pid))
         except Cancelled:
@@ -382,7 +382,7 @@ class JobQueue:
             if timer is not None:
                 timer.cancel()
         if job.timed_out:
-            from . import hosting
+            from .. import hosting
 
             self._finish(job, "failed", hosting.timed_out_message())
             return
@@ -392,7 +392,7 @@ class JobQueue:
         if error:
             if error.kind == wire.CANCELLED:
                 raise Cancelled("cancelled")
-            from .hosting import redact
+            from ..hosting import redact
 
             message = redact(error.message or "the evaluation failed")
             if not error.for_user:
@@ -411,7 +411,7 @@ class JobQueue:
             if job.data_name is not None and isinstance(report.get("data"), dict):
                 report["data"]["path"] = f"uploaded: {job.data_name}"  # the temp copy is gone; the upload itself is not kept
             elif isinstance(report.get("data"), dict) and report["data"].get("path"):
-                from .hosting import is_hosted
+                from ..hosting import is_hosted
 
                 if is_hosted():  # a shared report names the sample, not where the server keeps it
                     report["data"]["path"] = Path(str(report["data"]["path"])).name
@@ -425,7 +425,7 @@ class JobQueue:
 
     def _wall_timer(self, job: Job) -> threading.Timer | None:
         """Stop the job at its wall-time limit (hosting.deadline), if there is one: the launcher then ends its process tree."""
-        from . import hosting
+        from .. import hosting
 
         end = hosting.deadline(job.started or time.time())
         if end is None:
@@ -491,8 +491,8 @@ def _read_json(path: Path) -> dict | None:
 
 # -- runners (run inside the child process) --------------------------------------------------------
 def evaluate_runner(config: dict, progress, should_stop) -> dict:
-    from . import hosting
-    from .evaluate import WORKER, EvalConfig, run_evaluation, validate
+    from .. import hosting
+    from ..evaluate import WORKER, EvalConfig, run_evaluation, validate
 
     pol = hosting.policy()
     config = dict(config)
@@ -503,7 +503,7 @@ def evaluate_runner(config: dict, progress, should_stop) -> dict:
     if pol.max_model_bytes and config.get("model") not in _bundled_names():
         _check_model_size(config, pol)
     if config.get("data") and config.get("task"):  # the upload's rows and tokens, checked again where the work runs
-        from . import data as data_mod
+        from .. import data as data_mod
 
         dataset = data_mod.load_dataset(config["data"], config["task"])
         hosting.check_dataset_size(dataset.name, dataset.rows, data_mod.count_tokens(dataset, pol.max_tokens) if pol.max_tokens else None, pol)
@@ -511,21 +511,21 @@ def evaluate_runner(config: dict, progress, should_stop) -> dict:
     cfg = validate(EvalConfig(**{k: v for k, v in config.items() if k in known}))
     if not config.get("hardware"):
         return {"report": run_evaluation(cfg, progress=progress, should_stop=should_stop)}
-    from .execution.targets import choose, list_targets, parse_selection, run_across
+    from ..execution.targets import choose, list_targets, parse_selection, run_across
 
     chosen = choose(parse_selection(config["hardware"]), list_targets(), allowed=hosting.allowed_hardware())
     return {"report": run_across(cfg, chosen, worker=WORKER, progress=progress, should_stop=should_stop)}
 
 
 def _bundled_names() -> set[str]:
-    from .bundled import BUNDLED
+    from ..bundled import BUNDLED
 
     return set(BUNDLED)
 
 
 def _check_model_size(config: dict, pol) -> None:
-    from . import hosting
-    from .sources import resolve
+    from .. import hosting
+    from ..sources import resolve
 
     source = resolve(config.get("model", ""), config.get("task"), allow_local=pol.allow_local)
     weights = sum(p.stat().st_size for p in Path(source.path).glob("*.safetensors"))
@@ -534,10 +534,10 @@ def _check_model_size(config: dict, pol) -> None:
 
 def build_runner(config: dict, progress, should_stop) -> dict:
     """Build (or find) variants in the store, so pages can load them without building in a script run."""
-    from . import hosting
-    from .sources import resolve
-    from .store import ModelStore
-    from .variants import get_variant
+    from .. import hosting
+    from ..sources import resolve
+    from ..storage.store import ModelStore
+    from ..variants import get_variant
 
     pol = hosting.policy()
     hosting.check_model_name(config.get("model", ""), pol)
@@ -611,6 +611,6 @@ def child_main(job_dir: str) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        print("usage: python -m core.jobs <job dir>", file=sys.stderr)
+        print("usage: python -m core.serving.jobs <job dir>", file=sys.stderr)
         sys.exit(2)
     sys.exit(child_main(sys.argv[1]))

@@ -17,8 +17,8 @@ import re
 import time
 from pathlib import Path
 
-from .errors import QlabError
-from .paths import store_root
+from ..errors import QlabError
+from ..paths import store_root
 
 FILE = "audit.jsonl"
 ACTIONS = ("signed-in", "refused", "ran", "cancelled", "deleted", "exported", "imported", "shared", "revoked")

@@ -3,11 +3,11 @@
 For each (batch_size, prompt_len) cell:
 
 1. Prompts: ``batch_size`` texts from the data cut to exactly ``prompt_len`` tokens (the same inputs as a latency
-   cell, core.bench.cell_texts), so every variant decodes from the very same prompts.
+   cell, core.measure.bench.cell_texts), so every variant decodes from the very same prompts.
 2. One run = tokenize the prompts, run them through the variant's decoder (its KV cache, or a re-run of the whole
    sequence where it has none: core.recipes.decoders), pick the first token greedily: that is the **time to first
    token**; then ``new_tokens - 1`` steps of one token each: each step is one **decode time per token**.
-3. The latency protocol (core.bench.Protocol) counts runs: ``warmup`` untimed runs, then runs until ``min_iters``
+3. The latency protocol (core.measure.bench.Protocol) counts runs: ``warmup`` untimed runs, then runs until ``min_iters``
    runs AND ``min_seconds``, capped by ``max_iters`` / ``max_seconds`` (at least 3 runs).
 4. Statistics: TTFT p50/p90 over runs; decode p50/p90 over every step of every run; tokens/s = generated tokens
    (batch x new tokens) / the median whole-run time.
@@ -23,9 +23,9 @@ from typing import Callable
 
 import numpy as np
 
+from ..recipes.family import NoteCause
+from ..reporting.cells import GenerationCell
 from .bench import Protocol, cell_texts
-from .recipes.family import NoteCause
-from .reporting.cells import GenerationCell
 
 DEFAULT_PROMPT_LENGTHS = (32, 128)
 DEFAULT_NEW_TOKENS = 32
@@ -57,7 +57,7 @@ def greedy_run(decoder, tokenize: Callable[[], np.ndarray], new_tokens: int, clo
 
 def greedy_tokens(variant, ids: np.ndarray, new_tokens: int, *, cache: bool = True) -> np.ndarray:
     """The greedy continuation of ``ids`` (untimed), with the variant's KV cache or (``cache=False``) without one."""
-    from .recipes.decoders import RecomputeDecoder
+    from ..recipes.decoders import RecomputeDecoder
 
     decoder = variant.new_decoder() if cache else RecomputeDecoder(variant.run, "asked for without a cache")
     return greedy_run(decoder, lambda: ids, new_tokens)[0]

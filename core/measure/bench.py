@@ -32,8 +32,8 @@ from typing import Callable
 
 import numpy as np
 
-from .reporting.cells import LatencyCell  # one latency record, the same in the bench and in reports
-from .reporting.throughput import MODES, DatasetThroughput, ThroughputMode  # the whole-dataset record, its modes
+from ..reporting.cells import LatencyCell  # one latency record, the same in the bench and in reports
+from ..reporting.throughput import MODES, DatasetThroughput, ThroughputMode  # the whole-dataset record, its modes
 
 Clock = Callable[[], float]
 
