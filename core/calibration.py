@@ -43,13 +43,18 @@ DEFAULT_SOURCE = "sample"
 RUN_TEXTS_LIMIT = 64
 
 
-def run_texts(source: str, texts: list[str]) -> list[str]:
-    """The texts a run hands its calibrated recipes: none for ``sample`` (each recipe then takes ``default_texts``),
-    the run's first 64 non-empty texts for ``data``. Raises a one-line QlabError for any other source."""
+def check_source(source: str) -> None:
+    """A one-line QlabError for a calibration source other than those in SOURCES."""
     from .errors import QlabError
 
     if source not in SOURCES:
         raise QlabError(f"Unknown calibration source '{str(source)[:40]}': use one of {', '.join(SOURCES)}.")
+
+
+def run_texts(source: str, texts: list[str]) -> list[str]:
+    """The texts a run hands its calibrated recipes: none for ``sample`` (each recipe then takes ``default_texts``),
+    the run's first 64 non-empty texts for ``data``. Raises a one-line QlabError for any other source."""
+    check_source(source)
     if source == "sample":
         return []
     return [t for t in texts if isinstance(t, str) and t.strip()][:RUN_TEXTS_LIMIT]

@@ -232,7 +232,7 @@ def _plan(config: EvalConfig, build: bool = False, progress=None) -> Plan:
     reason = scenario.unavailable_reason(task)
     if reason:
         raise QlabError(reason[0].upper() + reason[1:] + ".")
-    calibration_mod.run_texts(config.calibration, [])   # a one-line error for an unknown source
+    calibration_mod.check_source(config.calibration)
 
     def check_positions(lengths, what="Sequence length", fix="use --seq-lengths"):
         return _check_positions(replace(config, seq_lengths=lengths), source, what=what, fix=fix)

@@ -410,11 +410,11 @@ _IMPORTS = VisitorTally()
 _EXPORTS = VisitorTally()
 
 
-def take_import(visitor: str, pol: Policy | None = None, thing: str | None = None) -> str:
+def take_import(visitor: str, pol: Policy | None = None) -> str:
     """Count one import for ``visitor``; raises a one-line QlabError past the per-visitor cap. Returns the token to
     give back (``give_back_import``) when the import is then refused."""
     pol = pol or policy()
-    thing = thing or uuid.uuid4().hex
+    thing = uuid.uuid4().hex
     if pol.max_imports:
         _IMPORTS.take(visitor, thing, pol.max_imports,
                       "You have imported {used} reports, the most this lab accepts per visitor (QLAB_MAX_IMPORTS).")

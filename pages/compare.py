@@ -284,20 +284,20 @@ def download_controls(report: dict, variant: str, key: str) -> None:
     ident = f"{report['model']}|{report['task']}|{variant}"
     rec = exports.latest(report["model"], report["task"], variant, origin="dashboard")
     if rec is None or ident not in made:
-        limit = hosting.exports_per_visitor()
-        over = bool(limit) and hosting.exports_used(visitor()) >= limit and ident not in made
+        who, limit = visitor(), hosting.exports_per_visitor()
+        over = bool(limit) and hosting.exports_used(who) >= limit and ident not in made
         label = "Prepare download again" if rec else "Prepare download (zip)"
         if st.button(label, key=f"exp_prep_{key}", icon=":material/folder_zip:", disabled=over,
                      help="Writes the variant as a folder that runs without the lab (weights, tokenizer, qlab.json, README with a "
                           "load-and-run snippet) and zips it. The store entry is only read."):
             with guarded():
-                hosting.take_export(visitor(), ident)   # counts per person with sign-in on, across their browsers
+                hosting.take_export(who, ident)   # counts per person with sign-in on, across their browsers
                 try:
                     with st.spinner(f"Exporting {variant} ..."):
                         rec = exports.prepare_download(report["model"], report["task"], variant, max_bytes=hosting.export_cap_bytes(),
                                                        owner=owner(), owner_email=owner_email())
                 except Exception:
-                    hosting.give_back_export(visitor(), ident)   # a download that failed does not count
+                    hosting.give_back_export(who, ident)   # a download that failed does not count
                     raise
                 made[ident] = rec["id"]
                 audit.record("exported", owner(), variant, email=owner_email(), model=report["model"], export=rec["id"][:8])

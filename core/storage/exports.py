@@ -139,8 +139,9 @@ def prepare_download(model: str, task: str, variant: str, *, root=None, max_byte
     rec = next((r for r in list_exports(root) if r.get("folder") == str(out.resolve())), None)
     if rec is None:
         raise QlabError(f"The export of '{variant}' finished but left no record; try again.")
-    if owner or owner_email:
-        rec = _write({**{k: v for k, v in rec.items() if k != "exists"}, "owner": owner, "owner_email": owner_email}, root) | {"exists": True}
+    if owner or owner_email:   # the child wrote the record; who asked for it is known here
+        rec.update(owner=owner, owner_email=owner_email)
+        _write({k: v for k, v in rec.items() if k != "exists"}, root)
     for old in list_exports(root):   # keep the newest dashboard download per model, task and variant
         if old["id"] != rec["id"] and old.get("origin") == "dashboard" and (old.get("model"), old.get("task"), old.get("variant")) == (model, task, variant):
             remove(old, root)
