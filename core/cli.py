@@ -146,7 +146,10 @@ def _default_out(config) -> Path:
 def cmd_evaluate(args) -> int:
     from .evaluate import EvalConfig, validate
     from .execution.targets import lost_targets
-    from .report import format_table, report_to_csv, report_to_json
+    from .reporting.csv_export import report_to_csv
+    from .reporting.results import report_to_json
+    from .reporting.schema import checked_json
+    from .reporting.table import format_table
 
     task = args.task or _infer_task(args.model)
     budgets = {t.budget.key: getattr(args, t.budget.dest) for t in all_tasks() if getattr(args, t.budget.dest) is not None}
@@ -168,7 +171,7 @@ def cmd_evaluate(args) -> int:
     finally:
         view.close()
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report_to_json(report), encoding="utf-8")
+    out.write_text(checked_json(report), encoding="utf-8")   # what the lab writes, its import reads
     if args.csv:
         Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
         Path(args.csv).write_text(report_to_csv(report), encoding="utf-8")

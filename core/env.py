@@ -1,4 +1,5 @@
-"""What this machine is: CPU, instruction sets, cores, accelerators, library versions."""
+"""What this machine is: CPU, instruction sets, cores, accelerators (library versions: the families declare them,
+core.recipes.registry.library_versions)."""
 
 from __future__ import annotations
 
@@ -87,21 +88,9 @@ def devices() -> list[str]:
     return ["cpu", "cuda"] if cuda_available() else ["cpu"]
 
 
-def library_versions(extra: tuple[str, ...] = ()) -> dict:
-    """Installed versions of the libraries a measurement depends on (and of ``extra`` distributions)."""
-    from importlib import metadata
-
-    out = {}
-    for name in ("torch", "transformers", "onnxruntime", "onnx", "sentence-transformers", "tokenizers", "torchao", "openvino", "nncf", *extra):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def environment(threads: int | None = None, device: str = "cpu") -> dict:
-    """The block every report starts with, so a timing is never read without its machine."""
+def environment(threads: int | None = None, device: str = "cpu", versions: dict | None = None) -> dict:
+    """The block every report starts with, so a timing is never read without its machine. ``versions``: the run's
+    libraries, as its families declare them (core.recipes.registry.library_versions)."""
     import torch
 
     info = cpu_info()
@@ -113,7 +102,7 @@ def environment(threads: int | None = None, device: str = "cpu") -> dict:
         "threads": threads or torch.get_num_threads(),
         "device": device,
         "quantized_engine": default_quant_engine(),
-        "versions": library_versions(),
+        "versions": dict(versions or {}),
         "python": platform.python_version(),
     }
     if device == "cuda" and cuda_available():

@@ -413,6 +413,7 @@ def run_evaluation(config: EvalConfig, progress: Callable[[dict], None] | None =
         "recommend_batch_size": cfg.recommend_batch_size, "protocol": cfg.protocol or {},
         "throughput_batch_size": cfg.throughput_batch_size, "scenario": cfg.scenario, "prompt_lengths": cfg.prompt_lengths, "new_tokens": cfg.new_tokens,
         "calibration_texts": calibration_mod.run_texts(cfg.calibration, dataset.texts),
+        "run_variants": list(cfg.variants),   # whose families' libraries every worker's environment names
     }
     missing = [label for label in slots if not is_stored(source, label, store, base_job["calibration_texts"])]
     units = len(missing) + len(slots)

@@ -40,7 +40,7 @@ from typing import Callable
 
 from . import env
 from .errors import ExportError, QlabError, RecipeError
-from .recipes.registry import EXPORTERS, NOT_EXPORTED
+from .recipes.registry import EXPORTERS, NOT_EXPORTED, library_versions
 from .snippets import MAX_LINES, OUTPUT, RUNTIMES, readme, snippet
 from .tasks import get_task
 
@@ -352,7 +352,7 @@ def export_variant(model: str, spec: str, out, *, task: str | None = None, make_
             "recipe": block,
             "snippet": {"output": OUTPUT[source.task], "lines": len(code.splitlines()), "max_lines": MAX_LINES},
             "files": files,
-            "versions": env.library_versions(),
+            "versions": library_versions([label]),
             "machine": {"cpu": cpu["model"], "arch": cpu["arch"], "instruction_sets": cpu["flags"], "cores": cpu["logical_cores"]},
             "measured": measured, "measured_note": note,
         }

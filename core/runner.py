@@ -189,6 +189,7 @@ def run_job(job: dict, channel: Channel) -> dict:
             pass
 
     from .env import environment
+    from .recipes.registry import library_versions
     from .sources import load_tokenizer, quiet_transformers
     from .storage.store import ModelStore
     from .variants import get_variant
@@ -242,7 +243,8 @@ def run_job(job: dict, channel: Channel) -> dict:
     result = {
         "variant": label, "size_bytes": entry.size_bytes, "param_bytes": int(variant.param_bytes), "build_s": entry.meta.get("build_s"),
         "cache_hit": entry.cache_hit, "load_s": round(loaded.load_s, 4), "notes": list(variant.notes), "baseline_rss_bytes": baseline_rss,
-        "environment": environment(threads or torch.get_num_threads(), job["device"]),
+        # the libraries of every variant of the run (their families' declarations), so each worker reports the same set
+        "environment": environment(threads or torch.get_num_threads(), job["device"], library_versions(job.get("run_variants") or [label])),
     }
     channel.progress("quality", 0.0, f"quality of {label} on {job['data_name']}")
     result["quality"] = compute_quality(job, variant, tokenizer, channel)

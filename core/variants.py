@@ -8,10 +8,9 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from . import env
 from .errors import RecipeError
 from .recipes import BuildContext, Variant, get_recipe, resolve
-from .recipes.registry import family_of
+from .recipes.registry import family_of, library_versions
 from .sources import max_positions
 from .storage.store import Lease, ModelStore, StoreEntry, damage_note, make_key
 from .tasks import get_task
@@ -33,8 +32,7 @@ class LoadedVariant:
 
 def variant_key(source, recipe_name: str, params: dict, calibration_texts: list[str] | None = None) -> str:
     recipe, family = get_recipe(recipe_name), family_of(recipe_name)
-    versions = {k: v for k, v in env.library_versions(family.versions if family else ()).items()
-                if k in ("torch", "transformers", "onnxruntime", "onnx", "torchao", *(family.versions if family else ()))}
+    versions = library_versions([recipe_name])   # its family's libraries and the reference family's
     calib = hashlib.sha256(json.dumps(calibration_texts or []).encode()).hexdigest()[:12] if recipe.calibrated else ""
     layout = {"layout": family.causal_layout} if get_task(source.task).generates and family and family.causal_layout else {}
     return make_key(kind="variant", fingerprint=source.fingerprint, task=source.task, recipe=recipe_name, params=params, versions=versions,

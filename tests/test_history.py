@@ -17,7 +17,7 @@ from test_charts import classification_report
 
 def test_save_and_load_round_trip(tmp_path):
     rep = classification_report()
-    rep["results"][0]["quality"]["nan_metric"] = float("nan")
+    rep["results"][0]["quality"]["f1_macro"] = float("nan")   # a known metric the run could not compute
     run_id = history.save_run(rep, key="k1", root=tmp_path)
     assert uuid.UUID(hex=run_id).version == 4 and len(run_id) == 32
     path = tmp_path / "runs" / f"{run_id}.json"
@@ -25,7 +25,7 @@ def test_save_and_load_round_trip(tmp_path):
     assert "NaN" not in text  # strict JSON: NaN is written as null
     loaded = history.load_run(run_id, root=tmp_path)
     assert loaded["run_id"] == run_id and loaded["model"] == "minilm-classifier"
-    assert loaded["results"][0]["quality"]["nan_metric"] is None
+    assert loaded["results"][0]["quality"]["f1_macro"] is None
     assert loaded[history.HISTORY_KEY]["config_key"] == "k1"
     assert history.find_cached("k1", root=tmp_path) == run_id
     assert history.find_cached("other", root=tmp_path) is None

@@ -30,18 +30,6 @@ def _gpu() -> tuple[str | None, int | None]:
     return None, None
 
 
-def _versions() -> dict:
-    from importlib import metadata
-
-    out = {}
-    for name in ("torch", "onnxruntime", "transformers"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
 def _quantized_engines() -> list[str]:
     try:
         import torch
@@ -55,7 +43,7 @@ def probe() -> dict:
     """This machine, as a hardware target sees it."""
     import psutil
 
-    from ..recipes.registry import runtime_probes  # each family's runtime: OpenVINO's device list, ...
+    from ..recipes.registry import library_versions, runtime_probes  # each family's libraries and runtime: OpenVINO's device list, ...
 
     model, flags = read_cpuinfo()
     gpu, gpu_memory = _gpu()
@@ -69,7 +57,7 @@ def probe() -> dict:
         "ram_bytes": int(psutil.virtual_memory().total),
         "gpu": gpu,
         "gpu_memory_bytes": gpu_memory,
-        "versions": _versions(),
+        "versions": library_versions(),
         "quantized_engines": _quantized_engines(),
         "runtimes": runtime_probes(),
         "python": platform.python_version(),

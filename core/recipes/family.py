@@ -91,8 +91,13 @@ class Family:
     explain: Callable[[object, dict], list[Cause]] | None = None   # (result, environment) -> causes; default: ``causes`` in the notes
     causal_layout: str | None = None   # how its causal-LM artifacts are laid out (e.g. KV cache as graph inputs): part of their store key
     loads_transformers: bool = True    # its variants load a transformers model (the worker imports the modeling code before timing the load)
-    versions: tuple[str, ...] = ()     # distributions whose versions are part of its variants' store keys (besides torch, transformers, ...)
-    probe: Callable[[], dict] | None = None   # what its runtime reports about this machine (devices, kernels): the hardware probe's ``runtimes``
+    # the distributions its variants depend on: the one declaration of the libraries a run uses. Their installed versions
+    # go into its variants' store keys, the saved-report key, the report's environment and export manifests
+    # (registry.library_versions); the reference family's are added to every variant's, since every variant is built from it
+    versions: tuple[str, ...] = ()
+    # what its runtime reports about this machine (devices, kernels): the hardware probe's ``runtimes``; free info as
+    # core.reporting.fields.INFO defines it (scalars, short lists, objects nested at most INFO_DEPTH deep)
+    probe: Callable[[], dict] | None = None
     # the measuring worker's environment for its variants, over the lab's defaults (None removes a variable): a runtime
     # that must run as it is deployed, e.g. llama.cpp's OpenMP threads, which the lab's PASSIVE wait policy slows 3x
     worker_env: dict[str, str | None] = field(default_factory=dict)

@@ -92,6 +92,44 @@ def slow_causes(result, environment: dict) -> list[Cause]:
     return family.slow_causes(result, environment) if family else []
 
 
+def installed_version(distribution: str) -> str | None:
+    """The installed version of a pip distribution (None when it is not installed): the one reader of versions."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def declared_libraries(variants=None) -> tuple[str, ...]:
+    """The distributions the families of ``variants`` (labels or recipe names, a list or 'a,b') declare
+    (Family.versions), the reference family's first (every variant is built from its model). ``None``, or a list
+    naming a group such as 'all' or an unknown name: every family's (a key then errs on the side of a rebuild)."""
+    if isinstance(variants, str):
+        variants = [v.strip() for v in variants.split(",") if v.strip()]
+    if not variants or any(family_of(v) is None for v in variants):
+        families = list(FAMILIES)
+    else:
+        families = [FAMILY_OF[REFERENCE]] + [f for f in (family_of(v) for v in variants) if f is not None]
+    names: dict[str, None] = {}
+    for family in families:
+        names.update(dict.fromkeys(family.versions))
+    return tuple(names)
+
+
+def library_versions(variants=None) -> dict[str, str]:
+    """{distribution: installed version} of every library the families of ``variants`` declare (see
+    :func:`declared_libraries`; ``None``: all families). The one source of the versions in store keys, the saved-report
+    key, a report's environment, a hardware probe and export manifests."""
+    out = {}
+    for name in declared_libraries(variants):
+        version = installed_version(name)
+        if version is not None:
+            out[name] = version
+    return out
+
+
 def runtime_probes() -> dict:
     """What each family's runtime reports about this machine ({family: {...}}), for the hardware probe; a runtime that
     cannot be asked says why instead."""

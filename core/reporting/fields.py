@@ -46,9 +46,23 @@ def array(items: dict, max_items: int, null=False) -> dict:
     return {"type": ["array", "null"] if null else "array", "maxItems": max_items, "items": items}
 
 
-SCALAR = {"anyOf": [text(MAX_NAME), {"type": ["number", "boolean", "null"], "minimum": -1e15, "maximum": 1e15}]}
+SCALAR = {"anyOf": [text(MAX_TEXT), {"type": ["number", "boolean", "null"], "minimum": -1e15, "maximum": 1e15}]}
 SHORT_LIST = {"type": "array", "maxItems": 64, "items": SCALAR}
-INFO = {"anyOf": [SCALAR, SHORT_LIST, {"type": "object", "maxProperties": 64, "additionalProperties": {"anyOf": [SCALAR, SHORT_LIST]}}]}
+INFO_DEPTH = 3              # free info nests objects this deep: a probe's runtimes -> llama.cpp -> {"version", "system_info"}
+
+
+def _info(depth: int) -> dict:
+    """Free information (what a runtime or a machine reports about itself): a scalar, a short list of scalars, or an
+    object of up to 64 such values, objects nesting ``depth`` levels. The one definition of what a probe, an
+    environment block or a note-like extra field may hold; ``hardware.probe`` and every family's probe are checked
+    against it by the tests, and every report the lab writes is checked against it before it is saved."""
+    inner = [SCALAR, SHORT_LIST]
+    if depth > 0:
+        inner.append({"type": "object", "maxProperties": 64, "additionalProperties": _info(depth - 1)})
+    return {"anyOf": inner}
+
+
+INFO = _info(INFO_DEPTH)
 BOOL_OR_NULL = {"type": ["boolean", "null"]}
 VARIANT = {"type": "string", "pattern": VARIANT_PATTERN}
 

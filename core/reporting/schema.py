@@ -14,12 +14,14 @@ than the minimum of 0"), or None.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 from functools import lru_cache
 
+from ..errors import QlabError
 from ..tasks import TASKS
 from .cells import GenerationCell, LatencyCell
 from .fields import EARLIEST, LATEST, num, obj, schema_of, text
-from .results import Report, VariantResult
+from .results import Report, VariantResult, report_to_json
 from .throughput import MODE_SCHEMA, SCHEMA
 
 CELL = schema_of(LatencyCell)                    # the entries of a result's ``latency``
@@ -123,3 +125,22 @@ def check(data, *, strict: bool) -> str | None:
 def schema(task: str | None = None, strict: bool = True) -> dict:
     """The schema itself (for operators and tests)."""
     return _report(task, strict)
+
+
+class ReportBug(QlabError):
+    """The lab produced a report its own import would refuse: a bug in the lab, never the user's input."""
+
+
+def checked_json(report, *, what: str = "report") -> str:
+    """The JSON text of ``report`` (a Report or its dict), after checking that the lab's own import accepts it.
+
+    The one writer of a report: runs saved by the dashboard (core.storage.history) and the CLI's ``--out`` both go
+    through it, so every report the lab writes, it reads. The check runs on the text as it will be read back (NaN as
+    null, numpy numbers as numbers) with the import's strict rules; a failure raises :class:`ReportBug` naming the field.
+    """
+    text = report_to_json(report)
+    problem = check(json.loads(text), strict=True)
+    if problem:
+        raise ReportBug(f"Bug: the lab wrote a {what} that its own import refuses ({problem}); nothing was saved. "
+                        "Please report this with the run's settings.")
+    return text

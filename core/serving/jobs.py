@@ -50,6 +50,7 @@ from ..execution.events import Cancelled, phase_start
 from ..execution.local import KILL_AFTER_S
 from ..execution.machine_lock import machine_lock, read_holder
 from ..paths import atomic_write_text
+from ..reporting.results import report_to_json
 from ..storage import audit, history
 
 DEFAULT_RUNNERS = {"evaluate": "core.serving.jobs:evaluate_runner", "build": "core.serving.jobs:build_runner"}
@@ -109,8 +110,18 @@ class Job:
         return 1.0 if self.state == "done" else self.overall
 
 
+def this_machine(variants) -> dict:
+    """What a saved report's reuse depends on besides its config: this CPU, and the installed versions of every
+    library the families of ``variants`` declare (core.recipes.registry.library_versions)."""
+    from .. import env
+    from ..recipes.registry import library_versions
+
+    info = env.cpu_info()
+    return {"cpu": info["model"], "cores": info["logical_cores"], "versions": library_versions(variants)}
+
+
 def job_key(kind: str, config: dict, data_bytes: bytes | None) -> str:
-    base = history.config_key(config, history.digest_bytes(data_bytes))
+    base = history.config_key(config, history.digest_bytes(data_bytes), machine=this_machine(config.get("variants")))
     return base if kind == "evaluate" else hashlib.sha256(f"{kind}:{base}".encode()).hexdigest()[:32]
 
 
@@ -599,7 +610,7 @@ def child_main(job_dir: str) -> int:
     try:
         runner = _load_runner(spec["runner"])
         result = runner(spec["config"], stream.send, should_stop)
-        atomic_write_text(folder / "result.json", history.to_json(result))
+        atomic_write_text(folder / "result.json", report_to_json(result))   # a build's result too: checked when saved as a run
         return 0
     except BaseException as err:  # noqa: BLE001 - every failure becomes a one-line message for the page
         error = wire.error_from_exception(err, cancelled=stop.is_set())

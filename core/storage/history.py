@@ -82,15 +82,11 @@ def _model_stamp(model: str) -> str | None:
         return None
 
 
-def config_key(config: dict, data_digest: str | None = None, *, machine: dict | None = None) -> str:
+def config_key(config: dict, data_digest: str | None = None, *, machine: dict) -> str:
     """A stable key for "this comparison on this machine": the config (without the data path, which is a temp
-    file), the data's content hash, the machine and library versions. Same key = same report is reusable."""
+    file), the data's content hash, and ``machine``: the CPU and the versions of every library its variants' families
+    declare (the engine's ``job_key`` reads them; an upgraded xllamacpp makes a new key). Same key = same report is reusable."""
     cfg = {k: v for k, v in dict(config).items() if k not in ("data",)}
-    if machine is None:
-        from .. import env
-
-        info = env.cpu_info()
-        machine = {"cpu": info["model"], "cores": info["logical_cores"], "versions": env.library_versions()}
     blob = json.dumps({"config": cfg, "data": data_digest, "machine": machine, "model_stamp": _model_stamp(cfg.get("model", ""))},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
@@ -120,23 +116,11 @@ def forget(key: str, root=None) -> None:
 
 
 # -- saving and loading -------------------------------------------------------------------------
-def _clean(value):
-    """JSON-safe copy: NaN/inf become None (strict JSON), tuples become lists, numpy scalars become numbers."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, (str, int, bool)) or value is None:
-        return value
-    if hasattr(value, "item"):  # numpy scalar
-        return _clean(value.item())
-    return str(value)
-
-
 def to_json(report: dict) -> str:
-    return json.dumps(_clean(report), indent=2, sort_keys=False, allow_nan=False)
+    """A report's JSON as the lab writes it: checked against the import schema first (core.reporting.schema)."""
+    from ..reporting.schema import checked_json
+
+    return checked_json(report)
 
 
 def save_run(report: dict, *, key: str | None = None, root=None, imported: bool = False, origin_run_id: str | None = None,

@@ -22,4 +22,5 @@ FAMILY = Family(
     },
     causes=ONNX_RUNTIME_CAUSES,
     causal_layout=CAUSAL_ONNX_LAYOUT, loads_transformers=False,
+    versions=("onnxruntime", "onnx", "onnxscript"),   # the runtime, and the exporter and quantizer tooling that wrote its graphs
 )

@@ -43,4 +43,6 @@ FAMILY = Family(
         "torchao-int4": "#0f8a99",  # 4-bit siblings: a darker or lighter shade of their int8 recipe's colour
     },
     causes=CAUSES,
+    # the reference and the source of every variant: every run depends on these
+    versions=("torch", "transformers", "tokenizers", "safetensors", "sentence-transformers", "torchao"),
 )

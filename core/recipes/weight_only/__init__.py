@@ -42,6 +42,7 @@ FAMILY = Family(
     # the load note ("Weight-only int8: ... dequantized to float32 at load") is the evidence
     causes=(NoteCause("weight-only-dequantized", "weight-only int8 is dequantized to fp32 at load, so it computes exactly like fp32 (the gap is noise)",
                       "Weight-only"),),
+    versions=("safetensors",),   # its packed weights' file format (torch itself: the reference family's)
 )
 
 __all__ = ["FAMILY", "EPS", "GRANULARITIES", "GROUP_SIZES", "QUANT_SUFFIXES", "RECIPES", "dequantize_tensor", "load_dequantized", "pack_int4",
