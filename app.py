@@ -17,8 +17,8 @@ os.environ.setdefault("QLAB_WORKER_POOL", str(DASHBOARD_SIZE))
 
 from core import identity
 from core.storage import history, links
-from pages._auth import gate, sidebar_identity
-from pages._shared import PAGES, error_line, guarded, init_state, machine, md, open_run, policy, run_frame, show_error
+from ui.auth import gate, sidebar_identity
+from ui.shared import PAGES, error_line, guarded, init_state, machine, md, open_run, policy, run_frame, show_error
 
 st.set_page_config(page_title="Quantization Lab", page_icon=":material/compress:", layout="wide")
 init_state()
@@ -136,15 +136,15 @@ def follow_job() -> None:
     """The job this session follows: found again after a reload (?job=), kept in the address, polled in the sidebar
     on every page but Run (which shows it in detail)."""
     from core.serving.jobs import get_queue
-    from pages import _jobwatch
+    from ui import jobwatch
 
     queue = get_queue()
-    _jobwatch.restore(queue)
-    _jobwatch.keep_in_address()
-    _jobwatch.show_flash(error_line)
+    jobwatch.restore(queue)
+    jobwatch.keep_in_address()
+    jobwatch.show_flash(error_line)
     if nav.url_path != "run":
         with st.sidebar:
-            _jobwatch.sidebar_watch(queue, open_run, md)
+            jobwatch.sidebar_watch(queue, open_run, md)
 
 
 with guarded():

@@ -10,7 +10,7 @@ from core.calibration import SOURCES as CALIBRATION_SOURCES
 from core.errors import QlabError
 from core.measure.generation import MAX_NEW_TOKENS
 from core.tasks import TASKS
-from pages._shared import (
+from ui.shared import (
     BATCH_CHOICES,
     ENGINES,
     MEASUREMENTS,
@@ -262,7 +262,7 @@ def recommendation_section() -> None:
                               "(CLI: --recommend-batch-size). Only measured batch sizes are offered.")
         else:
             st.caption("Choose batch sizes above first.")
-    from pages._shared import budget_value, recommend_batch
+    from ui.shared import budget_value, recommend_batch
 
     bs = recommend_batch(batches) if batches else None
     st.caption(f"The run recommends the fastest variant{f' at batch {bs}' if bs else ''} with {spec.words(budget_value(task))}; "

@@ -244,7 +244,7 @@ def remember_run(run_id: str) -> None:
 
 def person():
     """The signed-in person (core.identity.Person; None when sign-in is off)."""
-    from pages._auth import current_person
+    from ui.auth import current_person
 
     return current_person()
 
