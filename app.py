@@ -17,15 +17,21 @@ os.environ.setdefault("QLAB_WORKER_POOL", str(DASHBOARD_SIZE))
 
 from core import identity
 from core.storage import history, links
-from ui.auth import gate, sidebar_identity
+from ui.auth import gate, show_alone, sidebar_identity
 from ui.shared import PAGES, error_line, guarded, init_state, machine, md, open_run, policy, run_frame, show_error
 
 st.set_page_config(page_title="Quantization Lab", page_icon=":material/compress:", layout="wide")
 init_state()
 
-# Sign-in (QLAB_AUTH=oidc): a signed-out visitor sees only the sign-in page, except through a link for anyone
+# Sign-in (QLAB_AUTH=oidc): a signed-out visitor sees only the sign-in page, except through a link for anyone; a
+# person from a domain the lab does not admit only the refusal. Either page is the app's only one in st.navigation
+# (stopping before it would make Streamlit list every file in pages/ in the sidebar).
 link_token = st.query_params.get("link")
-person = gate(link_opens_without_sign_in=bool(link_token) and links.audience_of(link_token) == "anyone")
+access = gate(link_opens_without_sign_in=bool(link_token) and links.audience_of(link_token) == "anyone")
+if access.alone is not None:
+    show_alone(access.alone, access.title)
+    st.stop()
+person = access.person
 link_visitor = person is None and identity.sign_in_required()   # signed out, holding a link for anyone: that run only
 
 # ?link=<token> (a share link that can be withdrawn) or ?run=<id> opens a saved run on the Compare page

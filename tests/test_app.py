@@ -100,6 +100,91 @@ def test_every_page_renders_with_the_sidebar():
     assert not at.error, texts(at.error)
 
 
+@pytest.fixture()
+def navigations(monkeypatch):
+    """Every st.navigation call of the app's runs: ([(title, url_path, visibility)], position), the last one last."""
+    import streamlit as st
+
+    seen, real = [], st.navigation
+
+    def spy(pages, **kwargs):
+        listed = [p for group in (pages.values() if isinstance(pages, dict) else [pages]) for p in group]
+        seen.append(([(p.title, p.url_path, p.visibility) for p in listed], kwargs.get("position", "sidebar")))
+        return real(pages, **kwargs)
+
+    monkeypatch.setattr(st, "navigation", spy)
+    return seen
+
+
+LAB_WORDS = ("app", "auth", "compare", "data", "history", "jobwatch", "models", "playground", "run", "shared", "store", "weights")
+
+
+def test_signed_out_the_navigation_holds_the_sign_in_page_alone(monkeypatch, navigations):
+    """With sign-in on, a signed-out visitor's every page is the sign-in page, given to st.navigation alone and not
+    shown as navigation: the script never stops before st.navigation (Streamlit would then list pages/ in the sidebar)."""
+    monkeypatch.setenv("QLAB_AUTH", "oidc")
+    at = new_app()
+    at.run()
+    no_exceptions(at)
+    assert navigations[-1] == ([("Sign in", "", "visible")], "hidden")
+    assert texts(at.title) == ["Quantization Lab"] and [b.label for b in at.button] == ["Sign in"]
+    assert "sign in with your team's account" in " ".join(texts(at.markdown)).lower()
+    assert not at.sidebar.children, "nothing in the sidebar"
+    for page in ("run", "compare", "history"):   # no page of the lab is there to switch to
+        with pytest.raises(ValueError, match="Could not find a navigation page"):
+            at.switch_page(f"pages/{page}.py")
+    at.run()
+    assert navigations[-1] == ([("Sign in", "", "visible")], "hidden") and [b.label for b in at.button] == ["Sign in"]
+    named = " ".join(f"{t} {u}" for pages, _ in navigations for t, u, _ in pages).lower()
+    assert not [w for w in LAB_WORDS if re.search(rf"\b{w}\b", named)], named
+
+
+def test_a_refused_domain_sees_the_refusal_alone(monkeypatch, navigations):
+    monkeypatch.setenv("QLAB_AUTH", "oidc")
+    monkeypatch.setenv("QLAB_ALLOWED_DOMAINS", "example.com")
+    at = new_app()
+    at.user = {"is_logged_in": True, "sub": "oidc|eve", "email": "eve@elsewhere.org", "name": "Eve"}
+    at.run()
+    no_exceptions(at)
+    assert navigations[-1] == ([("Quantization Lab", "", "visible")], "hidden")
+    assert any("not in a domain this lab admits (example.com)" in e for e in texts(at.error)) and [b.label for b in at.button] == ["Sign out"]
+    assert not at.sidebar.children
+
+    at = new_app()   # a colleague from an admitted domain gets the lab's pages, listed in the sidebar
+    at.user = {"is_logged_in": True, "sub": "oidc|al", "email": "al@example.com", "name": "Al"}
+    at.run()
+    no_exceptions(at)
+    pages, position = navigations[-1]
+    assert position == "sidebar" and [t for t, _, _ in pages] == ["Data", "Models & variants", "Run", "Compare", "Weights", "Playground",
+                                                                   "History & share", "Store"]
+    assert any("Signed in as **al@example.com**" in c for c in texts(at.sidebar.caption))
+
+
+def test_a_link_for_anyone_opens_its_run_alone_signed_out(monkeypatch, navigations):
+    from core.identity import person_key
+    from core.storage import history, links
+
+    monkeypatch.setenv("QLAB_AUTH", "oidc")
+    run_id = history.import_report((ROOT / "tests" / "data" / "embedding_minilm_headline.json").read_bytes(), "alice.json",
+                                   owner=person_key("oidc|alice"), owner_email="alice@example.com")
+    token = links.create(run_id, person_key("oidc|alice"), "anyone")
+    at = new_app()
+    at.query_params["link"] = token
+    at.run()
+    no_exceptions(at)
+    assert navigations[-1][0] == [("Compare", "", "visible")]
+    assert texts(at.title) == ["Compare"] and at.session_state["current_run"] == run_id and not at.error, texts(at.error)
+    with pytest.raises(ValueError, match="Could not find a navigation page"):   # no other page of the lab
+        at.switch_page("pages/run.py")
+
+    team = links.create(run_id, person_key("oidc|alice"), "team")   # a link for colleagues: the sign-in page
+    at = new_app()
+    at.query_params["link"] = team
+    at.run()
+    no_exceptions(at)
+    assert navigations[-1] == ([("Sign in", "", "visible")], "hidden") and [b.label for b in at.button] == ["Sign in"]
+
+
 # -- data --------------------------------------------------------------------------------------
 BAD_UPLOADS = [
     ("picture.csv", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "PNG image"),
