@@ -18,7 +18,7 @@ os.environ.setdefault("QLAB_WORKER_POOL", str(DASHBOARD_SIZE))
 from core import identity
 from core.storage import history, links
 from ui.auth import gate, show_alone, sidebar_identity
-from ui.shared import PAGES, error_line, guarded, init_state, machine, md, open_run, policy, run_frame, show_error
+from ui.shared import PAGES, error_line, guarded, init_state, machine, md, next_run_targets, open_run, policy, run_frame, show_error
 
 st.set_page_config(page_title="Quantization Lab", page_icon=":material/compress:", layout="wide")
 init_state()
@@ -115,9 +115,10 @@ def sidebar() -> None:
         from core.execution import ray_cluster
 
         if ray_cluster.configured_address():
-            picked = st.session_state.get("hw_targets") or []
+            targets = next_run_targets()   # what the next run measures on, first visit included (Models & variants shows it chosen)
             st.caption(f":material/hub: Ray cluster at `{ray_cluster.configured_address()}`: measuring on "
-                       + (", ".join(f"**{t}**" for t in picked) if picked else "this machine's node") + " (choose on Models & variants).")
+                       + (", ".join(f"**{md(t)}**" for t in targets) if targets else "this machine")
+                       + " (choose on Models & variants).")
 
         st.markdown("**Store**")
         store = ModelStore()

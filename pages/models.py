@@ -31,6 +31,7 @@ from ui.shared import (
     run_page,
     scenarios_for,
     show_error,
+    targets_for,
     variant_specs,
 )
 
@@ -177,11 +178,7 @@ def targets_section() -> None:
                    "To compare several machines, join them to a Ray cluster and set QLAB_RAY_ADDRESS (README: Several machines).")
         return
     by_id = {t["id"]: t for t in targets}
-    current = [v for v in st.session_state.get("hw_targets") or [] if v in ids]
-    if not current:
-        here = next((t["id"] for t in targets if t.get("this_machine")), ids[0] if ids else None)
-        current = [here] if here else []
-    st.session_state["hw_targets"] = current
+    st.session_state["hw_targets"] = targets_for(targets, st.session_state.get("hw_targets"))   # as the sidebar and Run say
     st.multiselect("Hardware targets", ids, key="hw_targets", persist_state="session", format_func=lambda i: target_label(by_id[i]),
                    help="Every chosen machine builds its own variants and fp32 reference and measures them; one variant at a time per machine.")
     for tid in st.session_state.get("hw_targets") or []:
