@@ -17,15 +17,21 @@ os.environ.setdefault("QLAB_WORKER_POOL", str(DASHBOARD_SIZE))
 
 from core import identity
 from core.storage import history, links
-from pages._auth import gate, sidebar_identity
-from pages._shared import PAGES, error_line, guarded, init_state, machine, md, open_run, policy, run_frame, show_error
+from ui.auth import gate, show_alone, sidebar_identity
+from ui.shared import PAGES, error_line, guarded, init_state, machine, md, next_run_targets, open_run, policy, run_frame, show_error
 
 st.set_page_config(page_title="Quantization Lab", page_icon=":material/compress:", layout="wide")
 init_state()
 
-# Sign-in (QLAB_AUTH=oidc): a signed-out visitor sees only the sign-in page, except through a link for anyone
+# Sign-in (QLAB_AUTH=oidc): a signed-out visitor sees only the sign-in page, except through a link for anyone; a
+# person from a domain the lab does not admit only the refusal. Either page is the app's only one in st.navigation
+# (stopping before it would make Streamlit list every file in pages/ in the sidebar).
 link_token = st.query_params.get("link")
-person = gate(link_opens_without_sign_in=bool(link_token) and links.audience_of(link_token) == "anyone")
+access = gate(link_opens_without_sign_in=bool(link_token) and links.audience_of(link_token) == "anyone")
+if access.alone is not None:
+    show_alone(access.alone, access.title)
+    st.stop()
+person = access.person
 link_visitor = person is None and identity.sign_in_required()   # signed out, holding a link for anyone: that run only
 
 # ?link=<token> (a share link that can be withdrawn) or ?run=<id> opens a saved run on the Compare page
@@ -109,9 +115,10 @@ def sidebar() -> None:
         from core.execution import ray_cluster
 
         if ray_cluster.configured_address():
-            picked = st.session_state.get("hw_targets") or []
+            targets = next_run_targets()   # what the next run measures on, first visit included (Models & variants shows it chosen)
             st.caption(f":material/hub: Ray cluster at `{ray_cluster.configured_address()}`: measuring on "
-                       + (", ".join(f"**{t}**" for t in picked) if picked else "this machine's node") + " (choose on Models & variants).")
+                       + (", ".join(f"**{md(t)}**" for t in targets) if targets else "this machine")
+                       + " (choose on Models & variants).")
 
         st.markdown("**Store**")
         store = ModelStore()
@@ -136,15 +143,15 @@ def follow_job() -> None:
     """The job this session follows: found again after a reload (?job=), kept in the address, polled in the sidebar
     on every page but Run (which shows it in detail)."""
     from core.serving.jobs import get_queue
-    from pages import _jobwatch
+    from ui import jobwatch
 
     queue = get_queue()
-    _jobwatch.restore(queue)
-    _jobwatch.keep_in_address()
-    _jobwatch.show_flash(error_line)
+    jobwatch.restore(queue)
+    jobwatch.keep_in_address()
+    jobwatch.show_flash(error_line)
     if nav.url_path != "run":
         with st.sidebar:
-            _jobwatch.sidebar_watch(queue, open_run, md)
+            jobwatch.sidebar_watch(queue, open_run, md)
 
 
 with guarded():

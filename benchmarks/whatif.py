@@ -4,8 +4,9 @@ comparison goes, and of the same comparison with one variant added.
     python benchmarks/whatif.py [--repeats 3] [--store DIR] [--added onnx-fp32] [--pool-ab] [--json OUT]
 
 The comparison is the dashboard's default: model ``minilm`` (embedding), variants fp32, dynamic-int8, onnx-int8 on the
-bundled sample, batch sizes 1,8, sequence lengths 16,64, the Quick protocol (``pages/_shared.QUICK_PROTOCOL``). Every
-variant is built first, untimed, into a temporary model store (``QLAB_CACHE_DIR``), so each timed run is a warm repeat
+bundled sample, batch sizes 1,8, sequence lengths 16,64, the Quick protocol (``core.measure.bench.QUICK``, as
+``ui/shared.current_config`` sends it). Every variant is built first, untimed, into a temporary model store
+(``QLAB_CACHE_DIR``), so each timed run is a warm repeat
 ("Run again": ``force=True``, no saved-run answer). Runs go through the dashboard's own path: ``core.serving.jobs.JobQueue``
 starts ``python -m core.serving.jobs <dir>``, whose ``evaluate_runner`` calls ``run_evaluation(validate(EvalConfig(...)))``, and
 that starts one ``python -m core.runner`` per variant (``core.evaluate.run_worker`` through ``core.execution.local``).
@@ -43,13 +44,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 DEFAULT_VARIANTS = ["fp32", "dynamic-int8", "onnx-int8"]
-QUICK_PROTOCOL = {"warmup": 1, "min_iters": 3, "min_seconds": 0.0, "max_iters": 20, "max_seconds": 2.0}   # pages/_shared.QUICK_PROTOCOL
+QUICK_PROTOCOL = {"warmup": 1, "min_iters": 3, "min_seconds": 0.0, "max_iters": 20, "max_seconds": 2.0}   # core.measure.bench.QUICK
 IMPORTS = "import torch, onnxruntime, transformers, sentence_transformers"
 PARTS = ["job start", "worker start+imports", "load", "  of which the variant (load_s)", "quality", "latency cells", "throughput", "worker exit", "rest"]
 
 
 def config(variants: list[str]) -> dict:
-    """What pages/_shared.current_config submits for the default comparison (sample data, Quick protocol)."""
+    """What ui/shared.current_config submits for the default comparison (sample data, Quick protocol)."""
     return {"task": "embedding", "model": "minilm", "variants": list(variants), "batch_sizes": [1, 8], "seq_lengths": [16, 64],
             "threads": None, "device": "cpu", "max_length": 128, "allow_local": True, "protocol": dict(QUICK_PROTOCOL)}
 

@@ -377,7 +377,7 @@ def may_delete(run_owner: str | None, requester: str | None, pol: Policy | None 
 
 
 class VisitorTally:
-    """What each visitor (a signed-in person, else an address or a session: ``pages._shared.visitor``) has used of a
+    """What each visitor (a signed-in person, else an address or a session: ``ui.shared.visitor``) has used of a
     per-visitor allowance in this server process: the distinct things taken, oldest visitors forgotten past 10,000."""
 
     def __init__(self) -> None:

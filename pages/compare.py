@@ -22,7 +22,7 @@ from core.report_access import (
     target_label,
 )
 from core.tasks import EMBEDDING
-from pages._shared import budget_of, guarded, load_current_report, md, opened_by_link, owner, owner_email, run_page, visitor
+from ui.shared import budget_of, guarded, load_current_report, md, opened_by_link, owner, owner_email, run_page, visitor
 
 ALL_SEQS = 0   # the sequence-length choice "all (geometric mean)" (None would show as no choice)
 PLOTLY_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"], "toImageButtonOptions": {"scale": 2}}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages._shared import TASK_NAMES, UPLOAD_TYPES, dataset_for, inspect_upload, md, model_task, policy, preview_frame, run_page, show_error
+from ui.shared import TASK_NAMES, UPLOAD_TYPES, dataset_for, inspect_upload, md, model_task, policy, preview_frame, run_page, show_error
 
 
 def handle_upload(uploaded) -> None:

@@ -12,7 +12,7 @@ from core.charts.cross_run import cross_run_figure
 from core.charts.html_report import export_html
 from core.report_access import quality_spec, reference_rows
 from core.storage import history, links
-from pages._shared import (
+from ui.shared import (
     guarded,
     is_admin,
     md,

@@ -10,7 +10,7 @@ from core.calibration import SOURCES as CALIBRATION_SOURCES
 from core.errors import QlabError
 from core.measure.generation import MAX_NEW_TOKENS
 from core.tasks import TASKS
-from pages._shared import (
+from ui.shared import (
     BATCH_CHOICES,
     ENGINES,
     MEASUREMENTS,
@@ -31,6 +31,7 @@ from pages._shared import (
     run_page,
     scenarios_for,
     show_error,
+    targets_for,
     variant_specs,
 )
 
@@ -177,11 +178,7 @@ def targets_section() -> None:
                    "To compare several machines, join them to a Ray cluster and set QLAB_RAY_ADDRESS (README: Several machines).")
         return
     by_id = {t["id"]: t for t in targets}
-    current = [v for v in st.session_state.get("hw_targets") or [] if v in ids]
-    if not current:
-        here = next((t["id"] for t in targets if t.get("this_machine")), ids[0] if ids else None)
-        current = [here] if here else []
-    st.session_state["hw_targets"] = current
+    st.session_state["hw_targets"] = targets_for(targets, st.session_state.get("hw_targets"))   # as the sidebar and Run say
     st.multiselect("Hardware targets", ids, key="hw_targets", persist_state="session", format_func=lambda i: target_label(by_id[i]),
                    help="Every chosen machine builds its own variants and fp32 reference and measures them; one variant at a time per machine.")
     for tid in st.session_state.get("hw_targets") or []:
@@ -262,7 +259,7 @@ def recommendation_section() -> None:
                               "(CLI: --recommend-batch-size). Only measured batch sizes are offered.")
         else:
             st.caption("Choose batch sizes above first.")
-    from pages._shared import budget_value, recommend_batch
+    from ui.shared import budget_value, recommend_batch
 
     bs = recommend_batch(batches) if batches else None
     st.caption(f"The run recommends the fastest variant{f' at batch {bs}' if bs else ''} with {spec.words(budget_value(task))}; "

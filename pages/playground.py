@@ -15,7 +15,7 @@ from core.execution.machine_lock import machine_lock
 from core.serving.jobs import FINISHED, get_queue
 from core.storage.history import store_root
 from core.tasks import get_task
-from pages._shared import build_panel, current_config, md, model_name, model_task, policy, run_page, show_error, visitor
+from ui.shared import build_panel, current_config, md, model_name, model_task, policy, run_page, show_error, visitor
 
 PLAYGROUND_WAIT_S = float(os.environ.get("QLAB_PLAYGROUND_WAIT_S") or 120)   # how long a run here waits for an evaluation holding the machine
 

@@ -10,8 +10,8 @@ import streamlit as st
 from core.scenarios import get_scenario
 from core.serving.jobs import FINISHED, get_queue
 from core.storage import history
-from pages._jobwatch import finished_once, on_finish, watch
-from pages._shared import (
+from ui.jobwatch import finished_once, on_finish, watch
+from ui.shared import (
     MEASUREMENTS,
     SWEEP_WIDGETS,
     budget_of,

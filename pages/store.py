@@ -7,7 +7,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from pages._shared import fmt_age, is_admin, person, policy, run_page
+from ui.shared import fmt_age, is_admin, person, policy, run_page
 
 
 def describe(entry: dict) -> str:

@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.charts.weights import layer_error_figure, weight_histogram_figure
 from core.charts.weights_mixed import fidelity_trail_figure, sensitivity_figure, sensitivity_summary, short_node_name
-from pages._shared import PARAM_SUGGESTIONS, build_panel, current_config, md, model_name, model_task, policy, run_page, show_error, visitor
+from ui.shared import PARAM_SUGGESTIONS, build_panel, current_config, md, model_name, model_task, policy, run_page, show_error, visitor
 
 MIXED = "onnx-int8-mixed"
 

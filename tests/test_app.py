@@ -100,6 +100,169 @@ def test_every_page_renders_with_the_sidebar():
     assert not at.error, texts(at.error)
 
 
+@pytest.fixture()
+def navigations(monkeypatch):
+    """Every st.navigation call of the app's runs: ([(title, url_path, visibility)], position), the last one last."""
+    import streamlit as st
+
+    seen, real = [], st.navigation
+
+    def spy(pages, **kwargs):
+        listed = [p for group in (pages.values() if isinstance(pages, dict) else [pages]) for p in group]
+        seen.append(([(p.title, p.url_path, p.visibility) for p in listed], kwargs.get("position", "sidebar")))
+        return real(pages, **kwargs)
+
+    monkeypatch.setattr(st, "navigation", spy)
+    return seen
+
+
+LAB_WORDS = ("app", "auth", "compare", "data", "history", "jobwatch", "models", "playground", "run", "shared", "store", "weights")
+
+
+def test_signed_out_the_navigation_holds_the_sign_in_page_alone(monkeypatch, navigations):
+    """With sign-in on, a signed-out visitor's every page is the sign-in page, given to st.navigation alone and not
+    shown as navigation: the script never stops before st.navigation (Streamlit would then list pages/ in the sidebar)."""
+    monkeypatch.setenv("QLAB_AUTH", "oidc")
+    at = new_app()
+    at.run()
+    no_exceptions(at)
+    assert navigations[-1] == ([("Sign in", "", "visible")], "hidden")
+    assert texts(at.title) == ["Quantization Lab"] and [b.label for b in at.button] == ["Sign in"]
+    assert "sign in with your team's account" in " ".join(texts(at.markdown)).lower()
+    assert not at.sidebar.children, "nothing in the sidebar"
+    for page in ("run", "compare", "history"):   # no page of the lab is there to switch to
+        with pytest.raises(ValueError, match="Could not find a navigation page"):
+            at.switch_page(f"pages/{page}.py")
+    at.run()
+    assert navigations[-1] == ([("Sign in", "", "visible")], "hidden") and [b.label for b in at.button] == ["Sign in"]
+    named = " ".join(f"{t} {u}" for pages, _ in navigations for t, u, _ in pages).lower()
+    assert not [w for w in LAB_WORDS if re.search(rf"\b{w}\b", named)], named
+
+
+def test_a_refused_domain_sees_the_refusal_alone(monkeypatch, navigations):
+    monkeypatch.setenv("QLAB_AUTH", "oidc")
+    monkeypatch.setenv("QLAB_ALLOWED_DOMAINS", "example.com")
+    at = new_app()
+    at.user = {"is_logged_in": True, "sub": "oidc|eve", "email": "eve@elsewhere.org", "name": "Eve"}
+    at.run()
+    no_exceptions(at)
+    assert navigations[-1] == ([("Quantization Lab", "", "visible")], "hidden")
+    assert any("not in a domain this lab admits (example.com)" in e for e in texts(at.error)) and [b.label for b in at.button] == ["Sign out"]
+    assert not at.sidebar.children
+
+    at = new_app()   # a colleague from an admitted domain gets the lab's pages, listed in the sidebar
+    at.user = {"is_logged_in": True, "sub": "oidc|al", "email": "al@example.com", "name": "Al"}
+    at.run()
+    no_exceptions(at)
+    pages, position = navigations[-1]
+    assert position == "sidebar" and [t for t, _, _ in pages] == ["Data", "Models & variants", "Run", "Compare", "Weights", "Playground",
+                                                                   "History & share", "Store"]
+    assert any("Signed in as **al@example.com**" in c for c in texts(at.sidebar.caption))
+
+
+def test_a_link_for_anyone_opens_its_run_alone_signed_out(monkeypatch, navigations):
+    from core.identity import person_key
+    from core.storage import history, links
+
+    monkeypatch.setenv("QLAB_AUTH", "oidc")
+    run_id = history.import_report((ROOT / "tests" / "data" / "embedding_minilm_headline.json").read_bytes(), "alice.json",
+                                   owner=person_key("oidc|alice"), owner_email="alice@example.com")
+    token = links.create(run_id, person_key("oidc|alice"), "anyone")
+    at = new_app()
+    at.query_params["link"] = token
+    at.run()
+    no_exceptions(at)
+    assert navigations[-1][0] == [("Compare", "", "visible")]
+    assert texts(at.title) == ["Compare"] and at.session_state["current_run"] == run_id and not at.error, texts(at.error)
+    with pytest.raises(ValueError, match="Could not find a navigation page"):   # no other page of the lab
+        at.switch_page("pages/run.py")
+
+    team = links.create(run_id, person_key("oidc|alice"), "team")   # a link for colleagues: the sign-in page
+    at = new_app()
+    at.query_params["link"] = team
+    at.run()
+    no_exceptions(at)
+    assert navigations[-1] == ([("Sign in", "", "visible")], "hidden") and [b.label for b in at.button] == ["Sign in"]
+
+
+# -- hardware targets on a cluster --------------------------------------------------------------------
+def cluster_rows(*alive_ids: str, here: str = "box-a", lost: tuple[str, ...] = ()) -> list[dict]:
+    """A Ray cluster's listing as `python -m core hardware --json` gives it (this machine's node not listed first)."""
+    return [{"id": t, "name": t, "node_id": f"node-{t}", "cpu": "Test CPU", "arch": "x86_64", "cores": 2, "isa": ["avx2"], "gpu": None,
+             "alive": t not in lost, "this_machine": t == here, "runtimes": None} for t in (*alive_ids, *lost)]
+
+
+@pytest.fixture()
+def fake_cluster(monkeypatch):
+    """QLAB_RAY_ADDRESS set, and the cluster's listing (ui.shared._cluster_listing, a subprocess otherwise) answered
+    from ``listing["rows"]``: no Ray is started."""
+    import ui.shared
+
+    listing = {"rows": cluster_rows("box-b", "box-a"), "error": None, "calls": 0}
+
+    def fake(address: str):
+        listing["calls"] += 1
+        return [dict(r) for r in listing["rows"]], listing["error"]
+
+    monkeypatch.setenv("QLAB_RAY_ADDRESS", "127.0.0.1:6399")
+    monkeypatch.setattr(ui.shared, "_cluster_listing", fake)
+    return listing
+
+
+def sidebar_targets(at: AppTest) -> list[str]:
+    line = next(c for c in texts(at.sidebar.caption) if "Ray cluster at" in c)
+    return re.findall(r"\*\*([^*]+)\*\*", line.split("measuring on", 1)[1]) or [line.split("measuring on ", 1)[1].split(" (")[0]]
+
+
+def test_the_sidebar_models_and_run_agree_on_the_targets_of_a_first_visit(fake_cluster):
+    """On a first visit with a cluster, the sidebar (drawn before the page), Models & variants and Run name the same
+    target: this machine's node (box-a), not the first listed (box-b) nor 'local'."""
+    at = new_app()
+    at.run()
+    no_exceptions(at)
+    assert sidebar_targets(at) == ["box-a"]
+    at.switch_page("pages/models.py").run()
+    no_exceptions(at)
+    assert at.multiselect(key="hw_targets").value == ["box-a"] and sidebar_targets(at) == ["box-a"]
+    at.switch_page("pages/run.py").run()
+    no_exceptions(at)
+    assert any("Hardware targets: **box-a**" in m for m in texts(at.markdown)), texts(at.markdown)
+
+    fresh = new_app()   # straight to Run, Models never opened: the run measures where the sidebar says
+    fresh.switch_page("pages/run.py")
+    fresh.run()
+    no_exceptions(fresh)
+    assert texts(fresh.title) == ["Run"] and sidebar_targets(fresh) == ["box-a"]
+    assert any("Hardware targets: **box-a**" in m for m in texts(fresh.markdown)), texts(fresh.markdown)
+
+    at.switch_page("pages/models.py").run()   # a pick is what all three say from then on
+    at.multiselect(key="hw_targets").set_value(["box-b", "box-a"]).run()
+    no_exceptions(at)
+    assert sidebar_targets(at) == ["box-b", "box-a"]
+    at.switch_page("pages/run.py").run()
+    assert sidebar_targets(at) == ["box-b", "box-a"] and any("Hardware targets: **box-b**, **box-a**" in m for m in texts(at.markdown))
+
+    fake_cluster["rows"] = cluster_rows("box-a", lost=("box-b",))   # a picked node is lost: the rest of the pick stays
+    at.run()
+    assert sidebar_targets(at) == ["box-a"] and any("Hardware targets: **box-a**" in m for m in texts(at.markdown))
+
+    from ui.shared import default_targets, targets_for
+
+    rows = cluster_rows("box-b", "box-a", here="box-c", lost=("box-c",))   # this machine's node lost: the first reachable one
+    assert default_targets(rows) == ["box-b"] and default_targets([]) == [] and targets_for(rows, ["box-c", "nope"]) == ["box-b"]
+
+
+def test_the_sidebar_says_this_machine_when_the_cluster_cannot_be_listed(fake_cluster):
+    fake_cluster["rows"], fake_cluster["error"] = [], "The Ray cluster at 127.0.0.1:6399 cannot be reached."
+    at = new_app()
+    at.run()
+    no_exceptions(at)
+    assert sidebar_targets(at) == ["this machine"]
+    at.switch_page("pages/models.py").run()
+    no_exceptions(at)
+    assert any("cannot be reached" in e for e in texts(at.error)), texts(at.error)
+
+
 # -- data --------------------------------------------------------------------------------------
 BAD_UPLOADS = [
     ("picture.csv", b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "PNG image"),

@@ -78,7 +78,7 @@ def test_cell_texts_tokenizes_each_text_once_not_the_growing_string():
 
 def test_cached_page_functions_key_on_the_fingerprint():
     """A Streamlit cache ignores parameters whose name starts with '_': a fingerprint must never be one of them."""
-    for page in (ROOT / "pages").glob("*.py"):
+    for page in [*(ROOT / "pages").glob("*.py"), *(ROOT / "ui").glob("*.py")]:
         for node in ast.walk(ast.parse(page.read_text())):
             if isinstance(node, ast.FunctionDef) and any("cache" in ast.unparse(d) for d in node.decorator_list):
                 names = [a.arg for a in node.args.args]

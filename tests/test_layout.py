@@ -1,4 +1,5 @@
-"""The layout of ``core/``: no import cycles and no private names used across modules (issue 17, part 6).
+"""The layout of ``core/``: no import cycles and no private names used across modules (issue 17, part 6); and
+``pages/`` holds only pages (their helpers are in ``ui/``).
 
 Every module of ``core/`` is parsed with ``ast`` (nothing is imported, so this takes well under a second). The import
 graph holds every import of a ``core`` module: at module level and inside functions, absolute and relative. Imports
@@ -262,6 +263,30 @@ def test_the_graph_sees_relative_absolute_and_function_level_imports():
     assert _resolve("core.tasks", True, "base", 1) == "core.tasks.base"
     assert within("core.charts.common", {"core.charts"}) and within("core.evaluate", {"core.evaluate"})
     assert not within("core.evaluate_more", {"core.evaluate"}) and not within("core.charts", {"core.charts.common"})
+
+
+def page_table() -> dict[str, str]:
+    """ui/shared.py's PAGES (page key -> script path), read with ``ast``: the pages app.py navigates to."""
+    tree = ast.parse((ROOT / "ui" / "shared.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "PAGES" for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError("ui/shared.py has no PAGES table")
+
+
+def test_pages_holds_only_pages():
+    """Streamlit lists every .py file in pages/ when navigation falls back to that folder: it holds the pages app.py
+    navigates to and nothing else; their helpers live in ui/, and nothing imports a page as a module."""
+    pages = page_table()
+    found = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "pages").iterdir() if p.name != "__pycache__")
+    assert found == sorted(pages.values()), f"pages/ holds more than the pages: {sorted(set(found) - set(pages.values()))}"
+    importers = []
+    for path in [ROOT / "app.py", *sorted((ROOT / "ui").rglob("*.py")), *sorted((ROOT / "pages").glob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(n == "pages" or n.startswith("pages.") for n in names):
+                importers.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not importers, f"pages imported as modules: {importers}"
 
 
 def main() -> int:

@@ -58,6 +58,27 @@ def team_lab(tmp_path_factory):
                     browser.close()
 
 
+LAB_PAGES = ["Data", "Models & variants", "Run", "Compare", "Weights", "Playground", "History & share", "Store"]
+# what Streamlit showed signed out when the script stopped before st.navigation: every file of pages/ and app.py
+MODULE_WORDS = {"app", "auth", "compare", "data", "history", "jobwatch", "models", "playground", "run", "shared", "store", "weights"}
+
+
+def nav_links(page) -> list[str]:
+    """The labels of the sidebar's navigation links ([] without sidebar navigation); each link's text is its icon's
+    ligature word, then its label."""
+    return [text.strip().split("\n")[-1].strip() for text in page.locator('[data-testid="stSidebarNavLink"]').all_inner_texts()]
+
+
+def names_nothing_of_the_lab(page) -> bool:
+    """No navigation link, nor any other link on the page, names a page or a module of the lab (asserted); returns
+    whether the page also has no sidebar navigation at all."""
+    labels = nav_links(page)
+    hrefs = [h for h in page.locator("a[href]").evaluate_all("els => els.map(e => e.getAttribute('href'))") if not h.startswith("#")]
+    named = {w for text in labels + hrefs for w in re.findall(r"[a-z]+", text.lower())} & MODULE_WORDS
+    assert not named, (named, labels, hrefs)
+    return page.locator('[data-testid="stSidebarNav"]').count() == 0
+
+
 def main_text(page) -> str:
     return page.locator('[data-testid="stMain"]').inner_text(timeout=30_000)
 
@@ -119,15 +140,23 @@ def test_people_sign_in_own_runs_and_share_links_they_can_withdraw(team_lab):
         response = httpx.get(url + path, timeout=30)
         assert response.status_code == 200 and run_id not in response.text and "minilm" not in response.text.lower(), path
 
-    # signed out: every page is the sign-in page, the run's own address too
+    # signed out: every page is the sign-in page, the run's own address too, with no navigation at all: neither a page
+    # of the lab nor a file of pages/ is named (Streamlit listed them all when the script stopped before st.navigation),
+    # and the address asked for is kept without a "Page not found" dialog
     anonymous = browser.new_context().new_page()
-    for path in ("", "/run", f"/compare?run={run_id}", "/history"):
+    for path in ("", "/run", f"/compare?run={run_id}", "/history", "/jobwatch"):
         anonymous.goto(url + path)
         assert sign_in_page(anonymous), (path, main_text(anonymous))
+        anonymous.wait_for_timeout(500)   # anything the server sends after the page (a late navigation) has arrived
+        assert names_nothing_of_the_lab(anonymous), path
+        assert anonymous.locator('[data-testid="stSidebar"]').count() == 0, path   # nothing to show in a sidebar
+        assert "Page not found" not in anonymous.locator("body").inner_text(), path
+        assert anonymous.url == url + (path or "/"), (path, anonymous.url)
 
     # Alice signs in through the provider and sees her run under "Mine"
     alice_ctx, alice = signed_in(lab, "alice")
     alice.get_by_text("Signed in as alice@example.com").wait_for()
+    assert nav_links(alice) == LAB_PAGES   # signed in, the sidebar lists the lab's pages, and nothing else
     alice.goto(f"{url}/compare?run={run_id}")
     alice.get_by_role("heading", name="Compare").wait_for()
     assert "private to its owner" not in main_text(alice)
@@ -213,10 +242,10 @@ def test_people_sign_in_own_runs_and_share_links_they_can_withdraw(team_lab):
     assert sign_in_page(alice)
     assert not any(c["name"] == "_streamlit_user" for c in alice_ctx.cookies())
 
-    # someone from a domain the lab does not admit is refused in one line
+    # someone from a domain the lab does not admit is refused in one line, with no navigation either
     eve_ctx, eve = signed_in(lab, "eve")
     eve.get_by_text("is not in a domain this lab admits (example.com)").wait_for()
-    assert eve.get_by_text("Models & variants").count() == 0
+    assert eve.get_by_text("Models & variants").count() == 0 and names_nothing_of_the_lab(eve)
 
     # every action is in the audit log, with the right person
     time.sleep(1)

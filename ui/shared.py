@@ -152,7 +152,7 @@ def init_state() -> None:
     ss.setdefault("hw_maxlen", 128)
     ss.setdefault("hw_calibration", "sample")
     ss.setdefault("hw_measure", "quick")
-    ss.setdefault("hw_targets", ["local"])
+    ss.setdefault("hw_targets", [])            # none picked yet: next_run_targets() says where the next run measures
     for t in all_tasks():
         ss.setdefault(f"b_{t.budget.key}", float(t.budget.default))
 
@@ -226,14 +226,42 @@ def hardware_targets() -> tuple[list[dict], str | None]:
     return rows, error
 
 
-def chosen_hardware() -> list[str]:
-    """The target ids picked on Models & variants ([] = this machine through the local launcher)."""
+def default_targets(rows: list[dict]) -> list[str]:
+    """Where a comparison measures until the visitor picks on Models & variants: this machine's node, else the first
+    reachable target (``rows`` as ``hardware_targets`` lists them); [] when none is reachable."""
+    alive = [r for r in rows if r.get("alive")]
+    here = next((r for r in alive if r.get("this_machine")), alive[0] if alive else None)
+    return [here["id"]] if here else []
+
+
+def targets_for(rows: list[dict], picked: list[str] | None) -> list[str]:
+    """The targets a run measures on: those ``picked`` that ``rows`` still offers and reach, else ``default_targets``."""
+    alive = {r["id"] for r in rows if r.get("alive")}
+    kept = [t for t in picked or [] if t in alive]
+    return kept or default_targets(rows)
+
+
+def next_run_targets() -> list[str]:
+    """The target ids the next run measures on, the one answer for the sidebar, Models & variants and Run
+    ([] = this machine through the local launcher: no cluster configured, or none of its machines could be listed).
+
+    With a cluster (QLAB_RAY_ADDRESS) that is the visitor's pick on Models & variants, else ``default_targets``, so a
+    first visit names the node the Models page will show chosen. When the listing fails, a pick is kept as it is (the
+    job checks it against the cluster's nodes and says why it cannot run)."""
     from core.execution import ray_cluster
 
     if not ray_cluster.configured_address():
         return []
     picked = [t for t in st.session_state.get("hw_targets") or [] if t]
-    return [] if picked in ([], ["local"]) else picked
+    rows, error = hardware_targets()
+    if error and not rows:
+        return picked
+    return targets_for(rows, picked)
+
+
+def chosen_hardware() -> list[str]:
+    """The target ids of the comparison being set up (``next_run_targets``; [] = this machine, local launcher)."""
+    return next_run_targets()
 
 
 def remember_run(run_id: str) -> None:
@@ -244,7 +272,7 @@ def remember_run(run_id: str) -> None:
 
 def person():
     """The signed-in person (core.identity.Person; None when sign-in is off)."""
-    from pages._auth import current_person
+    from ui.auth import current_person
 
     return current_person()
 
