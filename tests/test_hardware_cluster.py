@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from conftest import ROOT, run_cli
+from read_back import assert_reads_back
 
 ray = pytest.importorskip("ray", reason="ray[default] is in requirements.txt; install it to run the cluster tests")
 from ray.cluster_utils import Cluster  # noqa: E402
@@ -123,6 +124,8 @@ def test_comparison_across_all_targets(cluster, tiny_embedder_dir, tmp_path):
 
     rep = Report.from_dict(report)
     assert rep.target_ids == ["head", "edge"]
+    assert all(t["probe"]["runtimes"] for t in report["hardware"])   # every family's probe, llama.cpp's nested one included
+    assert_reads_back(report)   # saved, imported through History, opened on Compare with both targets
     edge_only = rep.for_hardware("edge")
     assert {r.variant for r in edge_only.results} == {"fp32", "dynamic-int8"} and edge_only.environment["node_id"] == targets["edge"]["node_id"]
 
@@ -281,7 +284,8 @@ def test_models_page_offers_the_cluster_nodes(cluster, monkeypatch):
 @pytest.mark.browser
 def test_choices_survive_a_round_trip_between_pages_in_chromium(cluster, tmp_path):
     """Pick two nodes and change the measurement on Models & variants, go to Run and Data and back: every choice is
-    still there (the hardware targets used to fall back to this machine alone), and Run measures on both."""
+    still there (the hardware targets used to fall back to this machine alone), and Run measures on both; the
+    comparison started from Run then opens on Compare with both targets side by side (issue 26)."""
     import contextlib
     import re
 
@@ -337,6 +341,31 @@ def test_choices_survive_a_round_trip_between_pages_in_chromium(cluster, tmp_pat
             expect(checked).to_contain_text("Standard")
             load_sessions.goto_page(page, "Run", "Run")
             expect(body).to_contain_text("Hardware targets: head, edge")
+            assert "Traceback" not in page.locator("body").inner_text(), log_path
+
+            # the comparison itself (quick, fp32 and onnx-int8), started from Run: it is saved, and Compare opens it with
+            # both targets side by side (it used to refuse it as "not a Quantization Lab report" over llama.cpp's probe)
+            load_sessions.goto_page(page, "Models & variants", "Models & variants")
+            page.locator('[data-testid="stRadio"]').filter(has_text="Measurement").get_by_text("Quick", exact=False).click()
+            load_sessions.remove_tag(page, "Variants to compare", "dynamic-int8")
+            page.wait_for_timeout(1000)
+            load_sessions.goto_page(page, "Run", "Run")
+            expect(body).to_contain_text("Hardware targets: head, edge")
+            page.get_by_role("button", name="Run comparison").click()
+            page.get_by_text(load_sessions.RESULT).first.wait_for(timeout=600_000)
+            assert "not a Quantization Lab report" not in body.inner_text()
+            load_sessions.goto_page(page, "Compare", "Compare")
+            page.get_by_role("heading", name="Across hardware targets").wait_for()
+            table = page.locator('[data-testid="stDataFrame"]').first
+            table.wait_for()
+            expect(body).not_to_contain_text("not a Quantization Lab report")
+            page.locator('[data-testid="stPlotlyChart"]').first.wait_for()
+            shot = Path(os.environ.get("QLAB_SCREENSHOT_DIR") or tmp_path) / "compare_two_machines.png"
+            page.screenshot(path=str(shot), full_page=False)
+            expect(body).to_contain_text("Ship onnx-int8")   # each target's own recommendation, side by side
+            for node in ("head", "edge"):   # each target's machine and recommendation, side by side
+                expect(body).to_contain_text(f"{node} · ")
+            expect(page.get_by_role("combobox", name="Detailed charts for")).to_be_visible()
             assert "Traceback" not in page.locator("body").inner_text(), log_path
         finally:
             browser.close()

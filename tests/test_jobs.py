@@ -225,3 +225,41 @@ def test_the_machine_holder_is_visible_while_a_job_runs(queue):
     while queue.machine_holder() is not None and time.time() < deadline:
         time.sleep(0.02)
     assert queue.machine_holder() is None
+
+
+@pytest.mark.slow
+def test_a_family_library_upgrade_is_a_new_comparison_and_rebuilds_its_variants(tmp_path, tiny_embedder_dir, monkeypatch):
+    """The saved-report key and the store keys carry every library the run's families declare (Family.versions): when
+    onnxscript (the ONNX Runtime family's exporter, a library the old hand-kept list did not name) reports another
+    version, the saved report is not reused, the onnx variant is rebuilt, fp32 is not, and the report names it."""
+    import importlib
+
+    from core.recipes.registry import declared_libraries
+
+    assert "onnxscript" in declared_libraries(["onnx-fp32"]) and "onnxscript" not in declared_libraries(["fp32"])
+    q = JobQueue(tmp_path, poll_s=0.05)   # the real evaluate runner, in worker processes
+    config = {"task": "embedding", "model": str(tiny_embedder_dir), "variants": ["fp32", "onnx-fp32"], "batch_sizes": [1], "seq_lengths": [8],
+              "protocol": {"warmup": 1, "min_iters": 3, "min_seconds": 0.02, "max_seconds": 0.5}}
+    try:
+        first = q.wait(q.submit(dict(config)).id, 300)
+        assert first["state"] == "done", first
+        again = q.submit(dict(config))
+        assert again.cached and again.run_id == first["run_id"]   # nothing changed: the saved report answers
+
+        fake = tmp_path / "upgraded"   # another onnxscript version, as pip would record it, first on the path
+        (fake / "onnxscript-99.0.dist-info").mkdir(parents=True)
+        (fake / "onnxscript-99.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: onnxscript\nVersion: 99.0\n")
+        monkeypatch.syspath_prepend(str(fake))
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(fake), os.environ.get("PYTHONPATH")])))
+        importlib.invalidate_caches()
+
+        upgraded = q.submit(dict(config))
+        assert not upgraded.cached
+        done = q.wait(upgraded.id, 300)
+        assert done["state"] == "done" and done["run_id"] != first["run_id"], done
+        report = history.load_run(done["run_id"], root=tmp_path)
+        assert report["environment"]["versions"]["onnxscript"] == "99.0"
+        hits = {r["variant"]: r["cache_hit"] for r in report["results"]}
+        assert hits == {"fp32": True, "onnx-fp32": False}, hits   # rebuilt under the new key; fp32 does not depend on it
+    finally:
+        q.close()
