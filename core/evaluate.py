@@ -38,7 +38,7 @@ from .paths import PROJECT_ROOT
 from .recipes.family import causes_from_notes
 from .recipes.registry import slow_causes
 from .recipes.registry import worker_env as recipe_worker_env
-from .recommend import budgets_for, default_batch_size, recommend
+from .recommend import budgets_for, default_batch_size, mark_cells, recommend, wrong_words
 from .report import REFERENCE, Report, VariantResult, finite, speed_unit
 from .runner import thread_env
 from .scenarios import get_scenario
@@ -484,12 +484,18 @@ def run_evaluation(config: EvalConfig, progress: Callable[[dict], None] | None =
     # quality relative to fp32, computed notes, recommendation
     ref_q = reference.get("quality", {})
     ref_result = next((r for r in results if r.variant == REFERENCE), None)
+    mark_cells(results, cfg.task, cfg.budgets)   # each timed cell's outputs against fp32's, judged by the budget
     for r in results:
         if r.error:
             continue
         r.quality.update(get_task(cfg.task).derived_quality(r.quality, ref_q))
         r.notes = r.notes + slow_notes(r, ref_result, cfg.batch_sizes, environment)
+        wrong = wrong_words(r, cfg.task, cfg.budgets)
+        if wrong:
+            r.notes = r.notes + [f"{wrong[0].upper()}{wrong[1:]}: the cells timed there measured outputs that break the quality budget, "
+                                 "so it is not recommended at those batch sizes."]
     rec = recommend(results, cfg.task, cfg.budgets, cfg.recommend_batch_size, reference_quality=ref_q)
+    by_batch = {str(b): recommend(results, cfg.task, cfg.budgets, b, reference_quality=ref_q) for b in cfg.batch_sizes}
     settings = {
         "variants": cfg.variants, "batch_sizes": cfg.batch_sizes, "seq_lengths": cfg.seq_lengths, "threads": cfg.threads, "device": cfg.device,
         "max_length": context, "recommend_batch_size": cfg.recommend_batch_size, "protocol": _protocol_dict(cfg.protocol),
@@ -512,7 +518,7 @@ def run_evaluation(config: EvalConfig, progress: Callable[[dict], None] | None =
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), run_id=uuid.uuid4().hex,
         data={"name": dataset.name, "rows": dataset.rows, "texts": len(dataset.texts), "columns": dataset.columns,
               "path": str(cfg.data) if cfg.data else str(data_mod.sample_path(cfg.task)) if cfg.data_bytes is None else cfg.data or "upload"},
-        settings=settings, reference=reference,
+        settings=settings, reference=reference, recommended_by_batch={b: r for b, r in by_batch.items() if r is not None},
     )
     return finite(report.to_dict())
 

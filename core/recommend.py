@@ -4,6 +4,8 @@ Speed = geometric mean of the end-to-end p50 over the seq-length sweep at that b
 generation run, the decode milliseconds per token (p50, geometric mean over the prompt lengths).
 Budgets (defaults): embeddings cosine fidelity >= 0.99; classification accuracy drop <= 1 point;
 causal LMs perplexity increase <= 2 %. fp32 always meets the budget, so when it is measured there is always an answer.
+A variant whose outputs break the budget at a timed shape of that batch size (each latency cell is checked against
+fp32's outputs on the same inputs, core/measure/cell_check.py) is passed over there, with the shape in the reason.
 Size breaks ties: when another variant within budget is as fast as the fastest one within noise (its p50 within
 5 %, or within the fastest one's own p90) and clearly smaller on disk, the smaller one is recommended.
 """
@@ -41,6 +43,48 @@ def check_budget(task: str, quality: dict, ref_quality: dict, budgets: dict) -> 
     return t.check_budget(quality, ref_quality, budgets_for(budgets)[t.budget.key])
 
 
+def mark_cells(results, task: str, budgets: dict | None) -> None:
+    """Set each checked latency cell's ``out_wrong`` from its outputs against fp32's and the task's budget
+    (``Task.cell_verdict``); fp32's own cells and unchecked ones stay None."""
+    t = get_task(task)
+    limit = budgets_for(budgets)[t.budget.key]
+    for r in results:
+        for c in r.latency if not r.error and r.variant != REFERENCE else []:
+            ok, _ = t.cell_verdict(c, limit)
+            c.out_wrong = None if ok is None else not ok
+
+
+def wrong_words(result: VariantResult, task: str, budgets: dict | None, batch_size: int | None = None) -> str | None:
+    """'outputs are wrong at 32 tokens (cosine 0.836 vs fp32; 0.997 at 16)' for the cells (at ``batch_size``, or any) whose
+    outputs break the budget; None when none does."""
+    t = get_task(task)
+    limit = budgets_for(budgets)[t.budget.key]
+    cells = [c for c in result.latency if batch_size is None or c.batch_size == batch_size]
+    wrong = [c for c in cells if c.out_wrong]
+    if not wrong:
+        return None
+    right = [c for c in cells if c.out_wrong is False and c.seq_len not in {w.seq_len for w in wrong}]
+    lengths = sorted({c.seq_len for c in wrong})
+    worst = max(wrong, key=_badness)
+    where = f"{', '.join(map(str, lengths))} tokens"
+    if batch_size is None:
+        where += f", batch {', '.join(str(b) for b in sorted({c.batch_size for c in wrong}))}"
+    words = f"outputs are wrong at {where} ({t.cell_verdict(worst, limit)[1]} vs fp32"
+    if right:
+        best = min(right, key=_badness)
+        words += f"; {t.cell_verdict(best, limit)[1]} at {best.seq_len}"
+    return words + ")"
+
+
+def _badness(cell) -> float:
+    """How far a checked cell's outputs are from fp32's (larger is worse), whatever the task."""
+    if cell.out_kl_mean is not None:
+        return cell.out_kl_mean
+    if cell.out_cosine_mean is not None:
+        return 1.0 - cell.out_cosine_mean
+    return 1.0 - (cell.out_agreement or 0.0)
+
+
 def _as_result(r) -> VariantResult:
     return r if isinstance(r, VariantResult) else VariantResult.from_dict(r)
 
@@ -69,6 +113,7 @@ def smaller_tie(candidates: list[tuple], by_name: dict, batch_size: int) -> tupl
 def recommend(results, task: str, budgets: dict | None, batch_size: int, reference_quality: dict | None = None) -> dict | None:
     """{"variant", "reason", "batch_size", "p50_ms", "speedup"} for the fastest variant within budget, or None."""
     rs = [_as_result(r) for r in results]
+    mark_cells(rs, task, budgets)   # the cells' outputs judged by this budget (a Compare page may try another)
     ref = next((r for r in rs if r.variant == REFERENCE and not r.error), None)
     ref_q = reference_quality or (ref.quality if ref else {}) or {}
     ref_p50 = ref.speed_at(batch_size) if ref else None
@@ -84,6 +129,9 @@ def recommend(results, task: str, budgets: dict | None, batch_size: int, referen
             ok, words = True, "the reference"
         else:
             ok, words = check_budget(task, r.quality, ref_q, budgets)
+            wrong = wrong_words(r, task, budgets, batch_size)   # a variant wrong at a timed shape is never recommended there
+            if ok and wrong:
+                ok, words = False, f"{wrong}, though its {words} on the data's own lengths"
         (candidates if ok else rejected).append((p50, r.variant, words))
     if not candidates:
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.charts.cell_check import fidelity_figure, has_checks
 from core.charts.compare import latency_batch_figure, latency_seq_figure, quality_latency_figure, size_figure
 from core.charts.compare_batching import batching_figure
 from core.charts.compare_generation import tokens_per_s_figure, ttft_figure
@@ -171,6 +172,31 @@ def generated_texts(report: dict, batch: int) -> None:
         "agrees with fp32": st.column_config.NumberColumn(format="%.0f%%", help="share of greedy tokens equal to fp32's for the same prompts (all lengths)"),
         "generated text (first prompt)": st.column_config.TextColumn(width="large"),
     })
+
+
+def wrong_cells(report: dict, budget: float) -> None:
+    """Each variant whose outputs break the budget at a timed shape, in words that name the shape (at this budget)."""
+    from core.recommend import mark_cells, wrong_words
+    from core.reporting.results import VariantResult
+
+    spec = budget_of(report.get("task"))
+    budgets = dict(report.get("budgets") or {}, **{spec.key: float(budget)})
+    task = report.get("task") or EMBEDDING
+    found = False
+    for r in report.get("results") or []:
+        if r.get("error") or r.get("variant") == "fp32":
+            continue
+        result = VariantResult.from_dict(r)
+        mark_cells([result], task, budgets)
+        words = wrong_words(result, task, budgets)
+        if words:
+            found = True
+            st.error(f"**{md(r['variant'])}**: {md(words)}. Its latency there timed wrong outputs; it is not recommended at those batch sizes.",
+                     icon=":material/error:")
+    if not found:
+        st.success("Every timed cell's outputs stay within the budget against fp32's on the same inputs.", icon=":material/task_alt:")
+    st.caption("Each latency cell's last timed call is compared with fp32's outputs for the very same inputs "
+               "(embeddings: cosine; classification: labels; causal LMs: KL divergence of the next-token distributions).")
 
 
 def notes(report: dict) -> None:
@@ -389,6 +415,12 @@ def main() -> None:
         chart(latency_batch_figure(report, seq if seq is not None else seqs[-1]), "fig_latency_batch")
     with right:
         chart(latency_seq_figure(report, batch), "fig_latency_seq")
+    if has_checks(report):   # quality where speed is measured: each timed cell's outputs against fp32's
+        left, right = st.columns(2)
+        with left:
+            chart(fidelity_figure(report, budget), "fig_cell_fidelity")
+        with right:
+            wrong_cells(report, budget)
 
     st.subheader("Against the fp32 reference")
     speed = (f"decode time per token (p50) over {', '.join(map(str, seqs))}-token prompts" if generating else

@@ -21,6 +21,7 @@ from ..report_access import (
     shown_quality,
 )
 from ..tasks import EMBEDDING, find_task
+from .cell_check import fidelity_figure, has_checks, wrong_markers
 from .common import REFERENCE_COLOR, empty_figure, legend_below, legend_name, point_words, report_colors, speed_words, style_figure, variant_marker
 from .compare_batching import batching_figure
 from .compare_generation import tokens_per_s_figure, ttft_figure
@@ -172,6 +173,7 @@ def _latency_lines(report: dict, *, vary: str, fixed_value: int | None, title: s
         ))
     if not count:
         return empty_figure(title, "Nothing measured at this setting.")
+    wrong_markers(fig, report, vary=vary, fixed_value=fixed_value, speed_of=lambda c: c.get("p50_ms"))   # timed, but wrong
     fig = style_figure(fig, title, x_title, words["axis"].replace(", lower is better", ""))
     xs = batch_sizes(report) if vary == "batch_size" else seq_lengths(report)
     subtitle = "dots: p50 · whiskers reach p90 · lower is better"
@@ -210,6 +212,8 @@ def compare_figures(report: dict, batch_size: int | None = None, seq_len: int | 
         "latency_batch": latency_batch_figure(report, seq_len),
         "latency_seq": latency_seq_figure(report, batch_size),
     }
+    if has_checks(report):
+        figures["cell_fidelity"] = fidelity_figure(report)
     if is_generation(report):
         figures.update(ttft=ttft_figure(report, batch_size), tokens_per_s=tokens_per_s_figure(report, batch_size))
     else:

@@ -157,7 +157,8 @@ def merge_reports(chosen: list[dict], outcomes: dict[str, dict]) -> dict:
             results += [dict(row, hardware=target["id"]) for row in report.get("results") or []]
             recommended_by[target["id"]] = report.get("recommended")
         hardware.append(entry)
-    base.update(results=results, hardware=hardware, recommended_by_hardware=recommended_by)
+    # per batch size, the recommendation is each target's own (the first target's would read as everyone's)
+    base.update(results=results, hardware=hardware, recommended_by_hardware=recommended_by, recommended_by_batch={})
     base["settings"] = dict(base.get("settings") or {}, hardware=[t["id"] for t in chosen])
     return base
 

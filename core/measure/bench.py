@@ -65,8 +65,9 @@ def summarize(e2e_s: list[float], forward_s: list[float], batch_size: int, seq_l
 
 
 def time_loop(tokenize: Callable[[], tuple], forward: Callable[..., object], *, protocol: Protocol = Protocol(),
-              clock: Clock = time.perf_counter, sync: Callable[[], None] = lambda: None) -> tuple[list[float], list[float]]:
-    """Run warm-ups, then timed iterations; returns (end-to-end seconds, forward-only seconds) per iteration."""
+              clock: Clock = time.perf_counter, sync: Callable[[], None] = lambda: None, keep: list | None = None) -> tuple[list[float], list[float]]:
+    """Run warm-ups, then timed iterations; returns (end-to-end seconds, forward-only seconds) per iteration.
+    ``keep``: a list that receives (inputs, output) of the last timed call, for the cell's output check."""
     for _ in range(protocol.warmup):
         forward(*tokenize())
         sync()
@@ -76,7 +77,7 @@ def time_loop(tokenize: Callable[[], tuple], forward: Callable[..., object], *, 
         t0 = clock()
         inputs = tokenize()
         t1 = clock()
-        forward(*inputs)
+        output = forward(*inputs)
         sync()
         t2 = clock()
         e2e.append(t2 - t0)
@@ -86,6 +87,8 @@ def time_loop(tokenize: Callable[[], tuple], forward: Callable[..., object], *, 
             break
         if elapsed >= protocol.max_seconds and n >= min(3, protocol.min_iters):
             break
+    if keep is not None:
+        keep[:] = [(inputs, output)]   # held after timing: keeping it costs no time inside the loop
     return e2e, fwd
 
 
@@ -146,11 +149,21 @@ def make_tokenize(tokenizer, texts: list[str], seq_len: int) -> Callable[[], tup
 
 
 def measure_cell(variant, tokenizer, texts: list[str], batch_size: int, seq_len: int, *, protocol: Protocol = Protocol(),
-                 clock: Clock = time.perf_counter) -> LatencyCell:
+                 clock: Clock = time.perf_counter, keep: list | None = None) -> LatencyCell:
+    """One timed cell; ``keep`` receives ((input_ids, attention_mask), output) of its last timed call."""
     tokenize = make_tokenize(tokenizer, cell_texts(tokenizer, texts, batch_size, seq_len), seq_len)
     sync = getattr(variant, "sync", None) or (lambda: None)
-    e2e, fwd = time_loop(tokenize, variant, protocol=protocol, clock=clock, sync=sync)
+    e2e, fwd = time_loop(tokenize, variant, protocol=protocol, clock=clock, sync=sync, keep=keep)
     return summarize(e2e, fwd, batch_size, seq_len)
+
+
+def cell_output(variant, tokenizer, texts: list[str], batch_size: int, seq_len: int) -> tuple[tuple, object]:
+    """((input_ids, attention_mask), output) of one untimed call on a cell's inputs (the reference of an fp32 that
+    only gives quality)."""
+    inputs = make_tokenize(tokenizer, cell_texts(tokenizer, texts, batch_size, seq_len), seq_len)()
+    output = variant(*inputs)
+    (getattr(variant, "sync", None) or (lambda: None))()
+    return inputs, output
 
 
 def padding_fraction(batch_lengths: list[list[int]]) -> float:

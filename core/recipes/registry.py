@@ -8,6 +8,9 @@ and ``RUNTIMES``, ``core.charts.RECIPE_COLORS``) are filled from the families by
 
 from __future__ import annotations
 
+import importlib
+import os
+
 from ..errors import RecipeError
 from . import genai, llamacpp, onnxrt, openvino, pytorch, weight_only
 from .base import Recipe, VariantSpec, parse_spec
@@ -57,7 +60,23 @@ def install(families: list[Family]) -> None:
         table.update(values)
 
 
-install(FAMILIES)
+PLUGINS_VAR = "QLAB_PLUGIN_FAMILIES"   # comma-separated importable modules, each with a FAMILY, registered after the lab's own
+
+
+def plugin_families() -> list[Family]:
+    """The families of the modules named in ``QLAB_PLUGIN_FAMILIES`` (a runtime kept outside the lab's tree, or a
+    test's own family). Workers inherit the variable, so a plug-in's variants build and run there as well."""
+    out = []
+    for name in [n.strip() for n in os.environ.get(PLUGINS_VAR, "").split(",") if n.strip()]:
+        try:
+            family = importlib.import_module(name).FAMILY
+        except (ImportError, AttributeError) as err:
+            raise ImportError(f"{PLUGINS_VAR} names '{name}', which is not an importable module with a FAMILY ({err}).") from None
+        out.append(family)
+    return out
+
+
+install([*FAMILIES, *plugin_families()])
 
 
 def get_recipe(name: str) -> Recipe:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .fields import CSV_CHECK as C
 from .fields import CSV_GENERATION as G
 from .fields import MAX_TEXT, integer, known, num, plain_fields, spec, text
 
@@ -25,6 +26,21 @@ class LatencyCell:
     forward_p50_ms: float = spec(MS, unit="ms", csv=12, doc="median of the model call alone (no tokenization)")
     forward_mean_ms: float | None = spec(MS, unit="ms", default=None, doc="mean of the model call alone")
     iterations: int | None = spec(integer(0, 10**9, null=True), unit="runs", default=None, doc="timed runs")
+    # the cell's own outputs against fp32's on the same inputs (core.measure.cell_check); absent in older reports
+    out_cosine_mean: float | None = spec(num(-1, 1), csv=C, default=None, doc="embeddings: mean cosine to fp32's, on this cell's inputs")
+    out_cosine_min: float | None = spec(num(-1, 1), csv=C + 1, default=None, doc="embeddings: the lowest cosine to fp32's of the cell's texts")
+    out_agreement: float | None = spec(num(0, 1), csv=C + 2, default=None,
+                                       doc="classification: labels equal to fp32's; causal LMs: top-1 next tokens equal to fp32's")
+    out_max_logit_diff: float | None = spec(num(0, 1e15), csv=C + 3, default=None, doc="classification: the largest logit difference from fp32's")
+    out_kl_mean: float | None = spec(num(0, 1e6), unit="nats", csv=C + 4, default=None,
+                                     doc="causal LMs: mean KL divergence of fp32's next-token distribution from the variant's")
+    out_kl_max: float | None = spec(num(0, 1e6), unit="nats", csv=C + 5, default=None, doc="causal LMs: the largest of those")
+    out_wrong: bool | None = spec({"type": ["boolean", "null"]}, csv=C + 6, default=None,
+                                  doc="the cell's outputs break the quality budget (None: not checked, e.g. fp32 or an older report)")
+
+    @property
+    def checked(self) -> bool:
+        return any(getattr(self, k) is not None for k in ("out_cosine_mean", "out_agreement", "out_kl_mean"))
 
     @classmethod
     def from_dict(cls, d: dict) -> "LatencyCell":

@@ -8,11 +8,12 @@ import csv
 import io
 
 from .cells import GenerationCell, LatencyCell
-from .fields import CSV_FIXED, CSV_GENERATION, CSV_TAIL, csv_columns
+from .fields import CSV_CHECK, CSV_FIXED, CSV_GENERATION, CSV_TAIL, csv_columns
 from .results import Report, VariantResult, as_report
 
 CSV_COLUMNS = csv_columns(Report, VariantResult, LatencyCell, positions=range(CSV_FIXED, CSV_GENERATION))
 GENERATION_COLUMNS = csv_columns(GenerationCell, VariantResult, positions=range(CSV_GENERATION, CSV_TAIL))
+CHECK_COLUMNS = csv_columns(LatencyCell, positions=range(CSV_CHECK, CSV_CHECK + 100))   # each cell's outputs against fp32's
 TAIL_COLUMNS = csv_columns(VariantResult, positions=range(CSV_TAIL, CSV_TAIL + 100))
 
 REPORT_COLUMNS = csv_columns(Report, positions=range(CSV_FIXED, CSV_GENERATION))
@@ -38,7 +39,8 @@ def report_to_csv(report) -> str:
     qkeys = sorted({k for r in rep.results for k, v in r.quality.items() if isinstance(v, (int, float)) or v is None})
     out = io.StringIO()
     generation = GENERATION_COLUMNS if any(r.generation for r in rep.results) else []
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS + generation + qkeys + TAIL_COLUMNS, extrasaction="ignore")
+    checks = CHECK_COLUMNS if any(c.checked for r in rep.results for c in r.latency) else []
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS + generation + checks + qkeys + TAIL_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     for r in rep.results:
         base = {**{k: getattr(rep, k) for k in REPORT_COLUMNS}, **{k: getattr(r, k) for k in RESULT_COLUMNS},

@@ -7,7 +7,8 @@ callable ``(task, strict) -> fragment`` for entries that depend on the task or o
 for a field that has no entry of its own (it is checked as free extra info where the object allows extras).
 
 CSV positions: 0-99 the fixed columns, 100-199 the generation scenario's (present when a result has generation cells),
-then the task's quality metrics (sorted by name), then 1000+ (the error).
+200-299 the latency cells' output check against fp32 (present when a cell has one), then the task's quality metrics
+(sorted by name), then 1000+ (the error).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ EARLIEST, LATEST = 946684800.0, 4102444800.0   # 2000-01-01 .. 2100-01-01 (epoch
 VARIANT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,39}(:[a-z_][a-z0-9_]{0,31}=[A-Za-z0-9._-]{1,32}){0,8}$"
 RUN_ID_PATTERN = r"^[0-9a-f]{32}$"
 
-CSV_FIXED, CSV_GENERATION, CSV_TAIL = 0, 100, 1000
+CSV_FIXED, CSV_GENERATION, CSV_CHECK, CSV_TAIL = 0, 100, 200, 1000
 
 
 # -- JSON Schema fragments ----------------------------------------------------------------------------

@@ -200,6 +200,9 @@ class Report:
     recommended_by_hardware: dict = spec({"type": ["object", "null"], "maxProperties": MAX_TARGETS, "propertyNames": TARGET_ID,
                                           "additionalProperties": RECOMMENDED}, default_factory=dict,
                                          doc="target id -> the same shape as ``recommended``")
+    recommended_by_batch: dict = spec({"type": ["object", "null"], "maxProperties": 64, "propertyNames": {"pattern": "^[0-9]{1,6}$"},
+                                       "additionalProperties": RECOMMENDED}, default_factory=dict,
+                                      doc="batch size -> the variant to ship at that batch size (the same shape as ``recommended``)")
 
     def to_dict(self) -> dict:
         return plain_fields(self)

@@ -68,6 +68,7 @@ def format_table(report, batch_size: int | None = None) -> str:
     if unit == "ms":
         out.append(f"p50 = median end-to-end latency (tokenization included), geometric mean over seq lengths {seqs}; size = artifact on disk.")
     out += generation_lines(rep)
+    out += check_lines(rep)
     out += throughput_lines(rep, bs_rec)
     mem = [(r.variant, r.peak_rss_bytes, r.baseline_rss_bytes) for r in rep.results if not r.error and r.peak_rss_bytes]
     if mem:
@@ -80,11 +81,31 @@ def format_table(report, batch_size: int | None = None) -> str:
     out.append("")
     out.append(f"Recommended: {rec['variant']} - {rec['reason']}" if rec
                else "Recommended: none - " + (rep.settings.get("no_recommendation_reason") or "no variant stays within the quality budget."))
+    if len(rep.recommended_by_batch) > 1:   # the winner changes with the batch size a team deploys at
+        out.append("By batch size: " + "; ".join(f"batch {b}: {r['variant']}" for b, r in sorted(rep.recommended_by_batch.items(), key=lambda i: int(i[0]))))
     notes = [(r.variant, n) for r in rep.results for n in ([f"FAILED: {r.error}"] if r.error else []) + r.notes]
     if notes:
         out += ["", "Notes:"]
         out += [f"  {v}: {n}" for v, n in notes]
     return "\n".join(out)
+
+
+def check_lines(rep: Report) -> list[str]:
+    """Each timed cell's outputs against fp32's on the same inputs (core.measure.cell_check), one row per variant."""
+    checked = [r for r in rep.results if not r.error and any(c.checked for c in r.latency)]
+    if not checked:
+        return []
+    task = get_task(rep.task)
+    cells = sorted({(c.batch_size, c.seq_len) for r in checked for c in r.latency})
+    what = {"embedding": ("out_cosine_mean", "mean cosine", ".4f"), "classification": ("out_agreement", "label agreement", ".2f"),
+            "causal-lm": ("out_kl_mean", "mean KL divergence (nats)", ".4f")}.get(task.name, ("out_agreement", "agreement", ".2f"))
+    rows = []
+    for r in checked:
+        by = {(c.batch_size, c.seq_len): c for c in r.latency}
+        rows.append([r.variant] + [(_fmt(getattr(by[k], what[0]), what[2]) + (" WRONG" if by[k].out_wrong else "")) if k in by else "-" for k in cells])
+    headers = ["outputs vs fp32"] + [f"b={b} s={s}" for b, s in cells]
+    return ["", f"Each timed cell's outputs against fp32's on the same inputs ({what[1]}; WRONG: beyond the quality budget):",
+            _render(headers, rows, set(range(1, len(headers)))), ""]
 
 
 def generation_lines(rep: Report) -> list[str]:
@@ -101,4 +122,4 @@ def generation_lines(rep: Report) -> list[str]:
     new = rep.settings.get("new_tokens")
     return ["", f"Generation (greedy{f', {new} new tokens' if new else ''}): TTFT = prompt tokenized and prefilled, first token chosen; "
                 "ms/token = each further token; tokens/s = generated tokens / whole generation time; agree = greedy tokens equal to fp32's.",
-            _render(headers, rows, set(range(1, len(headers))))]
+            _render(headers, rows, set(range(1, len(headers)))), ""]

@@ -9,18 +9,30 @@ from .base import Scenario, SpeedWords
 
 
 def measure(job: dict, variant, tokenizer, channel) -> dict:
-    """Every latency cell, then the whole sample's throughput; nothing when the worker only gives quality."""
-    if job.get("quality_only"):
-        return {}
-    from ..measure import bench
+    """Every latency cell, each with its outputs checked against fp32's for the same inputs (core.measure.cell_check),
+    then the whole sample's throughput; an fp32 that only gives quality computes each cell's reference outputs once."""
+    from ..measure import bench, cell_check
+    from ..tasks import get_task
 
+    task = get_task(job["source"]["task"])
     texts = json.loads(Path(job["dataset"]).read_text(encoding="utf-8"))["texts"]
-    protocol = bench.Protocol(**job.get("protocol", {}))
     cells = [(b, s) for b in job["batch_sizes"] for s in job["seq_lengths"]]
+    if job.get("quality_only"):
+        for k, (b, s) in enumerate(cells):
+            channel.progress("latency", k / len(cells), f"fp32's outputs at batch {b} x seq {s} (the reference of every cell)")
+            (_, mask), output = bench.cell_output(variant, tokenizer, texts, b, s)
+            cell_check.check_cell(task, job, b, s, output, mask)
+        return {}
+    protocol = bench.Protocol(**job.get("protocol", {}))
     latency = []
     for k, (b, s) in enumerate(cells):
         channel.progress("latency", k / (len(cells) + 2), f"latency batch {b} x seq {s}")
-        latency.append(bench.measure_cell(variant, tokenizer, texts, b, s, protocol=protocol).to_dict())
+        kept: list = []
+        cell = bench.measure_cell(variant, tokenizer, texts, b, s, protocol=protocol, keep=kept).to_dict()
+        (_, mask), output = kept[0]
+        cell.update(cell_check.check_cell(task, job, b, s, output, mask))
+        del kept, output
+        latency.append(cell)
     bs = min(int(job.get("throughput_batch_size") or job["recommend_batch_size"]), len(texts))
     message = f"whole-dataset throughput (sorted and unsorted alternated, batch {bs})"
     channel.progress("latency", len(cells) / (len(cells) + 2), message)

@@ -131,6 +131,11 @@ class Task:
         """(within budget?, words); None when the metric is missing."""
         raise NotImplementedError
 
+    def cell_verdict(self, cell, limit: float) -> tuple[bool | None, str]:
+        """(within budget?, words such as 'cosine 0.836') of one latency cell's outputs against fp32's on the same
+        inputs (the ``out_*`` fields of core.reporting.cells.LatencyCell); None when the cell was not checked."""
+        return None, "not checked"
+
     def budget_line(self, limit: float, ref, percent: bool) -> tuple[float, str] | None:
         """The budget as a value on the chart's quality axis and in words, or None (``ref``: fp32's primary metric)."""
         raise NotImplementedError

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .base import Axis, Budget, Column, Task, signed
@@ -34,6 +35,14 @@ class CausalLMTask(Task):
         inc = (ppl / ref - 1.0) * 100.0
         ok = inc <= limit + 1e-9
         return ok, f"perplexity {ppl:.3f} ({signed(inc, 1)}% vs fp32's {ref:.3f}), {'within' if ok else 'beyond'} the {limit:g}% budget"
+
+    def cell_verdict(self, cell, limit):
+        """The cell's mean KL divergence from fp32's next-token distributions against the perplexity budget: a mean KL
+        of ln(1 + budget) nats is the cross-entropy a budget-sized perplexity increase adds on fp32's own predictions."""
+        kl = getattr(cell, "out_kl_mean", None)
+        if kl is None:
+            return None, "not checked"
+        return kl <= math.log1p(limit / 100.0) + 1e-12, f"KL {kl:.4f} nats"
 
     def budget_line(self, limit, ref, percent):
         if not ref:

@@ -40,6 +40,14 @@ class ClassificationTask(Task):
         change = f"accuracy {acc * 100:.1f}% ({signed(-drop, 1)} pt vs fp32's {ref * 100:.1f}%)"
         return ok, f"{change}, {'within' if ok else 'beyond'} the {limit:g} pt budget"
 
+    def cell_verdict(self, cell, limit):
+        """Labels that differ from fp32's on the cell's own texts, in points, against the accuracy-drop budget: a
+        changed label can cost at most that much accuracy."""
+        agree = getattr(cell, "out_agreement", None)
+        if agree is None:
+            return None, "not checked"
+        return (1.0 - agree) * 100.0 <= limit + 1e-9, f"label agreement {agree * 100:.0f}%"
+
     def budget_line(self, limit, ref, percent):
         if ref is None:
             return None

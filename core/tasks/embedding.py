@@ -39,6 +39,13 @@ class EmbeddingTask(Task):
         ok = cos >= limit - 1e-12
         return ok, f"cosine fidelity {cos:.4f} {'>=' if ok else '<'} {limit:g}"
 
+    def cell_verdict(self, cell, limit):
+        """The cell's mean cosine to fp32's against the cosine budget (its lowest cosine is reported beside it)."""
+        cos = getattr(cell, "out_cosine_mean", None)
+        if cos is None:
+            return None, "not checked"
+        return cos >= limit - 1e-12, f"cosine {cos:.3f}"
+
     def budget_line(self, limit, ref, percent):
         value = float(limit)
         return value, f"cosine ≥ {value:g}"

@@ -1,0 +1,97 @@
+"""Each timed cell's outputs against fp32's on the same inputs (core/measure/cell_check.py), drawn beside the latency
+charts: the check's figure against sequence length, one line per variant and batch size, the budget as a line, and
+cells whose outputs break it as red crosses. ``wrong_markers`` adds the same crosses to any latency chart."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from ..report_access import batch_sizes, is_reference, ok_results, seq_lengths
+from ..tasks import EMBEDDING, find_task
+from .common import empty_figure, legend_below, legend_name, report_colors, style_figure, variant_marker
+
+WRONG_COLOR = "#d40000"
+# per task: the cell field drawn, its axis title, whether higher is better, and the budget on that axis from the task's budget
+MEASURES = {
+    "embedding": ("out_cosine_mean", "Mean cosine to fp32 on the cell's inputs (higher is better)", lambda b: float(b)),
+    "classification": ("out_agreement", "Labels equal to fp32's on the cell's inputs (higher is better)", lambda b: 1.0 - float(b) / 100.0),
+    "causal-lm": ("out_kl_mean", "Mean KL divergence from fp32, nats (lower is better)", None),
+}
+
+
+def _measure(report: dict):
+    task = find_task(report.get("task"), default=EMBEDDING)
+    return task, MEASURES.get(task.name, MEASURES["embedding"])
+
+
+def has_checks(report: dict) -> bool:
+    field = _measure(report)[1][0]
+    return any(c.get(field) is not None for r in ok_results(report) for c in r.get("latency") or [])
+
+
+def fidelity_figure(report: dict, budget: float | None = None) -> go.Figure:
+    """The check's figure against sequence length per variant (solid: the smallest batch size, dashed: the others)."""
+    import math
+
+    task, (field, axis, on_axis) = _measure(report)
+    title = "Outputs against fp32 at every timed shape"
+    if not has_checks(report):
+        return empty_figure(title, "This report has no per-cell output checks (measured before the lab checked them).")
+    colors = report_colors(report)
+    fig = go.Figure()
+    batches = batch_sizes(report)
+    for r in ok_results(report):
+        if is_reference(r["variant"]):
+            continue
+        for k, b in enumerate(batches):
+            pts = sorted((c for c in r.get("latency") or [] if c.get("batch_size") == b and c.get(field) is not None), key=lambda c: c["seq_len"])
+            if not pts:
+                continue
+            name, color = r["variant"], colors[r["variant"]]
+            fig.add_trace(go.Scatter(
+                x=[c["seq_len"] for c in pts], y=[c[field] for c in pts], mode="lines+markers", name=f"{legend_name(name)} · batch {b}",
+                line=dict(color=color, width=2.5, dash="solid" if k == 0 else "dash"), marker=variant_marker(name, color, 9),
+                hovertemplate=f"<b>{name}</b> batch {b}<br>%{{x}} tokens<br>%{{y:.4f}}<extra></extra>"))
+            wrong = [c for c in pts if _wrong(task, c, budget)]
+            if wrong:
+                fig.add_trace(go.Scatter(x=[c["seq_len"] for c in wrong], y=[c[field] for c in wrong], mode="markers", showlegend=False,
+                                         marker=dict(symbol="x-thin", size=18, line=dict(width=4, color=WRONG_COLOR)),
+                                         hovertemplate=f"<b>{name}</b> batch {b}: outputs wrong at %{{x}} tokens<extra></extra>"))
+    fig = style_figure(fig, title, "Sequence length (tokens)", axis)
+    limit = None
+    if budget is not None:
+        limit = on_axis(budget) if on_axis else math.log1p(float(budget) / 100.0)
+        fig.add_hline(y=limit, line=dict(color=WRONG_COLOR, dash="dot", width=1.5),
+                      annotation_text=f"budget ({task.budget.words(budget)})", annotation_position="bottom right")
+    fig.update_layout(title_subtitle_text="each cell's own inputs, the very ones it was timed on · red ✕: outputs beyond the budget",
+                      title_subtitle_font=dict(size=12, color="#777"))
+    xs = seq_lengths(report)
+    fig.update_xaxes(tickvals=xs, ticktext=[str(x) for x in xs])
+    legend_below(fig)
+    return fig
+
+
+def _wrong(task, cell: dict, budget: float | None) -> bool:
+    """Whether a cell's outputs break ``budget`` (the run's own verdict when no budget is given)."""
+    if budget is None:
+        return bool(cell.get("out_wrong"))
+    from ..reporting.cells import LatencyCell
+
+    ok, _ = task.cell_verdict(LatencyCell.from_dict(cell), float(budget))
+    return ok is False
+
+
+def wrong_markers(fig: go.Figure, report: dict, *, vary: str, fixed_value, speed_of) -> None:
+    """Red crosses on a latency chart at the cells whose outputs break the budget (``speed_of(cell)``: its y value)."""
+    fixed = "seq_len" if vary == "batch_size" else "batch_size"
+    xs, ys, names = [], [], []
+    for r in ok_results(report):
+        for c in r.get("latency") or []:
+            if c.get("out_wrong") and c.get(fixed) == fixed_value and speed_of(c) is not None:
+                xs.append(c[vary])
+                ys.append(speed_of(c))
+                names.append(r["variant"])
+    if xs:
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name="outputs wrong here", customdata=names,
+                                 marker=dict(symbol="x-thin", size=20, line=dict(width=4, color=WRONG_COLOR)),
+                                 hovertemplate="<b>%{customdata}</b>: outputs wrong at this shape<extra></extra>", legendrank=2000))

@@ -1,0 +1,91 @@
+"""Every timed cell checks its own outputs: the outputs of a latency cell's last timed call, compared with fp32's
+outputs for the very same inputs (issue 27).
+
+Speed is timed on inputs of exactly the swept shape (batch size x sequence length) and quality is measured on the
+data's natural lengths; a variant whose outputs go wrong at one shape (OpenVINO's bf16 default on AMX breaks MiniLM's
+int8 graph at exactly 32 tokens) would pass unseen. So the latency scenario keeps one output of every timed cell (no
+extra forward pass: the last timed call's), reduces it to what the task compares, and
+
+* in the fp32 worker, saves it beside the job (``<ref_dir>/cells/b<batch>_s<seq>.npy``), the reference for the
+  others (an fp32 that was not asked for runs each cell once, untimed, to give it);
+* in every other worker, compares it with fp32's and puts the figures on the cell.
+
+What is kept and compared, by task:
+
+* embeddings: the sentence vectors (mean-pooled, L2-normalised) -> ``out_cosine_mean``, ``out_cosine_min``;
+* classification: the logits -> ``out_agreement`` (share of labels equal to fp32's), ``out_max_logit_diff``;
+* causal LMs: the next-token log-probabilities at up to ``MAX_LM_POSITIONS`` positions of the cell, spread evenly
+  over its rows and tokens -> ``out_kl_mean``, ``out_kl_max`` (KL(fp32 || variant) in nats) and ``out_agreement``
+  (top-1 next token equal to fp32's).
+
+Whether a cell's figures break the quality budget is decided by the engine once the budget is known
+(``Task.cell_verdict``), so a saved report can be re-judged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .metrics import mean_pool, row_cosine
+
+MAX_LM_POSITIONS = 64       # next-token distributions kept per cell (each is a vocabulary of floats)
+FIELDS = ("out_cosine_mean", "out_cosine_min", "out_agreement", "out_max_logit_diff", "out_kl_mean", "out_kl_max")
+
+
+def reduce(task, output, attention_mask) -> np.ndarray:
+    """What ``task`` compares of a cell's raw output (see the module docstring), as float32."""
+    if task.pooled:
+        return mean_pool(output, attention_mask)
+    out = np.asarray(output, dtype=np.float32)
+    if not task.generates:
+        return out
+    mask = np.asarray(attention_mask).astype(bool)
+    rows, cols = np.nonzero(mask)
+    pick = np.unique(np.linspace(0, len(rows) - 1, num=min(MAX_LM_POSITIONS, len(rows))).round().astype(np.int64)) if len(rows) else []
+    logits = out[rows[pick], cols[pick]].astype(np.float64)
+    return log_softmax(logits).astype(np.float32)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def kl_divergence(ref_logp: np.ndarray, var_logp: np.ndarray) -> np.ndarray:
+    """KL(fp32 || variant) of each row of log-probabilities, in nats (what ``llama-perplexity --kl-divergence`` reports)."""
+    ref_logp, var_logp = np.asarray(ref_logp, dtype=np.float64), np.asarray(var_logp, dtype=np.float64)
+    return np.maximum(0.0, (np.exp(ref_logp) * (ref_logp - var_logp)).sum(axis=-1))
+
+
+def compare(task, reduced: np.ndarray, reference: np.ndarray) -> dict:
+    """The cell's figures against fp32's (the fields of ``FIELDS`` that apply to ``task``)."""
+    if reduced.shape != reference.shape:
+        raise ValueError(f"cell outputs of shape {reduced.shape} cannot be compared with fp32's {reference.shape}")
+    if task.pooled:
+        cos = row_cosine(reduced, reference)
+        return {"out_cosine_mean": float(cos.mean()), "out_cosine_min": float(cos.min())}
+    same = reduced.argmax(axis=-1) == reference.argmax(axis=-1)
+    if task.generates:
+        kl = kl_divergence(reference, reduced)
+        return {"out_kl_mean": float(kl.mean()), "out_kl_max": float(kl.max()), "out_agreement": float(same.mean())}
+    return {"out_agreement": float(same.mean()), "out_max_logit_diff": float(np.abs(reduced.astype(np.float64) - reference).max())}
+
+
+def reference_path(ref_dir, batch_size: int, seq_len: int) -> Path:
+    folder = Path(ref_dir) / "cells"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"b{batch_size}_s{seq_len}.npy"
+
+
+def check_cell(task, job: dict, batch_size: int, seq_len: int, output, attention_mask) -> dict:
+    """Save (fp32) or compare (any other variant) one cell's output; returns the figures to put on the cell ({} for fp32)."""
+    reduced = reduce(task, output, attention_mask)
+    path = reference_path(job["ref_dir"], batch_size, seq_len)
+    if job.get("reference"):
+        np.save(path, reduced, allow_pickle=False)
+        return {}
+    if not path.is_file():
+        return {}   # fp32 gave no outputs for this cell (it failed): nothing to compare with
+    return compare(task, reduced, np.load(path, allow_pickle=False))

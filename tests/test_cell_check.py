@@ -1,0 +1,112 @@
+"""Every timed cell checks its own outputs against fp32's for the same inputs (core/measure/cell_check.py, issue 27).
+
+The figures are checked against an independent computation (torch's own softmax and KL), the engine is run for real
+with a test-only family whose outputs go wrong at one sequence length (tests/faulty_family, registered through
+QLAB_PLUGIN_FAMILIES so the workers have it), and on a CPU with AMX with OpenVINO's bf16 precision on MiniLM's int8
+graph, the real runtime fault the check was built for. Tiny random models check code paths only.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from core.measure import cell_check
+from core.tasks import get_task
+
+QUICK = {"warmup": 1, "min_iters": 3, "min_seconds": 0.02, "max_seconds": 0.5}
+
+
+def test_kl_and_agreement_agree_with_torch():
+    import torch
+
+    rng = np.random.default_rng(0)
+    ref, var = rng.normal(size=(2, 12, 50)).astype(np.float32), rng.normal(size=(2, 12, 50)).astype(np.float32)
+    mask = np.ones((2, 12), dtype=np.int64)
+    task = get_task("causal-lm")
+    got = cell_check.compare(task, cell_check.reduce(task, var, mask), cell_check.reduce(task, ref, mask))
+    p_ref, p_var = torch.log_softmax(torch.from_numpy(ref).double(), -1), torch.log_softmax(torch.from_numpy(var).double(), -1)
+    kl = torch.nn.functional.kl_div(p_var, p_ref, log_target=True, reduction="none").sum(-1)   # KL(ref || var) per position
+    assert got["out_kl_mean"] == pytest.approx(float(kl.mean()), rel=1e-5) and got["out_kl_max"] == pytest.approx(float(kl.max()), rel=1e-5)
+    assert got["out_agreement"] == pytest.approx(float((ref.argmax(-1) == var.argmax(-1)).mean()))
+    same = cell_check.compare(task, cell_check.reduce(task, ref, mask), cell_check.reduce(task, ref, mask))
+    assert same["out_kl_mean"] == pytest.approx(0.0, abs=1e-9) and same["out_agreement"] == 1.0
+
+
+def test_a_long_cell_keeps_at_most_64_positions_spread_over_its_rows():
+    task = get_task("causal-lm")
+    logits = np.zeros((8, 128, 5), dtype=np.float32)
+    logits[:, :, 0] = np.arange(8)[:, None] * 1000 + np.arange(128)[None, :]   # position code in the logits
+    kept = cell_check.reduce(task, logits, np.ones((8, 128), dtype=np.int64))
+    assert kept.shape == (64, 5) and np.allclose(np.exp(kept).sum(-1), 1.0)
+    emb = get_task("embedding")
+    hidden = np.random.default_rng(1).normal(size=(3, 7, 4))
+    assert cell_check.compare(emb, cell_check.reduce(emb, hidden, np.ones((3, 7))), cell_check.reduce(emb, hidden, np.ones((3, 7))))["out_cosine_min"] \
+        == pytest.approx(1.0)
+    cls = get_task("classification")
+    a, b = np.array([[1.0, 2.0], [3.0, 0.0]]), np.array([[1.5, 2.0], [0.0, 3.0]])
+    assert cell_check.compare(cls, a, b) == {"out_agreement": 0.5, "out_max_logit_diff": 3.0}
+
+
+@pytest.fixture()
+def faulty(monkeypatch):
+    from core.recipes import registry
+
+    import os
+    from pathlib import Path
+
+    monkeypatch.setenv(registry.PLUGINS_VAR, "faulty_family")
+    here = str(Path(__file__).resolve().parent)   # the workers import the plug-in from tests/
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
+    registry.install([*registry.FAMILIES, *registry.plugin_families()])
+    yield
+    registry.install(registry.FAMILIES)
+
+
+@pytest.mark.parametrize("task", ["embedding", "classification", "causal-lm"])
+def test_a_variant_wrong_at_one_timed_shape_is_marked_and_never_recommended_there(task, faulty, tiny_embedder_dir, tiny_classifier_dir,
+                                                                                    tiny_gpt2_dir, tmp_path):
+    from core.evaluate import EvalConfig, run_evaluation
+    from core.recommend import recommend
+    from core.reporting.csv_export import report_to_csv
+    from core.reporting.table import format_table
+
+    model = {"embedding": tiny_embedder_dir, "classification": tiny_classifier_dir, "causal-lm": tiny_gpt2_dir}[task]
+    extra = {}
+    if task == "classification":
+        data = tmp_path / "reviews.csv"
+        data.write_text("text,label\n" + "\n".join(f"{t},{lab}" for t, lab in [("great film", "pos"), ("awful plot", "neg"), ("it was fine", "neu")] * 4))
+        extra["data"] = str(data)
+    if task == "causal-lm":
+        data = tmp_path / "lm.txt"
+        data.write_text("Quantization maps floating point numbers onto a few integer levels. " * 12)
+        extra.update(data=str(data), max_length=32)
+    report = run_evaluation(EvalConfig(task=task, model=str(model), variants=["fp32", "faulty-fp32:at=16"], batch_sizes=[1, 2], seq_lengths=[8, 16],
+                                       protocol=QUICK, **extra))
+    fp32, bad = report["results"]
+    assert not bad.get("error"), bad.get("error")
+    cells = {(c["batch_size"], c["seq_len"]): c for c in bad["latency"]}
+    assert all(c.get("out_wrong") is None for c in fp32["latency"])   # fp32 is the reference: not checked against itself
+    for (b, s), c in cells.items():
+        assert c["out_wrong"] is (s == 16), (b, s, c)
+    field = {"embedding": "out_cosine_mean", "classification": "out_agreement", "causal-lm": "out_kl_mean"}[task]
+    good = cells[(1, 8)][field]
+    assert good == pytest.approx(0.0 if task == "causal-lm" else 1.0, abs=1e-4)   # fp32's own outputs at 8 tokens
+    assert any("Outputs are wrong at 16 tokens, batch 1, 2" in n for n in bad["notes"]), bad["notes"]
+    assert "out_wrong" in report_to_csv(report).splitlines()[0] and "WRONG" in format_table(report)
+
+    # made the fastest by far, it is still passed over at every batch size, with the shape in the reason
+    faster = copy.deepcopy(report)
+    for c in faster["results"][1]["latency"]:
+        c["p50_ms"] = c["p90_ms"] = c["p50_ms"] / 10
+    for b in (1, 2):
+        rec = recommend(faster["results"], task, None, b, reference_quality=report["reference"]["quality"])
+        assert rec["variant"] == "fp32" and "outputs are wrong at 16 tokens" in rec["reason"], rec
+    at_8_only = copy.deepcopy(faster)   # only its 8-token cells: within budget there, so it is recommended
+    at_8_only["results"][1]["latency"] = [c for c in at_8_only["results"][1]["latency"] if c["seq_len"] == 8]
+    at_8_only["results"][0]["latency"] = [c for c in at_8_only["results"][0]["latency"] if c["seq_len"] == 8]
+    if task != "classification" or recommend(at_8_only["results"], task, None, 1, reference_quality=report["reference"]["quality"]):
+        rec = recommend(at_8_only["results"], task, {"max_accuracy_drop": 100.0}, 1, reference_quality=report["reference"]["quality"])
+        assert rec["variant"] == "faulty-fp32:at=16", rec
