@@ -52,10 +52,10 @@ def test_a_long_cell_keeps_at_most_64_positions_spread_over_its_rows():
 
 @pytest.fixture()
 def faulty(monkeypatch):
-    from core.recipes import registry
-
     import os
     from pathlib import Path
+
+    from core.recipes import registry
 
     monkeypatch.setenv(registry.PLUGINS_VAR, "faulty_family")
     here = str(Path(__file__).resolve().parent)   # the workers import the plug-in from tests/
