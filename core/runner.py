@@ -167,12 +167,39 @@ def compute_quality(job: dict, variant, tokenizer, channel: Channel) -> dict:
         variant.sync()
         return out
 
-    scores = metrics.causal_lm_scores(run, ids, job["context"], job["stride"], keep_predictions=True)
+    from .measure import kl_stats
+
+    collect = kl_stats.ReferenceWriter(ref_dir) if is_ref else kl_stats.Comparer(ref_dir)   # the llama.cpp KL statistics
+    scores = metrics.causal_lm_scores(run, ids, job["context"], job["stride"], keep_predictions=True, on_logp=collect)
     pred = scores.pop("predictions")
+    if is_ref:
+        collect.save()
+    else:
+        scores.update(collect.stats())
     if is_ref:
         np.save(ref_dir / "next_tokens.npy", pred, allow_pickle=False)
     scores["top1_agreement"] = metrics.top1_agreement(pred, np.load(ref_dir / "next_tokens.npy", allow_pickle=False))
     return scores
+
+
+def calibration_notes(job: dict, label: str, tokenizer) -> list[str]:
+    """For a calibrated variant: the token lengths it was calibrated on, and the timed lengths beyond them (static
+    int8's activation ranges were never seen there: the per-cell output check says whether that mattered)."""
+    from .calibration import default_texts
+    from .recipes import resolve
+
+    if not resolve(label)[0].calibrated:
+        return []
+    texts = job.get("calibration_texts") or default_texts(job["source"]["task"])
+    if not texts:
+        return []
+    lengths = sorted(len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=job["max_length"])["input_ids"])
+    note = f"Calibrated on {len(lengths)} texts of {lengths[0]}-{lengths[-1]} tokens (median {lengths[len(lengths) // 2]})"
+    beyond = sorted(s for s in job.get("seq_lengths") or [] if s > lengths[-1])
+    if beyond:
+        note += (f"; timed at {', '.join(map(str, beyond))} tokens, beyond every calibration text: the per-cell output check below "
+                 "says whether that mattered")
+    return [note + "."]
 
 
 def run_job(job: dict, channel: Channel) -> dict:
@@ -246,6 +273,7 @@ def run_job(job: dict, channel: Channel) -> dict:
         # the libraries of every variant of the run (their families' declarations), so each worker reports the same set
         "environment": environment(threads or torch.get_num_threads(), job["device"], library_versions(job.get("run_variants") or [label])),
     }
+    result["notes"] += calibration_notes(job, label, tokenizer)
     channel.progress("quality", 0.0, f"quality of {label} on {job['data_name']}")
     result["quality"] = compute_quality(job, variant, tokenizer, channel)
 

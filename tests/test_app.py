@@ -357,7 +357,9 @@ def test_run_compare_and_share(finished):
     at.switch_page("pages/compare.py").run()
     no_exceptions(at)
     charts = at.get("plotly_chart")
-    assert len(charts) == 5, len(charts)
+    assert len(charts) == 6, len(charts)   # the five measurement charts and each timed cell's outputs against fp32's
+    verdicts = texts(at.success) + texts(at.error)   # each timed cell's outputs judged, in words either way
+    assert any("Every timed cell's outputs stay within the budget" in s or "Its latency there timed wrong outputs" in s for s in verdicts), verdicts
     table = at.dataframe[0].value
     assert list(table["variant"]) == ["fp32", "dynamic-int8"]
     words = table[table["variant"] == "dynamic-int8"]["against fp32"].iloc[0]
@@ -401,7 +403,7 @@ def test_history_exports_and_link(finished):
     other.query_params["run"] = run_id
     other.run()
     no_exceptions(other)
-    assert texts(other.title) == ["Compare"] and len(other.get("plotly_chart")) == 5
+    assert texts(other.title) == ["Compare"] and len(other.get("plotly_chart")) == 6
 
 
 def test_bad_run_link_is_one_line():

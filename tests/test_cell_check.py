@@ -110,3 +110,38 @@ def test_a_variant_wrong_at_one_timed_shape_is_marked_and_never_recommended_ther
     if task != "classification" or recommend(at_8_only["results"], task, None, 1, reference_quality=report["reference"]["quality"]):
         rec = recommend(at_8_only["results"], task, {"max_accuracy_drop": 100.0}, 1, reference_quality=report["reference"]["quality"])
         assert rec["variant"] == "faulty-fp32:at=16", rec
+
+
+def test_llama_cpp_kl_statistics_agree_with_numpy_on_the_same_logits(tiny_gpt2_dir, tmp_path):
+    """The report's KL statistics over the perplexity windows equal plain numpy on fp32's and the variant's logits of the
+    same window (a text that fits one window, so every scored token is in it)."""
+    from transformers import AutoTokenizer
+
+    from core.evaluate import EvalConfig, run_evaluation
+    from core.sources import resolve
+    from core.variants import get_variant
+
+    text = "Quantization maps floating point numbers onto a few integer levels, and the model still works."
+    data = tmp_path / "lm.txt"
+    data.write_text(text)
+    report = run_evaluation(EvalConfig(task="causal-lm", model=str(tiny_gpt2_dir), variants=["fp32", "absmax-int4"], data=str(data),
+                                       batch_sizes=[1], seq_lengths=[8], max_length=64, protocol=QUICK))
+    q = report["results"][1]["quality"]
+    ids = np.asarray(AutoTokenizer.from_pretrained(str(tiny_gpt2_dir))(text, add_special_tokens=False)["input_ids"], dtype=np.int64)[None]
+    source = resolve(str(tiny_gpt2_dir), "causal-lm")
+    logits = {v: np.asarray(get_variant(source, v).variant(ids, np.ones_like(ids)), dtype=np.float64)[0, :-1] for v in ("fp32", "absmax-int4")}
+
+    def logp(x):
+        x = x - x.max(-1, keepdims=True)
+        return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+    ref, var = logp(logits["fp32"]), logp(logits["absmax-int4"])
+    kl = (np.exp(ref) * (ref - var)).sum(-1)
+    target = ids[0, 1:]
+    dp = np.exp(var[np.arange(len(target)), target]) - np.exp(ref[np.arange(len(target)), target])
+    assert q["kl_tokens"] == len(target)
+    assert q["kl_mean"] == pytest.approx(kl.mean(), rel=1e-3, abs=1e-7) and q["kl_max"] == pytest.approx(kl.max(), rel=1e-3, abs=1e-7)
+    assert q["kl_p99"] == pytest.approx(np.percentile(kl, 99), rel=1e-3, abs=1e-7)
+    assert q["dp_mean"] == pytest.approx(dp.mean(), abs=1e-5) and q["dp_rms"] == pytest.approx(np.sqrt((dp ** 2).mean()), abs=1e-5)
+    assert q["top1_agreement"] == pytest.approx(float((ref.argmax(-1) == var.argmax(-1)).mean()))
+    assert q["kl_mean"] > 0   # 4-bit weights do change the distributions

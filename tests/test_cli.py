@@ -105,7 +105,11 @@ def test_evaluate_minilm_end_to_end(cli, tmp_path):
                     "Stocks fell sharply on Monday.,Markets dropped at the start of the week.,4.2\n"
                     "She is cooking pasta.,The train leaves at noon.,0.1\n"
                     "The child reads a book.,A kid is reading.,4.0\n"
-                    "It is raining heavily.,The weather is sunny and warm.,1.0\n")
+                    "It is raining heavily.,The weather is sunny and warm.,1.0\n"
+                    "He drives to work.,He commutes by car.,4.5\n"
+                    "The soup is too salty.,Quantum computers use qubits.,0.0\n"
+                    "Two birds sit on a wire.,Birds are perched on a line.,4.4\n"
+                    "The museum is closed today.,The museum opens at nine.,2.5\n")   # 10 scored pairs: the fewest a Spearman is reported for
     out, out_csv = tmp_path / "report.json", tmp_path / "report.csv"
     proc = cli("evaluate", "--task", "embedding", "--model", "minilm", "--variants", "fp32,onnx-int8", "--data", str(data),
                "--batch-sizes", "1,4", "--seq-lengths", "16", "--threads", "2", "--warmup", "1", "--min-iters", "3", "--min-seconds", "0",
@@ -121,7 +125,7 @@ def test_evaluate_minilm_end_to_end(cli, tmp_path):
     assert "Recommended: " in proc.stdout and f"Report: {out}" in proc.stdout
     # the report
     rep = report_from_json(out.read_text())
-    assert rep.task == "embedding" and rep.model == "minilm" and rep.data == {**rep.data, "name": "pairs.csv", "rows": 6}
+    assert rep.task == "embedding" and rep.model == "minilm" and rep.data == {**rep.data, "name": "pairs.csv", "rows": 10}
     assert rep.environment["threads"] == 2 and rep.settings["batch_sizes"] == [1, 4]
     fp32, q = rep.result("fp32"), rep.result("onnx-int8")
     assert fp32.quality["cosine_fidelity"] == pytest.approx(1.0) and fp32.quality["retrieval_agreement"] == 1.0
@@ -135,10 +139,10 @@ def test_evaluate_minilm_end_to_end(cli, tmp_path):
     assert dt["batch_size"] == 4 and rep.settings["throughput_batch_size"] == 4
     for mode in ("sorted", "unsorted"):
         m = dt[mode]
-        assert m["passes"] == 3 and m["texts"] == 12 and m["batches"] == 3
+        assert m["passes"] == 3 and m["texts"] == 20 and m["batches"] == 5   # 10 pairs: 20 sentences
         assert 0 < m["texts_per_s_min"] <= m["texts_per_s"] <= m["texts_per_s_max"]
     assert 0 <= dt["sorted"]["padding_fraction"] < dt["unsorted"]["padding_fraction"] < 1
-    assert "Whole dataset (12 texts) at batch 4, texts/s sorted by length / in data order, median [min-max] over 3 alternated passes per mode:" in proc.stdout
+    assert "Whole dataset (20 texts) at batch 4, texts/s sorted by length / in data order, median [min-max] over 3 alternated passes per mode:" in proc.stdout
     assert f"padding {dt['unsorted']['padding_fraction']:.0%} of tokens unsorted -> {dt['sorted']['padding_fraction']:.0%} sorted" in proc.stdout
     assert any("Fused operators" in n for n in q.notes)
     assert rep.recommended["variant"] in ("fp32", "onnx-int8") and rep.recommended["batch_size"] == 1 and rep.recommended["reason"]

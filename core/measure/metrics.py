@@ -99,14 +99,33 @@ def pair_cosines(emb: np.ndarray, n_pairs: int) -> np.ndarray:
     return row_cosine(emb[:n_pairs], emb[n_pairs:2 * n_pairs])
 
 
+MIN_STS_PAIRS = 10          # below this many scored pairs a Spearman correlation is not reported (two pairs give +-1.0)
+MAX_SIMILARITY_ROWS = 2000  # pairwise-similarity Spearman over at most this many texts (2000 x 1999 / 2 = 2M pairs)
+
+
+def similarity_spearman(emb: np.ndarray, ref_emb: np.ndarray) -> float | None:
+    """Spearman correlation of all pairwise cosine similarities, the variant's against fp32's: no labels needed, and it
+    catches a reordering of neighbours that a mean cosine hides (over the first MAX_SIMILARITY_ROWS texts)."""
+    a, b = (np.asarray(x[:MAX_SIMILARITY_ROWS], dtype=np.float64) for x in (emb, ref_emb))
+    if len(a) < 3:
+        return None
+    a = a / np.clip(np.linalg.norm(a, axis=1, keepdims=True), EPS, None)
+    b = b / np.clip(np.linalg.norm(b, axis=1, keepdims=True), EPS, None)
+    upper = np.triu_indices(len(a), k=1)
+    return spearman((a @ a.T)[upper], (b @ b.T)[upper])
+
+
 def embedding_quality(emb: np.ndarray, ref_emb: np.ndarray, scores: list[float] | None = None, k: int = 5) -> dict:
     out = {
         "cosine_fidelity": cosine_fidelity(emb, ref_emb),
         "cosine_min": float(row_cosine(emb, ref_emb).min()),
         "retrieval_agreement": retrieval_agreement(emb, ref_emb, k),
         "retrieval_k": retrieval_k(len(ref_emb), k),
+        "similarity_spearman": similarity_spearman(emb, ref_emb),
     }
     if scores:
+        out["sts_pairs"] = len(scores)
+    if scores and len(scores) >= MIN_STS_PAIRS:   # fewer: a rank correlation of a handful of pairs means nothing
         n = len(scores)
         out["spearman"] = spearman(pair_cosines(emb, n), scores)
         out["spearman_fp32"] = spearman(pair_cosines(ref_emb, n), scores)
@@ -150,11 +169,14 @@ def sliding_windows(n_tokens: int, context: int, stride: int) -> list[tuple[int,
 
 
 def causal_lm_scores(run: Callable[[np.ndarray, np.ndarray], np.ndarray], ids, context: int, stride: int | None = None,
-                     batch_size: int = 8, keep_predictions: bool = False) -> dict:
+                     batch_size: int = 8, keep_predictions: bool = False,
+                     on_logp: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None) -> dict:
     """Strided perplexity and top-1 next-token accuracy of ``run`` (ids [B,T], mask -> logits [B,T,V]) on one token stream.
 
     Windows of equal length are run as one batch (no padding, so results equal one-at-a-time runs).
     For a stream that fits one window this is exp(model(ids, labels=ids).loss) exactly: no token is added.
+    ``on_logp(positions, log_probs, targets)`` receives every scored token's next-token log-probabilities (the
+    KL-divergence statistics compare them with fp32's).
     """
     ids = np.asarray(ids, dtype=np.int64).reshape(-1)
     if len(ids) < 2:
@@ -180,6 +202,8 @@ def causal_lm_scores(run: Callable[[np.ndarray, np.ndarray], np.ndarray], ids, c
                 correct += int((guess == targets).sum())
                 count += len(targets)
                 predictions[b + first:e] = guess
+                if on_logp is not None:
+                    on_logp(np.arange(b + first, e), logp, targets)
     out = {"perplexity": float(math.exp(nll / count)), "nll_per_token": nll / count, "token_accuracy": correct / count,
            "tokens": count, "windows": len(windows), "context": context, "stride": stride}
     if keep_predictions:

@@ -103,7 +103,9 @@ TASK = CausalLMTask(
     columns=("a .txt file", "text"),
     primary="perplexity", primary_label="perplexity", higher_is_better=False,
     metrics={"perplexity": (0, 1e12), "nll_per_token": (-1e6, 1e6), "token_accuracy": (0, 1), "tokens": (0, 1e12), "windows": (0, 1e12),
-             "context": (0, 1e9), "stride": (0, 1e9), "top1_agreement": (0, 1), "perplexity_increase_pct": (-100, 1e12)},
+             "context": (0, 1e9), "stride": (0, 1e9), "top1_agreement": (0, 1), "perplexity_increase_pct": (-100, 1e12),
+             # llama-perplexity --kl-divergence's statistics against fp32 (core/measure/kl_stats.py)
+             "kl_mean": (0, 1e6), "kl_p99": (0, 1e6), "kl_max": (0, 1e6), "dp_mean": (-1, 1), "dp_rms": (0, 1), "kl_tokens": (0, 1e12)},
     budget=Budget("max_ppl_increase", 2.0, "--max-ppl-increase", "perplexity increase ≤ {:g}%",
                   "Quality budget: maximum perplexity increase (%)", 0.0, 1000.0, 0.5, "%.1f",
                   "A variant qualifies when its perplexity is at most this many percent above fp32's (CLI: --max-ppl-increase).",
@@ -112,7 +114,9 @@ TASK = CausalLMTask(
     output_name="logits",
     snippet_output="logits",
     model_class="AutoModelForCausalLM",
-    table_columns=(Column("token_accuracy", "next-token acc", percent=True),),
+    table_columns=(Column("token_accuracy", "next-token acc", percent=True), Column("top1_agreement", "top-1 = fp32", percent=True),
+                   Column("kl_mean", "KL mean", only_if_measured=True), Column("kl_p99", "KL p99", only_if_measured=True),
+                   Column("dp_rms", "RMS Δp", percent=True, only_if_measured=True)),
     generates=True,
     example="Return a new list containing",
 )

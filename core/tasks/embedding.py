@@ -29,8 +29,11 @@ class EmbeddingTask(Task):
 
     def table_note(self, ref_quality):
         ref_sp = ref_quality.get("spearman_fp32") or ref_quality.get("spearman")
-        return ("cosine = mean cosine similarity to fp32's sentence embedding (fp32 = 1)"
-                + (f"; fp32's own spearman vs gold scores: {ref_sp:.4f}." if ref_sp is not None else "."))
+        pairs = ref_quality.get("sts_pairs")
+        withheld = (f"; spearman vs gold scores withheld: only {pairs} scored pair{'s' if pairs != 1 else ''} (at least 10 make it meaningful)"
+                    if pairs is not None and ref_sp is None else "")
+        return ("cosine = mean cosine similarity to fp32's sentence embedding (fp32 = 1); sim. ranks = Spearman of all pairwise "
+                "similarities against fp32's" + (f"; fp32's own spearman vs gold scores: {ref_sp:.4f}." if ref_sp is not None else withheld + "."))
 
     def check_budget(self, quality, ref_quality, limit):
         cos = quality.get("cosine_fidelity")
@@ -121,7 +124,7 @@ TASK = EmbeddingTask(
     columns=("text", "sentence1,sentence2[,score]"),
     primary="cosine_fidelity", primary_label="cosine", higher_is_better=True,
     metrics={"cosine_fidelity": (-1.001, 1.001), "cosine_min": (-1.001, 1.001), "retrieval_agreement": (0, 1), "retrieval_k": (0, 10_000),
-             "spearman": (-1.001, 1.001), "spearman_fp32": (-1.001, 1.001)},
+             "spearman": (-1.001, 1.001), "spearman_fp32": (-1.001, 1.001), "similarity_spearman": (-1.001, 1.001), "sts_pairs": (0, 1e9)},
     budget=Budget("min_cosine", 0.99, "--min-cosine", "cosine fidelity ≥ {:g}",
                   "Quality budget: minimum cosine fidelity to fp32", 0.0, 1.0, 0.001, "%.4f",
                   "A variant qualifies when its mean cosine similarity to fp32's sentence embeddings is at least this (CLI: --min-cosine).",
@@ -130,7 +133,7 @@ TASK = EmbeddingTask(
     output_name="last_hidden_state",
     snippet_output="embeddings",
     model_class="AutoModel",
-    table_columns=(Column("spearman", "spearman", only_if_measured=True),),
+    table_columns=(Column("spearman", "spearman", only_if_measured=True), Column("similarity_spearman", "sim. ranks", only_if_measured=True)),
     pooled=True,
     also_from=("classification",),          # a classifier's encoder gives sentence embeddings too
     example="A man is playing a guitar.\nSomeone plays an instrument.\nThe cat sleeps on the sofa.\nStock markets fell sharply today.",
