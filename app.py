@@ -44,7 +44,7 @@ if link_token and link_token != st.session_state.get("opened_token"):
         history.load_run(requested_run)
         open_run(requested_run)
         st.session_state.setdefault("link_runs", []).append(requested_run)   # opened by a link: read-only here
-        st.session_state["opened_link"] = requested_run   # Compare then puts ?run= in the address: already open
+        st.session_state["opened_link"] = requested_run   # the ?run= that Compare then puts in the address: already open
         just_opened = True
     except Exception as err:  # noqa: BLE001 - shown as one line below
         run_error, requested_run = err, None

@@ -142,19 +142,23 @@ def remove_tag(page, widget_label: str, tag: str) -> None:
     widget.get_by_role("button", name=f"Remove {tag}", exact=True).wait_for(state="detached")
 
 
-def result_text(page) -> str | None:
-    """The page's "Finished in ... Run `abcd1234` is saved." line, if it shows one."""
+def result_text(page, old_runs: set[str] = frozenset()) -> str | None:
+    """The page's "Finished in ... Run `abcd1234` is saved." line or finish toast, if it shows one; else, on Compare, a
+    run it has open that is not one of ``old_runs`` (``?run=`` in its address: the finish toast is gone after a few
+    seconds, the opened run stays)."""
     found = page.get_by_text(RESULT)
-    if not found.count():
-        return None
-    with contextlib.suppress(Exception):
-        return found.first.inner_text(timeout=2000)
+    if found.count():
+        with contextlib.suppress(Exception):
+            return found.first.inner_text(timeout=2000)
+    opened = re.search(r"[?&]run=([0-9a-f]{8,})", page.url)
+    if opened and not any(old.startswith(opened.group(1)[:8]) for old in old_runs):
+        return f"Compare has run {opened.group(1)[:8]} open"
     return None
 
 
-def wait_all(pages: list, clicked: dict, before: dict, timeout_s: float) -> dict:
+def wait_all(pages: list, clicked: dict, before: dict, timeout_s: float, old_runs: set[str] = frozenset()) -> dict:
     """Poll every page until it shows a result other than the one it showed ``before`` its click (a page may still show
-    the previous job's), or an error. Returns {"seconds": {i: click to result}, "run_ids": {i: 8-hex id}, "errors": ...}."""
+    the previous job's) and than the runs saved before it (``old_runs``), or an error. Returns {"seconds": {i: click to result}, "run_ids": {i: 8-hex id}, "errors": ...}."""
     seen: dict[int, float | None] = {}
     run_ids: dict[int, str] = {}
     errors: dict[int, str] = {}
@@ -163,19 +167,21 @@ def wait_all(pages: list, clicked: dict, before: dict, timeout_s: float) -> dict
         for i, page in enumerate(pages):
             if i in seen:
                 continue
-            text = result_text(page)
+            text = result_text(page, old_runs)
             if text and text != before.get(i):
                 seen[i] = time.time() - clicked[i]
                 match = re.search(r"[Rr]un `?([0-9a-f]{8})", text)
                 run_ids[i] = match.group(1) if match else "?"
-            elif page.locator('[data-testid="stAlertContentError"]').count():
+            elif "/compare" not in page.url and page.locator('[data-testid="stAlertContentError"]').count():
+                # (on Compare a red box is a verdict on the run shown: e.g. outputs wrong at a timed shape)
                 errors[i] = page.locator('[data-testid="stAlertContentError"]').first.inner_text()[:300]
                 seen[i] = None
         time.sleep(0.25)
     return {"seconds": seen, "run_ids": run_ids, "errors": errors}
 
 
-def press_and_follow(pages: list, phase: str, figures: dict, meter: CpuMeter, timeout_s: float, then=None) -> None:
+def press_and_follow(pages: list, phase: str, figures: dict, meter: CpuMeter, timeout_s: float, then=None,
+                     old_runs: set[str] = frozenset()) -> None:
     """Every page presses "Measure again" (measured even if a run of the same comparison is saved), ``then`` runs, and
     every page is followed to its result: ``figures[phase + "_..."]`` get the seconds, run ids, errors, the pages that
     never showed a result, and the server's CPU meanwhile."""
@@ -186,7 +192,7 @@ def press_and_follow(pages: list, phase: str, figures: dict, meter: CpuMeter, ti
         page.get_by_role("button", name="Measure again").click()
     if then is not None:
         then()
-    got = wait_all(pages, clicked, shown, timeout_s)
+    got = wait_all(pages, clicked, shown, timeout_s, old_runs)
     figures[f"{phase}_job_cores"] = meter.cores()
     figures[f"{phase}_run_ids"] = got["run_ids"]
     figures[f"{phase}_seconds"] = got["seconds"]
@@ -203,7 +209,7 @@ def setup_line(page) -> str:
 def session_view(page) -> str:
     """What a page shows (for a failure message): the main block's text, one line."""
     with contextlib.suppress(Exception):
-        return page.locator('[data-testid="stMain"]').inner_text(timeout=5000)[:400].replace("\n", " | ")
+        return page.url + " | " + page.locator('[data-testid="stMain"]').inner_text(timeout=5000)[:400].replace("\n", " | ")
     return "(page unreadable)"
 
 
@@ -235,7 +241,7 @@ def run_load(url: str, server_pid: int, store: Path, *, sessions: int = 8, disti
 
             # phase 1: the same comparison from every session at once
             before = saved_runs(store)
-            press_and_follow(pages, "phase1", figures, meter, timeout_s)
+            press_and_follow(pages, "phase1", figures, meter, timeout_s, old_runs=before)
             after1 = saved_runs(store)
             figures["phase1_runs_saved"] = len(after1 - before)
             say(f"phase 1: {sum(v is not None for v in figures['phase1_seconds'].values())}/{sessions} saw the result; "
@@ -261,7 +267,7 @@ def run_load(url: str, server_pid: int, store: Path, *, sessions: int = 8, disti
                 chosen[1].get_by_role("heading", name="Run", exact=True).wait_for()
                 where[:2] = ["compare", "reloaded"]
 
-            press_and_follow(chosen, "phase2", figures, meter, timeout_s + 60 * distinct, then=wander)
+            press_and_follow(chosen, "phase2", figures, meter, timeout_s + 60 * distinct, then=wander, old_runs=after1)
             figures["phase2_where"] = where
             after2 = saved_runs(store)
             figures["phase2_runs_saved"] = len(after2 - after1)

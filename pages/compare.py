@@ -368,6 +368,7 @@ def main() -> None:
         st.page_link("pages/run.py", label="Go to Run", icon=":material/play_circle:")
         return
     st.query_params["run"] = report["run_id"]
+    st.session_state["opened_link"] = report["run_id"]   # the address names the run shown, not a new one to open (app.py)
     if report.get("hardware"):
         report = hardware_view(report)
         if report is None:

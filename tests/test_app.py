@@ -377,6 +377,27 @@ def test_run_compare_and_share(finished):
     assert at.session_state["current_run"] == run_id
 
 
+def test_a_run_opened_while_compare_shows_another_replaces_it(finished):
+    """Compare keeps its run in the address (?run=); a run opened afterwards without the address (a followed job that
+    finishes while the person is on Compare) is the one shown, not the address's older one opened again."""
+    from core.storage import history
+
+    at = finished["at"]
+    older = finished["run_id"]
+    newer = history.save_run(history.load_run(older))
+    at.session_state["current_run"] = older
+    at.switch_page("pages/compare.py").run()
+    assert at.query_params["run"] in (older, [older])
+    at.session_state["current_run"] = newer   # what ui.jobwatch.on_finish does (open_run) before it reruns the app
+    at.run()
+    no_exceptions(at)
+    assert at.session_state["current_run"] == newer
+    assert at.query_params["run"] in (newer, [newer])
+    assert any(f"run `{newer[:8]}`" in m for m in texts(at.markdown)), texts(at.markdown)
+    at.session_state["current_run"] = older   # the module's other tests look at the finished run
+    at.run()
+
+
 def test_the_runs_budget_is_saved_and_shown_on_compare(finished):
     from core.storage import history
 

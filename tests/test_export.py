@@ -281,9 +281,25 @@ def test_export_carries_the_summary_measured_on_this_machine(saved_run, tmp_path
     assert measured["quality"]["cosine_fidelity"] == pytest.approx(result["quality"]["cosine_fidelity"])
     text = (tmp_path / "measured" / "README.md").read_text()
     assert f"`{saved_run[:8]}`" in text and "| 1 |" in text
-    # a variant no saved run of this session measured (the browser and dashboard tests save dynamic-int8 runs)
+    # a variant no saved run of this machine measured (test_app imports a torchscript run from another CPU, or not yet)
     none = export_variant("minilm", "torchscript", tmp_path / "unmeasured").meta
-    assert none["measured"] is None and "no saved run has 'torchscript'" in none["measured_note"]
+    assert none["measured"] is None and ("no saved run has 'torchscript'" in none["measured_note"]
+                                         or "'torchscript' of minilm on other CPUs only" in none["measured_note"])
+
+
+def test_measured_summary_says_which_of_none_or_another_cpu_it_found(saved_run, tmp_path):
+    from core.export import measured_summary
+
+    run = history.load_run(saved_run)
+    assert measured_summary("minilm", "embedding", "onnx-int8", root=tmp_path)[1].startswith("no saved run has 'onnx-int8'")
+    elsewhere = json.loads(history.export_json(run))
+    elsewhere["environment"]["cpu"] = "AMD EPYC 7B13 (another machine)"
+    history.save_run(elsewhere, root=tmp_path)
+    measured, note = measured_summary("minilm", "embedding", "onnx-int8", root=tmp_path)
+    assert measured is None and "other CPUs only" in note
+    history.save_run(run, root=tmp_path)   # the same run measured here: found, this CPU's
+    measured, note = measured_summary("minilm", "embedding", "onnx-int8", root=tmp_path)
+    assert note is None and measured["cpu"] == env.cpu_info()["model"]
 
 
 # -- hosted limits -------------------------------------------------------------------------------------

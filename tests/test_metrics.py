@@ -54,12 +54,22 @@ def test_spearman_against_pearson_of_hand_ranks():
 
 def test_embedding_quality_spearman_uses_pair_cosines():
     rng = np.random.default_rng(0)
-    emb = rng.normal(size=(8, 5))
-    scores = [0.1, 0.5, 0.9, 0.3]
+    n = metrics.MIN_STS_PAIRS
+    emb = rng.normal(size=(2 * n, 5))
+    scores = list(rng.uniform(size=n))
     q = metrics.embedding_quality(emb, emb, scores)
-    cos = [float(emb[i] @ emb[4 + i] / np.linalg.norm(emb[i]) / np.linalg.norm(emb[4 + i])) for i in range(4)]
+    cos = [float(emb[i] @ emb[n + i] / np.linalg.norm(emb[i]) / np.linalg.norm(emb[n + i])) for i in range(n)]
     assert q["spearman"] == pytest.approx(metrics.spearman(cos, scores)) == q["spearman_fp32"]
     assert q["cosine_fidelity"] == pytest.approx(1.0) and q["retrieval_agreement"] == 1.0
+    assert q["sts_pairs"] == n
+
+
+def test_embedding_quality_withholds_the_sts_spearman_of_a_handful_of_pairs():
+    rng = np.random.default_rng(1)
+    few = metrics.MIN_STS_PAIRS - 1
+    emb = rng.normal(size=(2 * few, 5))
+    q = metrics.embedding_quality(emb, emb, list(rng.uniform(size=few)))
+    assert q["sts_pairs"] == few and "spearman" not in q and "spearman_fp32" not in q
 
 
 def test_classification_metrics_by_hand_and_sklearn():

@@ -81,7 +81,7 @@ def show_flash(error_line) -> None:
     if flash:
         kind, text = flash
         icon = {"done": ":material/check_circle:", "failed": ":material/error:"}.get(kind, ":material/cancel:")
-        st.toast(error_line(text) if kind == "failed" else text, icon=icon)
+        st.toast(error_line(text) if kind == "failed" else text, icon=icon, duration="long")
 
 
 def sidebar_watch(queue, open_run, md) -> None:
