@@ -158,7 +158,8 @@ def result_text(page, old_runs: set[str] = frozenset()) -> str | None:
 
 def wait_all(pages: list, clicked: dict, before: dict, timeout_s: float, old_runs: set[str] = frozenset()) -> dict:
     """Poll every page until it shows a result other than the one it showed ``before`` its click (a page may still show
-    the previous job's) and than the runs saved before it (``old_runs``), or an error. Returns {"seconds": {i: click to result}, "run_ids": {i: 8-hex id}, "errors": ...}."""
+    the previous job's) and than the runs saved before it (``old_runs``), or an error. Returns {"seconds": {i: click to
+    result}, "run_ids": {i: 8-hex id}, "errors": ...}."""
     seen: dict[int, float | None] = {}
     run_ids: dict[int, str] = {}
     errors: dict[int, str] = {}
