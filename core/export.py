@@ -299,7 +299,7 @@ def export_variant(model: str, spec: str, out, *, task: str | None = None, make_
         raise ExportError(f"Variant '{label}' has no export format yet; export one of: {', '.join(EXPORTERS)}.")
     out = check_out_dir(out, make_zip)
     source = resolve(model, task, store=store, allow_local=allow_local)
-    reason = recipe.unavailable_reason("cpu", source.task)
+    reason = recipe.unavailable_reason("cpu", source.task, params)
     if reason:
         raise RecipeError(f"Variant '{label}' cannot be exported here: {reason}")
     store = store or ModelStore()

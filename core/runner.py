@@ -279,6 +279,8 @@ def run_job(job: dict, channel: Channel) -> dict:
 
     result.update(latency=[], dataset_throughput={})
     result.update(get_scenario(job.get("scenario")).measure(job, variant, tokenizer, channel))   # core/scenarios/<name>.py
+    if result.get("kernels"):   # which kernels ran, as the runtime said (core.measure.kernels)
+        result["notes"].append(result["kernels"][0].upper() + result["kernels"][1:] + ".")
     result["peak_rss_bytes"] = peak_rss_bytes()
     channel.progress("latency", 1.0, f"{label} done")
     return result

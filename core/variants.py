@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 
 from .errors import RecipeError
-from .recipes import BuildContext, Variant, get_recipe, resolve
+from .recipes import BuildContext, Recipe, Variant, get_recipe, resolve
 from .recipes.registry import family_of, library_versions
 from .sources import max_positions
 from .storage.store import Lease, ModelStore, StoreEntry, damage_note, make_key
@@ -30,8 +30,24 @@ class LoadedVariant:
         return self.variant.name
 
 
+def stored_as(recipe_name: str, params: dict) -> tuple[Recipe, dict, str]:
+    """(recipe, parameters, label) of the store entry that ``recipe_name`` with ``params`` loads: the recipe itself
+    without its parameters applied at load (``Param.at_load``, e.g. a compile option), or the recipe it shares its
+    artifact with (``Recipe.stores_as``). Recipes without either are their own entry, keyed as before."""
+    recipe = get_recipe(recipe_name)
+    kept = recipe.stored_params(params)
+    if recipe.stores_as:
+        recipe = get_recipe(recipe.stores_as)
+        kept = recipe.stored_params(recipe.resolve_params(kept))
+    defaults = recipe.defaults()
+    return recipe, kept, ":".join([recipe.name] + [f"{k}={v}" for k, v in kept.items() if v != defaults[k]])
+
+
 def variant_key(source, recipe_name: str, params: dict, calibration_texts: list[str] | None = None) -> str:
-    recipe, family = get_recipe(recipe_name), family_of(recipe_name)
+    """The store key of a variant's artifact: the source, the stored recipe and the parameters the artifact depends on
+    (:func:`stored_as`), its family's library versions, the calibration texts' digest for calibrated recipes."""
+    recipe, params, _ = stored_as(recipe_name, params)
+    recipe_name, family = recipe.name, family_of(recipe.name)
     versions = library_versions([recipe_name])   # its family's libraries and the reference family's
     calib = hashlib.sha256(json.dumps(calibration_texts or []).encode()).hexdigest()[:12] if recipe.calibrated else ""
     layout = {"layout": family.causal_layout} if get_task(source.task).generates and family and family.causal_layout else {}
@@ -53,13 +69,15 @@ def _stored_variant_opener(store: ModelStore, source, ctx: BuildContext):
 
     @contextlib.contextmanager
     def open_stored(spec: str):
-        recipe, params, label = resolve(spec)
+        recipe, params, _ = resolve(spec)
         key = variant_key(source, recipe.name, params)
         if key not in store and not store.artifact_dir(key).exists():
             yield None
             return
+        stored, kept, label = stored_as(recipe.name, params)
         with store.lease(key):
-            entry = store.get_or_build(key, lambda tmp: recipe.build(ctx, params, tmp) or {}, _describe(source, recipe, params, label))
+            entry = store.get_or_build(key, lambda tmp: stored.build(ctx, stored.resolve_params(kept), tmp) or {},
+                                       _describe(source, stored, kept, label))
             yield entry
 
     return open_stored
@@ -88,7 +106,7 @@ def get_variant(source, spec: str, *, store: ModelStore | None = None, device: s
     """
     store = store or ModelStore()
     recipe, params, label = resolve(spec)
-    reason = recipe.unavailable_reason(device, source.task)
+    reason = recipe.unavailable_reason(device, source.task, params)   # before any build: refused parameters build nothing
     if reason:
         raise RecipeError(f"Variant '{label}' cannot run here: {reason}")
     ctx = context or BuildContext(source=source)
@@ -98,11 +116,12 @@ def get_variant(source, spec: str, *, store: ModelStore | None = None, device: s
     ctx.calibration_texts = calibration_texts
     ctx.stored_variant = _stored_variant_opener(store, source, ctx)
     key = variant_key(source, recipe.name, params, calibration_texts)
-    describe = _describe(source, recipe, params, label)
+    stored, kept, stored_label = stored_as(recipe.name, params)   # the entry's own recipe, parameters and label
+    describe = _describe(source, stored, kept, stored_label)
 
     def build_artifact(tmp):
-        ctx.say(0.05, f"building {label}")
-        return recipe.build(ctx, params, tmp) or {}
+        ctx.say(0.05, f"building {stored_label}" + (f" (for {label})" if stored_label != label else ""))
+        return stored.build(ctx, stored.resolve_params(kept), tmp) or {}
 
     lease = store.lease(key)
     try:

@@ -103,6 +103,17 @@ def recommendation_box(report: dict, rec: dict | None, budget: float, batch: int
                    + (f" at batch {saved_batch}" if saved_batch else "") + ". Exports keep the saved recommendation.")
 
 
+def by_batch_line(report: dict, budget: float, batches: list[int]) -> None:
+    """The recommendation at every timed batch size, for this budget: the winner changes with the batch size a team
+    deploys at ("batch 1: onnx-int8 · batch 32: openvino-bf16")."""
+    if len(batches) < 2:
+        return
+    picks = [(b, live_recommendation(report, budget, b)) for b in batches]
+    words = " · ".join(f"batch {b}: **{md(r['variant'])}**" if r else f"batch {b}: none within budget" for b, r in picks)
+    st.markdown(f":material/stacks: Recommended at each batch size: {words}", help="Each is the fastest variant within the budget at "
+                "that batch size, whose outputs stay within it at every timed sequence length there.")
+
+
 def headline(report: dict, rows: list[dict], rec: dict | None) -> None:
     rec = rec or {}
     by_name = {r["variant"]: r for r in rows}
@@ -137,8 +148,9 @@ def table(report: dict, rows: list[dict]) -> None:
         "size MB": r.get("size_mb"),
         key.replace("_", " ") + (" %" if pct else ""): r.get("quality"),
         "quality Δ": r.get("quality_delta"),
+        "matmul kernels": r.get("kernels") or "",
     } for r in rows])
-    for col in frame.columns[2:]:
+    for col in frame.columns[2:-1]:
         frame[col] = pd.to_numeric(frame[col], errors="coerce")  # missing numbers show as blanks, not "None"
     st.dataframe(frame, hide_index=True, placeholder="—", column_config={
         "against fp32": st.column_config.TextColumn(width="large"),
@@ -150,6 +162,8 @@ def table(report: dict, rows: list[dict]) -> None:
         "size MB": st.column_config.NumberColumn(format="%.1f"),
         key.replace("_", " ") + (" %" if pct else ""): st.column_config.NumberColumn(format="%.2f" if pct else "%.4f"),
         "quality Δ": st.column_config.NumberColumn(format="%+.3f", help="change of the headline metric against fp32 (accuracy in points, perplexity in %)"),
+        "matmul kernels": st.column_config.TextColumn(width="medium", help="the instruction set its matrix multiplications ran on, as its runtime "
+                                                      "reports it (OpenVINO's runtime graph, oneDNN's verbose output); the notes give the runtime's own names"),
     })
 
 
@@ -387,6 +401,7 @@ def main() -> None:
     batch, seq, budget = recommendation_controls(report, batches, seqs)
     rec = live_recommendation(report, budget, batch)
     recommendation_box(report, rec, budget, batch)
+    by_batch_line(report, budget, batches)
     if rec and rec.get("variant"):
         with st.expander(f"Download {rec['variant']}, the recommended variant", icon=":material/download:"):
             download_controls(report, rec["variant"], "recommended")

@@ -752,3 +752,27 @@ def test_compare_shows_throughput_spread_padding_and_verdict():
     caption = next(c for c in texts(at.caption) if c.startswith("Whole dataset (120 texts) at batch 32"))
     assert "**onnx-int8**: 300 [250-320] / 290 [240-310]; no difference within noise" in caption
     assert "**dynamic-int8**: 200 [190-210] / 150 [140-160]; sorted 1.33x faster; padding 38% of tokens unsorted -> 5% sorted." in caption
+
+
+def test_compare_gives_the_recommendation_at_every_batch_size_for_the_budget_shown():
+    """Issue 28: the winner changes with the batch size; Compare names it at each, and follows the budget moved."""
+    from core.recommend import recommend
+    from core.storage import history
+
+    run_id = history.import_report((ROOT / "tests" / "data" / "embedding_minilm_headline.json").read_bytes(), "batches.json")
+    report = history.load_run(run_id)
+    at = new_app()
+    at.query_params["run"] = run_id
+    at.run()
+    no_exceptions(at)
+
+    def shown() -> str:
+        return next(m for m in texts(at.markdown) if "Recommended at each batch size" in m)
+
+    def expected(budget: float) -> str:
+        picks = [recommend(report["results"], "embedding", {"min_cosine": budget}, b) for b in (1, 32)]
+        return " · ".join(f"batch {b}: **{r['variant']}**" for b, r in zip((1, 32), picks))
+
+    assert shown().endswith(expected(0.99)), (shown(), expected(0.99))
+    at.number_input(key="cmp_budget_min_cosine").set_value(0.9999).run()
+    assert shown().endswith(expected(0.9999)) and expected(0.9999) != expected(0.99), (shown(), expected(0.9999))

@@ -26,7 +26,7 @@ from core.variants import get_variant, variant_key
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")
 
-OPENVINO = ["openvino-fp32", "openvino-int8", "openvino-int8-wo", "openvino-int4"]
+OPENVINO = ["openvino-fp32", "openvino-bf16", "openvino-int8", "openvino-int8-wo", "openvino-int4"]
 MODELS = {EMBEDDING: "tiny_embedder_dir", CLASSIFICATION: "tiny_classifier_dir", CAUSAL_LM: "tiny_llama_dir"}
 TEXTS = ["Quantization maps floats onto a few integer levels.", "The quick brown fox jumps over the lazy dog near the river bank today.",
          "Short.", "Return a new list containing the items in reverse order."]
@@ -72,7 +72,7 @@ def _agreement(task: str, out: np.ndarray, ref: np.ndarray, mask: np.ndarray) ->
 
 
 # how close each recipe must stay to fp32 on the tiny models (by _agreement); openvino-fp32 is held to allclose as well
-FLOORS = {"openvino-fp32": 0.9999, "openvino-int8": 0.98, "openvino-int8-wo": 0.99, "openvino-int4": 0.9}
+FLOORS = {"openvino-fp32": 0.9999, "openvino-bf16": 0.98, "openvino-int8": 0.98, "openvino-int8-wo": 0.99, "openvino-int4": 0.9}
 
 
 def test_the_family_declares_its_recipes_layout_and_registry_line():
@@ -113,6 +113,8 @@ def test_each_recipe_builds_loads_and_stays_close_to_fp32(built, task, name):
     real = mask.astype(bool) if out.ndim == 3 else slice(None)
     if name == "openvino-fp32":
         np.testing.assert_allclose(out[real], ref[real], atol=1e-4, rtol=1e-3)
+    elif name == "openvino-bf16" and not any(n.startswith("OpenVINO CPU plugin: bf16") for n in lv.variant.notes):
+        assert any("does not run bf16" in n for n in lv.variant.notes), lv.variant.notes   # compiled f32 here, and said
     else:
         assert not np.allclose(out[real], ref[real], atol=1e-6), f"{name} returned fp32's outputs unchanged"
 
@@ -147,7 +149,8 @@ def test_kv_cache_decoding_gives_the_tokens_of_a_full_recompute(built, name):
     assert cached.shape == (2, 8) and (cached == recomputed).all(), (cached, recomputed)
 
 
-@pytest.mark.parametrize("task,name", [(EMBEDDING, "openvino-int8"), (CLASSIFICATION, "openvino-int8"), (CAUSAL_LM, "openvino-int4")])
+@pytest.mark.parametrize("task,name", [(EMBEDDING, "openvino-int8"), (EMBEDDING, "openvino-bf16"), (CLASSIFICATION, "openvino-int8"),
+                                       (CAUSAL_LM, "openvino-int4")])
 def test_the_exported_snippet_runs_alone_and_equals_the_lab(request, tmp_path, task, name):
     from core.export import export_variant
     from test_export import HARNESS, HELD_OUT, assert_same_outputs, lab_outputs, run_snippets
@@ -159,6 +162,8 @@ def test_the_exported_snippet_runs_alone_and_equals_the_lab(request, tmp_path, t
     meta = done.meta
     assert meta["runtime"] == ["numpy", "openvino", "tokenizers"] and sorted(meta["files"])[:2] == ["model.bin", "model.xml"]
     assert "import torch" not in done.code and "onnxruntime" not in done.code
+    precision = "bf16" if name == "openvino-bf16" else "f32"   # the snippet compiles in the precision the lab compiles in
+    assert f'{{"INFERENCE_PRECISION_HINT": "{precision}"}}' in done.code and meta["recipe"]["precision"] == precision
     assert meta["inputs"][0]["name"] == "input_ids" and meta["outputs"][0] == {**meta["outputs"][0], "name": "output", "dtype": "float32"}
     got = run_snippets([done.folder], tmp_path)[0]
     lab, mask = lab_outputs(model, name, meta["tokenizer"]["max_length"])

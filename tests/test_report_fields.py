@@ -9,7 +9,8 @@ versions of the lab). Re-captured once since, on purpose: free information (a pr
 objects three deep and hold strings of up to 2000 characters (llama.cpp's probe is {"version", "system_info"}); every
 document refused before is still refused, 39 of them with the new limit or a deeper path in their words. And again
 when the latency cells gained their output check (``out_*``) and the report ``recommended_by_batch``: the schema
-only grew, and every verdict stayed the same.
+only grew, and every verdict stayed the same. And when each result gained ``kernels`` (the kernels its matmuls ran
+with, a CSV column after ``hardware``): the schema and the CSV only grew.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ BEFORE = DATA / "report_fields_before.json"
 
 # today's columns, spelled out by hand: the derived ones must keep the names and the order
 CSV_COLUMNS_BEFORE = ["run_id", "task", "model", "variant", "batch_size", "seq_len", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms",
-                      "throughput_per_s", "forward_p50_ms", "size_bytes", "param_bytes", "peak_rss_bytes", "load_s", "build_s", "cache_hit", "hardware"]
+                      "throughput_per_s", "forward_p50_ms", "size_bytes", "param_bytes", "peak_rss_bytes", "load_s", "build_s", "cache_hit", "hardware", "kernels"]
 GENERATION_COLUMNS_BEFORE = ["prompt_len", "new_tokens", "ttft_ms", "decode_ms_per_token_p50", "decode_ms_per_token_p90", "tokens_per_s", "kv_cache",
                              "generation_agreement"]
 

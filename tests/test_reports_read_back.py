@@ -76,4 +76,10 @@ def test_a_real_run_of_every_task_and_scenario_reads_back(case, tiny_embedder_di
     }
     report = run_evaluation(EvalConfig(**configs[case], batch_sizes=[1], seq_lengths=[8], protocol=QUICK))
     assert not [r["error"] for r in report["results"] if r.get("error")]
+    if case != "generation":   # each timed variant says which kernels its matmuls ran with (or that its runtime does not say)
+        lines = {r["variant"]: r["kernels"] for r in report["results"]}
+        assert all(line and line.startswith(("matmuls: ", "matmul kernels: ")) for line in lines.values()), lines
+        assert all(r["kernels"][1:] in " ".join(r["notes"]) for r in report["results"]), lines
+        if "openvino-fp32" in lines:
+            assert "[OpenVINO runtime graph: " in lines["openvino-fp32"], lines
     assert_reads_back(report)

@@ -30,6 +30,9 @@ class Param:
     choices: tuple[str, ...] = ()
     help: str = ""
     number: tuple[float, float] | None = None   # (low, high) for a numeric parameter
+    # applied when the stored artifact is loaded (a compile option, e.g. OpenVINO's inference precision), not when it is
+    # built: it stays out of the store key, so every value loads the same stored entry
+    at_load: bool = False
 
     def check(self, recipe: str, value: str) -> str:
         if self.choices and value not in self.choices:
@@ -110,6 +113,8 @@ class Variant:
     sync: Callable[[], None] = lambda: None
     decoder: Callable[[], object] | None = None   # causal LMs: makes a fresh KV-cache decoder (core.recipes.decoders)
     no_cache_reason: str = ""      # why ``decoder`` is None: generation then re-runs the whole sequence per token
+    # reads which kernels its matmuls ran with, from the runtime itself (core.measure.kernels); None: not reported
+    kernels: Callable[[np.ndarray, np.ndarray], dict | None] | None = None
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         return self.run(input_ids, attention_mask)
@@ -133,9 +138,13 @@ class Recipe:
     params: tuple[Param, ...] = ()
     tasks: tuple[str, ...] = TASKS
     check: Callable[[str], str | None] = lambda device: None   # reason it cannot run on ``device``, or None
+    refuse: Callable[[dict], str | None] = lambda params: None   # reason these parameters cannot run here (e.g. a precision the CPU lacks), or None
     deprecated: str | None = None
     reference: bool = False
     calibrated: bool = False   # its artifact depends on the run's calibration texts (their digest is part of its store key)
+    # the recipe whose stored artifact this one loads (same build, same store entry), loaded its own way: e.g.
+    # openvino-bf16 compiles openvino-fp32's IR in bf16. None: its own entry
+    stores_as: str | None = None
 
     def defaults(self) -> dict:
         return {p.name: p.default() if callable(p.default) else p.default for p in self.params}
@@ -151,10 +160,16 @@ class Recipe:
             params[key] = known[key].check(self.name, str(value))
         return params
 
-    def unavailable_reason(self, device: str = "cpu", task: str | None = None) -> str | None:
+    def stored_params(self, params: dict) -> dict:
+        """``params`` without those applied at load (:attr:`Param.at_load`): the ones its stored artifact depends on."""
+        at_load = {p.name for p in self.params if p.at_load}
+        return {k: v for k, v in params.items() if k not in at_load}
+
+    def unavailable_reason(self, device: str = "cpu", task: str | None = None, params: dict | None = None) -> str | None:
+        """Why it cannot run on ``device`` for ``task`` (and, given, with ``params``), or None."""
         if task and task not in self.tasks:
             return f"{self.name} does not apply to {task} models"
-        return self.check(device)
+        return self.check(device) or (self.refuse(params) if params is not None else None)
 
     def describe(self, device: str = "cpu") -> dict:
         reason = self.unavailable_reason(device)

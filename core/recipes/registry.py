@@ -186,8 +186,8 @@ def expand(names: str | list[str], task: str, device: str = "cpu") -> list[str]:
         raise RecipeError("No variants given: list some (e.g. fp32,onnx-int8) or say all.")
     labels = []
     for item in items:
-        recipe, _, label = resolve(item)
-        reason = recipe.unavailable_reason(device, task)
+        recipe, params, label = resolve(item)
+        reason = recipe.unavailable_reason(device, task, params)
         if reason:
             raise RecipeError(f"Variant '{label}' cannot run here: {reason}")
         if label not in labels:

@@ -112,8 +112,10 @@ def torch_variant(name, task, module, *, device="cpu", notes=None, forward_modul
 
     sync = (lambda: torch.cuda.synchronize()) if device == "cuda" else (lambda: None)
     decoder = (lambda: TorchCacheDecoder(module, device, before)) if get_task(task).generates and not no_cache else None
+    from .onednn_kernels import kernel_reader
+
     return Variant(name=name, task=task, run=run, param_bytes=module_bytes(module), notes=list(notes or []), device=device, module=module, sync=sync,
-                   decoder=decoder, no_cache_reason=no_cache)
+                   decoder=decoder, no_cache_reason=no_cache, kernels=kernel_reader(run) if device == "cpu" else None)
 
 
 def save_state(path, tensors: dict) -> None:

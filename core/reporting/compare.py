@@ -53,8 +53,18 @@ def compare_to_reference(report, batch_size: int | None = None) -> list[dict]:
         if r.variant != REFERENCE and not r.error:
             words = [w for w in (_ratio_words(speedup, "faster", "slower"), _ratio_words(size_ratio, "smaller", "larger"), delta_words(rep.task, delta)) if w]
         rows.append({"variant": r.variant, "batch_size": bs, "p50_ms": p50, "speedup": speedup, "size_ratio": size_ratio,
-                     "quality_delta": delta, "quality_unit": unit, "words": ", ".join(words) if words else ("reference" if r.variant == REFERENCE else "")})
+                     "quality_delta": delta, "quality_unit": unit, "words": ", ".join(words) if words else ("reference" if r.variant == REFERENCE else ""),
+                     "kernels": kernel_words(r.kernels)})
     return rows
+
+
+def kernel_words(line: str | None) -> str | None:
+    """A result's kernel line (core.measure.kernels) for a table cell: without its prefix and the runtime's own names,
+    e.g. '35 of 35 on avx512_amx (int8)'; None for a report from before kernels were read."""
+    if not line:
+        return None
+    text = line.split(": ", 1)[1] if ": " in line else line
+    return text.split(" [", 1)[0]
 
 
 # -- across hardware targets ----------------------------------------------------------------------

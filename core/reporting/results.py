@@ -84,6 +84,8 @@ class VariantResult:
                                             doc="the generation scenario's cells (causal LMs)")
     generation_agreement: float | None = spec(num(0, 1), csv=CSV_GENERATION + 7, default=None,
                                               doc="share of greedy tokens equal to fp32's for the same prompts")
+    kernels: str | None = spec(text(MAX_TEXT, null=True), csv=20, default=None,
+                               doc="the kernels its matmuls ran with, as its runtime reports them (read after its timing)")
 
     def __post_init__(self):
         if self.dataset_throughput is not None:   # given as the engine's dict: read by its one parser

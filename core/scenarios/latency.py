@@ -10,8 +10,9 @@ from .base import Scenario, SpeedWords
 
 def measure(job: dict, variant, tokenizer, channel) -> dict:
     """Every latency cell, each with its outputs checked against fp32's for the same inputs (core.measure.cell_check),
-    then the whole sample's throughput; an fp32 that only gives quality computes each cell's reference outputs once."""
-    from ..measure import bench, cell_check
+    the kernels its matmuls ran with on the last cell's inputs (core.measure.kernels, untimed), then the whole sample's
+    throughput; an fp32 that only gives quality computes each cell's reference outputs once."""
+    from ..measure import bench, cell_check, kernels
     from ..tasks import get_task
 
     task = get_task(job["source"]["task"])
@@ -29,17 +30,18 @@ def measure(job: dict, variant, tokenizer, channel) -> dict:
         channel.progress("latency", k / (len(cells) + 2), f"latency batch {b} x seq {s}")
         kept: list = []
         cell = bench.measure_cell(variant, tokenizer, texts, b, s, protocol=protocol, keep=kept).to_dict()
-        (_, mask), output = kept[0]
+        (ids, mask), output = kept[0]
         cell.update(cell_check.check_cell(task, job, b, s, output, mask))
         del kept, output
         latency.append(cell)
+    kernel_line = kernels.read(variant, ids, mask) if cells else None
     bs = min(int(job.get("throughput_batch_size") or job["recommend_batch_size"]), len(texts))
     message = f"whole-dataset throughput (sorted and unsorted alternated, batch {bs})"
     channel.progress("latency", len(cells) / (len(cells) + 2), message)
     throughput = bench.dataset_throughput(variant, tokenizer, texts, bs, job["max_length"], protocol=protocol,
                                           progress=lambda n: channel.progress("latency", (len(cells) + 1) / (len(cells) + 2),
                                                                               f"{message}: {n} passes each"))
-    return {"latency": latency, "dataset_throughput": throughput}
+    return {"latency": latency, "dataset_throughput": throughput, "kernels": kernel_line}
 
 
 def plan(config, dataset, *, ints, max_seq, check_positions) -> tuple[dict, int | None]:

@@ -9,6 +9,7 @@ from ...tasks import get_task
 from ..decoders import POSITIONS
 from ..export_kit import copy_file, texts_line
 from .quiet import openvino
+from .recipes import compile_precision
 from .runtime import BIN, INFO, XML
 
 RUNTIME = ("numpy", "openvino", "tokenizers")
@@ -23,12 +24,15 @@ _DECODER_FEEDS = [
 
 
 def write_ir(job, out: Path) -> dict:
-    """model.xml and model.bin, as stored (the lab's own JSON bookkeeping stays behind)."""
+    """model.xml and model.bin, as stored (the lab's own JSON bookkeeping stays behind), and the inference precision the
+    lab compiles them in (``precision``: the snippet sets the same ``INFERENCE_PRECISION_HINT``)."""
     for name in (XML, BIN):
         copy_file(job.art / name, out / name)
     info = job.art_json(INFO)
-    return {"apply_on_load": 'nothing: the IR is already quantized; compile it with openvino.Core().compile_model("model.xml", "CPU")',
-            "graph": XML, "weights": BIN, "notes": info.get("notes", [])}
+    precision = compile_precision(job.recipe.name, job.params)
+    return {"apply_on_load": f'nothing: the IR is already quantized; compile it with openvino.Core().compile_model("model.xml", "CPU", '
+                             f'{{"INFERENCE_PRECISION_HINT": "{precision}"}}), the inference precision the lab compiles it in',
+            "graph": XML, "weights": BIN, "precision": precision, "notes": info.get("notes", [])}
 
 
 def ir_io(folder: Path) -> tuple[list[dict], list[dict]]:
@@ -44,6 +48,11 @@ def ir_io(folder: Path) -> tuple[list[dict], list[dict]]:
     return describe(model.inputs), describe(model.outputs)
 
 
+def _config(d: dict) -> str:
+    """The compile_model config of the snippet: the inference precision the lab compiled the IR in (where it says one)."""
+    return f', {{"INFERENCE_PRECISION_HINT": "{d["precision"]}"}}' if d.get("precision") else ""
+
+
 def openvino_snippet(task: str, d: dict) -> str:
     """OpenVINO: tokenizers + numpy, no torch and no ONNX Runtime."""
     lines = [
@@ -51,7 +60,7 @@ def openvino_snippet(task: str, d: dict) -> str:
         "from tokenizers import Tokenizer",
         texts_line(),
         f'tok = Tokenizer.from_file("tokenizer.json")  # pads to the longest text, truncates at {d["max_length"]} tokens',
-        f'model = ov.Core().compile_model("{XML}", "CPU")',
+        f'model = ov.Core().compile_model("{XML}", "CPU"{_config(d)})',
         "enc = tok.encode_batch(texts)",
         "ids = np.array([e.ids for e in enc], dtype=np.int64)",
         "mask = np.array([e.attention_mask for e in enc], dtype=np.int64)",

@@ -18,6 +18,8 @@ import numpy as np
 from ...tasks import CAUSAL_LM
 from ..base import BuildContext, Variant, read_json
 from ..decoders import OnnxCacheDecoder, graph_feeds, has_past, logits_name
+from .kernels import kernel_reader
+from .precision import precision_notes, refuse_unoffered
 from .quiet import openvino
 
 XML, BIN = "model.xml", "model.bin"   # the IR: the graph, and its weights
@@ -84,8 +86,8 @@ def cpu_only(device: str) -> str | None:
 def compile_ir(art: Path, threads: int | None = None, precision: str | None = None):
     """The stored IR compiled for the CPU plugin with the lab's threads and the latency hint.
 
-    ``precision`` pins the plugin's inference precision (``f32`` for openvino-fp32); None leaves OpenVINO's default,
-    which is bf16 for the float parts on CPUs that have AMX."""
+    ``precision`` pins the plugin's inference precision (``INFERENCE_PRECISION_HINT``: f32, bf16 or f16); None leaves
+    OpenVINO's default, which is bf16 for the float parts on CPUs with AVX-512 (native on avx512_bf16 / AMX)."""
     ov = openvino()
 
     config = {"PERFORMANCE_HINT": PERFORMANCE_HINT}
@@ -96,13 +98,23 @@ def compile_ir(art: Path, threads: int | None = None, precision: str | None = No
     return ov.Core().compile_model(str(Path(art) / XML), DEVICE, config)
 
 
-def load_openvino(ctx: BuildContext, params: dict, art: Path, precision: str | None = None) -> Variant:
+def compiled_precision(compiled) -> str:
+    """The inference precision the plugin compiled with, read back from the compiled model: 'f32', 'bf16' or 'f16'."""
+    return compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+
+
+def load_openvino(ctx: BuildContext, params: dict, art: Path, precision: str | None = None, *, recipe: str = "openvino",
+                  default: str | None = None, fixed: bool = False) -> Variant:
+    """The stored IR compiled in ``precision`` (refused in one line where the plugin does not offer it), as a variant
+    whose notes say the precision read back from the compiled model and whether it was the lab's choice (``default``:
+    the recipe's own precision; ``fixed``: the recipe has no other)."""
+    refuse_unoffered(f"{recipe}:precision={precision}", precision)
     compiled = compile_ir(art, ctx.threads, precision)
     session = OvSession(compiled)
     notes = list(read_json(art / INFO).get("notes", []))
-    notes.append(f"OpenVINO CPU plugin: {compiled.get_property('INFERENCE_PRECISION_HINT').get_type_name()} inference precision"
-                 f"{'' if precision else ' (its default on this CPU)'}, "
-                 f"{compiled.get_property('INFERENCE_NUM_THREADS')} threads, {PERFORMANCE_HINT.lower()} hint.")
+    words, extra = precision_notes(recipe, precision, default, compiled_precision(compiled), fixed=fixed)
+    notes.append(f"OpenVINO CPU plugin: {words}, {compiled.get_property('INFERENCE_NUM_THREADS')} threads, {PERFORMANCE_HINT.lower()} hint.")
+    notes += extra
     output = logits_name(session)
 
     def run(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
@@ -112,4 +124,4 @@ def load_openvino(ctx: BuildContext, params: dict, art: Path, precision: str | N
     decoder = (lambda: OnnxCacheDecoder(OvSession(compiled))) if has_past(session) else None
     no_cache = "" if decoder or ctx.task != CAUSAL_LM else "this OpenVINO model has no past key/values inputs, so it carries no KV cache"
     return Variant(name="", task=ctx.task, run=run, param_bytes=size, notes=notes, device="cpu", module=compiled, decoder=decoder,
-                   no_cache_reason=no_cache)
+                   no_cache_reason=no_cache, kernels=kernel_reader(compiled, run))
