@@ -29,7 +29,8 @@ BEFORE = DATA / "report_fields_before.json"
 
 # today's columns, spelled out by hand: the derived ones must keep the names and the order
 CSV_COLUMNS_BEFORE = ["run_id", "task", "model", "variant", "batch_size", "seq_len", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "std_ms",
-                      "throughput_per_s", "forward_p50_ms", "size_bytes", "param_bytes", "peak_rss_bytes", "load_s", "build_s", "cache_hit", "hardware", "kernels"]
+                      "throughput_per_s", "forward_p50_ms", "size_bytes", "param_bytes", "peak_rss_bytes", "load_s", "build_s", "cache_hit",
+                      "hardware", "kernels"]
 GENERATION_COLUMNS_BEFORE = ["prompt_len", "new_tokens", "ttft_ms", "decode_ms_per_token_p50", "decode_ms_per_token_p90", "tokens_per_s", "kv_cache",
                              "generation_agreement"]
 
