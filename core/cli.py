@@ -152,7 +152,11 @@ def cmd_evaluate(args) -> int:
     from .reporting.table import format_table
 
     task = args.task or _infer_task(args.model)
-    budgets = {t.budget.key: getattr(args, t.budget.dest) for t in all_tasks() if getattr(args, t.budget.dest) is not None}
+    budgets = {b.key: getattr(args, b.dest) for t in all_tasks() for b in t.all_budgets if getattr(args, b.dest) is not None}
+    for t in all_tasks():   # one measure per task, whatever the values
+        given = [b.flag for b in t.all_budgets if b.key in budgets]
+        if len(given) > 1:
+            raise QlabError(f"{t.name} takes one quality budget, on one measure; got {' and '.join(given)}: keep one.")
     protocol = {k: v for k, v in (("warmup", args.warmup), ("min_iters", args.min_iters), ("min_seconds", args.min_seconds), ("max_seconds", args.max_seconds))
                 if v is not None}
     config = EvalConfig(
@@ -467,8 +471,9 @@ def build_parser() -> Parser:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--max-length", type=int, default=128, help="truncation for quality inputs; causal-lm context (default 128)")
     p.add_argument("--stride", type=int, help="causal-lm perplexity window stride (default half the context)")
-    for t in all_tasks():   # each task's budget flag: --min-cosine, --max-accuracy-drop, --max-ppl-increase
-        p.add_argument(t.budget.flag, type=float, help=t.budget.cli_help)
+    for t in all_tasks():   # each measure's budget flag: --min-cosine, --max-accuracy-drop, --max-ppl-increase, --max-kl-mean, ...
+        for b in t.all_budgets:
+            p.add_argument(b.flag, type=float, help=b.cli_help)
     p.add_argument("--recommend-batch-size", type=int, help="batch size the recommendation is made at (default 1 if measured, else the first)")
     p.add_argument("--throughput-batch-size", type=int, default=32,
                    help="batch size of the whole-dataset throughput, sorted by length vs data order (default 32, capped at the number of texts)")

@@ -44,7 +44,7 @@ from .runner import thread_env
 from .scenarios import get_scenario
 from .sources import max_positions, resolve
 from .storage.store import ModelStore
-from .tasks import TASKS, all_tasks, get_task, infer_task
+from .tasks import TASKS, budget_keys, get_task, infer_task
 from .variants import is_stored
 
 MAX_BATCH = 1024
@@ -95,6 +95,30 @@ class Plan:
 
 
 # -- validation ---------------------------------------------------------------------------------------
+def check_budgets(given: dict | None) -> dict:
+    """The budgets a config gives, as numbers in range; at most one measure per task (QlabError otherwise)."""
+    known = budget_keys()
+    budgets: dict = {}
+    for key, value in (given or {}).items():
+        if key not in known:
+            raise QlabError(f"Unknown budget '{key}'; budgets are: {', '.join(known)}.")
+        if value is None:
+            continue
+        try:
+            budgets[key] = float(value)
+        except (TypeError, ValueError):
+            raise QlabError(f"Budget {key} must be a number, got '{value}'.") from None
+        spec = known[key][1]
+        if not math.isfinite(budgets[key]) or not spec.valid_min <= budgets[key] <= spec.valid_max:
+            raise QlabError(f"Budget {key}={value} is out of range ({spec.valid_min:g} to {spec.valid_max:g}).")
+    for task in {t.name: t for t, _ in known.values()}.values():
+        # a picked measure beside the default one at its default is a validated config's shape (core.recommend.budgets_for)
+        mine = [b for b in task.all_budgets if b.key in budgets and (b is not task.budget or abs(budgets[b.key] - b.default) > 1e-12)]
+        if len(mine) > 1 or (len(mine) == 1 and mine[0] is task.budget and any(b.key in budgets for b in task.budgets)):
+            raise QlabError(f"{task.name} takes one quality budget, on one measure; got {' and '.join(b.flag for b in mine)}: keep one.")
+    return budgets
+
+
 def _ints(values, what: str, lo: int, hi: int) -> list[int]:
     if isinstance(values, (int, str)):
         values = [values]
@@ -196,19 +220,7 @@ def _plan(config: EvalConfig, build: bool = False, progress=None) -> Plan:
             raise QlabError(f"Recommend batch size {rec_bs} is not in the batch sizes measured ({', '.join(map(str, batch_sizes))}); add it to --batch-sizes.")
     else:
         rec_bs = default_batch_size(batch_sizes)
-    budgets = {}
-    known = {t.budget.key: t.budget for t in all_tasks()}
-    for key, value in (config.budgets or {}).items():
-        if key not in known:
-            raise QlabError(f"Unknown budget '{key}'; budgets are: {', '.join(known)}.")
-        if value is None:
-            continue
-        try:
-            budgets[key] = float(value)
-        except (TypeError, ValueError):
-            raise QlabError(f"Budget {key} must be a number, got '{value}'.") from None
-        if not math.isfinite(budgets[key]) or budgets[key] < 0 or budgets[key] > known[key].valid_max:
-            raise QlabError(f"Budget {key}={value} is out of range.")
+    budgets = check_budgets(config.budgets)
     tput_bs = _ints([DEFAULT_THROUGHPUT_BATCH if config.throughput_batch_size in (None, "") else config.throughput_batch_size],
                     "throughput batch size", 1, MAX_BATCH)[0]
     if config.protocol:

@@ -3,7 +3,9 @@
 Speed = geometric mean of the end-to-end p50 over the seq-length sweep at that batch size (see core.report); in a
 generation run, the decode milliseconds per token (p50, geometric mean over the prompt lengths).
 Budgets (defaults): embeddings cosine fidelity >= 0.99; classification accuracy drop <= 1 point;
-causal LMs perplexity increase <= 2 %. fp32 always meets the budget, so when it is measured there is always an answer.
+causal LMs perplexity increase <= 2 %. A person may put a task's budget on another measure instead (core/tasks: e.g.
+mean KL divergence <= 0.01 nats, retrieval agreement >= 0.95); the recommendation and the cell marks follow it.
+fp32 always meets the budget, so when it is measured there is always an answer.
 A variant whose outputs break the budget at a timed shape of that batch size (each latency cell is checked against
 fp32's outputs on the same inputs, core/measure/cell_check.py) is passed over there, with the shape in the reason.
 Size breaks ties: when another variant within budget is as fast as the fastest one within noise (its p50 within
@@ -21,14 +23,24 @@ SMALLER = 0.95        # a tie goes to a variant at most this fraction of the fas
 
 
 def budget_words(task: str, budgets: dict | None) -> str:
-    """The task's quality budget in words: 'cosine fidelity >= 0.99'."""
-    budget = find_task(task, default=EMBEDDING).budget
-    return budget.ascii_words(budgets_for(budgets)[budget.key])
+    """The task's quality budget in words, on the measure ``budgets`` chose: 'cosine fidelity >= 0.99'."""
+    budget, limit = find_task(task, default=EMBEDDING).chosen_budget(budgets)
+    return budget.ascii_words(limit)
 
 
 def budgets_for(budgets: dict | None) -> dict:
+    """Every task's default budget, with what ``budgets`` gives on top (a picked measure's key stays beside its task's
+    default one, and ``Task.chosen_budget`` prefers it)."""
     out = dict(DEFAULT_BUDGETS)
     out.update({k: float(v) for k, v in (budgets or {}).items() if v is not None})
+    return out
+
+
+def with_budget(budgets: dict | None, task: str, key: str, value: float) -> dict:
+    """``budgets`` with ``task``'s budget on the measure ``key`` at ``value`` (its other measures dropped)."""
+    t = find_task(task, default=EMBEDDING)
+    out = {k: v for k, v in (budgets or {}).items() if t.budget_by_key(k) is None}
+    out[key] = float(value)
     return out
 
 
@@ -39,18 +51,16 @@ def default_batch_size(batch_sizes: list[int]) -> int:
 
 def check_budget(task: str, quality: dict, ref_quality: dict, budgets: dict) -> tuple[bool | None, str]:
     """(within budget?, words). None when the metric is missing."""
-    t = get_task(task)
-    return t.check_budget(quality, ref_quality, budgets_for(budgets)[t.budget.key])
+    return get_task(task).judge(quality, ref_quality, budgets)
 
 
 def mark_cells(results, task: str, budgets: dict | None) -> None:
     """Set each checked latency cell's ``out_wrong`` from its outputs against fp32's and the task's budget
-    (``Task.cell_verdict``); fp32's own cells and unchecked ones stay None."""
+    (``Task.cell_verdict``, on the measure the budget is on); fp32's own cells and unchecked ones stay None."""
     t = get_task(task)
-    limit = budgets_for(budgets)[t.budget.key]
     for r in results:
         for c in r.latency if not r.error and r.variant != REFERENCE else []:
-            ok, _ = t.cell_verdict(c, limit)
+            ok, _ = t.cell_verdict(c, budgets)
             c.out_wrong = None if ok is None else not ok
 
 
@@ -58,31 +68,35 @@ def wrong_words(result: VariantResult, task: str, budgets: dict | None, batch_si
     """'outputs are wrong at 32 tokens (cosine 0.836 vs fp32; 0.997 at 16)' for the cells (at ``batch_size``, or any) whose
     outputs break the budget; None when none does."""
     t = get_task(task)
-    limit = budgets_for(budgets)[t.budget.key]
     cells = [c for c in result.latency if batch_size is None or c.batch_size == batch_size]
     wrong = [c for c in cells if c.out_wrong]
     if not wrong:
         return None
     right = [c for c in cells if c.out_wrong is False and c.seq_len not in {w.seq_len for w in wrong}]
     lengths = sorted({c.seq_len for c in wrong})
-    worst = max(wrong, key=_badness)
+    worst = max(wrong, key=_badness(t, budgets))
     where = f"{', '.join(map(str, lengths))} tokens"
     if batch_size is None:
         where += f", batch {', '.join(str(b) for b in sorted({c.batch_size for c in wrong}))}"
-    words = f"outputs are wrong at {where} ({t.cell_verdict(worst, limit)[1]} vs fp32"
+    words = f"outputs are wrong at {where} ({t.cell_verdict(worst, budgets)[1]} vs fp32"
     if right:
-        best = min(right, key=_badness)
-        words += f"; {t.cell_verdict(best, limit)[1]} at {best.seq_len}"
+        best = min(right, key=_badness(t, budgets))
+        words += f"; {t.cell_verdict(best, budgets)[1]} at {best.seq_len}"
     return words + ")"
 
 
-def _badness(cell) -> float:
-    """How far a checked cell's outputs are from fp32's (larger is worse), whatever the task."""
-    if cell.out_kl_mean is not None:
-        return cell.out_kl_mean
-    if cell.out_cosine_mean is not None:
-        return 1.0 - cell.out_cosine_mean
-    return 1.0 - (cell.out_agreement or 0.0)
+def _badness(task, budgets: dict | None):
+    """How far a checked cell's outputs are from fp32's by the chosen measure (larger is worse); cells without it by the
+    default measure, after those with it."""
+    chosen, _ = task.chosen_budget(budgets)
+
+    def bad(cell) -> tuple[int, float]:
+        for rank, b in enumerate((chosen, task.budget)):
+            value = b.cell_value(cell)
+            if value is not None:
+                return (-rank, -value if b.cell_higher else value)
+        return (-2, 0.0)
+    return bad
 
 
 def _as_result(r) -> VariantResult:

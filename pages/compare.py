@@ -22,8 +22,8 @@ from core.report_access import (
     seq_lengths,
     target_label,
 )
-from core.tasks import EMBEDDING
-from ui.shared import budget_of, guarded, load_current_report, md, opened_by_link, owner, owner_email, run_page, visitor
+from core.tasks import EMBEDDING, find_task
+from ui.shared import guarded, load_current_report, md, opened_by_link, owner, owner_email, run_page, visitor
 
 ALL_SEQS = 0   # the sequence-length choice "all (geometric mean)" (None would show as no choice)
 PLOTLY_CONFIG = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"], "toImageButtonOptions": {"scale": 2}}
@@ -33,82 +33,95 @@ def chart(fig, key: str) -> None:
     st.plotly_chart(fig, key=key, theme=None, config=PLOTLY_CONFIG)
 
 
-def report_budget(report: dict) -> float:
-    """The budget the run was recommended with (the default for reports that did not record one)."""
+def report_budgets(report: dict) -> dict:
+    """The budgets the run was recommended with (the defaults for reports that did not record them)."""
     from core.recommend import budgets_for
 
-    spec = budget_of(report.get("task"))
     try:
-        return float(budgets_for(report.get("budgets") or {})[spec.key])
+        return budgets_for(report.get("budgets") or {})
     except (TypeError, ValueError):
-        return float(budgets_for({})[spec.key])
+        return budgets_for({})
 
 
-def live_recommendation(report: dict, budget: float, batch: int) -> dict | None:
-    """The recommendation recomputed from the report's measurements for this budget and batch size."""
+def live_recommendation(report: dict, budgets: dict, batch: int) -> dict | None:
+    """The recommendation recomputed from the report's measurements for these budgets and batch size."""
     from core.recommend import recommend
 
-    spec = budget_of(report.get("task"))
-    budgets = dict(report.get("budgets") or {}, **{spec.key: float(budget)})
     return recommend(report.get("results") or [], report.get("task") or EMBEDDING, budgets, int(batch),
                      reference_quality=reference_quality(report) or None)
 
 
-def recommendation_controls(report: dict, batches: list[int], seqs: list[int]) -> tuple[int, int | None, float]:
-    """Batch size (charts and recommendation), sequence length (charts) and the quality budget; each reset to the run's own when another run opens."""
+def recommendation_controls(report: dict, batches: list[int], seqs: list[int]) -> tuple[int, int | None, dict]:
+    """Batch size (charts and recommendation), sequence length (charts), and the quality budget: the measure it is on
+    and its limit; each reset to the run's own when another run opens. Returns the budgets to judge by."""
+    from core.recommend import with_budget
+
     ss = st.session_state
-    spec = budget_of(report.get("task"))
-    budget_key = f"cmp_budget_{spec.key}"
+    task = find_task(report.get("task"), default=EMBEDDING)
+    saved, saved_limit = task.chosen_budget(report_budgets(report))
     if ss.get("cmp_for_run") != report["run_id"]:
         d_batch, _ = default_point(report)
         ss["cmp_for_run"] = report["run_id"]
         ss["cmp_batch"] = d_batch if d_batch in batches else batches[0]
         ss["cmp_seq"] = ALL_SEQS
-        ss[budget_key] = min(max(report_budget(report), spec.min_value), spec.max_value)
+        ss["cmp_measure"] = saved.key
+        for b in task.all_budgets:
+            ss[f"cmp_budget_{b.key}"] = min(max(saved_limit if b is saved else b.default, b.min_value), b.max_value)
     if ss.get("cmp_batch") not in batches:
         d_batch, _ = default_point(report)
         ss["cmp_batch"] = d_batch if d_batch in batches else batches[0]
     if ss.get("cmp_seq") not in [ALL_SEQS] + seqs:
         ss["cmp_seq"] = ALL_SEQS
-    if budget_key not in ss:
-        ss[budget_key] = min(max(report_budget(report), spec.min_value), spec.max_value)
-    c1, c2, c3 = st.columns([1.3, 1.5, 2.2])
+    if task.budget_by_key(ss.get("cmp_measure") or "") is None:
+        ss["cmp_measure"] = saved.key
+    for b in task.all_budgets:
+        ss.setdefault(f"cmp_budget_{b.key}", min(max(saved_limit if b is saved else b.default, b.min_value), b.max_value))
+    c1, c2, c3, c4 = st.columns([1.1, 1.4, 1.5, 1.8])
     batch = c1.selectbox("Batch size", batches, key="cmp_batch", persist_state="session",
                          help="The batch size the charts, the table and the recommendation are read at.")
     length = "Prompt length (charts)" if is_generation(report) else "Sequence length (charts)"
     seq = c2.selectbox(length, [ALL_SEQS] + seqs, key="cmp_seq",
                        format_func=lambda s: "all (geometric mean)" if s == ALL_SEQS else f"{s} tokens", persist_state="session",
                        help="The recommendation always uses the geometric mean over every measured length.")
-    budget = c3.number_input(spec.label, min_value=spec.min_value, max_value=spec.max_value, step=spec.step, format=spec.fmt, key=budget_key,
-                             persist_state="session",
-                             help=spec.help + " Changing it here recomputes the recommendation from the saved measurements; nothing is measured again.")
-    return int(batch), (None if seq == ALL_SEQS else int(seq)), float(budget)
+    keys = [b.key for b in task.all_budgets]
+    c3.selectbox("Budget on", keys, key="cmp_measure", format_func=lambda k: task.budget_by_key(k).quantity, persist_state="session",
+                 help="The quality measure the budget applies to: the recommendation and each timed cell's mark follow it.")
+    spec = task.budget_by_key(ss["cmp_measure"])
+    limit = c4.number_input(spec.label, min_value=spec.min_value, max_value=spec.max_value, step=spec.step, format=spec.fmt,
+                            key=f"cmp_budget_{spec.key}", persist_state="session",
+                            help=spec.help + " Changing it here recomputes the recommendation from the saved measurements; nothing is measured again.")
+    return int(batch), (None if seq == ALL_SEQS else int(seq)), with_budget(report_budgets(report), task.name, spec.key, float(limit))
 
 
-def recommendation_box(report: dict, rec: dict | None, budget: float, batch: int) -> None:
+def budget_in_words(report: dict, budgets: dict) -> str:
+    budget, limit = find_task(report.get("task"), default=EMBEDDING).chosen_budget(budgets)
+    return budget.words(limit)
+
+
+def recommendation_box(report: dict, rec: dict | None, budgets: dict, batch: int) -> None:
     """The recommendation and its reason in words, prominently; and how it differs from what the saved run said."""
-    spec = budget_of(report.get("task"))
     if rec:
         name, reason = rec["variant"], rec.get("reason") or ""
         words = f"**{md(name)}** {md(reason[len(name):], 1000)}" if reason.startswith(name) else f"**{md(name)}** — {md(reason, 1000)}"
         st.success(f"**Recommended:** {words}.", icon=":material/star:")
     else:
         measured_ref = any(r.get("variant") == "fp32" and not r.get("error") for r in report.get("results") or [])
-        st.warning(f"**No recommendation at batch {batch}**: no measured variant keeps {spec.words(budget)}"
+        st.warning(f"**No recommendation at batch {batch}**: no measured variant keeps {budget_in_words(report, budgets)}"
                    + ("" if measured_ref else " (fp32 was not measured; with it there is always an answer)") + ".", icon=":material/info:")
     saved = report.get("recommended") or {}
-    saved_budget, saved_batch = report_budget(report), saved.get("batch_size") or (report.get("settings") or {}).get("recommend_batch_size")
-    if abs(budget - saved_budget) > 1e-12 or (saved_batch and batch != saved_batch):
-        st.caption(f"Live for this view: the saved run recommended **{md(saved.get('variant') or 'nothing')}** with {spec.words(saved_budget)}"
+    saved_words = budget_in_words(report, report_budgets(report))
+    saved_batch = saved.get("batch_size") or (report.get("settings") or {}).get("recommend_batch_size")
+    if budget_in_words(report, budgets) != saved_words or (saved_batch and batch != saved_batch):
+        st.caption(f"Live for this view: the saved run recommended **{md(saved.get('variant') or 'nothing')}** with {saved_words}"
                    + (f" at batch {saved_batch}" if saved_batch else "") + ". Exports keep the saved recommendation.")
 
 
-def by_batch_line(report: dict, budget: float, batches: list[int]) -> None:
+def by_batch_line(report: dict, budgets: dict, batches: list[int]) -> None:
     """The recommendation at every timed batch size, for this budget: the winner changes with the batch size a team
     deploys at ("batch 1: onnx-int8 · batch 32: openvino-bf16")."""
     if len(batches) < 2:
         return
-    picks = [(b, live_recommendation(report, budget, b)) for b in batches]
+    picks = [(b, live_recommendation(report, budgets, b)) for b in batches]
     words = " · ".join(f"batch {b}: **{md(r['variant'])}**" if r else f"batch {b}: none within budget" for b, r in picks)
     st.markdown(f":material/stacks: Recommended at each batch size: {words}", help="Each is the fastest variant within the budget at "
                 "that batch size, whose outputs stay within it at every timed sequence length there.")
@@ -188,13 +201,11 @@ def generated_texts(report: dict, batch: int) -> None:
     })
 
 
-def wrong_cells(report: dict, budget: float) -> None:
-    """Each variant whose outputs break the budget at a timed shape, in words that name the shape (at this budget)."""
+def wrong_cells(report: dict, budgets: dict) -> None:
+    """Each variant whose outputs break the budget at a timed shape, in words that name the shape (at these budgets)."""
     from core.recommend import mark_cells, wrong_words
     from core.reporting.results import VariantResult
 
-    spec = budget_of(report.get("task"))
-    budgets = dict(report.get("budgets") or {}, **{spec.key: float(budget)})
     task = report.get("task") or EMBEDDING
     found = False
     for r in report.get("results") or []:
@@ -398,10 +409,10 @@ def main() -> None:
         st.warning("This run has no latency measurements (every variant failed?); the notes below say why.", icon=":material/warning:")
         notes(report)
         return
-    batch, seq, budget = recommendation_controls(report, batches, seqs)
-    rec = live_recommendation(report, budget, batch)
-    recommendation_box(report, rec, budget, batch)
-    by_batch_line(report, budget, batches)
+    batch, seq, budgets = recommendation_controls(report, batches, seqs)
+    rec = live_recommendation(report, budgets, batch)
+    recommendation_box(report, rec, budgets, batch)
+    by_batch_line(report, budgets, batches)
     if rec and rec.get("variant"):
         with st.expander(f"Download {rec['variant']}, the recommended variant", icon=":material/download:"):
             download_controls(report, rec["variant"], "recommended")
@@ -410,8 +421,7 @@ def main() -> None:
     for caveat in measurement_caveats(report):
         st.warning(caveat, icon=":material/speed:")
 
-    spec = budget_of(report.get("task"))
-    live = dict(report, recommended=rec, budgets=dict(report.get("budgets") or {}, **{spec.key: budget}))
+    live = dict(report, recommended=rec, budgets=budgets)
     chart(quality_latency_figure(live, batch, seq, budgets=live["budgets"]), "fig_quality_latency")
     generating = is_generation(report)
     if generating:   # full width: one group of bars per prompt length, one bar per variant
@@ -434,9 +444,9 @@ def main() -> None:
     if has_checks(report):   # quality where speed is measured: each timed cell's outputs against fp32's
         left, right = st.columns(2)
         with left:
-            chart(fidelity_figure(report, budget), "fig_cell_fidelity")
+            chart(fidelity_figure(report, budgets), "fig_cell_fidelity")
         with right:
-            wrong_cells(report, budget)
+            wrong_cells(report, budgets)
 
     st.subheader("Against the fp32 reference")
     speed = (f"decode time per token (p50) over {', '.join(map(str, seqs))}-token prompts" if generating else

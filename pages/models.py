@@ -9,7 +9,7 @@ from core import hosting
 from core.calibration import SOURCES as CALIBRATION_SOURCES
 from core.errors import QlabError
 from core.measure.generation import MAX_NEW_TOKENS
-from core.tasks import TASKS
+from core.tasks import EMBEDDING, TASKS, find_task
 from ui.shared import (
     BATCH_CHOICES,
     ENGINES,
@@ -238,17 +238,23 @@ def hardware_section() -> None:
 
 def recommendation_section() -> None:
     """The quality budget of the current task (only that one) and the batch size the recommendation is made at."""
-    from core.recommend import DEFAULT_BUDGETS, default_batch_size
+    from core.recommend import default_batch_size
 
     ss = st.session_state
     task = model_task()
-    spec = budget_of(task)
+    t = find_task(task, default=EMBEDDING)
     st.subheader("Recommendation")
-    c1, c2, _ = st.columns([2, 1, 1])
+    c0, c1, c2 = st.columns([1.3, 2, 1])
+    with c0:
+        st.selectbox("Budget on", [b.key for b in t.all_budgets], key=f"bm_{t.name}", persist_state="session",
+                     format_func=lambda k: t.budget_by_key(k).quantity,
+                     help="The quality measure the budget applies to; the recommendation and each timed cell's mark follow it. "
+                          f"Default: {t.budget.quantity} (CLI: one of {', '.join(b.flag for b in t.all_budgets)}).")
+    spec = budget_of(task)
     with c1:
         st.number_input(spec.label, min_value=spec.min_value, max_value=spec.max_value, step=spec.step, format=spec.fmt,
                         key=f"b_{spec.key}", persist_state="session",
-                        help=spec.help + f" Default {DEFAULT_BUDGETS[spec.key]:g}.")
+                        help=spec.help + f" Default {spec.default:g}.")
     batches = sorted(int(b) for b in ss.get("hw_batches") or [])
     with c2:
         if batches:

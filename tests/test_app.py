@@ -680,6 +680,50 @@ def test_models_page_offers_only_the_budget_of_the_task(tiny_classifier_dir):
     assert any("fastest variant at batch 8 with accuracy drop ≤ 2.5 pt" in m for m in texts(at.markdown)), texts(at.markdown)
 
 
+def test_models_page_puts_the_budget_on_the_measure_picked(tiny_classifier_dir):
+    """Issue 27: "Budget on" offers the task's measures; the number input, the Run page's words and the comparison's
+    budgets follow the one picked (only then does the comparison carry a budget, so an unchanged one keeps its key)."""
+    at = new_app()
+    at.switch_page("pages/models.py").run()
+    use_local_model(at, tiny_classifier_dir, "classification")
+    picker = at.selectbox(key="bm_classification")
+    assert picker.value == "max_accuracy_drop" and picker.options == ["accuracy drop", "label agreement"]
+    picker.set_value("min_label_agreement").run()
+    no_exceptions(at)
+    assert [n.key for n in at.number_input if n.key.startswith("b_")] == ["b_min_label_agreement"]
+    assert at.number_input(key="b_min_label_agreement").value == pytest.approx(0.99)
+    at.number_input(key="b_min_label_agreement").set_value(0.98).run()
+    at.switch_page("pages/run.py").run()
+    no_exceptions(at)
+    assert any("with label agreement ≥ 0.98" in m for m in texts(at.markdown)), texts(at.markdown)
+    at.switch_page("pages/models.py").run()
+    at.selectbox(key="bm_classification").set_value("max_accuracy_drop").run()
+    at.switch_page("pages/run.py").run()
+    assert any("with accuracy drop ≤ 1 pt" in m for m in texts(at.markdown)), texts(at.markdown)
+
+
+def test_compare_moves_the_budget_to_another_measure_and_the_recommendation_follows():
+    from core.storage import history
+
+    rep = embedding_report()
+    for r, agreement in zip(rep["results"], (1.0, 0.90, 0.97)):
+        r["quality"]["retrieval_agreement"] = agreement
+    run_id = history.save_run(rep)
+    at = new_app()
+    at.query_params["run"] = run_id
+    at.run()
+    assert at.selectbox(key="cmp_measure").value == "min_cosine"
+    assert {m.label: m.value for m in at.metric}["Recommended"] == "onnx-int8"
+    at.selectbox(key="cmp_measure").set_value("min_retrieval_agreement").run()
+    no_exceptions(at)
+    assert at.number_input(key="cmp_budget_min_retrieval_agreement").value == pytest.approx(0.95)
+    success = texts(at.success)[0]
+    assert success.startswith("**Recommended:** **dynamic-int8**") and "retrieval agreement 0.9700 >= 0.95" in success, success
+    assert "onnx-int8 is faster still but its retrieval agreement 0.9000 < 0.95" in success
+    assert any("the saved run recommended **onnx-int8** with cosine fidelity ≥ 0.99" in c for c in texts(at.caption))
+    assert recommended_on_chart(at) == "dynamic-int8"
+
+
 def test_calibration_source_is_chosen_on_models_and_kept_in_the_comparison():
     """"Calibrate static int8 on": the bundled sample by default (the comparison, and so its saved-run key, unchanged);
     this run's own texts when chosen, which the Run page states."""

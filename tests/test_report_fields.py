@@ -10,7 +10,9 @@ objects three deep and hold strings of up to 2000 characters (llama.cpp's probe 
 document refused before is still refused, 39 of them with the new limit or a deeper path in their words. And again
 when the latency cells gained their output check (``out_*``) and the report ``recommended_by_batch``: the schema
 only grew, and every verdict stayed the same. And when each result gained ``kernels`` (the kernels its matmuls ran
-with, a CSV column after ``hardware``): the schema and the CSV only grew.
+with, a CSV column after ``hardware``): the schema and the CSV only grew. And when embedding cells gained the
+neighbours ranked within their batch (``out_retrieval_agreement``, ``out_similarity_spearman``): the schema only grew;
+every verdict and every saved report's CSV stayed the same.
 """
 
 from __future__ import annotations
@@ -227,7 +229,8 @@ def test_every_field_is_declared_with_its_words():
         assert all(f.metadata["schema"] is not None for f in fields(cls)), cls.__name__
     assert [d["name"] for d in describe(LatencyCell) if d["csv"] is not None and d["csv"] < 100] == CSV_COLUMNS_BEFORE[4:13]
     assert [d["name"] for d in describe(LatencyCell) if d["csv"] is not None and d["csv"] >= 200] == [   # the output check's columns
-        "out_cosine_mean", "out_cosine_min", "out_agreement", "out_max_logit_diff", "out_kl_mean", "out_kl_max", "out_wrong"]
+        "out_cosine_mean", "out_cosine_min", "out_agreement", "out_max_logit_diff", "out_kl_mean", "out_kl_max", "out_wrong",
+        "out_retrieval_agreement", "out_similarity_spearman"]
 
 
 def test_dataset_throughput_has_one_parser_for_every_shape():

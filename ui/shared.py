@@ -45,9 +45,10 @@ PARAM_SUGGESTIONS = {
 
 
 def budget_of(task: str | None) -> Budget:
-    """The one quality budget that applies to ``task`` (embedding's for a report of an unknown task), as the task
-    declares it: its key, number input (label, range, step, format, help) and words."""
-    return find_task(task, default=EMBEDDING).budget
+    """The measure the quality budget of ``task`` is on (embedding's task for an unknown one), as picked on Models &
+    variants (the task's default measure until then): its key, number input (label, range, step, format, help) and words."""
+    t = find_task(task, default=EMBEDDING)
+    return t.budget_by_key(st.session_state.get(f"bm_{t.name}") or "") or t.budget
 
 
 PAGES = {
@@ -154,7 +155,9 @@ def init_state() -> None:
     ss.setdefault("hw_measure", "quick")
     ss.setdefault("hw_targets", [])            # none picked yet: next_run_targets() says where the next run measures
     for t in all_tasks():
-        ss.setdefault(f"b_{t.budget.key}", float(t.budget.default))
+        ss.setdefault(f"bm_{t.name}", t.budget.key)      # the measure the task's budget is on
+        for b in t.all_budgets:
+            ss.setdefault(f"b_{b.key}", float(b.default))
 
 
 @st.cache_resource(show_spinner=False)
@@ -432,7 +435,7 @@ def current_config(strict: bool = True) -> dict:
     # the recommendation: only what differs from the engine's defaults, so an unchanged comparison keeps its saved result
     spec = budget_of(task)
     budget = budget_value(task)
-    if abs(budget - float(spec.default)) > 1e-12:
+    if spec is not find_task(task, default=EMBEDDING).budget or abs(budget - float(spec.default)) > 1e-12:
         config["budgets"] = {spec.key: budget}
     from core.recommend import default_batch_size
 

@@ -11,29 +11,26 @@ from ..tasks import EMBEDDING, find_task
 from .common import empty_figure, legend_below, legend_name, report_colors, style_figure, variant_marker
 
 WRONG_COLOR = "#d40000"
-# per task: the cell field drawn, its axis title, whether higher is better, and the budget on that axis from the task's budget
-MEASURES = {
-    "embedding": ("out_cosine_mean", "Mean cosine to fp32 on the cell's inputs (higher is better)", lambda b: float(b)),
-    "classification": ("out_agreement", "Labels equal to fp32's on the cell's inputs (higher is better)", lambda b: 1.0 - float(b) / 100.0),
-    "causal-lm": ("out_kl_mean", "Mean KL divergence from fp32, nats (lower is better)", None),
-}
 
 
-def _measure(report: dict):
+def _measure(report: dict, budgets: dict | None = None):
+    """(the task, the measure drawn: the chosen budget's own cell figure)."""
     task = find_task(report.get("task"), default=EMBEDDING)
-    return task, MEASURES.get(task.name, MEASURES["embedding"])
+    return task, task.chosen_budget(report.get("budgets") if budgets is None else budgets)
 
 
 def has_checks(report: dict) -> bool:
-    field = _measure(report)[1][0]
-    return any(c.get(field) is not None for r in ok_results(report) for c in r.get("latency") or [])
+    task = find_task(report.get("task"), default=EMBEDDING)
+    return any(c.get(task.budget.cell_metric) is not None for r in ok_results(report) for c in r.get("latency") or [])
 
 
-def fidelity_figure(report: dict, budget: float | None = None) -> go.Figure:
-    """The check's figure against sequence length per variant (solid: the smallest batch size, dashed: the others)."""
-    import math
-
-    task, (field, axis, on_axis) = _measure(report)
+def fidelity_figure(report: dict, budgets: dict | None = None) -> go.Figure:
+    """The check's figure against sequence length per variant (solid: the smallest batch size, dashed: the others), on
+    the measure the budget is on (``budgets``: the ones shown, else the run's own); batch sizes too small for that
+    measure show the default measure's figure, on its own axis when nothing else can."""
+    task, (chosen, limit) = _measure(report, budgets)
+    shown = chosen if any(c.get(chosen.cell_metric) is not None for r in ok_results(report) for c in r.get("latency") or []) else task.budget
+    field, axis = shown.cell_metric, shown.cell_axis
     title = "Outputs against fp32 at every timed shape"
     if not has_checks(report):
         return empty_figure(title, "This report has no per-cell output checks (measured before the lab checked them).")
@@ -52,17 +49,16 @@ def fidelity_figure(report: dict, budget: float | None = None) -> go.Figure:
                 x=[c["seq_len"] for c in pts], y=[c[field] for c in pts], mode="lines+markers", name=f"{legend_name(name)} · batch {b}",
                 line=dict(color=color, width=2.5, dash="solid" if k == 0 else "dash"), marker=variant_marker(name, color, 9),
                 hovertemplate=f"<b>{name}</b> batch {b}<br>%{{x}} tokens<br>%{{y:.4f}}<extra></extra>"))
-            wrong = [c for c in pts if _wrong(task, c, budget)]
+            wrong = [c for c in pts if _wrong(task, c, budgets)]
             if wrong:
                 fig.add_trace(go.Scatter(x=[c["seq_len"] for c in wrong], y=[c[field] for c in wrong], mode="markers", showlegend=False,
                                          marker=dict(symbol="x-thin", size=18, line=dict(width=4, color=WRONG_COLOR)),
                                          hovertemplate=f"<b>{name}</b> batch {b}: outputs wrong at %{{x}} tokens<extra></extra>"))
     fig = style_figure(fig, title, "Sequence length (tokens)", axis)
-    limit = None
-    if budget is not None:
-        limit = on_axis(budget) if on_axis else math.log1p(float(budget) / 100.0)
-        fig.add_hline(y=limit, line=dict(color=WRONG_COLOR, dash="dot", width=1.5),
-                      annotation_text=f"budget ({task.budget.words(budget)})", annotation_position="bottom right")
+    if budgets is not None:
+        edge = shown.on_cell(limit if shown is chosen else shown.default)
+        fig.add_hline(y=edge, line=dict(color=WRONG_COLOR, dash="dot", width=1.5), annotation_position="bottom right",
+                      annotation_text=f"budget ({shown.words(limit if shown is chosen else shown.default)})")
     fig.update_layout(title_subtitle_text="each cell's own inputs, the very ones it was timed on · red ✕: outputs beyond the budget",
                       title_subtitle_font=dict(size=12, color="#777"))
     xs = seq_lengths(report)
@@ -71,13 +67,13 @@ def fidelity_figure(report: dict, budget: float | None = None) -> go.Figure:
     return fig
 
 
-def _wrong(task, cell: dict, budget: float | None) -> bool:
-    """Whether a cell's outputs break ``budget`` (the run's own verdict when no budget is given)."""
-    if budget is None:
+def _wrong(task, cell: dict, budgets: dict | None) -> bool:
+    """Whether a cell's outputs break ``budgets`` (the run's own verdict when none are given)."""
+    if budgets is None:
         return bool(cell.get("out_wrong"))
     from ..reporting.cells import LatencyCell
 
-    ok, _ = task.cell_verdict(LatencyCell.from_dict(cell), float(budget))
+    ok, _ = task.cell_verdict(LatencyCell.from_dict(cell), budgets)
     return ok is False
 
 

@@ -31,17 +31,21 @@ def budget_threshold(report: dict, budgets: dict | None) -> tuple[float, str] | 
     """The quality budget as a value on the quality axis of ``quality_latency_figure`` and in words, or None.
 
     Embeddings: cosine fidelity >= min_cosine. Classification: fp32's accuracy minus max_accuracy_drop points.
-    Causal LMs: fp32's perplexity times (1 + max_ppl_increase / 100).
+    Causal LMs: fp32's perplexity times (1 + max_ppl_increase / 100). None when the budget is on another measure
+    than the axis shows (mean KL divergence, retrieval agreement...).
     """
     if not budgets:
         return None
     task = find_task(report.get("task") or EMBEDDING)
-    if task is None or budgets.get(task.budget.key) is None:
+    if task is None:
+        return None
+    chosen, limit = task.chosen_budget(budgets)
+    if chosen is not task.budget or budgets.get(chosen.key) is None:
         return None
     key, _, _, pct = quality_spec(report)
     ref = reference_quality(report).get(key)
     try:
-        return task.budget_line(budgets[task.budget.key], ref, pct)
+        return task.budget_line(limit, ref, pct)
     except (TypeError, ValueError):
         return None
 

@@ -12,7 +12,9 @@ extra forward pass: the last timed call's), reduces it to what the task compares
 
 What is kept and compared, by task:
 
-* embeddings: the sentence vectors (mean-pooled, L2-normalised) -> ``out_cosine_mean``, ``out_cosine_min``;
+* embeddings: the sentence vectors (mean-pooled, L2-normalised) -> ``out_cosine_mean``, ``out_cosine_min``, and in a
+  batch of at least ``MIN_RANKED_ROWS`` texts the neighbours ranked within it: ``out_retrieval_agreement`` (top-5
+  neighbours shared with fp32's) and ``out_similarity_spearman`` (Spearman of the pairwise similarities with fp32's);
 * classification: the logits -> ``out_agreement`` (share of labels equal to fp32's), ``out_max_logit_diff``;
 * causal LMs: the next-token log-probabilities at up to ``MAX_LM_POSITIONS`` positions of the cell, spread evenly
   over its rows and tokens -> ``out_kl_mean``, ``out_kl_max`` (KL(fp32 || variant) in nats) and ``out_agreement``
@@ -28,10 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import mean_pool, row_cosine
+from .metrics import mean_pool, retrieval_agreement, row_cosine, similarity_spearman
 
 MAX_LM_POSITIONS = 64       # next-token distributions kept per cell (each is a vocabulary of floats)
-FIELDS = ("out_cosine_mean", "out_cosine_min", "out_agreement", "out_max_logit_diff", "out_kl_mean", "out_kl_max")
+MIN_RANKED_ROWS = 8         # texts a cell needs before neighbours ranked within it mean something (top-5 of 7 or more)
+FIELDS = ("out_cosine_mean", "out_cosine_min", "out_agreement", "out_max_logit_diff", "out_kl_mean", "out_kl_max",
+          "out_retrieval_agreement", "out_similarity_spearman")
 
 
 def reduce(task, output, attention_mask) -> np.ndarray:
@@ -65,7 +69,11 @@ def compare(task, reduced: np.ndarray, reference: np.ndarray) -> dict:
         raise ValueError(f"cell outputs of shape {reduced.shape} cannot be compared with fp32's {reference.shape}")
     if task.pooled:
         cos = row_cosine(reduced, reference)
-        return {"out_cosine_mean": float(cos.mean()), "out_cosine_min": float(cos.min())}
+        out = {"out_cosine_mean": float(cos.mean()), "out_cosine_min": float(cos.min())}
+        if len(reduced) >= MIN_RANKED_ROWS:
+            out["out_retrieval_agreement"] = retrieval_agreement(reduced, reference)
+            out["out_similarity_spearman"] = similarity_spearman(reduced, reference)
+        return out
     same = reduced.argmax(axis=-1) == reference.argmax(axis=-1)
     if task.generates:
         kl = kl_divergence(reference, reduced)

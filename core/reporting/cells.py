@@ -37,6 +37,10 @@ class LatencyCell:
     out_kl_max: float | None = spec(num(0, 1e6), unit="nats", csv=C + 5, default=None, doc="causal LMs: the largest of those")
     out_wrong: bool | None = spec({"type": ["boolean", "null"]}, csv=C + 6, default=None,
                                   doc="the cell's outputs break the quality budget (None: not checked, e.g. fp32 or an older report)")
+    out_retrieval_agreement: float | None = spec(num(0, 1), csv=C + 7, default=None,
+                                                 doc="embeddings, a batch of 8 texts or more: top-5 neighbours within it shared with fp32's")
+    out_similarity_spearman: float | None = spec(num(-1.001, 1.001), csv=C + 8, default=None,
+                                                 doc="embeddings, a batch of 8 texts or more: Spearman of its pairwise similarities with fp32's")
 
     @property
     def checked(self) -> bool:

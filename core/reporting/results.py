@@ -180,7 +180,7 @@ def _results_schema(task: str | None, strict: bool) -> dict:
 
 
 def _budgets_schema(task: str | None, strict: bool) -> dict:
-    return obj({t.budget.key: num(*t.budget.schema_range) for t in all_tasks()}, null=True)
+    return obj({b.key: num(*b.schema_range) for t in all_tasks() for b in t.all_budgets}, null=True)
 
 
 @dataclass

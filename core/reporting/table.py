@@ -90,6 +90,15 @@ def format_table(report, batch_size: int | None = None) -> str:
     return "\n".join(out)
 
 
+def _check_cell(task, cell, budgets: dict) -> str:
+    """One cell of the check table: the chosen measure's value on the cell (or the default measure's where the cell has
+    too few texts for it), WRONG when the run marked it so."""
+    chosen, _ = task.chosen_budget(budgets)
+    shown = chosen if chosen.cell_value(cell) is not None else task.budget
+    value = shown.cell_value(cell)
+    return _fmt(value, shown.cell_fmt) + ("" if shown is chosen else f" ({shown.cell_name})") + (" WRONG" if cell.out_wrong else "")
+
+
 def check_lines(rep: Report) -> list[str]:
     """Each timed cell's outputs against fp32's on the same inputs (core.measure.cell_check), one row per variant."""
     checked = [r for r in rep.results if not r.error and any(c.checked for c in r.latency)]
@@ -97,14 +106,14 @@ def check_lines(rep: Report) -> list[str]:
         return []
     task = get_task(rep.task)
     cells = sorted({(c.batch_size, c.seq_len) for r in checked for c in r.latency})
-    what = {"embedding": ("out_cosine_mean", "mean cosine", ".4f"), "classification": ("out_agreement", "label agreement", ".2f"),
-            "causal-lm": ("out_kl_mean", "mean KL divergence (nats)", ".4f")}.get(task.name, ("out_agreement", "agreement", ".2f"))
+    chosen, limit = task.chosen_budget(rep.budgets)
     rows = []
     for r in checked:
         by = {(c.batch_size, c.seq_len): c for c in r.latency}
-        rows.append([r.variant] + [(_fmt(getattr(by[k], what[0]), what[2]) + (" WRONG" if by[k].out_wrong else "")) if k in by else "-" for k in cells])
+        rows.append([r.variant] + [_check_cell(task, by[k], rep.budgets) if k in by else "-" for k in cells])
     headers = ["outputs vs fp32"] + [f"b={b} s={s}" for b, s in cells]
-    return ["", f"Each timed cell's outputs against fp32's on the same inputs ({what[1]}; WRONG: beyond the quality budget):",
+    return ["", f"Each timed cell's outputs against fp32's on the same inputs ({chosen.cell_name}; WRONG: beyond the budget, "
+                f"{chosen.ascii_words(limit)}):",
             _render(headers, rows, set(range(1, len(headers)))), ""]
 
 

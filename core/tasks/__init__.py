@@ -42,8 +42,13 @@ def all_tasks() -> tuple[Task, ...]:
 
 
 def default_budgets() -> dict[str, float]:
-    """Every task's budget key -> its default (the recommendation's defaults)."""
+    """Every task's default budget key -> its default (the recommendation's defaults)."""
     return {t.budget.key: t.budget.default for t in REGISTRY.values()}
+
+
+def budget_keys() -> dict[str, tuple[Task, Budget]]:
+    """Every budget key any task accepts -> (the task, the measure)."""
+    return {b.key: (t, b) for t in REGISTRY.values() for b in t.all_budgets}
 
 
 def infer_task(architectures: list[str] | None, is_sentence_transformer: bool = False) -> str | None:
@@ -68,4 +73,4 @@ def check_task(task: str) -> str:
 
 
 __all__ = ["Axis", "Budget", "Column", "Dataset", "Task", "REGISTRY", "EMBEDDING", "CLASSIFICATION", "CAUSAL_LM", "TASKS",
-           "get_task", "find_task", "all_tasks", "default_budgets", "infer_task", "check_task"]
+           "get_task", "find_task", "all_tasks", "default_budgets", "budget_keys", "infer_task", "check_task"]

@@ -36,14 +36,6 @@ class CausalLMTask(Task):
         ok = inc <= limit + 1e-9
         return ok, f"perplexity {ppl:.3f} ({signed(inc, 1)}% vs fp32's {ref:.3f}), {'within' if ok else 'beyond'} the {limit:g}% budget"
 
-    def cell_verdict(self, cell, limit):
-        """The cell's mean KL divergence from fp32's next-token distributions against the perplexity budget: a mean KL
-        of ln(1 + budget) nats is the cross-entropy a budget-sized perplexity increase adds on fp32's own predictions."""
-        kl = getattr(cell, "out_kl_mean", None)
-        if kl is None:
-            return None, "not checked"
-        return kl <= math.log1p(limit / 100.0) + 1e-12, f"KL {kl:.4f} nats"
-
     def budget_line(self, limit, ref, percent):
         if not ref:
             return None
@@ -95,6 +87,8 @@ class CausalLMTask(Task):
                 "next_token": "argmax of logits at the last position where attention_mask is 1"}
 
 
+KL_AXIS = "Mean KL divergence from fp32, nats (lower is better)"
+
 TASK = CausalLMTask(
     name="causal-lm",
     title="causal LM (perplexity, generation)",
@@ -109,7 +103,27 @@ TASK = CausalLMTask(
     budget=Budget("max_ppl_increase", 2.0, "--max-ppl-increase", "perplexity increase ≤ {:g}%",
                   "Quality budget: maximum perplexity increase (%)", 0.0, 1000.0, 0.5, "%.1f",
                   "A variant qualifies when its perplexity is at most this many percent above fp32's (CLI: --max-ppl-increase).",
-                  schema_range=(0, 1e6), valid_max=float("inf"), cli_help="causal-lm budget: perplexity increase in percent (default 2.0)"),
+                  schema_range=(0, 1e6), valid_max=float("inf"), cli_help="causal-lm budget: perplexity increase in percent (default 2.0)",
+                  # a cell's mean KL of ln(1 + budget) nats is the cross-entropy a budget-sized perplexity increase adds on fp32's own predictions
+                  quantity="perplexity increase", cell_metric="out_kl_mean", cell_name="KL", cell_fmt=".4f", cell_unit=" nats",
+                  cell_higher=False, on_cell=lambda b: math.log1p(float(b) / 100.0), cell_axis=KL_AXIS),
+    budgets=(
+        Budget("max_kl_mean", 0.01, "--max-kl-mean", "mean KL divergence ≤ {:g} nats",
+               "Quality budget: maximum mean KL divergence from fp32 (nats)", 0.0, 10.0, 0.001, "%.4f",
+               "A variant qualifies when the mean KL divergence of fp32's next-token distributions from its own, over the perplexity "
+               "windows, is at most this (llama-perplexity --kl-divergence's statistic; CLI: --max-kl-mean).",
+               schema_range=(0, 1e6), valid_max=float("inf"),
+               cli_help="causal-lm budget on the mean KL divergence from fp32 in nats instead of perplexity (e.g. 0.01)",
+               quantity="mean KL divergence", metric="kl_mean", higher=False,
+               cell_metric="out_kl_mean", cell_name="KL", cell_fmt=".4f", cell_unit=" nats", cell_higher=False, cell_axis=KL_AXIS),
+        Budget("min_top1_agreement", 0.9, "--min-top1-agreement", "top-1 agreement ≥ {:g}",
+               "Quality budget: minimum share of next tokens equal to fp32's", 0.0, 1.0, 0.01, "%.2f",
+               "A variant qualifies when at least this share of its most likely next tokens equal fp32's over the perplexity windows "
+               "(CLI: --min-top1-agreement).",
+               schema_range=(0, 1), valid_max=1.0, cli_help="causal-lm budget on top-1 next-token agreement with fp32 instead of perplexity (e.g. 0.9)",
+               quantity="top-1 agreement", metric="top1_agreement", cell_metric="out_agreement", cell_name="top-1 agreement", cell_fmt=".0%",
+               cell_axis="Top-1 next tokens equal to fp32's on the cell's inputs (higher is better)"),
+    ),
     axis=Axis("Perplexity (lower is better)"),
     output_name="logits",
     snippet_output="logits",

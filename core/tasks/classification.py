@@ -40,14 +40,6 @@ class ClassificationTask(Task):
         change = f"accuracy {acc * 100:.1f}% ({signed(-drop, 1)} pt vs fp32's {ref * 100:.1f}%)"
         return ok, f"{change}, {'within' if ok else 'beyond'} the {limit:g} pt budget"
 
-    def cell_verdict(self, cell, limit):
-        """Labels that differ from fp32's on the cell's own texts, in points, against the accuracy-drop budget: a
-        changed label can cost at most that much accuracy."""
-        agree = getattr(cell, "out_agreement", None)
-        if agree is None:
-            return None, "not checked"
-        return (1.0 - agree) * 100.0 <= limit + 1e-9, f"label agreement {agree * 100:.0f}%"
-
     def budget_line(self, limit, ref, percent):
         if ref is None:
             return None
@@ -90,6 +82,8 @@ class ClassificationTask(Task):
         return {"description": "the predicted class is the argmax of the logits; labels[i] names class i.", "labels": list(labels)}
 
 
+LABELS_AXIS = "Labels equal to fp32's on the cell's inputs (higher is better)"
+
 TASK = ClassificationTask(
     name="classification",
     title="classification (labels)",
@@ -101,7 +95,19 @@ TASK = ClassificationTask(
     budget=Budget("max_accuracy_drop", 1.0, "--max-accuracy-drop", "accuracy drop ≤ {:g} pt",
                   "Quality budget: maximum accuracy drop (points)", 0.0, 100.0, 0.1, "%.1f",
                   "A variant qualifies when its accuracy is at most this many points below fp32's (CLI: --max-accuracy-drop).",
-                  schema_range=(0, 100), valid_max=float("inf"), cli_help="classification budget: accuracy points (default 1.0)"),
+                  schema_range=(0, 100), valid_max=float("inf"), cli_help="classification budget: accuracy points (default 1.0)",
+                  # a label that differs from fp32's can cost at most that much accuracy: a cell's changed labels, in points
+                  quantity="accuracy drop", cell_metric="out_agreement", cell_name="label agreement", cell_fmt=".0%",
+                  on_cell=lambda b: 1.0 - float(b) / 100.0, cell_axis=LABELS_AXIS),
+    budgets=(
+        Budget("min_label_agreement", 0.99, "--min-label-agreement", "label agreement ≥ {:g}",
+               "Quality budget: minimum share of labels equal to fp32's", 0.0, 1.0, 0.01, "%.2f",
+               "A variant qualifies when at least this share of its labels equal fp32's on the data (CLI: --min-label-agreement); "
+               "no gold labels needed.",
+               schema_range=(0, 1), valid_max=1.0, cli_help="classification budget on label agreement with fp32 instead of accuracy (e.g. 0.99)",
+               quantity="label agreement", metric="agreement", cell_metric="out_agreement", cell_name="label agreement", cell_fmt=".0%",
+               cell_axis=LABELS_AXIS),
+    ),
     axis=Axis("Accuracy (%, higher is better)", percent=True),
     output_name="logits",
     snippet_output="logits",

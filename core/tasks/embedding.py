@@ -42,13 +42,6 @@ class EmbeddingTask(Task):
         ok = cos >= limit - 1e-12
         return ok, f"cosine fidelity {cos:.4f} {'>=' if ok else '<'} {limit:g}"
 
-    def cell_verdict(self, cell, limit):
-        """The cell's mean cosine to fp32's against the cosine budget (its lowest cosine is reported beside it)."""
-        cos = getattr(cell, "out_cosine_mean", None)
-        if cos is None:
-            return None, "not checked"
-        return cos >= limit - 1e-12, f"cosine {cos:.3f}"
-
     def budget_line(self, limit, ref, percent):
         value = float(limit)
         return value, f"cosine ≥ {value:g}"
@@ -128,7 +121,28 @@ TASK = EmbeddingTask(
     budget=Budget("min_cosine", 0.99, "--min-cosine", "cosine fidelity ≥ {:g}",
                   "Quality budget: minimum cosine fidelity to fp32", 0.0, 1.0, 0.001, "%.4f",
                   "A variant qualifies when its mean cosine similarity to fp32's sentence embeddings is at least this (CLI: --min-cosine).",
-                  schema_range=(-1, 1), valid_max=1.0, cli_help="embedding budget: minimum cosine fidelity (default 0.99)"),
+                  schema_range=(-1, 1), valid_max=1.0, cli_help="embedding budget: minimum cosine fidelity (default 0.99)",
+                  quantity="cosine fidelity", cell_metric="out_cosine_mean", cell_name="cosine",
+                  cell_axis="Mean cosine to fp32 on the cell's inputs (higher is better)"),
+    budgets=(
+        Budget("min_retrieval_agreement", 0.95, "--min-retrieval-agreement", "retrieval agreement ≥ {:g}",
+               "Quality budget: minimum top-5 retrieval agreement with fp32", 0.0, 1.0, 0.01, "%.2f",
+               "A variant qualifies when, for each text, this share of its 5 nearest neighbours by the variant's embeddings are also fp32's "
+               "(CLI: --min-retrieval-agreement). Each timed cell ranks the neighbours within its batch (8 texts or more).",
+               schema_range=(0, 1), valid_max=1.0, cli_help="embedding budget on top-5 retrieval agreement with fp32 instead of cosine (e.g. 0.95)",
+               quantity="retrieval agreement", metric="retrieval_agreement", cell_metric="out_retrieval_agreement",
+               cell_name="retrieval agreement", cell_fmt=".2f",
+               cell_axis="Top-5 neighbours shared with fp32's, within the cell's batch (higher is better)"),
+        Budget("min_spearman_change", -0.01, "--min-spearman-change", "similarity-rank Spearman change ≥ {:g}",
+               "Quality budget: least change of the similarity-rank Spearman from fp32's 1", -1.0, 0.0, 0.001, "%.3f",
+               "A variant qualifies when the Spearman correlation of all its pairwise similarities with fp32's, minus fp32's own 1, is at "
+               "least this (e.g. -0.01; CLI: --min-spearman-change). No labels needed; it catches a reordering a mean cosine hides.",
+               schema_range=(-2, 0), valid_min=-2.0, valid_max=0.0,
+               cli_help="embedding budget on the similarity-rank Spearman change from fp32 instead of cosine (e.g. -0.01)",
+               quantity="similarity-rank Spearman change", metric="similarity_spearman", offset=1.0,
+               cell_metric="out_similarity_spearman", cell_name="similarity ranks", cell_fmt=".4f", on_cell=lambda b: 1.0 + float(b),
+               cell_axis="Spearman of the cell's pairwise similarities with fp32's (higher is better)"),
+    ),
     axis=Axis("Cosine fidelity to fp32 (higher is better)"),
     output_name="last_hidden_state",
     snippet_output="embeddings",
