@@ -58,8 +58,8 @@ def test_a_config_takes_one_measure_per_task_in_its_range():
     with pytest.raises(QlabError, match="Unknown budget 'max_kl'"):
         check_budgets({"max_kl": 0.01})
     # the CLI refuses two flags of one task even at the default value, before anything loads
-    done = subprocess.run([sys.executable, "-m", "core", "evaluate", "--task", "causal-lm", "--model", "demo-gpt", "--variants", "fp32", "--max-ppl-increase", "2",
-                           "--max-kl-mean", "0.01"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "core", "evaluate", "--task", "causal-lm", "--model", "demo-gpt", "--variants", "fp32",
+                           "--max-ppl-increase", "2", "--max-kl-mean", "0.01"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "takes one quality budget, on one measure; got --max-ppl-increase and --max-kl-mean" in done.stderr
     assert "Traceback" not in done.stderr
 
