@@ -59,7 +59,7 @@ def mark_cells(results, task: str, budgets: dict | None) -> None:
     (``Task.cell_verdict``, on the measure the budget is on); fp32's own cells and unchecked ones stay None."""
     t = get_task(task)
     for r in results:
-        for c in r.latency if not r.error and r.variant != REFERENCE else []:
+        for c in timed_cells(r) if not r.error and r.variant != REFERENCE else []:
             ok, _ = t.cell_verdict(c, budgets)
             c.out_wrong = None if ok is None else not ok
 
@@ -68,21 +68,31 @@ def wrong_words(result: VariantResult, task: str, budgets: dict | None, batch_si
     """'outputs are wrong at 32 tokens (cosine 0.836 vs fp32; 0.997 at 16)' for the cells (at ``batch_size``, or any) whose
     outputs break the budget; None when none does."""
     t = get_task(task)
-    cells = [c for c in result.latency if batch_size is None or c.batch_size == batch_size]
+    cells = [c for c in timed_cells(result) if batch_size is None or c.batch_size == batch_size]
     wrong = [c for c in cells if c.out_wrong]
     if not wrong:
         return None
-    right = [c for c in cells if c.out_wrong is False and c.seq_len not in {w.seq_len for w in wrong}]
-    lengths = sorted({c.seq_len for c in wrong})
+    right = [c for c in cells if c.out_wrong is False and length(c) not in {length(w) for w in wrong}]
+    lengths = sorted({length(c) for c in wrong})
     worst = max(wrong, key=_badness(t, budgets))
-    where = f"{', '.join(map(str, lengths))} tokens"
+    where = f"{', '.join(map(str, lengths))}-token prompts" if result.generation else f"{', '.join(map(str, lengths))} tokens"
     if batch_size is None:
         where += f", batch {', '.join(str(b) for b in sorted({c.batch_size for c in wrong}))}"
     words = f"outputs are wrong at {where} ({t.cell_verdict(worst, budgets)[1]} vs fp32"
     if right:
         best = min(right, key=_badness(t, budgets))
-        words += f"; {t.cell_verdict(best, budgets)[1]} at {best.seq_len}"
+        words += f"; {t.cell_verdict(best, budgets)[1]} at {length(best)}"
     return words + ")"
+
+
+def timed_cells(result: VariantResult) -> list:
+    """Every timed cell of a result whose outputs can be checked: its latency cells, then its generation cells."""
+    return [*result.latency, *result.generation]
+
+
+def length(cell) -> int:
+    """A latency cell's sequence length, a generation cell's prompt length."""
+    return cell.seq_len if hasattr(cell, "seq_len") else cell.prompt_len
 
 
 def _badness(task, budgets: dict | None):

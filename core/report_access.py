@@ -62,7 +62,8 @@ def latency_points(result: dict) -> list[dict]:
     (batch size, prompt length) -> decode ms per token (p50, p90), so every speed chart works for both."""
     if not result.get("latency") and result.get("generation"):
         return [{"batch_size": g["batch_size"], "seq_len": g["prompt_len"], "p50_ms": g.get("decode_ms_per_token_p50"),
-                 "p90_ms": g.get("decode_ms_per_token_p90")} for g in result["generation"] if g.get("decode_ms_per_token_p50") is not None]
+                 "p90_ms": g.get("decode_ms_per_token_p90"), "out_wrong": g.get("out_wrong")}
+                for g in result["generation"] if g.get("decode_ms_per_token_p50") is not None]
     return [p for p in result.get("latency") or [] if p.get("p50_ms") is not None]
 
 

@@ -145,3 +145,49 @@ def test_llama_cpp_kl_statistics_agree_with_numpy_on_the_same_logits(tiny_gpt2_d
     assert q["dp_mean"] == pytest.approx(dp.mean(), abs=1e-5) and q["dp_rms"] == pytest.approx(np.sqrt((dp ** 2).mean()), abs=1e-5)
     assert q["top1_agreement"] == pytest.approx(float((ref.argmax(-1) == var.argmax(-1)).mean()))
     assert q["kl_mean"] > 0   # 4-bit weights do change the distributions
+
+
+def test_a_generation_cell_compares_only_the_steps_whose_inputs_are_fp32s(tmp_path):
+    """Step s of a row has fp32's inputs while the row's tokens before s equal fp32's: row 0 diverges after its second
+    token, so its third and fourth steps are not compared; row 1 never diverges."""
+    rng = np.random.default_rng(0)
+    ref_logits = [rng.normal(size=(2, 11)) for _ in range(4)]
+    var_logits = [x + rng.normal(scale=0.3, size=x.shape) for x in ref_logits]
+    ref_tokens = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
+    var_tokens = np.array([[1, 9, 3, 4], [5, 6, 7, 8]])
+    assert cell_check.check_generation({"ref_dir": tmp_path, "reference": True}, 2, 8, ref_logits, ref_tokens) == {}
+    got = cell_check.check_generation({"ref_dir": tmp_path}, 2, 8, var_logits, var_tokens)
+    pairs = [(0, 0), (1, 0), (0, 1), (1, 1), (2, 1), (3, 1)]   # (step, row) compared
+    kl = [cell_check.kl_divergence(cell_check.log_softmax(ref_logits[s][r]), cell_check.log_softmax(var_logits[s][r])) for s, r in pairs]
+    assert got["out_positions"] == len(pairs)
+    assert got["out_kl_mean"] == pytest.approx(float(np.mean(kl)), rel=1e-5) and got["out_kl_max"] == pytest.approx(float(np.max(kl)), rel=1e-5)
+    same = [int(np.argmax(ref_logits[s][r]) == np.argmax(var_logits[s][r])) for s, r in pairs]
+    assert got["out_agreement"] == pytest.approx(np.mean(same))
+    assert cell_check.generation_steps(1, 100) == cell_check.MAX_LM_POSITIONS and cell_check.generation_steps(64, 4) == 1
+
+
+def test_a_generation_cell_wrong_at_one_prompt_length_is_marked_and_named(faulty, tiny_gpt2_dir, tmp_path):
+    from core.evaluate import EvalConfig, run_evaluation
+    from core.recommend import recommend
+    from core.reporting.csv_export import report_to_csv
+    from core.reporting.table import format_table
+
+    data = tmp_path / "lm.txt"
+    data.write_text("Quantization maps floating point numbers onto a few integer levels. " * 12)
+    report = run_evaluation(EvalConfig(task="causal-lm", model=str(tiny_gpt2_dir), variants=["fp32", "faulty-fp32:at=16"], data=str(data),
+                                       scenario="generate", batch_sizes=[1], prompt_lengths=[8, 16], new_tokens=4, max_length=32, protocol=QUICK))
+    fp32, bad = report["results"]
+    assert not bad.get("error"), bad.get("error")
+    cells = {c["prompt_len"]: c for c in bad["generation"]}
+    assert cells[8]["out_kl_mean"] == pytest.approx(0.0, abs=1e-6) and cells[8]["out_positions"] == 4 and cells[8]["out_wrong"] is False
+    assert cells[16]["out_wrong"] is True and cells[16]["out_agreement"] < 1.0 and cells[16]["out_kl_mean"] > 0.01
+    assert all(c.get("out_wrong") is None for c in fp32["generation"])
+    assert any("Outputs are wrong at 16-token prompts" in n for n in bad["notes"]), bad["notes"]
+    header = report_to_csv(report).splitlines()[0].split(",")
+    assert {"prompt_len", "out_kl_mean", "out_positions", "out_wrong"} <= set(header)
+    assert "b=1 p=16" in format_table(report) and "WRONG" in format_table(report)
+    faster = copy.deepcopy(report)
+    for c in faster["results"][1]["generation"]:
+        c["decode_ms_per_token_p50"] = c["decode_ms_per_token_p90"] = c["decode_ms_per_token_p50"] / 10
+    rec = recommend(faster["results"], "causal-lm", None, 1, reference_quality=report["reference"]["quality"])
+    assert rec["variant"] == "fp32" and "outputs are wrong at 16-token prompts" in rec["reason"], rec

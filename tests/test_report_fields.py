@@ -12,7 +12,8 @@ when the latency cells gained their output check (``out_*``) and the report ``re
 only grew, and every verdict stayed the same. And when each result gained ``kernels`` (the kernels its matmuls ran
 with, a CSV column after ``hardware``): the schema and the CSV only grew. And when embedding cells gained the
 neighbours ranked within their batch (``out_retrieval_agreement``, ``out_similarity_spearman``): the schema only grew;
-every verdict and every saved report's CSV stayed the same.
+every verdict and every saved report's CSV stayed the same. And when generation cells gained the same check (``out_kl_mean``,
+``out_kl_max``, ``out_agreement``, ``out_wrong``, ``out_positions``): the schema only grew.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from ..report_access import batch_sizes, is_reference, ok_results, seq_lengths
+from ..report_access import batch_sizes, is_reference, latency_points, ok_results, seq_lengths
 from ..tasks import EMBEDDING, find_task
 from .common import empty_figure, legend_below, legend_name, report_colors, style_figure, variant_marker
 
@@ -19,9 +19,14 @@ def _measure(report: dict, budgets: dict | None = None):
     return task, task.chosen_budget(report.get("budgets") if budgets is None else budgets)
 
 
+def cells_of(result: dict) -> list[dict]:
+    """A result's timed cells, each with ``x``: its sequence length (latency) or prompt length (generation)."""
+    return [dict(c, x=c.get("seq_len", c.get("prompt_len"))) for c in (result.get("latency") or []) + (result.get("generation") or [])]
+
+
 def has_checks(report: dict) -> bool:
     task = find_task(report.get("task"), default=EMBEDDING)
-    return any(c.get(task.budget.cell_metric) is not None for r in ok_results(report) for c in r.get("latency") or [])
+    return any(c.get(task.budget.cell_metric) is not None for r in ok_results(report) for c in cells_of(r))
 
 
 def fidelity_figure(report: dict, budgets: dict | None = None) -> go.Figure:
@@ -29,7 +34,8 @@ def fidelity_figure(report: dict, budgets: dict | None = None) -> go.Figure:
     the measure the budget is on (``budgets``: the ones shown, else the run's own); batch sizes too small for that
     measure show the default measure's figure, on its own axis when nothing else can."""
     task, (chosen, limit) = _measure(report, budgets)
-    shown = chosen if any(c.get(chosen.cell_metric) is not None for r in ok_results(report) for c in r.get("latency") or []) else task.budget
+    shown = chosen if any(c.get(chosen.cell_metric) is not None for r in ok_results(report) for c in cells_of(r)) else task.budget
+    generating = any(r.get("generation") for r in ok_results(report))
     field, axis = shown.cell_metric, shown.cell_axis
     title = "Outputs against fp32 at every timed shape"
     if not has_checks(report):
@@ -41,20 +47,20 @@ def fidelity_figure(report: dict, budgets: dict | None = None) -> go.Figure:
         if is_reference(r["variant"]):
             continue
         for k, b in enumerate(batches):
-            pts = sorted((c for c in r.get("latency") or [] if c.get("batch_size") == b and c.get(field) is not None), key=lambda c: c["seq_len"])
+            pts = sorted((c for c in cells_of(r) if c.get("batch_size") == b and c.get(field) is not None), key=lambda c: c["x"])
             if not pts:
                 continue
             name, color = r["variant"], colors[r["variant"]]
             fig.add_trace(go.Scatter(
-                x=[c["seq_len"] for c in pts], y=[c[field] for c in pts], mode="lines+markers", name=f"{legend_name(name)} · batch {b}",
+                x=[c["x"] for c in pts], y=[c[field] for c in pts], mode="lines+markers", name=f"{legend_name(name)} · batch {b}",
                 line=dict(color=color, width=2.5, dash="solid" if k == 0 else "dash"), marker=variant_marker(name, color, 9),
                 hovertemplate=f"<b>{name}</b> batch {b}<br>%{{x}} tokens<br>%{{y:.4f}}<extra></extra>"))
             wrong = [c for c in pts if _wrong(task, c, budgets)]
             if wrong:
-                fig.add_trace(go.Scatter(x=[c["seq_len"] for c in wrong], y=[c[field] for c in wrong], mode="markers", showlegend=False,
+                fig.add_trace(go.Scatter(x=[c["x"] for c in wrong], y=[c[field] for c in wrong], mode="markers", showlegend=False,
                                          marker=dict(symbol="x-thin", size=18, line=dict(width=4, color=WRONG_COLOR)),
                                          hovertemplate=f"<b>{name}</b> batch {b}: outputs wrong at %{{x}} tokens<extra></extra>"))
-    fig = style_figure(fig, title, "Sequence length (tokens)", axis)
+    fig = style_figure(fig, title, "Prompt length (tokens)" if generating else "Sequence length (tokens)", axis)
     if budgets is not None:
         edge = shown.on_cell(limit if shown is chosen else shown.default)
         fig.add_hline(y=edge, line=dict(color=WRONG_COLOR, dash="dot", width=1.5), annotation_position="bottom right",
@@ -82,7 +88,7 @@ def wrong_markers(fig: go.Figure, report: dict, *, vary: str, fixed_value, speed
     fixed = "seq_len" if vary == "batch_size" else "batch_size"
     xs, ys, names = [], [], []
     for r in ok_results(report):
-        for c in r.get("latency") or []:
+        for c in latency_points(r):
             if c.get("out_wrong") and c.get(fixed) == fixed_value and speed_of(c) is not None:
                 xs.append(c[vary])
                 ys.append(speed_of(c))

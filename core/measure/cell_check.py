@@ -20,6 +20,11 @@ What is kept and compared, by task:
   over its rows and tokens -> ``out_kl_mean``, ``out_kl_max`` (KL(fp32 || variant) in nats) and ``out_agreement``
   (top-1 next token equal to fp32's).
 
+A generation cell (core/scenarios/generate.py) keeps the next-token logits of each step of its last timed run and
+compares them with fp32's at every step whose inputs are fp32's (the prompt, then the greedy tokens of a row while
+they still equal fp32's): ``out_kl_mean``, ``out_kl_max``, ``out_agreement`` and ``out_positions`` (how many steps
+x rows were compared), over at most ``MAX_LM_POSITIONS`` of them (the first steps of every row).
+
 Whether a cell's figures break the quality budget is decided by the engine once the budget is known
 (``Task.cell_verdict``), so a saved report can be re-judged.
 """
@@ -97,3 +102,35 @@ def check_cell(task, job: dict, batch_size: int, seq_len: int, output, attention
     if not path.is_file():
         return {}   # fp32 gave no outputs for this cell (it failed): nothing to compare with
     return compare(task, reduced, np.load(path, allow_pickle=False))
+
+
+def generation_steps(batch_size: int, new_tokens: int) -> int:
+    """Steps of a generation cell whose distributions are kept: the first ones, at most MAX_LM_POSITIONS in all rows."""
+    return max(1, min(new_tokens, MAX_LM_POSITIONS // max(1, batch_size)))
+
+
+def check_generation(job: dict, batch_size: int, prompt_len: int, step_logits: list, tokens) -> dict:
+    """Save (fp32) or compare (any other variant) one generation cell's next-token distributions; the figures for the
+    cell ({} for fp32, or when fp32 gave none)."""
+    k = generation_steps(batch_size, len(step_logits))
+    logp = np.stack([log_softmax(np.asarray(x, dtype=np.float64)) for x in step_logits[:k]]).astype(np.float32)   # [steps, batch, vocab]
+    tokens = np.asarray(tokens, dtype=np.int64)[:, :k]
+    folder = Path(job["ref_dir"]) / "cells"
+    folder.mkdir(parents=True, exist_ok=True)
+    logp_path, tokens_path = folder / f"gen_b{batch_size}_p{prompt_len}.npy", folder / f"gen_b{batch_size}_p{prompt_len}_tokens.npy"
+    if job.get("reference"):
+        np.save(logp_path, logp, allow_pickle=False)
+        np.save(tokens_path, tokens, allow_pickle=False)
+        return {}
+    if not logp_path.is_file() or not tokens_path.is_file():
+        return {}
+    ref, ref_tokens = np.load(logp_path, allow_pickle=False), np.load(tokens_path, allow_pickle=False)
+    if ref.shape != logp.shape or ref_tokens.shape != tokens.shape:
+        raise ValueError(f"generation cell outputs of shape {logp.shape} cannot be compared with fp32's {ref.shape}")
+    # step s of a row has fp32's inputs while its tokens before s equal fp32's (the first step always: the same prompt)
+    same = np.ones(tokens.shape, dtype=bool)
+    same[:, 1:] = np.cumprod(tokens[:, :-1] == ref_tokens[:, :-1], axis=1).astype(bool)
+    steps, rows = np.nonzero(same.T)
+    kl = kl_divergence(ref[steps, rows], logp[steps, rows])
+    agree = logp[steps, rows].argmax(-1) == ref[steps, rows].argmax(-1)
+    return {"out_kl_mean": float(kl.mean()), "out_kl_max": float(kl.max()), "out_agreement": float(agree.mean()), "out_positions": int(len(kl))}

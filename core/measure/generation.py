@@ -39,33 +39,43 @@ def prompt_ids(tokenizer, texts: list[str], batch_size: int, prompt_len: int) ->
     return enc["input_ids"].astype(np.int64)
 
 
-def greedy_run(decoder, tokenize: Callable[[], np.ndarray], new_tokens: int, clock=time.perf_counter) -> tuple[np.ndarray, float, list[float]]:
-    """One greedy generation: (tokens [batch, new_tokens], seconds to the first token, seconds of each further token)."""
+def greedy_run(decoder, tokenize: Callable[[], np.ndarray], new_tokens: int, clock=time.perf_counter,
+               keep: list | None = None) -> tuple[np.ndarray, float, list[float]]:
+    """One greedy generation: (tokens [batch, new_tokens], seconds to the first token, seconds of each further token).
+    ``keep``: emptied, then given each step's next-token logits [batch, vocab] (references only: nothing is computed)."""
+    if keep is not None:
+        keep.clear()
     t0 = clock()
     logits = decoder.start(tokenize())
     token = logits.argmax(-1)
     ttft = clock() - t0
     tokens, steps = [token], []
+    if keep is not None:
+        keep.append(logits)
     for _ in range(new_tokens - 1):
         t = clock()
         logits = decoder.step(token)
         token = logits.argmax(-1)
         steps.append(clock() - t)
         tokens.append(token)
+        if keep is not None:
+            keep.append(logits)
     return np.stack(tokens, axis=1).astype(np.int64), ttft, steps
 
 
-def greedy_tokens(variant, ids: np.ndarray, new_tokens: int, *, cache: bool = True) -> np.ndarray:
-    """The greedy continuation of ``ids`` (untimed), with the variant's KV cache or (``cache=False``) without one."""
+def greedy_tokens(variant, ids: np.ndarray, new_tokens: int, *, cache: bool = True, keep: list | None = None) -> np.ndarray:
+    """The greedy continuation of ``ids`` (untimed), with the variant's KV cache or (``cache=False``) without one
+    (``keep``: each step's logits, as ``greedy_run``)."""
     from ..recipes.decoders import RecomputeDecoder
 
     decoder = variant.new_decoder() if cache else RecomputeDecoder(variant.run, "asked for without a cache")
-    return greedy_run(decoder, lambda: ids, new_tokens)[0]
+    return greedy_run(decoder, lambda: ids, new_tokens, keep=keep)[0]
 
 
 def measure_generation(variant, tokenizer, texts: list[str], batch_size: int, prompt_len: int, new_tokens: int, *,
-                       protocol: Protocol = Protocol(), clock=time.perf_counter) -> tuple[GenerationCell, np.ndarray]:
-    """Time greedy generation at one cell; returns the cell and the generated tokens [batch, new_tokens]."""
+                       protocol: Protocol = Protocol(), clock=time.perf_counter, keep: list | None = None) -> tuple[GenerationCell, np.ndarray]:
+    """Time greedy generation at one cell; returns the cell and the generated tokens [batch, new_tokens] (``keep``: the
+    last timed run's logits of each step, kept by reference so the check adds nothing to the timing)."""
     cell = cell_texts(tokenizer, texts, batch_size, prompt_len)
 
     def tokenize() -> np.ndarray:   # timed inside TTFT, as end-to-end latency times tokenization
@@ -77,7 +87,7 @@ def measure_generation(variant, tokenizer, texts: list[str], batch_size: int, pr
     ttfts, steps, totals = [], [], []
     started = clock()
     while True:
-        tokens, ttft, step = greedy_run(decoder, tokenize, new_tokens, clock)
+        tokens, ttft, step = greedy_run(decoder, tokenize, new_tokens, clock, keep=keep)
         ttfts.append(ttft)
         steps += step
         totals.append(ttft + sum(step))

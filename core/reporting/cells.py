@@ -71,6 +71,19 @@ class GenerationCell:
     ttft_p90_ms: float | None = spec(MS, unit="ms", default=None, doc="time to the first token, 90th percentile")
     runs: int | None = spec(integer(0, 10**9, null=True), unit="runs", default=None, doc="timed generations")
     sample: str | None = spec(text(MAX_TEXT, null=True), default=None, doc="the first prompt's continuation, as text")
+    # the next-token distributions of its last timed run against fp32's, at the steps whose inputs are fp32's (core.measure.cell_check)
+    out_agreement: float | None = spec(num(0, 1), csv=C + 2, default=None, doc="top-1 next tokens equal to fp32's at those steps")
+    out_kl_mean: float | None = spec(num(0, 1e6), unit="nats", csv=C + 4, default=None,
+                                     doc="mean KL divergence of fp32's next-token distribution from the variant's at those steps")
+    out_kl_max: float | None = spec(num(0, 1e6), unit="nats", csv=C + 5, default=None, doc="the largest of those")
+    out_wrong: bool | None = spec({"type": ["boolean", "null"]}, csv=C + 6, default=None,
+                                  doc="the cell's outputs break the quality budget (None: not checked, e.g. fp32 or an older report)")
+    out_positions: int | None = spec(integer(0, 10**9, null=True), csv=C + 9, default=None,
+                                     doc="steps x prompts compared: each row's first step, and the next while its tokens equal fp32's")
+
+    @property
+    def checked(self) -> bool:
+        return self.out_kl_mean is not None
 
     @classmethod
     def from_dict(cls, d: dict) -> "GenerationCell":

@@ -12,8 +12,8 @@ from .fields import CSV_CHECK, CSV_FIXED, CSV_GENERATION, CSV_TAIL, csv_columns
 from .results import Report, VariantResult, as_report
 
 CSV_COLUMNS = csv_columns(Report, VariantResult, LatencyCell, positions=range(CSV_FIXED, CSV_GENERATION))
-GENERATION_COLUMNS = csv_columns(GenerationCell, VariantResult, positions=range(CSV_GENERATION, CSV_TAIL))
-CHECK_COLUMNS = csv_columns(LatencyCell, positions=range(CSV_CHECK, CSV_CHECK + 100))   # each cell's outputs against fp32's
+GENERATION_COLUMNS = csv_columns(GenerationCell, VariantResult, positions=range(CSV_GENERATION, CSV_CHECK))
+CHECK_COLUMNS = csv_columns(LatencyCell, GenerationCell, positions=range(CSV_CHECK, CSV_CHECK + 100))   # each cell's outputs against fp32's
 TAIL_COLUMNS = csv_columns(VariantResult, positions=range(CSV_TAIL, CSV_TAIL + 100))
 
 REPORT_COLUMNS = csv_columns(Report, positions=range(CSV_FIXED, CSV_GENERATION))
@@ -39,7 +39,7 @@ def report_to_csv(report) -> str:
     qkeys = sorted({k for r in rep.results for k, v in r.quality.items() if isinstance(v, (int, float)) or v is None})
     out = io.StringIO()
     generation = GENERATION_COLUMNS if any(r.generation for r in rep.results) else []
-    checks = CHECK_COLUMNS if any(c.checked for r in rep.results for c in r.latency) else []
+    checks = CHECK_COLUMNS if any(c.checked for r in rep.results for c in [*r.latency, *r.generation]) else []
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS + generation + checks + qkeys + TAIL_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     for r in rep.results:

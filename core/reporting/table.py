@@ -101,17 +101,20 @@ def _check_cell(task, cell, budgets: dict) -> str:
 
 def check_lines(rep: Report) -> list[str]:
     """Each timed cell's outputs against fp32's on the same inputs (core.measure.cell_check), one row per variant."""
-    checked = [r for r in rep.results if not r.error and any(c.checked for c in r.latency)]
+    from ..recommend import length, timed_cells
+
+    checked = [r for r in rep.results if not r.error and any(c.checked for c in timed_cells(r))]
     if not checked:
         return []
     task = get_task(rep.task)
-    cells = sorted({(c.batch_size, c.seq_len) for r in checked for c in r.latency})
+    cells = sorted({(c.batch_size, length(c)) for r in checked for c in timed_cells(r)})
+    axis = "p" if any(r.generation for r in checked) else "s"
     chosen, limit = task.chosen_budget(rep.budgets)
     rows = []
     for r in checked:
-        by = {(c.batch_size, c.seq_len): c for c in r.latency}
+        by = {(c.batch_size, length(c)): c for c in timed_cells(r)}
         rows.append([r.variant] + [_check_cell(task, by[k], rep.budgets) if k in by else "-" for k in cells])
-    headers = ["outputs vs fp32"] + [f"b={b} s={s}" for b, s in cells]
+    headers = ["outputs vs fp32"] + [f"b={b} {axis}={s}" for b, s in cells]
     return ["", f"Each timed cell's outputs against fp32's on the same inputs ({chosen.cell_name}; WRONG: beyond the budget, "
                 f"{chosen.ascii_words(limit)}):",
             _render(headers, rows, set(range(1, len(headers)))), ""]

@@ -10,11 +10,12 @@ from .base import Scenario, SpeedWords
 
 
 def measure(job: dict, variant, tokenizer, channel) -> dict:
-    """Every generation cell (only the reference tokens for an fp32 that was not asked for), and the agreement with
-    fp32's tokens, which the reference saves as .npy files beside the job."""
+    """Every generation cell (only the reference tokens for an fp32 that was not asked for), each with its next-token
+    distributions checked against fp32's at the steps whose inputs are fp32's (core.measure.cell_check), and the
+    agreement with fp32's tokens, which the reference saves as .npy files beside the job."""
     import numpy as np
 
-    from ..measure import bench, generation
+    from ..measure import bench, cell_check, generation
 
     data = json.loads(Path(job["dataset"]).read_text(encoding="utf-8"))
     texts = [t for t in data["texts"] if t.strip()] or [data.get("raw_text") or ""]
@@ -27,11 +28,14 @@ def measure(job: dict, variant, tokenizer, channel) -> dict:
     for k, (b, p) in enumerate(cells):
         what = f"generating {new_tokens} tokens after {b} x {p}-token prompts"
         channel.progress("latency", k / len(cells), what + (" (reference tokens)" if job.get("quality_only") else ""))
-        if job.get("quality_only"):   # fp32 only gives the reference tokens here
-            tokens = generation.greedy_tokens(variant, generation.prompt_ids(tokenizer, texts, b, p), new_tokens)
+        kept: list = []
+        if job.get("quality_only"):   # fp32 only gives the reference tokens and distributions here
+            tokens = generation.greedy_tokens(variant, generation.prompt_ids(tokenizer, texts, b, p), new_tokens, keep=kept)
+            cell_check.check_generation(job, b, p, kept, tokens)
         else:
-            cell, tokens = generation.measure_generation(variant, tokenizer, texts, b, p, new_tokens, protocol=protocol)
-            out.append(cell.to_dict())
+            cell, tokens = generation.measure_generation(variant, tokenizer, texts, b, p, new_tokens, protocol=protocol, keep=kept)
+            out.append(dict(cell.to_dict(), **cell_check.check_generation(job, b, p, kept, tokens)))
+        del kept
         ref_path = ref_dir / f"generated_b{b}_p{p}.npy"
         if is_ref:
             np.save(ref_path, tokens, allow_pickle=False)
