@@ -36,7 +36,7 @@ from .measure.bench import Protocol
 from .measure.generation import DEFAULT_NEW_TOKENS, DEFAULT_PROMPT_LENGTHS, NO_KV_CACHE
 from .paths import PROJECT_ROOT
 from .recipes.family import causes_from_notes
-from .recipes.registry import slow_causes
+from .recipes.registry import slow_causes, whatif_notes
 from .recipes.registry import worker_env as recipe_worker_env
 from .recommend import budgets_for, default_batch_size, mark_cells, recommend, wrong_words
 from .report import REFERENCE, Report, VariantResult, finite, speed_unit
@@ -501,7 +501,7 @@ def run_evaluation(config: EvalConfig, progress: Callable[[dict], None] | None =
         if r.error:
             continue
         r.quality.update(get_task(cfg.task).derived_quality(r.quality, ref_q))
-        r.notes = r.notes + slow_notes(r, ref_result, cfg.batch_sizes, environment)
+        r.notes = r.notes + slow_notes(r, ref_result, cfg.batch_sizes, environment) + whatif_notes(r, results, cfg.batch_sizes, speed_unit(results))
         wrong = wrong_words(r, cfg.task, cfg.budgets)
         if wrong:
             r.notes = r.notes + [f"{wrong[0].upper()}{wrong[1:]}: the cells timed there measured outputs that break the quality budget, "

@@ -139,6 +139,10 @@ def get_variant(source, spec: str, *, store: ModelStore | None = None, device: s
         lease.release()
         raise
     variant.name = label
+    for p in recipe.params:   # what a parameter's value does, where it says (e.g. an ISA cap)
+        words = p.note(params[p.name]) if p.note is not None else None
+        if words and words not in variant.notes:
+            variant.notes.append(words)
     if recipe.deprecated and recipe.deprecated not in variant.notes:
         variant.notes.insert(0, recipe.deprecated)
     if entry.damage:

@@ -128,7 +128,7 @@ def variants_section(pol, source) -> None:
                         continue
                     key = f"p_{name}_{p.name}"
                     st.session_state.setdefault(key, RECIPES[name].defaults()[p.name])
-                    options = list(p.choices or PARAM_SUGGESTIONS.get((name, p.name), []))
+                    options = p.options() or list(PARAM_SUGGESTIONS.get((name, p.name), []))
                     if options:
                         _keep_valid(key, options)
                         st.selectbox(p.name, options, key=key, help=p.help, persist_state="session",

@@ -369,7 +369,7 @@ def variant_specs(strict: bool = True) -> list[str]:
             value = ss.get("hw_engine") if p.name == "engine" else ss.get(f"p_{name}_{p.name}")
             value = str(value).strip() if value is not None else None
             default = recipe.defaults()[p.name]
-            offered = p.choices or PARAM_SUGGESTIONS.get((name, p.name))
+            offered = p.options() or PARAM_SUGGESTIONS.get((name, p.name))
             if value and value != default and (not offered or value in offered):
                 parts.append(f"{p.name}={value}")
         specs.append(":".join(parts))

@@ -46,7 +46,8 @@ from . import local
 from .wire import decode
 
 KEY_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
-            "OMP_WAIT_POLICY", "KMP_AFFINITY", "OMP_PROC_BIND", "TOKENIZERS_PARALLELISM")
+            "OMP_WAIT_POLICY", "KMP_AFFINITY", "OMP_PROC_BIND", "TOKENIZERS_PARALLELISM",
+            "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")   # an ISA cap (core/recipes/onednn_isa.py) is read once, at first dispatch
 SERVED = "served.jsonl"   # one line per job a pooled worker took
 _STARTED: dict[str, list[subprocess.Popen]] = {}   # pool dir -> processes this process started (reaped here)
 _FILL = threading.Lock()

@@ -33,6 +33,16 @@ class Param:
     # applied when the stored artifact is loaded (a compile option, e.g. OpenVINO's inference precision), not when it is
     # built: it stays out of the store key, so every value loads the same stored entry
     at_load: bool = False
+    # the worker environment this value needs before any library loads (e.g. oneDNN's ISA cap), applied by
+    # core.recipes.registry.worker_env; None: the parameter needs none
+    env: Callable[[str], dict] | None = None
+    refuse: Callable[[str], str | None] | None = None   # why this value cannot run here (a CPU feature it lacks), or None
+    note: Callable[[str], str | None] | None = None     # what the value does, in the loaded variant's notes (None: nothing to say)
+    offered: Callable[[], list[str]] | None = None      # the choices that can run on this machine, for a picker (None: all of them)
+
+    def options(self) -> list[str]:
+        """The choices a picker offers here (those this machine can run, when the parameter knows)."""
+        return list(self.offered()) if self.offered is not None else list(self.choices)
 
     def check(self, recipe: str, value: str) -> str:
         if self.choices and value not in self.choices:
@@ -169,7 +179,10 @@ class Recipe:
         """Why it cannot run on ``device`` for ``task`` (and, given, with ``params``), or None."""
         if task and task not in self.tasks:
             return f"{self.name} does not apply to {task} models"
-        return self.check(device) or (self.refuse(params) if params is not None else None)
+        if params is None:
+            return self.check(device)
+        by_param = (p.refuse(params[p.name]) for p in self.params if p.refuse is not None and p.name in params)
+        return self.check(device) or self.refuse(params) or next((r for r in by_param if r), None)
 
     def describe(self, device: str = "cpu") -> dict:
         reason = self.unavailable_reason(device)

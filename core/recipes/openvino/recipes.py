@@ -22,6 +22,7 @@ from ... import env
 from ...tasks import CAUSAL_LM
 from ..base import BuildContext, Param, Recipe, write_json
 from ..decoders import graph_feeds
+from ..onednn_isa import isa_param
 from ..onnx_common import GRAPH, export_onnx, fp32_graph, fusion_type, quiet
 from .precision import precision_param, refuse_params
 from .quiet import nncf as quiet_nncf
@@ -236,9 +237,9 @@ FIXED_PRECISION = {"openvino-bf16": "bf16"}   # recipes that are one precision, 
 
 RECIPES = [
     Recipe("openvino-fp32", "openvino", "The exported fp32 graph as an OpenVINO IR, run by OpenVINO's CPU plugin (f32 unless its precision says otherwise)",
-           build_openvino_fp32, load_openvino_fp32, params=(precision_param("f32"),), check=cpu_only, refuse=refuse_params),
+           build_openvino_fp32, load_openvino_fp32, params=(precision_param("f32"), isa_param()), check=cpu_only, refuse=refuse_params),
     Recipe("openvino-bf16", "openvino", "openvino-fp32's IR (the same stored entry) compiled by OpenVINO's CPU plugin in bf16 inference precision",
-           build_openvino_fp32, load_openvino_bf16, check=cpu_only, stores_as="openvino-fp32"),
+           build_openvino_fp32, load_openvino_bf16, params=(isa_param(),), check=cpu_only, stores_as="openvino-fp32"),
     Recipe(
         "openvino-int8", "openvino", "OpenVINO static int8 through NNCF (transformer patterns), activation ranges calibrated on sample texts",
         build_openvino_int8, load_openvino_int8,
@@ -246,12 +247,12 @@ RECIPES = [
             Param("preset", "mixed", PRESETS, "mixed: symmetric weights, asymmetric activations (NNCF's default for transformers); "
                   "performance: symmetric both"),
             Param("subset", "64", help="how many calibration texts NNCF collects activation ranges on (at most the texts given)", number=(1, 10000)),
-            precision_param("f32"),
+            precision_param("f32"), isa_param(),
         ),
         check=_nncf_check, refuse=refuse_params, calibrated=True,
     ),
     Recipe("openvino-int8-wo", "openvino", "OpenVINO with NNCF weight-only int8 (per-channel asymmetric), activations float",
-           build_openvino_int8_wo, load_openvino_int8_wo, params=(precision_param("f32"),), tasks=(CAUSAL_LM,), check=_nncf_check,
+           build_openvino_int8_wo, load_openvino_int8_wo, params=(precision_param("f32"), isa_param()), tasks=(CAUSAL_LM,), check=_nncf_check,
            refuse=refuse_params),
     Recipe(
         "openvino-int4", "openvino", "OpenVINO with NNCF weight-only int4 in groups (embeddings and output layer int8), activations float",
@@ -260,7 +261,7 @@ RECIPES = [
             Param("mode", "asym", INT4_MODES, "asymmetric groups (a scale and a zero point each) or symmetric (a scale each)"),
             Param("group_size", "64", ("32", "64", "128"), "weights per group sharing a scale; it must divide the layers' input size"),
             Param("ratio", "1.0", help="share of the weight layers in int4 (the rest int8)", number=(0.0, 1.0)),
-            precision_param("f32"),
+            precision_param("f32"), isa_param(),
         ),
         tasks=(CAUSAL_LM,), check=_nncf_check, refuse=refuse_params,
     ),

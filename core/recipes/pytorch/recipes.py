@@ -9,6 +9,7 @@ from pathlib import Path
 from ... import env
 from ...sources import model_class, skeleton
 from ..base import BuildContext, Param, Recipe, read_json, write_json
+from ..onednn_isa import isa_param
 from ..torch_common import conv1d_to_linear, example_inputs, make_wrapper, quantizable_linears, save_state, torch_variant
 
 AO_DEPRECATION = (
@@ -300,13 +301,14 @@ def load_torchscript(ctx: BuildContext, params: dict, art: Path):
 
 RECIPES = [
     Recipe("fp32", "torch", "PyTorch float32: the reference every other variant is compared with", _save_pretrained("float32"), _load_pretrained("float32"),
-           reference=True),
+           params=(isa_param(torch=True),), reference=True),
     Recipe("bf16", "torch", "PyTorch bfloat16 weights and activations (CPU and CUDA)", _save_pretrained("bfloat16"), _load_pretrained("bfloat16", _bf16_notes),
-           check=_bf16_check),
+           params=(isa_param(torch=True),), check=_bf16_check),
     Recipe("fp16", "torch", "PyTorch float16 (CUDA only)", _save_pretrained("float16"), _load_pretrained("float16"), check=_needs_cuda),
     Recipe(
         "dynamic-int8", "torch", "PyTorch post-training dynamic quantization of Linear layers (int8 weights, activations quantized on the fly)",
-        build_dynamic_int8, load_dynamic_int8, params=(_engine_param(),), check=lambda d: "dynamic-int8 runs on CPU only." if d != "cpu" else None,
+        build_dynamic_int8, load_dynamic_int8, params=(_engine_param(), isa_param(torch=True)),
+        check=lambda d: "dynamic-int8 runs on CPU only." if d != "cpu" else None,
         deprecated=AO_DEPRECATION,
     ),
     Recipe(
