@@ -15,6 +15,7 @@ Size breaks ties: when another variant within budget is as fast as the fastest o
 from __future__ import annotations
 
 from .report import REFERENCE, VariantResult, speed_unit
+from .reporting.cells import length, timed_cells
 from .tasks import EMBEDDING, default_budgets, find_task, get_task
 
 DEFAULT_BUDGETS = default_budgets()   # every task's budget key -> its default, as each task declares it (core/tasks)
@@ -83,16 +84,6 @@ def wrong_words(result: VariantResult, task: str, budgets: dict | None, batch_si
         best = min(right, key=_badness(t, budgets))
         words += f"; {t.cell_verdict(best, budgets)[1]} at {length(best)}"
     return words + ")"
-
-
-def timed_cells(result: VariantResult) -> list:
-    """Every timed cell of a result whose outputs can be checked: its latency cells, then its generation cells."""
-    return [*result.latency, *result.generation]
-
-
-def length(cell) -> int:
-    """A latency cell's sequence length, a generation cell's prompt length."""
-    return cell.seq_len if hasattr(cell, "seq_len") else cell.prompt_len
 
 
 def _badness(task, budgets: dict | None):

@@ -53,19 +53,22 @@ def reduce(task, output, attention_mask) -> np.ndarray:
     mask = np.asarray(attention_mask).astype(bool)
     rows, cols = np.nonzero(mask)
     pick = np.unique(np.linspace(0, len(rows) - 1, num=min(MAX_LM_POSITIONS, len(rows))).round().astype(np.int64)) if len(rows) else []
-    logits = out[rows[pick], cols[pick]].astype(np.float64)
-    return log_softmax(logits).astype(np.float32)
+    return log_softmax(out[rows[pick], cols[pick]])
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    """Row-wise log-probabilities in float32 (the sums accumulated in float64): a vocabulary of 49152 at 64
+    positions takes about 9 ms here, against 65 ms all in float64, for a relative difference of 1e-5 in the KL."""
+    x = np.asarray(logits, dtype=np.float32)
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True, dtype=np.float64)).astype(np.float32)
 
 
 def kl_divergence(ref_logp: np.ndarray, var_logp: np.ndarray) -> np.ndarray:
-    """KL(fp32 || variant) of each row of log-probabilities, in nats (what ``llama-perplexity --kl-divergence`` reports)."""
-    ref_logp, var_logp = np.asarray(ref_logp, dtype=np.float64), np.asarray(var_logp, dtype=np.float64)
-    return np.maximum(0.0, (np.exp(ref_logp) * (ref_logp - var_logp)).sum(axis=-1))
+    """KL(fp32 || variant) of each row of log-probabilities, in nats (what ``llama-perplexity --kl-divergence`` reports);
+    float32 terms summed in float64."""
+    ref_logp, var_logp = np.asarray(ref_logp, dtype=np.float32), np.asarray(var_logp, dtype=np.float32)
+    return np.maximum(0.0, (np.exp(ref_logp) * (ref_logp - var_logp)).sum(axis=-1, dtype=np.float64))
 
 
 def compare(task, reduced: np.ndarray, reference: np.ndarray) -> dict:
@@ -113,7 +116,7 @@ def check_generation(job: dict, batch_size: int, prompt_len: int, step_logits: l
     """Save (fp32) or compare (any other variant) one generation cell's next-token distributions; the figures for the
     cell ({} for fp32, or when fp32 gave none)."""
     k = generation_steps(batch_size, len(step_logits))
-    logp = np.stack([log_softmax(np.asarray(x, dtype=np.float64)) for x in step_logits[:k]]).astype(np.float32)   # [steps, batch, vocab]
+    logp = np.stack([log_softmax(x) for x in step_logits[:k]])   # [steps, batch, vocab]
     tokens = np.asarray(tokens, dtype=np.int64)[:, :k]
     folder = Path(job["ref_dir"]) / "cells"
     folder.mkdir(parents=True, exist_ok=True)

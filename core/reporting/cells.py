@@ -91,3 +91,14 @@ class GenerationCell:
 
     def to_dict(self) -> dict:
         return plain_fields(self)
+
+
+def timed_cells(result) -> list:
+    """Every timed cell of a result (a VariantResult) whose outputs can be checked: its latency cells, then its
+    generation cells."""
+    return [*result.latency, *result.generation]
+
+
+def length(cell) -> int:
+    """A latency cell's sequence length, a generation cell's prompt length."""
+    return cell.seq_len if isinstance(cell, LatencyCell) else cell.prompt_len

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..tasks import get_task
 from ..tasks.base import fmt as _fmt
+from .cells import length, timed_cells
 from .compare import compare_to_reference, reference_quality
 from .results import Report, as_report, speed_unit
 from .throughput_table import throughput_lines
@@ -101,8 +102,6 @@ def _check_cell(task, cell, budgets: dict) -> str:
 
 def check_lines(rep: Report) -> list[str]:
     """Each timed cell's outputs against fp32's on the same inputs (core.measure.cell_check), one row per variant."""
-    from ..recommend import length, timed_cells
-
     checked = [r for r in rep.results if not r.error and any(c.checked for c in timed_cells(r))]
     if not checked:
         return []
