@@ -338,7 +338,7 @@ def main() -> int:
     parser.add_argument("--distinct", type=int, default=4)
     parser.add_argument("--idle-s", type=float, default=30.0)
     parser.add_argument("--store", help="model store to use (default: a fresh temporary one)")
-    parser.add_argument("--write-readme", action="store_true", help="rewrite the README's load figures")
+    parser.add_argument("--write-readme", action="store_true", help="rewrite the load figures in docs/hosting.md")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     store = Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="qlab-load-store-"))
@@ -351,7 +351,7 @@ def main() -> int:
     if args.write_readme:
         from _common import write_readme_section
 
-        write_readme_section(ROOT / "README.md", START, END, summary(fig))
+        write_readme_section(ROOT / "docs" / "hosting.md", START, END, summary(fig))   # the marked section moved there from README.md
     ok = (all(v is not None for v in fig["phase1_seconds"].values()) and all(v is not None for v in fig["phase2_seconds"].values())
           and len(fig["phase1_seconds"]) == fig["sessions"] and len(fig["phase2_seconds"]) == fig["distinct"])
     return 0 if ok else 1

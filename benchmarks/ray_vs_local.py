@@ -94,11 +94,11 @@ def main() -> int:
     text = "\n".join(lines)
     print(text)
     if args.write_readme:
-        readme = ROOT / "README.md"
+        readme = ROOT / "docs" / "cluster.md"   # the marked section moved there from README.md
         if write_readme_section(readme, START, END, text):
-            print("README updated", file=sys.stderr)
+            print(f"{readme} updated", file=sys.stderr)
         else:
-            print(f"README has no {START} ... {END} section; not written", file=sys.stderr)
+            print(f"{readme} has no {START} ... {END} section; not written", file=sys.stderr)
     return 0
 
 

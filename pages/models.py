@@ -175,7 +175,7 @@ def targets_section() -> None:
         t = targets[0]
         st.markdown(f"**Hardware target:** {t['name']} · {t.get('cpu')} · {t.get('cores')} cores  \n" + isa_badges(t.get("isa") or []))
         st.caption(f"{speedup_hint(t.get('isa') or [])}. "
-                   "To compare several machines, join them to a Ray cluster and set QLAB_RAY_ADDRESS (README: Several machines).")
+                   "To compare several machines, join them to a Ray cluster and set QLAB_RAY_ADDRESS (docs/cluster.md).")
         return
     by_id = {t["id"]: t for t in targets}
     st.session_state["hw_targets"] = targets_for(targets, st.session_state.get("hw_targets"))   # as the sidebar and Run say

@@ -180,7 +180,7 @@ def test_exported_snippet_equals_the_lab(spec, model, exported):
 @pytest.mark.slow
 def test_the_labs_readme_shows_the_real_minilm_snippet(exported):
     code = exported[("minilm", "onnx-int8")][1].code
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "usage.md").read_text()   # the "Take the winner home" section moved there from README.md
     section = text[text.index("## Take the winner home"):]
     block = section.split("```python\n", 1)[1].split("\n   ```", 1)[0]
     assert "\n".join(line[3:] for line in block.splitlines()) == code

@@ -44,7 +44,7 @@ def sign_in_page() -> None:
         try:
             st.login()
         except Exception as err:  # noqa: BLE001 - a misconfigured [auth] block: say so in one line
-            st.error(f"Sign-in is not configured: {str(err).splitlines()[0][:200]} (see 'Running it for a team' in the README).")
+            st.error(f"Sign-in is not configured: {str(err).splitlines()[0][:200]} (see docs/hosting.md).")
 
 
 def refused_page(message: str) -> Callable[[], None]:
