@@ -1,4 +1,4 @@
-"""The README's Generation table: causal-LM variants decoding greedily with their KV cache, on smollm2 and demo-gpt.
+"""The Generation tables of docs/findings.md: causal-LM variants decoding greedily with their KV cache, on smollm2 and demo-gpt.
 
     python benchmarks/generation.py [--models smollm2,demo-gpt] [--threads 2] [--prompt-lengths 32,128] [--new-tokens 32] [--write-readme]
 
@@ -59,7 +59,7 @@ def run(model: str, args) -> dict:
     from core.evaluate import EvalConfig, run_evaluation
 
     protocol = {"warmup": 1, "min_iters": args.min_iters, "min_seconds": args.min_seconds, "max_iters": 200, "max_seconds": args.max_seconds}
-    from core.recipes.onnx_genai import ARCHITECTURES
+    from core.recipes.genai.recipes import ARCHITECTURES
     from core.sources import resolve
 
     arch = (json.loads((Path(resolve(model, "causal-lm").path) / "config.json").read_text()).get("architectures") or ["?"])[0]
@@ -85,7 +85,7 @@ def main() -> int:
     ap.add_argument("--max-seconds", type=float, default=20.0)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "generation.json"))
     ap.add_argument("--write-readme", action="store_true")
-    ap.add_argument("--section", choices=list(SECTIONS), default="generation", help="which README block --write-readme fills")
+    ap.add_argument("--section", choices=list(SECTIONS), default="generation", help="which block of docs/findings.md --write-readme fills")
     args = ap.parse_args()
     prompts = [int(p) for p in args.prompt_lengths.split(",")]
 
@@ -121,7 +121,7 @@ def main() -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(reports, indent=2, default=str))
     if args.write_readme:
-        readme = ROOT / "README.md"
+        readme = ROOT / "docs" / "findings.md"   # the marked sections moved there from README.md
         start, end, heading = SECTIONS[args.section]
         write_readme_section(readme, start, end, block, heading=heading)
         print(f"wrote the {heading} section of {readme}", file=sys.stderr)

@@ -207,7 +207,7 @@ def test_cross_run_figure_one_colour_per_run():
 
 # -- accuracy-aware mixed precision (Weights page) --------------------------------------------------
 def mixed_record():
-    """A search record as core.recipes.mixed.read_sensitivity returns it (nodes deliberately not in loss order)."""
+    """A search record as core.recipes.onnxrt.mixed.read_sensitivity returns it (nodes deliberately not in loss order)."""
     nodes = [("Attention_0", 0.99980), ("/model/encoder/layer.0/output/dense/MatMul", 0.99869), ("/model/encoder/layer.1/intermediate/dense/MatMul", 0.99939),
              ("Attention_1", 0.99990), ("/model/encoder/layer.1/output/dense/MatMul", 0.99996)]
     return {"target": 0.995, "nodes": [{"node": n, "fidelity": f, "loss": 1 - f} for n, f in nodes],

@@ -139,7 +139,7 @@ def test_slow_notes_explain_the_cause():
 
 
 def test_slow_notes_use_the_variants_own_notes_not_lookalikes():
-    from core.recipes.torch_native import AO_DEPRECATION
+    from core.recipes.pytorch.recipes import AO_DEPRECATION
 
     rep = classification_report()
     slow = result("dynamic-int8", {1: [30.0, 90.0]}, {})
@@ -157,7 +157,7 @@ def test_slow_notes_name_the_missing_instruction_sets(monkeypatch):
     """On an AVX2-only CPU the bf16 and torchao-int8 notes say which instructions are missing and which fallback kernel runs,
     and the slow-variant explanation carries that; on a CPU with VNNI/AMX/avx512_bf16 they claim nothing of the kind."""
     from core import env
-    from core.recipes.torch_native import bf16_cpu_notes, torchao_int8_notes
+    from core.recipes.pytorch.recipes import bf16_cpu_notes, torchao_int8_notes
 
     monkeypatch.setattr(env, "cpu_info", lambda: EPYC_AVX2)
     bf16, torchao = bf16_cpu_notes(), torchao_int8_notes()

@@ -265,6 +265,34 @@ def test_the_graph_sees_relative_absolute_and_function_level_imports():
     assert not within("core.evaluate_more", {"core.evaluate"}) and not within("core.charts", {"core.charts.common"})
 
 
+def family_folders() -> list[str]:
+    """Every family folder of core/recipes (a package directory there)."""
+    return sorted(p.parent.name for p in (ROOT / PACKAGE / "recipes").glob("*/__init__.py"))
+
+
+def test_families_never_import_each_other():
+    """A family is one folder: what two families share lives in a module of core/recipes itself (onnx_common,
+    torch_common, weight_codec, onednn_isa, ...), so no family imports another one's folder."""
+    _, every, _ = import_graph()
+    families = family_folders()
+    assert {"pytorch", "onnxrt", "openvino", "llamacpp", "genai", "weight_only"} <= set(families)
+
+    def family(module: str) -> str | None:
+        parts = module.split(".")
+        return parts[2] if len(parts) > 2 and parts[:2] == ["core", "recipes"] and parts[2] in families else None
+
+    crossing = sorted(f"{i.importer} -> {i.target} (line {i.line})" for i in every
+                      if family(i.importer) and family(i.target) and family(i.importer) != family(i.target))
+    assert not crossing, "families importing each other:\n" + "\n".join(crossing)
+
+
+def test_no_module_aliases_for_old_import_paths():
+    """Old module names are not kept alive by sys.modules aliases: each module is imported by its one name."""
+    offenders = [str(p.relative_to(ROOT)) for p in sorted((ROOT / PACKAGE).rglob("*.py")) if "sys.modules[" in p.read_text(encoding="utf-8")
+                 or "sys.modules.setdefault" in p.read_text(encoding="utf-8")]
+    assert not offenders, f"sys.modules aliases in {offenders}"
+
+
 def page_table() -> dict[str, str]:
     """ui/shared.py's PAGES (page key -> script path), read with ``ast``: the pages app.py navigates to."""
     tree = ast.parse((ROOT / "ui" / "shared.py").read_text(encoding="utf-8"))

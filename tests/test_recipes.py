@@ -134,7 +134,7 @@ def test_weight_only_artifact_holds_real_int8(outputs):
 def test_absmax_and_zeropoint_formulas():
     import torch
 
-    from core.recipes.weight_only import dequantize_tensor, quantize_tensor
+    from core.recipes.weight_codec import dequantize_tensor, quantize_tensor
 
     w = torch.tensor([[-1.0, 0.5, 2.0], [0.1, -0.2, 0.05]])
     q, scale, zp = quantize_tensor(w, "absmax", "tensor")
@@ -251,7 +251,7 @@ def test_mixed_precision_search_keeps_most_sensitive_nodes(outputs, model):
 def test_int4_packing_round_trips_exactly():
     import torch
 
-    from core.recipes.weight_only import pack_int4, unpack_int4
+    from core.recipes.weight_codec import pack_int4, unpack_int4
 
     every = torch.arange(-8, 8, dtype=torch.int8)
     assert pack_int4(every).tolist() == [(a & 0xF) | ((b & 0xF) << 4) for a, b in zip(range(-8, 8, 2), range(-7, 8, 2))]
@@ -273,7 +273,7 @@ def test_int4_artifact_is_packed_and_loads_back_exactly(outputs, name):
     import torch
     from safetensors import safe_open
 
-    from core.recipes.weight_only import dequantize_tensor, quantize_tensor, unpack_int4
+    from core.recipes.weight_codec import dequantize_tensor, quantize_tensor, unpack_int4
 
     lv = outputs[("minilm", name)][0]
     fp32 = dict(outputs[("minilm", "fp32")][0].variant.module.named_parameters())
@@ -397,7 +397,7 @@ def test_onnx_int8_embeddings_fp32_keeps_the_table(outputs, models, store):
 def test_torchao_int4_is_offered_only_where_it_runs(models, store):
     """The availability check must tell the truth: where it says torchao has no int4 kernel, really trying fails; where it
     says it runs, the recipe builds and runs."""
-    from core.recipes.torch_native import torchao_int4_cpu_probe
+    from core.recipes.pytorch.recipes import torchao_int4_cpu_probe
 
     if RECIPES["torchao-int8"].unavailable_reason("cpu"):
         pytest.skip("torchao is not installed here")

@@ -46,7 +46,7 @@ def _unique_labels(names: list[str]) -> list[str]:
 
 def sensitivity_figure(record: dict) -> go.Figure:
     """Per weight node: fidelity loss (1 - cosine to fp32) when only that node is int8, most sensitive on top,
-    the nodes the search kept in fp32 in their own colour. ``record``: core.recipes.mixed.read_sensitivity()."""
+    the nodes the search kept in fp32 in their own colour. ``record``: core.recipes.onnxrt.mixed.read_sensitivity()."""
     title = "Sensitivity of each weight node (quantized to int8 alone)"
     rows = sorted(record.get("nodes") or [], key=lambda r: float(r.get("loss") or 0.0), reverse=True)
     if not rows:

@@ -28,6 +28,9 @@ from .torch_common import conv1d_to_linear, example_inputs, make_wrapper
 CAUSAL_ONNX_LAYOUT = "decoder-with-past"   # causal-LM ONNX graphs carry their KV cache as inputs/outputs (since the generation scenario)
 
 GRAPH = "model.onnx"
+# ONNX Runtime's MatMulNBits compute types (the onnxrt int4 recipes' and onnxruntime-genai's accuracy_level)
+ACCURACY_LEVELS = {"0": "unset: the kernel's default", "1": "fp32 compute", "2": "fp16 compute", "3": "bf16 compute",
+                   "4": "int8 compute: activations quantized per block on the fly"}
 OPSET = 17
 # slow-variant causes of graphs run here, each evidenced by the note written beside it (optimize below, make_session, and
 # onnx-int4's algorithm=hqq note), in the order they are told

@@ -231,13 +231,13 @@ def load_reference(source):
 
 def weight_layers(model) -> list[str]:
     """Names of the weights that weight-only int8 quantizes (Linear / Conv1D), in model order."""
-    from ..recipes.weight_only import target_weights
+    from ..recipes.weight_codec import target_weights
 
     return list(target_weights(model, "linear"))
 
 
 def _weight(model, name: str):
-    from ..recipes.weight_only import target_weights
+    from ..recipes.weight_codec import target_weights
 
     params = dict(model.named_parameters())
     if name not in params:
@@ -249,7 +249,7 @@ def _weight(model, name: str):
 
 def round_trip(model, name: str, scheme: str, granularity: str, bits: int = 8, group_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """(original, dequantized) values of one weight at ``bits`` (8 or 4), as float32 arrays of the same shape."""
-    from ..recipes.weight_only import dequantize_tensor, quantize_tensor
+    from ..recipes.weight_codec import dequantize_tensor, quantize_tensor
 
     w = _weight(model, name)
     q, scale, zp = quantize_tensor(w, scheme, granularity, bits, group_size)

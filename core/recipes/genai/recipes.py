@@ -21,8 +21,7 @@ from pathlib import Path
 from ...errors import RecipeError
 from ...tasks import CAUSAL_LM
 from ..base import BuildContext, Param, Recipe, write_json
-from ..onnx_common import load_onnx
-from ..onnxrt.recipes import ACCURACY_LEVELS
+from ..onnx_common import ACCURACY_LEVELS, load_onnx
 
 ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM",
                  "Phi3ForCausalLM", "GraniteForCausalLM", "OlmoForCausalLM")

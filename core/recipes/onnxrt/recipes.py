@@ -12,7 +12,7 @@ from ... import env
 from ...errors import RecipeError
 from ..base import BuildContext, Param, Recipe, write_json
 from ..decoders import graph_feeds
-from ..onnx_common import GRAPH, build_fp32_graph, cpu_only, fidelity, fp32_graph, load_onnx, make_session, quiet, weight_type_for_cpu
+from ..onnx_common import ACCURACY_LEVELS, GRAPH, build_fp32_graph, cpu_only, fidelity, fp32_graph, load_onnx, make_session, quiet, weight_type_for_cpu
 
 
 def build_onnx_fp32(ctx: BuildContext, params: dict, out: Path) -> dict:
@@ -162,8 +162,6 @@ def build_onnx_int4(ctx: BuildContext, params: dict, out: Path) -> dict:
     return {"fp32_graph": origin}
 
 
-ACCURACY_LEVELS = {"0": "unset: the kernel's default", "1": "fp32 compute", "2": "fp16 compute", "3": "bf16 compute",
-                   "4": "int8 compute: activations quantized per block on the fly"}
 
 
 def _op_counts(graph: Path) -> dict:

@@ -42,7 +42,7 @@ def write_dynamic_int8(job, out: Path) -> dict:
 def write_torchao(job, out: Path) -> dict:
     """The stored absmax int8 weights dequantized to float32 (exactly what the lab hands to quantize_)."""
     from ..base import BuildContext
-    from ..weight_only.recipes import load_dequantized
+    from ..weight_codec import load_dequantized
 
     model = load_dequantized(BuildContext(source=job.source), job.art)
     model.save_pretrained(str(out), safe_serialization=True)

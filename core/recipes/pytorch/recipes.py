@@ -197,7 +197,7 @@ def _torchao_check(device: str) -> str | None:
 def build_torchao_int8(ctx: BuildContext, params: dict, out: Path) -> dict:
     # torchao's int8 tensors are not safetensors-native: the artifact stores the int8 weights and
     # per-channel scales (the same values torchao computes), and load re-applies quantize_.
-    from ..weight_only.recipes import quantize_weights_to_file
+    from ..weight_codec import quantize_weights_to_file
 
     return quantize_weights_to_file(ctx, out, scheme="absmax", granularity="channel")
 
@@ -205,7 +205,7 @@ def build_torchao_int8(ctx: BuildContext, params: dict, out: Path) -> dict:
 def load_torchao_int8(ctx: BuildContext, params: dict, art: Path):
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
 
-    from ..weight_only.recipes import load_dequantized
+    from ..weight_codec import load_dequantized
 
     model = load_dequantized(ctx, art)
     quantize_(model, Int8DynamicActivationInt8WeightConfig())
@@ -266,7 +266,7 @@ def torchao_int4_cpu_probe() -> str | None:
 def build_torchao_int4(ctx: BuildContext, params: dict, out: Path) -> dict:
     # torchao's int4 tensors are not safetensors-native: the artifact is the lab's packed zero-point int4 (groups of
     # group_size), and load hands the dequantized weights to torchao, which re-quantizes them onto the same grid.
-    from ..weight_only.recipes import quantize_weights_to_file
+    from ..weight_codec import quantize_weights_to_file
 
     return quantize_weights_to_file(ctx, out, scheme="zeropoint", granularity="group", bits=4, group_size=int(params["group_size"]))
 
@@ -274,7 +274,7 @@ def build_torchao_int4(ctx: BuildContext, params: dict, out: Path) -> dict:
 def load_torchao_int4(ctx: BuildContext, params: dict, art: Path):
     from torchao.quantization import Int4WeightOnlyConfig, quantize_
 
-    from ..weight_only.recipes import load_dequantized
+    from ..weight_codec import load_dequantized
 
     model = load_dequantized(ctx, art).to(ctx.device)
     quantize_(model, Int4WeightOnlyConfig(group_size=int(params["group_size"])))

@@ -1,30 +1,13 @@
 """The weight-only family: round-to-nearest absmax / zero-point int8 and packed int4 weights, dequantized to float32 at load.
 
-``core.recipes.weight_only`` keeps its functions importable here (``quantize_tensor``, ``target_weights``, ...): the
-weights page and the playground use them.
+The rounding itself is core/recipes/weight_codec.py (shared with the PyTorch family's torchao-int8).
 """
 
 from __future__ import annotations
 
 from ..family import Exporter, Family, NoteCause
 from .export import RUNTIME, refuse_groupwise, weight_only_snippet, write_weight_only
-from .recipes import (
-    EPS,
-    GRANULARITIES,
-    GROUP_SIZES,
-    QUANT_SUFFIXES,
-    RECIPES,
-    dequantize_tensor,
-    load_dequantized,
-    pack_int4,
-    quantize_model_weights,
-    quantize_tensor,
-    quantize_weights_to_file,
-    read_weight,
-    target_weights,
-    unpack_int4,
-    weight_tensors,
-)
+from .recipes import RECIPES
 
 _EXPORTER = Exporter("weight-only", write_weight_only, weight_only_snippet, RUNTIME, refuse=refuse_groupwise)
 
@@ -45,5 +28,4 @@ FAMILY = Family(
     versions=("safetensors",),   # its packed weights' file format (torch itself: the reference family's)
 )
 
-__all__ = ["FAMILY", "EPS", "GRANULARITIES", "GROUP_SIZES", "QUANT_SUFFIXES", "RECIPES", "dequantize_tensor", "load_dequantized", "pack_int4",
-           "quantize_model_weights", "quantize_tensor", "quantize_weights_to_file", "read_weight", "target_weights", "unpack_int4", "weight_tensors"]
+__all__ = ["FAMILY", "RECIPES"]
