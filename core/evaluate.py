@@ -39,7 +39,7 @@ from .recipes.family import causes_from_notes
 from .recipes.registry import slow_causes, whatif_notes
 from .recipes.registry import worker_env as recipe_worker_env
 from .recommend import budgets_for, default_batch_size, mark_cells, recommend, wrong_words
-from .report import REFERENCE, Report, VariantResult, finite, speed_unit
+from .reporting.results import REFERENCE, Report, VariantResult, finite, speed_unit
 from .runner import thread_env
 from .scenarios import get_scenario
 from .sources import max_positions, resolve

@@ -122,7 +122,8 @@ def measured_summary(model: str, task: str, label: str, size_bytes: int | None =
     A run whose artifact size differs from the stored entry's by more than 0.1% measured another build
     (the model changed since) and is skipped.
     """
-    from .report import as_report, quality_delta, reference_quality
+    from .reporting.compare import quality_delta, reference_quality
+    from .reporting.results import as_report
     from .storage import history
 
     cpu = env.cpu_info()

@@ -14,8 +14,8 @@ Size breaks ties: when another variant within budget is as fast as the fastest o
 
 from __future__ import annotations
 
-from .report import REFERENCE, VariantResult, speed_unit
 from .reporting.cells import length, timed_cells
+from .reporting.results import REFERENCE, VariantResult, speed_unit
 from .tasks import EMBEDDING, default_budgets, find_task, get_task
 
 DEFAULT_BUDGETS = default_budgets()   # every task's budget key -> its default, as each task declares it (core/tasks)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 
-from .report import REFERENCE, compare_to_reference
+from .reporting.compare import compare_to_reference
+from .reporting.results import REFERENCE
 from .scenarios import scenario_of
 from .tasks import EMBEDDING, find_task
 

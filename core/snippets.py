@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from .recipes import registry as _registry
-from .recipes.export_kit import EXAMPLE_TEXTS  # noqa: F401  (where the snippets' example texts were before the families)
 from .tasks import all_tasks
 
 MAX_LINES = 15

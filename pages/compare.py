@@ -247,7 +247,7 @@ def notes(report: dict) -> None:
 
 def throughput_caption(report: dict) -> None:
     """Under the batching chart: each variant's sorted / unsorted texts/s with their ranges, and the verdict in words."""
-    from core.report import throughput_heading, throughput_rows
+    from core.reporting.throughput_table import throughput_heading, throughput_rows
 
     rows = throughput_rows(report)
     if rows:
@@ -276,7 +276,8 @@ def measurement_caveats(report: dict) -> list[str]:
 def hardware_view(report: dict) -> dict | None:
     """The cross-hardware view of a comparison run on several targets; returns the chosen target's own report for
     the detailed charts below it (None when no target finished)."""
-    from core.report import Report, cross_hardware_rows
+    from core.reporting.compare import cross_hardware_rows
+    from core.reporting.results import Report
 
     targets = report.get("hardware") or []
     st.subheader("Across hardware targets")

@@ -179,7 +179,7 @@ def test_padding_fraction_is_what_the_model_is_fed(tokenizer):
     # the cost model pays for padding, so sorting gains exactly the ratio of tokens fed (no noise: zero spread)
     gain = out["sorted"]["texts_per_s"] / out["unsorted"]["texts_per_s"]
     assert gain == pytest.approx(out["unsorted"]["tokens_fed"] / out["sorted"]["tokens_fed"])
-    from core.report import throughput_summary
+    from core.reporting.throughput import throughput_summary
 
     summary = throughput_summary(out)
     assert summary["within_noise"] is False and summary["words"].startswith(f"sorted {gain:.2f}x faster; padding ")
@@ -205,7 +205,7 @@ def test_modes_alternate_pass_by_pass_after_the_warmup(tokenizer):
 
 def test_alternation_shares_drift_so_equal_work_agrees_within_spread(tokenizer):
     """At batch 1 both modes do the same work; a machine that slows down steadily must not make either look faster."""
-    from core.report import throughput_summary
+    from core.reporting.throughput import throughput_summary
 
     clock = FakeClock()
     out = bench.dataset_throughput(Recorder(clock, drift=0.01), tokenizer, LENGTHS, batch_size=1, max_length=64,
@@ -235,7 +235,7 @@ def test_batch_1_sorted_and_unsorted_agree_within_spread_on_minilm(tokenizer):
     """Regression (issue 12): onnx-int8 once showed 131.6 texts/s sorted vs 87.8 unsorted at batch 1, where sorting
     cannot change the work. The real MiniLM onnx-int8, real passes: the two min-max ranges must overlap. With 9
     alternated passes per mode, two ranges drawn from one distribution miss each other with probability 2/C(18,9) < 1e-4."""
-    from core.report import throughput_summary
+    from core.reporting.throughput import throughput_summary
     from core.sources import resolve
     from core.variants import get_variant
 

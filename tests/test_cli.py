@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from core.report import report_from_json
+from core.reporting.results import report_from_json
 
 EVAL = ["evaluate", "--model", "minilm", "--task", "embedding", "--variants", "fp32"]
 

@@ -1,4 +1,4 @@
-"""core.evaluate / core.report / core.recommend: validation, worker runs on tiny models, the report schema, the words."""
+"""core.evaluate / core.reporting / core.recommend: validation, worker runs on tiny models, the report schema, the words."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ import pytest
 from core.errors import DataError, QlabError, RecipeError, SourceError
 from core.evaluate import Cancelled, EvalConfig, run_evaluation, slow_notes, validate
 from core.recommend import recommend
-from core.report import LatencyCell, Report, VariantResult, compare_to_reference, format_table, report_from_json, report_to_csv, report_to_json
+from core.reporting.cells import LatencyCell
+from core.reporting.compare import compare_to_reference
+from core.reporting.csv_export import report_to_csv
+from core.reporting.results import Report, VariantResult, report_from_json, report_to_json
+from core.reporting.table import format_table
 
 QUICK = {"warmup": 1, "min_iters": 3, "min_seconds": 0.0, "max_seconds": 2.0}
 

@@ -136,7 +136,10 @@ def cross_report(lost: bool = False) -> dict:
 
 
 def test_merged_report_keeps_every_target_and_tags_rows():
-    from core.report import Report, cross_hardware_rows, format_table, report_to_csv
+    from core.reporting.compare import cross_hardware_rows
+    from core.reporting.csv_export import report_to_csv
+    from core.reporting.results import Report
+    from core.reporting.table import format_table
 
     merged = cross_report()
     assert [t["id"] for t in merged["hardware"]] == ["epyc-vnni", "arm-box"]

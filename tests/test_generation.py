@@ -22,7 +22,7 @@ import pytest
 from core.measure import generation
 from core.measure.bench import Protocol
 from core.recipes.decoders import OnnxCacheDecoder, RecomputeDecoder, TorchCacheDecoder
-from core.report_schema import check
+from core.reporting.schema import check
 from core.sources import load_tokenizer, resolve
 from core.variants import get_variant
 

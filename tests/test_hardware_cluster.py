@@ -120,7 +120,7 @@ def test_comparison_across_all_targets(cluster, tiny_embedder_dir, tmp_path):
     assert all(r is None or r["variant"] in ("fp32", "dynamic-int8") for r in report["recommended_by_hardware"].values())
     assert "edge:" in proc.stderr and "head:" in proc.stderr   # progress per target
 
-    from core.report import Report
+    from core.reporting.results import Report
 
     rep = Report.from_dict(report)
     assert rep.target_ids == ["head", "edge"]

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from core.charts import html_report
-from core.report import report_from_json
+from core.reporting.results import report_from_json
 from core.storage import history
 from test_charts import classification_report
 

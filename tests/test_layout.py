@@ -30,7 +30,7 @@ PACKAGE = "core"
 ENGINE = {"core.evaluate", "core.runner", "core.serving.jobs", "core.cli", "core.storage.history", "core.serving.playground"}
 UPWARD: dict[str, set[str]] = {
     "core.execution": ENGINE,
-    "core.recipes": ENGINE | {"core.recommend", "core.report", "core.charts"},
+    "core.recipes": ENGINE | {"core.recommend", "core.reporting", "core.charts"},
     "core.scenarios": ENGINE | {"core.recommend", "core.charts"},   # a scenario measures in the worker; the engine asks it
     "core.storage.history": {"core.charts"},   # storage: the HTML export that draws figures lives in core.charts.html_report
 }

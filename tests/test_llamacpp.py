@@ -197,7 +197,7 @@ def test_smollm2_shipped_gguf_predicts_like_the_lab_fp32():
 def test_a_wheel_without_avx512_kernels_is_the_slow_cause_on_an_avx512_cpu():
     from core.recipes import registry
     from core.recipes.llamacpp.recipes import AVX512_NOTE
-    from core.report import VariantResult
+    from core.reporting.results import VariantResult
 
     note = f"{AVX512_NOTE}: this CPU has avx512f, avx512_vnni, which they leave unused."
     result = VariantResult(variant="gguf:type=q8_0", size_bytes=1, param_bytes=1, build_s=0.1, cache_hit=False, load_s=0.1,

@@ -18,7 +18,7 @@ from core.measure.generation import greedy_tokens
 from core.recipes import RECIPES, BuildContext, registry
 from core.recipes.openvino import FAMILY
 from core.recipes.openvino.recipes import NO_INT8_ISA_NOTE, int8_isa_note
-from core.report import VariantResult
+from core.reporting.results import VariantResult
 from core.sources import resolve as resolve_source
 from core.tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING
 from core.variants import get_variant, variant_key

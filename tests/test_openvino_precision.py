@@ -91,7 +91,7 @@ def test_the_precision_notes_say_what_was_compiled_and_whose_choice_it_was():
 
 
 def test_the_emulated_bf16_note_is_a_slow_variant_cause():
-    from core.report import VariantResult
+    from core.reporting.results import VariantResult
 
     _, extra = precision_notes("openvino-bf16", "bf16", "bf16", "bf16", fixed=True, native_bf16=False, isa="EPYC (avx512f)")
     result = VariantResult(variant="openvino-bf16", size_bytes=1, param_bytes=1, build_s=0.1, cache_hit=False, load_s=0.1,
@@ -130,7 +130,7 @@ def test_minilm_openvino_int8_in_bf16_is_marked_wrong_at_32_tokens_and_f32_is_no
     variants = ["fp32", "openvino-int8", "openvino-int8:precision=bf16", "openvino-bf16"]
     report = run_evaluation(EvalConfig(task=EMBEDDING, model="minilm", variants=variants, batch_sizes=[1], seq_lengths=[16, 32, 64],
                                        protocol={"warmup": 1, "min_iters": 3, "min_seconds": 0.0, "max_seconds": 2.0}))
-    from core.report import as_report
+    from core.reporting.results import as_report
 
     by = {r.variant: r for r in as_report(report).results}
     assert all(not by[v].error for v in variants), {v: by[v].error for v in variants}

@@ -3,7 +3,7 @@ field definitions behave exactly as the hand-written ones did.
 
 ``tests/data/report_fields_before.json`` was captured from the hand-written schema and CSV code (main at ff1bcdb,
 before the fields were derived): the schema with its task-declared parts left out, the one-line problem (or None)
-that ``report_schema.check`` gave for every malformed report built below, whether ``Report.from_dict`` loaded the ones
+that ``core.reporting.schema.check`` gave for every malformed report built below, whether ``Report.from_dict`` loaded the ones
 the schema accepts, and the CSV of each saved report. The saved reports are tests/data/*.json (written by earlier
 versions of the lab). Re-captured once since, on purpose: free information (a probe, an environment) may nest
 objects three deep and hold strings of up to 2000 characters (llama.cpp's probe is {"version", "system_info"}); every
@@ -107,8 +107,8 @@ def cases():
 
 def outcome(strict: bool, doc: dict) -> list:
     """[the schema's one-line problem or None, how the loader took an accepted report]."""
-    from core.report import Report
-    from core.report_schema import check
+    from core.reporting.results import Report
+    from core.reporting.schema import check
 
     problem = check(doc, strict=strict)
     loaded = None
@@ -146,8 +146,8 @@ def _untasked(node):
 
 def capture() -> dict:
     """What tests/data/report_fields_before.json holds (run once on the hand-written code)."""
-    from core.report import report_to_csv
-    from core.report_schema import schema
+    from core.reporting.csv_export import report_to_csv
+    from core.reporting.schema import schema
 
     return {"schema": {str(strict): _untasked(schema(None, strict)) for strict in (True, False)},
             "cases": _grouped((where, change, both(doc)) for where, change, doc in cases()),
@@ -160,14 +160,14 @@ def before():
 
 
 def test_csv_columns_keep_their_names_and_order():
-    from core.report import CSV_COLUMNS, GENERATION_COLUMNS
+    from core.reporting.csv_export import CSV_COLUMNS, GENERATION_COLUMNS
 
     assert CSV_COLUMNS == CSV_COLUMNS_BEFORE
     assert GENERATION_COLUMNS == GENERATION_COLUMNS_BEFORE
 
 
 def test_schema_is_the_same_as_before(before):
-    from core.report_schema import schema
+    from core.reporting.schema import schema
 
     for strict in (True, False):
         assert json.loads(json.dumps(_untasked(schema(None, strict)))) == before["schema"][str(strict)]
@@ -176,8 +176,9 @@ def test_schema_is_the_same_as_before(before):
 
 
 def test_saved_reports_are_accepted_and_export_the_same_csv(before):
-    from core.report import Report, report_to_csv, report_to_json
-    from core.report_schema import check
+    from core.reporting.csv_export import report_to_csv
+    from core.reporting.results import Report, report_to_json
+    from core.reporting.schema import check
 
     for name, rep in base_reports().items():
         assert check(rep, strict=True) is None and check(rep, strict=False) is None, name
@@ -198,7 +199,7 @@ def test_malformed_reports_get_the_same_verdict_and_words(before):
 
 def test_history_import_of_saved_reports(tmp_path):
     """``python -m core history import`` of each saved report, then its CSV export: the same CSV as the report's own."""
-    from core.report import report_to_csv
+    from core.reporting.csv_export import report_to_csv
 
     env = {**os.environ, "QLAB_CACHE_DIR": str(tmp_path)}
     for path in sorted(DATA.glob("*.json")):
@@ -235,8 +236,8 @@ def test_every_field_is_declared_with_its_words():
 
 
 def test_dataset_throughput_has_one_parser_for_every_shape():
-    from core.report import VariantResult, throughput_summary
-    from core.reporting.throughput import DatasetThroughput
+    from core.reporting.results import VariantResult
+    from core.reporting.throughput import DatasetThroughput, throughput_summary
 
     new = {"sorted": {"texts_per_s": 412.0, "texts_per_s_min": 398.0, "texts_per_s_max": 420.0, "passes": 5, "padding_fraction": 0.04,
                       "seconds": 0.3, "texts": 120, "batches": 4, "tokens": 900, "tokens_fed": 940},

@@ -9,8 +9,10 @@ from __future__ import annotations
 import html
 import re
 
-from ..report import Report, cross_hardware_rows, throughput_heading, throughput_rows
 from ..report_access import is_generation, quality_spec, reference_rows
+from ..reporting.compare import cross_hardware_rows
+from ..reporting.results import Report
+from ..reporting.throughput_table import throughput_heading, throughput_rows
 from ..storage.history import HISTORY_KEY
 from .compare import compare_figures
 from .cross_hardware import hardware_speedup_figure

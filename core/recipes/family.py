@@ -103,7 +103,7 @@ class Family:
     worker_env: dict[str, str | None] = field(default_factory=dict)
 
     def slow_causes(self, result, environment: dict) -> list[Cause]:
-        """Why ``result`` (a core.report.VariantResult of one of this family's recipes) may be slower than fp32 here."""
+        """Why ``result`` (a core.reporting.results.VariantResult of one of this family's recipes) may be slower than fp32 here."""
         if self.explain is not None:
             return list(self.explain(result, environment))
         return causes_from_notes(self.causes, result.notes or [])

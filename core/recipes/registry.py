@@ -112,7 +112,7 @@ def worker_env(spec: str, env: dict) -> dict:
 
 
 def slow_causes(result, environment: dict) -> list[Cause]:
-    """Why ``result`` (a core.report.VariantResult) may be slower than fp32 here, as its own family explains it."""
+    """Why ``result`` (a core.reporting.results.VariantResult) may be slower than fp32 here, as its own family explains it."""
     family = family_of(result.variant)
     return family.slow_causes(result, environment) if family else []
 

@@ -10,5 +10,5 @@
 - ``table``: the CLI's text table.
 - ``schema``: the JSON Schema of a saved or imported report, assembled from the fields, and ``check``.
 
-``core.report`` and ``core.report_schema`` re-export these names for the callers written before the split.
+Callers import each name from the module that holds it.
 """

@@ -7,7 +7,7 @@
 
 Exports: JSON and CSV (one row per variant x latency cell); the standalone HTML report, whose charts need plotly,
 is core/charts/html_report.py (this module is storage: it imports no charts). Imports: a colleague's JSON report, size-capped,
-parsed with ``json`` (depth-limited, no NaN) and checked against the report schema (core/report_schema.py: types,
+parsed with ``json`` (depth-limited, no NaN) and checked against the report schema (core/reporting/schema.py: types,
 ranges, lengths, known tasks and metrics) before it is saved as a run of its own; only the checked fields are kept.
 A run records the owner that created it (a hash of the session's secret); hosted, only that owner may delete it.
 """
@@ -256,9 +256,9 @@ def list_runs(root=None, ids: list[str] | None = None) -> list[dict]:
 
 # -- validation and import ------------------------------------------------------------------------
 def validate_report(data, name: str = "report", *, strict: bool = False) -> dict:
-    """Check that ``data`` (parsed JSON) is a lab report against the schema (core/report_schema.py); raises a one-line
+    """Check that ``data`` (parsed JSON) is a lab report against the schema (core/reporting/schema.py); raises a one-line
     HistoryError naming the first problem. ``strict`` (imports): no field the lab does not know."""
-    from .. import report_schema
+    from ..reporting import schema as report_schema
 
     problem = report_schema.check(data, strict=strict)
     if problem:
@@ -334,6 +334,6 @@ def export_json(report: dict) -> str:
 
 
 def export_csv(report: dict) -> str:
-    from ..report import report_to_csv
+    from ..reporting.csv_export import report_to_csv
 
     return report_to_csv({k: v for k, v in report.items() if k != HISTORY_KEY})
