@@ -185,12 +185,12 @@ def compute_quality(job: dict, variant, tokenizer, channel: Channel) -> dict:
 def calibration_notes(job: dict, label: str, tokenizer) -> list[str]:
     """For a calibrated variant: the token lengths it was calibrated on, and the timed lengths beyond them (static
     int8's activation ranges were never seen there: the per-cell output check says whether that mattered)."""
-    from .calibration import default_texts
+    from .calibration import job_texts
     from .recipes import resolve
 
     if not resolve(label)[0].calibrated:
         return []
-    texts = job.get("calibration_texts") or default_texts(job["source"]["task"])
+    texts = job_texts(job.get("calibration_texts"), job["source"]["task"])
     if not texts:
         return []
     lengths = sorted(len(ids) for ids in tokenizer(list(texts), truncation=True, max_length=job["max_length"])["input_ids"])

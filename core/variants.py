@@ -8,6 +8,7 @@ import json
 import time
 from dataclasses import dataclass, field
 
+from .calibration import CALIBRATION_SET
 from .errors import RecipeError
 from .recipes import BuildContext, Recipe, Variant, get_recipe, resolve
 from .recipes.registry import family_of, library_versions
@@ -49,7 +50,7 @@ def variant_key(source, recipe_name: str, params: dict, calibration_texts: list[
     recipe, params, _ = stored_as(recipe_name, params)
     recipe_name, family = recipe.name, family_of(recipe.name)
     versions = library_versions([recipe_name])   # its family's libraries and the reference family's
-    calib = hashlib.sha256(json.dumps(calibration_texts or []).encode()).hexdigest()[:12] if recipe.calibrated else ""
+    calib = hashlib.sha256(json.dumps([CALIBRATION_SET, calibration_texts or []]).encode()).hexdigest()[:12] if recipe.calibrated else ""
     layout = {"layout": family.causal_layout} if get_task(source.task).generates and family and family.causal_layout else {}
     return make_key(kind="variant", fingerprint=source.fingerprint, task=source.task, recipe=recipe_name, params=params, versions=versions,
                     calibration=calib, format=RECIPE_FORMAT, **layout)

@@ -31,6 +31,43 @@ def test_run_texts_are_the_first_64_non_empty_and_unknown_sources_are_refused():
     assert "\n" not in str(err.value)
 
 
+def test_the_calibration_set_spans_the_timed_lengths_in_any_first_n():
+    """Static int8 sees activation ranges only where its calibration texts reach: the set keeps as many texts, some
+    joined with their neighbours to about 24, 48 and 96 words, interleaved so the first 32 (static ONNX Runtime's) span
+    them too; MiniLM's tokenizer then counts 12-128 tokens over the bundled sample."""
+    from core.sources import load_tokenizer, resolve
+
+    texts = calibration.default_texts("embedding")
+    spread = calibration.calibration_set(texts)
+    assert len(spread) == len(texts) and spread == calibration.job_texts(None, "embedding") == calibration.calibration_set(texts)
+    assert [spread[i] for i in (0, 2, 4)] == [texts[i] for i in (0, 2, 4)]            # some texts stay as they are
+    assert spread[1].startswith(texts[1]) and len(spread[1].split()) >= 24 and len(spread[5].split()) >= 96
+    tok = load_tokenizer(resolve("minilm", "embedding"))
+
+    def lengths(ts):
+        return sorted(len(ids) for ids in tok(ts, truncation=True, max_length=128)["input_ids"])
+
+    assert lengths(texts)[-1] < 32                                                      # the sample alone stops short of 32 tokens
+    for first in (spread, spread[:32], spread[:8]):
+        got = lengths(first)
+        assert got[0] < 20 and any(28 <= n <= 48 for n in got) and any(56 <= n <= 80 for n in got) and got[-1] >= 110, got
+    assert calibration.calibration_set(["one two", "three"]) == ["one two", "three one two"]   # a short list joins what it has
+    assert calibration.job_texts(["  ", "mine"], "embedding") == ["mine"]
+
+
+def test_the_calibration_set_recipe_is_part_of_calibrated_store_keys(monkeypatch, tiny_embedder_dir):
+    from core import variants
+    from core.recipes import RECIPES
+    from core.sources import resolve
+
+    source = resolve(str(tiny_embedder_dir))
+    int8, fp32 = RECIPES["onnx-int8-static"].defaults(), RECIPES["onnx-fp32"].defaults()
+    before = variants.variant_key(source, "onnx-int8-static", int8), variants.variant_key(source, "onnx-fp32", fp32)
+    monkeypatch.setattr(variants, "CALIBRATION_SET", "another-way")
+    after = variants.variant_key(source, "onnx-int8-static", int8), variants.variant_key(source, "onnx-fp32", fp32)
+    assert after[0] != before[0] and after[1] == before[1]   # calibrated variants rebuild; the others keep their entries
+
+
 @pytest.mark.slow
 def test_calibrating_on_the_run_s_own_texts_builds_its_own_entry_and_says_so(tmp_path, tiny_embedder_dir):
     data = tmp_path / "texts.csv"
