@@ -15,7 +15,7 @@ from core.execution.pool import DASHBOARD_SIZE
 # between jobs): a warm "Measure again" then skips process start and imports. QLAB_WORKER_POOL=0 turns it off.
 os.environ.setdefault("QLAB_WORKER_POOL", str(DASHBOARD_SIZE))
 
-from core import identity
+from core.access import identity
 from core.storage import history, links
 from ui.auth import gate, show_alone, sidebar_identity
 from ui.shared import PAGES, error_line, guarded, init_state, machine, md, next_run_targets, open_run, policy, run_frame, show_error

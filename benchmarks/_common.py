@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def progress_bar():
-    """(tqdm bar, on_event) for ``core.evaluate.run_evaluation``'s progress events; close the bar when done."""
+    """(tqdm bar, on_event) for ``core.engine.evaluate.run_evaluation``'s progress events; close the bar when done."""
     from tqdm import tqdm
 
     bar = tqdm(total=100, unit="%", file=sys.stderr, bar_format="{l_bar}{bar}| {n:.0f}% {postfix}")

@@ -47,11 +47,11 @@ def main() -> None:
 
     import torch
 
+    from core.engine.variants import get_variant
     from core.env import isa_words
+    from core.inputs.sources import load_tokenizer, resolve
     from core.measure import bench, cell_check
-    from core.sources import load_tokenizer, resolve
     from core.tasks import get_task
-    from core.variants import get_variant
 
     torch.set_num_threads(args.threads)
     print(f"CPU: {isa_words()}, {args.threads} threads")

@@ -2,7 +2,7 @@
 
     python benchmarks/generation.py [--models smollm2,demo-gpt] [--threads 2] [--prompt-lengths 32,128] [--new-tokens 32] [--write-readme]
 
-Each model goes through ``core.evaluate.run_evaluation`` with ``scenario="generate"`` (each variant in a fresh worker
+Each model goes through ``core.engine.evaluate.run_evaluation`` with ``scenario="generate"`` (each variant in a fresh worker
 process, batch 1): time to first token, decode milliseconds per token (p50), generated tokens per second, perplexity
 on the causal-LM sample, size on disk, and the share of greedy tokens equal to fp32's. All variants of a model are
 measured in one run, one after the other, so ratios between them are what to read on a busy machine.
@@ -56,11 +56,11 @@ def table(report: dict, prompts: list[int]) -> str:
 
 
 def run(model: str, args) -> dict:
-    from core.evaluate import EvalConfig, run_evaluation
+    from core.engine.evaluate import EvalConfig, run_evaluation
 
     protocol = {"warmup": 1, "min_iters": args.min_iters, "min_seconds": args.min_seconds, "max_iters": 200, "max_seconds": args.max_seconds}
+    from core.inputs.sources import resolve
     from core.recipes.genai.recipes import ARCHITECTURES
-    from core.sources import resolve
 
     arch = (json.loads((Path(resolve(model, "causal-lm").path) / "config.json").read_text()).get("architectures") or ["?"])[0]
     variants = [v for v in args.variants.split(",") if arch in ARCHITECTURES or not v.startswith("onnx-genai")]   # the builder covers Llama-family models only

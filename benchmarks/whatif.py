@@ -9,7 +9,7 @@ bundled sample, batch sizes 1,8, sequence lengths 16,64, the Quick protocol (``c
 (``QLAB_CACHE_DIR``), so each timed run is a warm repeat
 ("Run again": ``force=True``, no saved-run answer). Runs go through the dashboard's own path: ``core.serving.jobs.JobQueue``
 starts ``python -m core.serving.jobs <dir>``, whose ``evaluate_runner`` calls ``run_evaluation(validate(EvalConfig(...)))``, and
-that starts one ``python -m core.runner`` per variant (``core.evaluate.run_worker`` through ``core.execution.local``).
+that starts one ``python -m core.engine.runner`` per variant (``core.engine.evaluate.run_worker`` through ``core.execution.local``).
 
 The breakdown comes from the progress events as they reach the queue (timestamped on arrival, wall clock):
 
@@ -59,7 +59,7 @@ def run_job(queue, variants: list[str], pool_size: int = 0) -> tuple[dict, list[
     """One forced run through the queue: (job snapshot, [(arrival time, event)], report). With ``pool_size`` the job
     takes pre-started workers (``QLAB_WORKER_POOL``); before it is submitted, untimed (the visitor's think time), the
     pool is filled and every pooled worker has finished importing, so no import overlaps a measurement of either kind."""
-    from core.evaluate import fill_pool
+    from core.engine.evaluate import fill_pool
     from core.execution import pool
     from core.storage import history
 
@@ -121,7 +121,7 @@ def breakdown(snap: dict, events: list[tuple[float, dict]], variants: list[str],
         parts["rest"] += spawn - last_done if label != slots[0] else 0.0
         last_done = done
     parts["rest"] += snap["finished"] - last_done
-    # the rest of "load" is transformers' modeling imports, the config and the tokenizer (core.runner._preimport, load_tokenizer)
+    # the rest of "load" is transformers' modeling imports, the config and the tokenizer (core.engine.runner._preimport, load_tokenizer)
     parts["  of which the variant (load_s)"] = sum(r.get("load_s") or 0.0 for r in (report or {}).get("results", []))
     wall = snap["finished"] - snap["submitted"]
     return {"wall": wall, "parts": parts, "worker_starts": starts}
@@ -132,7 +132,7 @@ def p50s(report: dict) -> dict:
 
 
 def import_time(repeats: int) -> list[float]:
-    from core.evaluate import _worker_env
+    from core.engine.evaluate import _worker_env
 
     out = []
     for _ in range(repeats):

@@ -131,7 +131,7 @@ class ProgressView:
 
 def _infer_task(model: str, allow_local: bool = True) -> str:
     from .bundled import BUNDLED
-    from .sources import resolve
+    from .inputs.sources import resolve
 
     if model in BUNDLED:
         return BUNDLED[model].task
@@ -144,7 +144,7 @@ def _default_out(config) -> Path:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluate import EvalConfig, validate
+    from .engine.evaluate import EvalConfig, validate
     from .execution.targets import lost_targets
     from .reporting.csv_export import report_to_csv
     from .reporting.results import report_to_json
@@ -203,7 +203,7 @@ def _chosen_targets(selection: str | None) -> list[dict]:
 
 def _measure(config, chosen: list[dict], progress) -> dict:
     """Run the comparison: under this machine's measurement lock when it runs here, across the cluster otherwise."""
-    from .evaluate import WORKER
+    from .engine.evaluate import WORKER
     from .execution.machine_lock import machine_lock
     from .execution.targets import run_across
     from .paths import store_root
@@ -414,8 +414,8 @@ def cmd_history(args) -> int:
 
 # -- export -----------------------------------------------------------------------------------------
 def cmd_export(args) -> int:
-    from . import hosting
-    from .export import export_variant
+    from .access import hosting
+    from .exporting.export import export_variant
     from .storage import exports
 
     if args.max_mb is not None and args.max_mb <= 0:

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = PROJECT_ROOT / "data" / "samples"   # the bundled sample data: the one place that names it
 
 
 def default_store_root() -> Path:

@@ -10,7 +10,7 @@ from core.charts.compare import latency_batch_figure, latency_seq_figure, qualit
 from core.charts.compare_batching import batching_figure
 from core.charts.compare_generation import tokens_per_s_figure, ttft_figure
 from core.charts.cross_hardware import hardware_speedup_figure
-from core.report_access import (
+from core.charts.report_access import (
     batch_sizes,
     default_point,
     generation_cells,
@@ -35,7 +35,7 @@ def chart(fig, key: str) -> None:
 
 def report_budgets(report: dict) -> dict:
     """The budgets the run was recommended with (the defaults for reports that did not record them)."""
-    from core.recommend import budgets_for
+    from core.reporting.recommend import budgets_for
 
     try:
         return budgets_for(report.get("budgets") or {})
@@ -45,7 +45,7 @@ def report_budgets(report: dict) -> dict:
 
 def live_recommendation(report: dict, budgets: dict, batch: int) -> dict | None:
     """The recommendation recomputed from the report's measurements for these budgets and batch size."""
-    from core.recommend import recommend
+    from core.reporting.recommend import recommend
 
     return recommend(report.get("results") or [], report.get("task") or EMBEDDING, budgets, int(batch),
                      reference_quality=reference_quality(report) or None)
@@ -54,7 +54,7 @@ def live_recommendation(report: dict, budgets: dict, batch: int) -> dict | None:
 def recommendation_controls(report: dict, batches: list[int], seqs: list[int]) -> tuple[int, int | None, dict]:
     """Batch size (charts and recommendation), sequence length (charts), and the quality budget: the measure it is on
     and its limit; each reset to the run's own when another run opens. Returns the budgets to judge by."""
-    from core.recommend import with_budget
+    from core.reporting.recommend import with_budget
 
     ss = st.session_state
     task = find_task(report.get("task"), default=EMBEDDING)
@@ -203,7 +203,7 @@ def generated_texts(report: dict, batch: int) -> None:
 
 def wrong_cells(report: dict, budgets: dict) -> None:
     """Each variant whose outputs break the budget at a timed shape, in words that name the shape (at these budgets)."""
-    from core.recommend import mark_cells, wrong_words
+    from core.reporting.recommend import mark_cells, wrong_words
     from core.reporting.results import VariantResult
 
     task = report.get("task") or EMBEDDING
@@ -326,7 +326,7 @@ def download_controls(report: dict, variant: str, key: str) -> None:
     """A Download button for one variant (a zip of the folder ``python -m core export`` writes) and its snippet."""
     from pathlib import Path
 
-    from core import hosting
+    from core.access import hosting
     from core.storage import audit, exports
 
     if opened_by_link(report.get("run_id")):
@@ -360,7 +360,7 @@ def download_controls(report: dict, variant: str, key: str) -> None:
         st.download_button(f"Download {variant} ({(rec.get('zip_bytes') or 0) / 2**20:.1f} MB zip)", data=lambda p=zip_path: p.read_bytes(),
                            file_name=zip_path.name, mime="application/zip", key=f"exp_dl_{key}", icon=":material/download:", on_click="ignore",
                            type="primary")
-        from core.snippets import snippet_of
+        from core.exporting.snippets import snippet_of
 
         code = snippet_of(rec)
         if code:
@@ -372,7 +372,7 @@ def download_controls(report: dict, variant: str, key: str) -> None:
 
 def take_it_home(report: dict, results: list[dict]) -> None:
     """One download per measured variant, with the hosted limits in words."""
-    from core import hosting
+    from core.access import hosting
 
     st.subheader("Take it home")
     words = hosting.export_limits_words(hosting.exports_used(visitor()))

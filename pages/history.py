@@ -7,10 +7,10 @@ import re
 import pandas as pd
 import streamlit as st
 
-from core import hosting
+from core.access import hosting
 from core.charts.cross_run import cross_run_figure
 from core.charts.html_report import export_html
-from core.report_access import quality_spec, reference_rows
+from core.charts.report_access import quality_spec, reference_rows
 from core.storage import history, links
 from ui.shared import (
     guarded,

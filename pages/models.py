@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import hosting
-from core.calibration import SOURCES as CALIBRATION_SOURCES
+from core.access import hosting
 from core.errors import QlabError
+from core.inputs.calibration import SOURCES as CALIBRATION_SOURCES
 from core.measure.generation import MAX_NEW_TOKENS
 from core.tasks import EMBEDDING, TASKS, find_task
 from ui.shared import (
@@ -95,8 +95,8 @@ def model_section(pol) -> None:
 
 
 def variants_section(pol, source) -> None:
+    from core.engine.variants import is_stored
     from core.recipes import RECIPES
-    from core.variants import is_stored
 
     task, device = model_task(), st.session_state.get("hw_device") or "cpu"
     st.subheader("Variants")
@@ -162,8 +162,8 @@ def isa_badges(isa: list[str]) -> str:
 
 def targets_section() -> None:
     """Where to measure: this machine, or nodes of the team's Ray cluster (QLAB_RAY_ADDRESS)."""
+    from core.charts.report_access import target_label
     from core.execution.hardware import speedup_hint
-    from core.report_access import target_label
 
     targets, error = hardware_targets()
     if error:
@@ -238,7 +238,7 @@ def hardware_section() -> None:
 
 def recommendation_section() -> None:
     """The quality budget of the current task (only that one) and the batch size the recommendation is made at."""
-    from core.recommend import default_batch_size
+    from core.reporting.recommend import default_batch_size
 
     ss = st.session_state
     task = model_task()

@@ -139,7 +139,7 @@ def main() -> None:
                 for spec in (a, b):
                     ready = _loaded(name, task, pol.allow_local, source.fingerprint, spec, config["device"], config["threads"])
                     if get_task(task).generates:
-                        from core.sources import max_positions
+                        from core.inputs.sources import max_positions
 
                         results[spec] = run_task(task, ready.variant, ready.tokenizer, text, max_new_tokens=max_new, temperature=temperature,
                                                  seed=int(seed), max_positions=max_positions(source.path))

@@ -49,8 +49,8 @@ PHASE_WORDS = {"build": "build", "load": "load", "quality": "quality", "latency"
 @st.cache_data(show_spinner=False, ttl=60, max_entries=32)
 def _check(config_json: str, data_sha: str | None, _blob: bytes | None, data_name: str | None) -> tuple[str | None, list[str]]:
     """(error or None, canonical variant labels): the engine's own fast validation, cached per config and data."""
+    from core.engine.evaluate import EvalConfig, validate
     from core.errors import QlabError
-    from core.evaluate import EvalConfig, validate
     from core.recipes import expand
     from core.serving.playground import hub_not_downloaded
 
@@ -59,7 +59,7 @@ def _check(config_json: str, data_sha: str | None, _blob: bytes | None, data_nam
     try:
         if hub_not_downloaded(config["model"]):
             # checking the model would download it inside this page: check the rest, the job fetches the model
-            from core import data as data_mod
+            from core.inputs import data as data_mod
 
             labels = expand(config["variants"], config["task"], config["device"])
             if _blob is not None:
@@ -73,7 +73,7 @@ def _check(config_json: str, data_sha: str | None, _blob: bytes | None, data_nam
 
 def _limits_error(variants: list[str], pol) -> str | None:
     """The hosted limits on variants (count, accepted form), before anything is checked or queued."""
-    from core import hosting
+    from core.access import hosting
     from core.errors import QlabError
 
     try:

@@ -68,10 +68,10 @@ def _choice(key: str, param: str, label: str, column, help: str) -> str:
 
 def mixed_precision_section(name: str, task: str, source, pol) -> None:
     """Per-node sensitivity and the fp32 nodes chosen by the onnx-int8-mixed search: read from the built artifact, built by a job."""
+    from core.engine.variants import stored_entry
     from core.recipes import RECIPES, resolve
     from core.recipes.onnxrt.mixed import read_sensitivity
     from core.serving.jobs import FINISHED, get_queue
-    from core.variants import stored_entry
 
     ss = st.session_state
     st.subheader("Accuracy-aware mixed precision (ONNX Runtime int8)")

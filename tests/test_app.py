@@ -161,7 +161,7 @@ def test_a_refused_domain_sees_the_refusal_alone(monkeypatch, navigations):
 
 
 def test_a_link_for_anyone_opens_its_run_alone_signed_out(monkeypatch, navigations):
-    from core.identity import person_key
+    from core.access.identity import person_key
     from core.storage import history, links
 
     monkeypatch.setenv("QLAB_AUTH", "oidc")
@@ -534,9 +534,9 @@ def test_store_page_lists_and_deletes(finished):
 def test_generation_loop_works_for_torch_and_onnx_variants(tiny_gpt2_dir):
     import numpy as np
 
+    from core.engine.variants import get_variant
+    from core.inputs.sources import load_tokenizer, resolve
     from core.serving.playground import first_divergence, generate
-    from core.sources import load_tokenizer, resolve
-    from core.variants import get_variant
 
     source = resolve(str(tiny_gpt2_dir), "causal-lm")
     tok = load_tokenizer(source)
@@ -608,7 +608,7 @@ def test_playground_builds_missing_variants_in_the_background(tiny_classifier_di
 # -- quality budgets and the live recommendation ------------------------------------------------------
 def embedding_report() -> dict:
     """A saved run without measuring: onnx-int8 fastest (cosine 0.9935), dynamic-int8 next (0.997), fp32 the reference."""
-    from core.recommend import recommend
+    from core.reporting.recommend import recommend
     from test_charts import result
 
     rep = {"task": "embedding", "model": "minilm", "run_id": "", "created": "2026-01-01T00:00:00+00:00",
@@ -760,7 +760,7 @@ def test_weights_page_runs_the_accuracy_aware_search(tiny_classifier_dir):
     poll(at, lambda a: len(a.get("plotly_chart")) == 4 or a.error, timeout=180, every=0.5)
     assert not at.error, texts(at.error)
     summary = [c for c in texts(at.caption) if "weight nodes" in c]
-    assert summary and re.match(r"[1-4] of 8 weight nodes stay fp32 \(L0 ", summary[0]), summary
+    assert summary and re.match(r"[1-4] of 8 weight nodes stay fp32 \(L[01] ", summary[0]), summary   # which first: the tiny model's, by chance
     specs = {c.proto.id: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
     sens = next(s for s in specs.values() if s["layout"]["title"]["text"].startswith("Sensitivity of each weight node"))
     bar = sens["data"][-1]
@@ -800,7 +800,7 @@ def test_compare_shows_throughput_spread_padding_and_verdict():
 
 def test_compare_gives_the_recommendation_at_every_batch_size_for_the_budget_shown():
     """Issue 28: the winner changes with the batch size; Compare names it at each, and follows the budget moved."""
-    from core.recommend import recommend
+    from core.reporting.recommend import recommend
     from core.storage import history
 
     run_id = history.import_report((ROOT / "tests" / "data" / "embedding_minilm_headline.json").read_bytes(), "batches.json")

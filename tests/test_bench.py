@@ -235,9 +235,9 @@ def test_batch_1_sorted_and_unsorted_agree_within_spread_on_minilm(tokenizer):
     """Regression (issue 12): onnx-int8 once showed 131.6 texts/s sorted vs 87.8 unsorted at batch 1, where sorting
     cannot change the work. The real MiniLM onnx-int8, real passes: the two min-max ranges must overlap. With 9
     alternated passes per mode, two ranges drawn from one distribution miss each other with probability 2/C(18,9) < 1e-4."""
+    from core.engine.variants import get_variant
+    from core.inputs.sources import resolve
     from core.reporting.throughput import throughput_summary
-    from core.sources import resolve
-    from core.variants import get_variant
 
     variant = get_variant(resolve("minilm", "embedding"), "onnx-int8", max_length=64).variant
     out = bench.dataset_throughput(variant, tokenizer, LENGTHS, batch_size=1, max_length=64,

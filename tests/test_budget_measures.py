@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from core.engine.evaluate import check_budgets
 from core.errors import QlabError
-from core.evaluate import check_budgets
-from core.recommend import budget_words, mark_cells, recommend, with_budget
+from core.reporting.recommend import budget_words, mark_cells, recommend, with_budget
 from core.reporting.results import VariantResult
 from core.tasks import all_tasks, budget_keys, get_task
 
@@ -115,7 +115,7 @@ def faulty(monkeypatch):
 def test_cell_marks_follow_the_measure_and_small_batches_fall_back_to_cosine(faulty, tiny_embedder_dir):
     """Reversed hidden dimensions keep every dot product, so the faulty cells keep fp32's neighbours: wrong by cosine,
     right by retrieval agreement where the batch has 8 texts to rank; batch 1 has none and is judged by cosine."""
-    from core.evaluate import EvalConfig, run_evaluation
+    from core.engine.evaluate import EvalConfig, run_evaluation
     from core.reporting.table import format_table
 
     report = run_evaluation(EvalConfig(task="embedding", model=str(tiny_embedder_dir), variants=["fp32", "faulty-fp32:at=16"],

@@ -13,8 +13,8 @@ import uuid
 import pytest
 
 from conftest import run_cli
-from core import calibration
 from core.errors import QlabError
+from core.inputs import calibration
 
 pytest.importorskip("openvino")
 
@@ -35,7 +35,7 @@ def test_the_calibration_set_spans_the_timed_lengths_in_any_first_n():
     """Static int8 sees activation ranges only where its calibration texts reach: the set keeps as many texts, some
     joined with their neighbours to about 24, 48 and 96 words, interleaved so the first 32 (static ONNX Runtime's) span
     them too; MiniLM's tokenizer then counts 12-128 tokens over the bundled sample."""
-    from core.sources import load_tokenizer, resolve
+    from core.inputs.sources import load_tokenizer, resolve
 
     texts = calibration.default_texts("embedding")
     spread = calibration.calibration_set(texts)
@@ -56,9 +56,9 @@ def test_the_calibration_set_spans_the_timed_lengths_in_any_first_n():
 
 
 def test_the_calibration_set_recipe_is_part_of_calibrated_store_keys(monkeypatch, tiny_embedder_dir):
-    from core import variants
+    from core.engine import variants
+    from core.inputs.sources import resolve
     from core.recipes import RECIPES
-    from core.sources import resolve
 
     source = resolve(str(tiny_embedder_dir))
     int8, fp32 = RECIPES["onnx-int8-static"].defaults(), RECIPES["onnx-fp32"].defaults()

@@ -68,9 +68,9 @@ def faulty(monkeypatch):
 @pytest.mark.parametrize("task", ["embedding", "classification", "causal-lm"])
 def test_a_variant_wrong_at_one_timed_shape_is_marked_and_never_recommended_there(task, faulty, tiny_embedder_dir, tiny_classifier_dir,
                                                                                     tiny_gpt2_dir, tmp_path):
-    from core.evaluate import EvalConfig, run_evaluation
-    from core.recommend import recommend
+    from core.engine.evaluate import EvalConfig, run_evaluation
     from core.reporting.csv_export import report_to_csv
+    from core.reporting.recommend import recommend
     from core.reporting.table import format_table
 
     model = {"embedding": tiny_embedder_dir, "classification": tiny_classifier_dir, "causal-lm": tiny_gpt2_dir}[task]
@@ -117,9 +117,9 @@ def test_llama_cpp_kl_statistics_agree_with_numpy_on_the_same_logits(tiny_gpt2_d
     same window (a text that fits one window, so every scored token is in it)."""
     from transformers import AutoTokenizer
 
-    from core.evaluate import EvalConfig, run_evaluation
-    from core.sources import resolve
-    from core.variants import get_variant
+    from core.engine.evaluate import EvalConfig, run_evaluation
+    from core.engine.variants import get_variant
+    from core.inputs.sources import resolve
 
     text = "Quantization maps floating point numbers onto a few integer levels, and the model still works."
     data = tmp_path / "lm.txt"
@@ -167,9 +167,9 @@ def test_a_generation_cell_compares_only_the_steps_whose_inputs_are_fp32s(tmp_pa
 
 
 def test_a_generation_cell_wrong_at_one_prompt_length_is_marked_and_named(faulty, tiny_gpt2_dir, tmp_path):
-    from core.evaluate import EvalConfig, run_evaluation
-    from core.recommend import recommend
+    from core.engine.evaluate import EvalConfig, run_evaluation
     from core.reporting.csv_export import report_to_csv
+    from core.reporting.recommend import recommend
     from core.reporting.table import format_table
 
     data = tmp_path / "lm.txt"

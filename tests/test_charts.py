@@ -309,7 +309,7 @@ def test_storage_and_report_accessors_import_no_charts():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    for path in ("core/storage/history.py", "core/report_access.py", *(f"core/reporting/{m}.py" for m in ("results", "compare", "table"))):
+    for path in ("core/storage/history.py", "core/charts/report_access.py", *(f"core/reporting/{m}.py" for m in ("results", "compare", "table"))):
         imported = set()
         for node in ast.walk(ast.parse((root / path).read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom):

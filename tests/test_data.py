@@ -1,4 +1,4 @@
-"""core.data: every accepted format, and a one-line DataError for every kind of bad file."""
+"""core.inputs.data: every accepted format, and a one-line DataError for every kind of bad file."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from core.data import Dataset, detect_task, load_dataset, map_labels, sample_path
 from core.errors import DataError
+from core.inputs.data import Dataset, detect_task, load_dataset, map_labels, sample_path
 
 
 def write(tmp_path, name, content):

@@ -1,4 +1,4 @@
-"""core.evaluate / core.reporting / core.recommend: validation, worker runs on tiny models, the report schema, the words."""
+"""core.engine.evaluate / core.reporting / core.reporting.recommend: validation, worker runs on tiny models, the report schema, the words."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
+from core.engine.evaluate import Cancelled, EvalConfig, run_evaluation, slow_notes, validate
 from core.errors import DataError, QlabError, RecipeError, SourceError
-from core.evaluate import Cancelled, EvalConfig, run_evaluation, slow_notes, validate
-from core.recommend import recommend
 from core.reporting.cells import LatencyCell
 from core.reporting.compare import compare_to_reference
 from core.reporting.csv_export import report_to_csv
+from core.reporting.recommend import recommend
 from core.reporting.results import Report, VariantResult, report_from_json, report_to_json
 from core.reporting.table import format_table
 
@@ -203,7 +203,7 @@ def test_validate_normalises(tiny_gpt2_dir):
     assert cfg.variants == ["fp32", "onnx-int8"] and cfg.batch_sizes == [1, 8] and cfg.recommend_batch_size == 1
     assert cfg.budgets == {"min_cosine": 0.99, "max_accuracy_drop": 1.0, "max_ppl_increase": 2.0}
     assert cfg.throughput_batch_size == 32                        # its own setting, not the recommendation's batch size
-    from core import data as data_mod
+    from core.inputs import data as data_mod
 
     n_texts = len(data_mod.load_dataset(data_mod.sample_path("embedding"), "embedding").texts)
     assert validate(EvalConfig(task="embedding", model="minilm", variants=["fp32"], throughput_batch_size=1000)).throughput_batch_size == n_texts

@@ -105,7 +105,7 @@ def test_choosing_targets():
 
 
 def test_hosted_allow_list(monkeypatch):
-    from core import hosting
+    from core.access import hosting
 
     monkeypatch.delenv("QLAB_HOSTED", raising=False)
     assert hosting.allowed_hardware() is None
@@ -118,7 +118,7 @@ def test_hosted_allow_list(monkeypatch):
 
 def cross_report(lost: bool = False) -> dict:
     """Two targets measured the same comparison: int8 pays off on the VNNI machine, not on the ARM box."""
-    from core.recommend import recommend
+    from core.reporting.recommend import recommend
     from test_app import embedding_report
     from test_charts import result
 

@@ -1,4 +1,4 @@
-"""Exports (core/export.py, python -m core export, Compare's downloads, the Store page's list).
+"""Exports (core/exporting/export.py, python -m core export, Compare's downloads, the Store page's list).
 
 The README snippet of each export runs in a subprocess whose Python path and working folder are outside the project
 (``core`` is not importable there) on held-out texts, and its outputs are compared with the lab's own variant on the
@@ -21,12 +21,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core import env, hosting
+from core import env
+from core.access import hosting
 from core.errors import QlabError
-from core.export import EXPORTERS, NOT_EXPORTED, ExportError, export_variant
+from core.exporting.export import EXPORTERS, NOT_EXPORTED, ExportError, export_variant
+from core.exporting.snippets import MAX_LINES, OUTPUT, RUNTIMES, SNIPPETS, snippet, snippet_from_readme
 from core.measure import metrics
 from core.recipes import RECIPES
-from core.snippets import MAX_LINES, OUTPUT, RUNTIMES, SNIPPETS, snippet, snippet_from_readme
 from core.storage import exports, history
 from core.tasks import CLASSIFICATION, EMBEDDING, TASKS
 
@@ -85,8 +86,8 @@ def run_snippet(folder: Path, work: Path) -> np.ndarray:
 
 def lab_outputs(model: str, spec: str, max_length: int):
     """The lab's own variant (loaded from the store as an evaluation loads it) on the held-out texts."""
-    from core.sources import load_tokenizer, resolve
-    from core.variants import get_variant
+    from core.engine.variants import get_variant
+    from core.inputs.sources import load_tokenizer, resolve
 
     source = resolve(model)
     enc = load_tokenizer(source)(HELD_OUT, padding=True, truncation=True, max_length=max_length, return_tensors="np")
@@ -188,9 +189,9 @@ def test_the_labs_readme_shows_the_real_minilm_snippet(exported):
 
 # -- the command line: success with a zip, the zip round trip, the store untouched ----------------------
 def test_cli_export_zip_round_trip_and_store_unchanged(cli, work, tmp_path):
-    from core.sources import resolve
+    from core.engine.variants import get_variant, stored_entry
+    from core.inputs.sources import resolve
     from core.storage.store import ModelStore
-    from core.variants import get_variant, stored_entry
 
     get_variant(resolve("minilm"), "onnx-int8")   # built (or already stored)
     entry = stored_entry(resolve("minilm"), "onnx-int8", ModelStore())
@@ -259,7 +260,7 @@ def test_damaged_entry_is_refused(tiny_classifier_dir, tmp_path, cli):
 @pytest.fixture(scope="module")
 def saved_run(tmp_path_factory):
     """One real, quick comparison of MiniLM fp32 and onnx-int8, saved as a run (as the dashboard saves them)."""
-    from core.evaluate import EvalConfig, run_evaluation
+    from core.engine.evaluate import EvalConfig, run_evaluation
     from core.storage import history
 
     data = tmp_path_factory.mktemp("data") / "sentences.csv"
@@ -288,7 +289,7 @@ def test_export_carries_the_summary_measured_on_this_machine(saved_run, tmp_path
 
 
 def test_measured_summary_says_which_of_none_or_another_cpu_it_found(saved_run, tmp_path):
-    from core.export import measured_summary
+    from core.exporting.export import measured_summary
 
     run = history.load_run(saved_run)
     assert measured_summary("minilm", "embedding", "onnx-int8", root=tmp_path)[1].startswith("no saved run has 'onnx-int8'")

@@ -12,13 +12,13 @@ import json
 import pytest
 
 from core import charts, cli
+from core.engine.evaluate import slow_notes
 from core.errors import ExportError
-from core.evaluate import slow_notes
-from core.export import EXPORTERS, NOT_EXPORTED, export_variant
+from core.exporting.export import EXPORTERS, NOT_EXPORTED, export_variant
+from core.exporting.snippets import RUNTIMES, SNIPPETS, snippet_from_readme
 from core.recipes import RECIPES, expand, family_of, registry, resolve
 from core.reporting.cells import LatencyCell
 from core.reporting.results import VariantResult
-from core.snippets import RUNTIMES, SNIPPETS, snippet_from_readme
 from fake_family import CAUSE, COLOR, FAMILY, SLOW_NOTE
 
 

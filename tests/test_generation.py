@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.engine.variants import get_variant
+from core.inputs.sources import load_tokenizer, resolve
 from core.measure import generation
 from core.measure.bench import Protocol
 from core.recipes.decoders import OnnxCacheDecoder, RecomputeDecoder, TorchCacheDecoder
 from core.reporting.schema import check
-from core.sources import load_tokenizer, resolve
-from core.variants import get_variant
 
 STEPS = 10
 
@@ -48,7 +48,7 @@ def assert_same_logits(a: list, b: list, rtol: float = 1e-4) -> None:
 
 
 def prompts(source, batch: int = 2, length: int = 12) -> np.ndarray:
-    from core.data import load_dataset, sample_path
+    from core.inputs.data import load_dataset, sample_path
 
     texts = load_dataset(sample_path("causal-lm"), "causal-lm").texts
     return generation.prompt_ids(load_tokenizer(source), texts, batch, length)

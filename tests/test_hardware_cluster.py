@@ -188,7 +188,7 @@ def test_busy_slot_fails_dispatch_clearly(cluster, tiny_embedder_dir):
 
 def test_cancel_ends_the_remote_worker(cluster, tiny_embedder_dir):
     _driver(cluster)
-    from core.evaluate import WORKER, EvalConfig, validate
+    from core.engine.evaluate import WORKER, EvalConfig, validate
     from core.execution.events import Cancelled
     from core.execution.targets import choose, list_targets, run_across
 
@@ -202,7 +202,7 @@ def test_cancel_ends_the_remote_worker(cluster, tiny_embedder_dir):
         found = []
         for p in psutil.process_iter(["cmdline"]):
             try:
-                if "core.runner" in " ".join(p.info["cmdline"] or []) and p.environ().get("QLAB_CACHE_DIR") in stores:
+                if "core.engine.runner" in " ".join(p.info["cmdline"] or []) and p.environ().get("QLAB_CACHE_DIR") in stores:
                     found.append(p)
             except psutil.Error:
                 continue

@@ -32,7 +32,7 @@ import pytest
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
-from core import hosting, identity
+from core.access import hosting, identity
 from core.charts import html_report
 from core.errors import QlabError
 from core.serving.jobs import JobQueue, get_queue
@@ -644,7 +644,7 @@ def _hub_child(hub, repo: str, store, timeout_s: float = 300) -> subprocess.Comp
     """Resolve ``repo`` in a child process (hosted, the hub reachable at the fake endpoint, nothing else)."""
     env = dict(os.environ, HF_ENDPOINT=hub.endpoint, HF_HUB_OFFLINE="0", QLAB_CACHE_DIR=str(store), QLAB_HUB_TIMEOUT_S=str(timeout_s),
                PYTHONPATH=str(ROOT), HF_HUB_DISABLE_TELEMETRY="1")
-    code = ("import sys\nfrom core.errors import QlabError\nfrom core.sources import resolve\n"
+    code = ("import sys\nfrom core.errors import QlabError\nfrom core.inputs.sources import resolve\n"
             f"try:\n    s = resolve({repo!r}, None, allow_local=False)\n    print('OK', s.path)\n"
             "except QlabError as err:\n    print('REFUSED', err)\n    sys.exit(2)\n")
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, cwd=str(ROOT))

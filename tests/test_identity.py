@@ -1,6 +1,6 @@
-"""Sign-in for a team (issue 20) without a browser: who a person is (core/identity.py), the audit log (core/storage/audit.py),
+"""Sign-in for a team (issue 20) without a browser: who a person is (core/access/identity.py), the audit log (core/storage/audit.py),
 revocable share links (core/storage/links.py), and what owners and admins may do to runs and jobs with sign-in on
-(core/hosting.py, core/storage/history.py, core/serving/jobs.py).
+(core/access/hosting.py, core/storage/history.py, core/serving/jobs.py).
 
 Every test uses its own store folder (``tmp_path``) or a queue of its own with a stand-in runner (tests/slow_runner.py),
 so nothing here loads a model or starts Streamlit.
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from core import hosting, identity
+from core.access import hosting, identity
 from core.errors import QlabError
 from core.serving.jobs import JobQueue
 from core.storage import audit, history, links

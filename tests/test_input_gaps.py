@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from core import data, hosting
+from core.access import hosting
 from core.errors import DataError, QlabError
+from core.inputs import data
 from core.measure import bench
 from core.storage import history
 
@@ -28,7 +29,7 @@ def test_unicode_digits_in_labels():
 
 
 def test_importing_the_data_module_leaves_the_process_csv_limit_alone():
-    code = "import csv; before = csv.field_size_limit(); import core.data; print(before == csv.field_size_limit())"
+    code = "import csv; before = csv.field_size_limit(); import core.inputs.data; print(before == csv.field_size_limit())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(ROOT), timeout=120)
     assert out.stdout.strip() == "True", out.stderr[-500:]
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import pytest
 
 from core import env
+from core.engine.variants import variant_key
 from core.execution import pool
+from core.inputs.sources import resolve as resolve_source
 from core.recipes import RECIPES, onednn_isa, registry
-from core.sources import resolve as resolve_source
 from core.tasks import EMBEDDING
-from core.variants import variant_key
 
 AVX2_EPYC = {"sse4_1", "avx", "avx2", "fma", "f16c"}   # an AVX2-only CPU's flags (no AVX-512, no VNNI)
 VNNI_XEON = AVX2_EPYC | {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni"}
@@ -86,7 +86,7 @@ def test_on_amx_the_capped_variants_run_other_kernels_and_say_so():
     same run report the capped instruction set's kernels, as the runtimes themselves name them."""
     if not env.has_amx():
         pytest.skip(f"needs AMX (amx_int8, amx_bf16) to show what the cap takes away; this CPU is {env.isa_words()}")
-    from core.evaluate import EvalConfig, run_evaluation
+    from core.engine.evaluate import EvalConfig, run_evaluation
 
     variants = ["fp32", "openvino-int8", "openvino-int8:isa=avx512_core_vnni", "bf16", "bf16:isa=avx512_core_bf16"]
     report = run_evaluation(EvalConfig(task=EMBEDDING, model="minilm", variants=variants, batch_sizes=[32], seq_lengths=[32],

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from core import env
+from core.engine.variants import get_variant
+from core.inputs.sources import resolve as resolve_source
 from core.measure import kernels
 from core.recipes.onednn_kernels import NONE, parse
 from core.reporting.compare import kernel_words
-from core.sources import resolve as resolve_source
-from core.variants import get_variant
 
 # real lines of oneDNN 3.x's verbose output (torch 2.13, an AMX Xeon): a header, a bf16 matmul, a reorder
 ONEDNN = "\n".join([

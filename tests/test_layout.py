@@ -27,11 +27,11 @@ PACKAGE = "core"
 # Upward imports: a lower part of the lab that must not import a higher one, with the reason. execution/ runs any
 # worker it is given (the engine passes its own in), so it never imports the engine; recipes build and run variants,
 # and the recommendation reads their results, never the other way.
-ENGINE = {"core.evaluate", "core.runner", "core.serving.jobs", "core.cli", "core.storage.history", "core.serving.playground"}
+ENGINE = {"core.engine", "core.serving.jobs", "core.cli", "core.storage.history", "core.serving.playground"}
 UPWARD: dict[str, set[str]] = {
     "core.execution": ENGINE,
-    "core.recipes": ENGINE | {"core.recommend", "core.reporting", "core.charts"},
-    "core.scenarios": ENGINE | {"core.recommend", "core.charts"},   # a scenario measures in the worker; the engine asks it
+    "core.recipes": ENGINE | {"core.reporting.recommend", "core.reporting", "core.charts"},
+    "core.scenarios": ENGINE | {"core.reporting.recommend", "core.charts"},   # a scenario measures in the worker; the engine asks it
     "core.storage.history": {"core.charts"},   # storage: the HTML export that draws figures lives in core.charts.html_report
 }
 
@@ -259,10 +259,10 @@ def test_the_graph_sees_relative_absolute_and_function_level_imports():
         i.importer == "core.execution.local" and i.target.startswith("core.") for i in every)
     assert any(i.in_function for i in every), "function-level imports are part of the graph"
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
-    assert _resolve("core.execution.launcher", False, "evaluate", 2) == "core.evaluate"
+    assert _resolve("core.execution.launcher", False, "engine.evaluate", 2) == "core.engine.evaluate"
     assert _resolve("core.tasks", True, "base", 1) == "core.tasks.base"
-    assert within("core.charts.common", {"core.charts"}) and within("core.evaluate", {"core.evaluate"})
-    assert not within("core.evaluate_more", {"core.evaluate"}) and not within("core.charts", {"core.charts.common"})
+    assert within("core.charts.common", {"core.charts"}) and within("core.engine.evaluate", {"core.engine.evaluate"})
+    assert not within("core.engine.evaluate_more", {"core.engine.evaluate"}) and not within("core.charts", {"core.charts.common"})
 
 
 def family_folders() -> list[str]:

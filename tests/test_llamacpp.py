@@ -104,10 +104,10 @@ def test_the_kv_cache_decoder_equals_a_full_recompute(written):
 
 
 def test_variants_through_the_store_have_finite_perplexity_and_a_key_per_type(tiny_llama_dir, tmp_path):
+    from core.engine.variants import get_variant, variant_key
+    from core.inputs.sources import resolve as resolve_source
     from core.measure.metrics import causal_lm_scores
-    from core.sources import resolve as resolve_source
     from core.storage.store import ModelStore
-    from core.variants import get_variant, variant_key
 
     store = ModelStore(tmp_path / "store")
     source = resolve_source(str(tiny_llama_dir), "causal-lm")
@@ -125,9 +125,9 @@ def test_variants_through_the_store_have_finite_perplexity_and_a_key_per_type(ti
 
 
 def test_the_exported_snippet_runs_with_only_the_binding(tiny_llama_dir, tmp_path):
-    from core.export import export_variant
+    from core.exporting.export import export_variant
+    from core.exporting.snippets import MAX_LINES, snippet_from_readme
     from core.recipes.llamacpp.runner import Runner
-    from core.snippets import MAX_LINES, snippet_from_readme
     from core.storage.store import ModelStore
 
     done = export_variant(str(tiny_llama_dir), "gguf:type=f32", tmp_path / "out", store=ModelStore(tmp_path / "store"))
@@ -166,9 +166,9 @@ def test_smollm2_shipped_gguf_predicts_like_the_lab_fp32():
     from transformers import AutoTokenizer
 
     from core.bundled.smollm2 import SAMPLE_PROMPT
+    from core.engine.variants import get_variant
+    from core.inputs.sources import resolve as resolve_source
     from core.measure.metrics import causal_lm_scores
-    from core.sources import resolve as resolve_source
-    from core.variants import get_variant
 
     source = resolve_source("smollm2", "causal-lm")
     loaded = get_variant(source, "gguf", threads=2)

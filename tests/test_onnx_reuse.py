@@ -20,14 +20,14 @@ TEXTS = ["a quantized graph from a stored one", "reuse, not re-export"]
 
 @pytest.fixture(scope="module")
 def embedder(tiny_embedder_dir):
-    from core.sources import resolve
+    from core.inputs.sources import resolve
 
     return resolve(str(tiny_embedder_dir), "embedding")
 
 
 @pytest.fixture(scope="module")
 def llama(tiny_llama_dir):
-    from core.sources import resolve
+    from core.inputs.sources import resolve
 
     return resolve(str(tiny_llama_dir), "causal-lm")
 
@@ -49,7 +49,7 @@ def exports(monkeypatch):
 
 
 def run(loaded, source) -> np.ndarray:
-    from core.sources import load_tokenizer
+    from core.inputs.sources import load_tokenizer
 
     enc = load_tokenizer(source)(TEXTS, padding=True, return_tensors="np")
     return np.asarray(loaded.variant(enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)), dtype=np.float32)
@@ -60,7 +60,7 @@ def graph_hash(store: ModelStore, key: str) -> str:
 
 
 def test_onnx_int8_after_onnx_fp32_is_quantized_from_the_stored_graph(tmp_path, embedder, exports):
-    from core.variants import get_variant
+    from core.engine.variants import get_variant
 
     fresh_store = ModelStore(tmp_path / "fresh")
     fresh = get_variant(embedder, "onnx-int8", store=fresh_store)
@@ -91,7 +91,7 @@ def test_onnx_int8_after_onnx_fp32_is_quantized_from_the_stored_graph(tmp_path, 
 
 
 def test_a_damaged_stored_onnx_fp32_is_rebuilt_not_reused(tmp_path, embedder, exports):
-    from core.variants import get_variant
+    from core.engine.variants import get_variant
 
     expected = run(get_variant(embedder, "onnx-int8", store=ModelStore(tmp_path / "fresh")), embedder)
     store = ModelStore(tmp_path / "store")
@@ -115,7 +115,7 @@ def test_a_damaged_stored_onnx_fp32_is_rebuilt_not_reused(tmp_path, embedder, ex
 
 
 def test_mixed_reuses_the_fused_graph_static_exports_the_unfused_one(tmp_path, embedder, exports):
-    from core.variants import get_variant
+    from core.engine.variants import get_variant
 
     store = ModelStore(tmp_path / "store")
     fp32 = get_variant(embedder, "onnx-fp32", store=store)
@@ -135,7 +135,7 @@ def test_mixed_reuses_the_fused_graph_static_exports_the_unfused_one(tmp_path, e
 
 
 def test_int4_reuses_the_stored_graph_of_a_model_without_fusion_pattern(tmp_path, llama, exports):
-    from core.variants import get_variant
+    from core.engine.variants import get_variant
 
     fresh = get_variant(llama, "onnx-int4", store=ModelStore(tmp_path / "fresh"))
     store = ModelStore(tmp_path / "store")

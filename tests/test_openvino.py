@@ -12,16 +12,17 @@ import json
 import numpy as np
 import pytest
 
-from core import calibration, cli
+from core import cli
+from core.engine.variants import get_variant, variant_key
+from core.inputs import calibration
+from core.inputs.sources import resolve as resolve_source
 from core.measure import metrics
 from core.measure.generation import greedy_tokens
 from core.recipes import RECIPES, BuildContext, registry
 from core.recipes.openvino import FAMILY
 from core.recipes.openvino.recipes import NO_INT8_ISA_NOTE, int8_isa_note
 from core.reporting.results import VariantResult
-from core.sources import resolve as resolve_source
 from core.tasks import CAUSAL_LM, CLASSIFICATION, EMBEDDING
-from core.variants import get_variant, variant_key
 
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")
@@ -152,7 +153,7 @@ def test_kv_cache_decoding_gives_the_tokens_of_a_full_recompute(built, name):
 @pytest.mark.parametrize("task,name", [(EMBEDDING, "openvino-int8"), (EMBEDDING, "openvino-bf16"), (CLASSIFICATION, "openvino-int8"),
                                        (CAUSAL_LM, "openvino-int4")])
 def test_the_exported_snippet_runs_alone_and_equals_the_lab(request, tmp_path, task, name):
-    from core.export import export_variant
+    from core.exporting.export import export_variant
     from test_export import HARNESS, HELD_OUT, assert_same_outputs, lab_outputs, run_snippets
 
     (tmp_path / "harness.py").write_text(HARNESS)

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from core import env
+from core.engine.variants import get_variant, stored_as, variant_key
 from core.errors import RecipeError
+from core.inputs.sources import resolve as resolve_source
 from core.recipes import RECIPES, registry
 from core.recipes.openvino.precision import BF16_EMULATED_NOTE, BF16_NOT_COMPILED_NOTE, capabilities, precision_notes, unoffered_reason
 from core.recipes.openvino.recipes import compile_precision
-from core.sources import resolve as resolve_source
 from core.tasks import CAUSAL_LM, EMBEDDING
-from core.variants import get_variant, stored_as, variant_key
 
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")
@@ -124,8 +124,8 @@ def test_minilm_openvino_int8_in_bf16_is_marked_wrong_at_32_tokens_and_f32_is_no
     default and openvino-bf16 (the fp32 IR in bf16) stay in budget at every timed shape."""
     if not env.has_amx():
         pytest.skip(f"needs AMX (amx_bf16): the bf16 break was seen on AMX only; this CPU is {env.isa_words()}")
-    from core.evaluate import EvalConfig, run_evaluation
-    from core.recommend import wrong_words
+    from core.engine.evaluate import EvalConfig, run_evaluation
+    from core.reporting.recommend import wrong_words
 
     variants = ["fp32", "openvino-int8", "openvino-int8:precision=bf16", "openvino-bf16"]
     report = run_evaluation(EvalConfig(task=EMBEDDING, model="minilm", variants=variants, batch_sizes=[1], seq_lengths=[16, 32, 64],

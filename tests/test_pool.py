@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from core.evaluate import Cancelled, EvalConfig, fill_pool, run_evaluation
+from core.engine.evaluate import Cancelled, EvalConfig, fill_pool, run_evaluation
 from core.execution import pool
 
 QUICK = {"warmup": 1, "min_iters": 3, "min_seconds": 0.0, "max_seconds": 2.0}

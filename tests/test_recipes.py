@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from core import env
+from core.engine.variants import get_variant
 from core.errors import RecipeError
+from core.inputs.sources import resolve as resolve_source
 from core.recipes import RECIPES, BuildContext, available, expand, parse_spec, resolve
-from core.sources import resolve as resolve_source
 from core.storage.store import ModelStore
-from core.variants import get_variant
 from tiny_models import make_tiny_bert_classifier, make_tiny_gpt2
 
 TEXTS = ["Quantization maps floats onto a few integer levels.", "The quick brown fox jumps over the lazy dog near the river bank today.", "Short."]
@@ -363,7 +363,7 @@ def test_onnx_int8_quantizes_minilm_embedding_table_within_budget(outputs, model
     and the mean cosine to fp32 over the embedding sample stays within the 0.99 budget."""
     import onnx
 
-    from core import calibration
+    from core.inputs import calibration
 
     lv = outputs[("minilm", "onnx-int8")][0]
     ops = [n.op_type for n in onnx.load(str(lv.entry.path / "model.onnx")).graph.node]

@@ -64,7 +64,7 @@ def _classification_csv(tmp_path):
 @pytest.mark.parametrize("case", ["embedding", "classification", "causal-lm", "generation"])
 def test_a_real_run_of_every_task_and_scenario_reads_back(case, tiny_embedder_dir, tiny_classifier_dir, tiny_gpt2_dir, tmp_path):
     """A real run (workers, stores, every family the task offers cheaply), saved, imported and opened on Compare."""
-    from core.evaluate import EvalConfig, run_evaluation
+    from core.engine.evaluate import EvalConfig, run_evaluation
 
     configs = {
         "embedding": dict(task="embedding", model=str(tiny_embedder_dir), variants=["fp32", "onnx-int8", "openvino-fp32", "absmax-int4"]),

@@ -8,8 +8,8 @@ from dataclasses import replace
 import pytest
 
 from core import scenarios
+from core.engine.evaluate import EvalConfig, validate
 from core.errors import QlabError
-from core.evaluate import EvalConfig, validate
 from core.reporting.results import SCENARIO_NAMES
 from core.scenarios import get_scenario, scenario_of
 from core.tasks import all_tasks, get_task

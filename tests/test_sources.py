@@ -7,7 +7,7 @@ import time
 import pytest
 
 from core.errors import SourceError
-from core.sources import load_model, resolve
+from core.inputs.sources import load_model, resolve
 from tiny_models import make_tiny_bert_classifier, make_tiny_gpt2
 
 

@@ -33,13 +33,13 @@ LEASE_S = 1.0  # leases of killed processes go stale this fast here (180 s by de
 
 @pytest.fixture(scope="module")
 def source(tiny_embedder_dir):
-    from core.sources import resolve
+    from core.inputs.sources import resolve
 
     return resolve(str(tiny_embedder_dir), "embedding")
 
 
 def run_variant(loaded, source) -> np.ndarray:
-    from core.sources import load_tokenizer
+    from core.inputs.sources import load_tokenizer
 
     enc = load_tokenizer(source)(["a store that checks what it loads", "nothing lost"], padding=True, return_tensors="np")
     return np.asarray(loaded.variant(enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)), dtype=np.float32)
@@ -62,9 +62,9 @@ KILLED_BUILDER = textwrap.dedent(
     import os, signal, sys
     sys.path.insert(0, {root!r})
     import core.storage.store as store_mod
-    from core.sources import resolve
+    from core.inputs.sources import resolve
     from core.storage.store import ModelStore
-    from core.variants import get_variant
+    from core.engine.variants import get_variant
 
     model_dir, store_dir, spec, phase = sys.argv[1:5]
 
@@ -99,7 +99,7 @@ KILLED_BUILDER = textwrap.dedent(
 
 @pytest.mark.parametrize("phase, spec", [("export", "onnx-int8"), ("quantize", "onnx-int8"), ("publish-after-rename", "fp32")])
 def test_kill_at_each_build_phase_then_rerun(tmp_path, source, tiny_embedder_dir, phase, spec):
-    from core.variants import get_variant
+    from core.engine.variants import get_variant
 
     script = tmp_path / "builder.py"
     script.write_text(KILLED_BUILDER.format(root=str(ROOT)))
@@ -146,7 +146,7 @@ def damage_file(path: Path, how: str) -> None:
 
 @pytest.mark.parametrize("spec", ["fp32", "onnx-int8"])
 def test_each_damaged_file_is_detected_rebuilt_and_noted(tmp_path, source, spec):
-    from core.variants import get_variant
+    from core.engine.variants import get_variant
 
     store = ModelStore(tmp_path / "store")
     first = get_variant(source, spec, store=store)
@@ -171,8 +171,8 @@ def test_each_damaged_file_is_detected_rebuilt_and_noted(tmp_path, source, spec)
 
 
 def test_next_evaluation_rebuilds_a_damaged_artifact_and_notes_it(tmp_path, monkeypatch, source, tiny_embedder_dir):
-    from core.evaluate import EvalConfig, run_evaluation
-    from core.variants import get_variant
+    from core.engine.evaluate import EvalConfig, run_evaluation
+    from core.engine.variants import get_variant
 
     monkeypatch.setenv("QLAB_CACHE_DIR", str(tmp_path / "store"))
     store = ModelStore()
@@ -292,10 +292,10 @@ def test_entry_in_use_survives_filling_the_store(tmp_path):
 
 def test_playground_never_loads_or_builds_a_damaged_variant(tmp_path, monkeypatch, source):
     """The Playground loads stored variants only (no build in a page's script run): a damaged one is refused in one line."""
+    from core.engine.variants import get_variant
     from core.errors import QlabError
     from core.serving.playground import load_stored
     from core.storage.store import DamagedEntry
-    from core.variants import get_variant
 
     monkeypatch.setenv("QLAB_CACHE_DIR", str(tmp_path / "store"))
     key = get_variant(source, "fp32", store=ModelStore()).entry.key

@@ -32,7 +32,7 @@ def team_lab(tmp_path_factory):
     import oidc_provider_mock
     from playwright.sync_api import sync_playwright
 
-    from core.identity import person_key
+    from core.access.identity import person_key
     from core.storage import history
 
     store = tmp_path_factory.mktemp("team-store")
@@ -128,7 +128,7 @@ def audit_lines(store: Path) -> list[dict]:
 
 
 def test_people_sign_in_own_runs_and_share_links_they_can_withdraw(team_lab):
-    from core.identity import person_key
+    from core.access.identity import person_key
 
     lab, url, run_id = team_lab, team_lab["url"], team_lab["run_id"]
     browser = lab["browser"]

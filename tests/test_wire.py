@@ -10,8 +10,8 @@ import textwrap
 
 import pytest
 
+from core.engine.evaluate import WORKER, WorkerError, run_worker
 from core.errors import DataError, QlabError, first_line
-from core.evaluate import WORKER, WorkerError, run_worker
 from core.execution import events, local, ray_cluster, wire
 
 RECORDS = [wire.WireError(wire.USER, "Your data has no text column; rename it to text."),
@@ -98,7 +98,7 @@ def test_a_c_level_write_to_fd_1_cannot_corrupt_the_event_stream(tmp_path):
 
 
 def test_the_measuring_worker_sends_each_kind_through_the_file_it_writes(tmp_path):
-    """core.runner encodes, core.evaluate.run_worker decodes: a bug comes back as WorkerError, a user error per build."""
+    """core.engine.runner encodes, core.engine.evaluate.run_worker decodes: a bug comes back as WorkerError, a user error per build."""
     with pytest.raises(WorkerError, match=r"^KeyError: 'source'$"):
         run_worker({"mode": "measure", "variant": "fp32", "threads": 1}, tmp_path)   # a job without a source: a bug
     source = {"name": "m", "kind": "local", "path": str(tmp_path), "task": "embedding", "fingerprint": "f"}
@@ -113,12 +113,12 @@ def test_the_measuring_worker_sends_each_kind_through_the_file_it_writes(tmp_pat
                                                (wire.Cancelled("Evaluation cancelled."), wire.CANCELLED, "cancelled")],
                          ids=["user", "bug", "cancelled"])
 def test_the_ray_node_runner_replies_in_the_wire_format(monkeypatch, raised, kind, state):
-    import core.evaluate
+    import core.engine.evaluate
 
     def fail(*args, **kwargs):
         raise raised
 
-    monkeypatch.setattr(core.evaluate, "run_evaluation", fail)
+    monkeypatch.setattr(core.engine.evaluate, "run_evaluation", fail)
     node = ray_cluster.NodeRunner()
     node._run({"task": "embedding", "model": "m", "variants": ["fp32"]}, None, WORKER)   # the actor's thread, run here
     reply = node.poll(0)

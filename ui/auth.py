@@ -1,6 +1,6 @@
 """Sign-in for a team's hosted lab (``QLAB_AUTH=oidc``): Streamlit's OpenID Connect (``st.login``, ``st.user``,
 ``st.logout``) with the provider in the ``[auth]`` block of ``.streamlit/secrets.toml``. UI only: what an identity
-may do is in ``core.identity``; what it did goes to ``core.storage.audit``.
+may do is in ``core.access.identity``; what it did goes to ``core.storage.audit``.
 
 ``gate()`` runs first on every page. Without ``QLAB_AUTH`` it lets everyone in and the lab is as it always was. With
 it, a signed-out visitor gets only the sign-in page (a share link for anyone, ``?link=``, still opens its run
@@ -17,7 +17,7 @@ from typing import Callable, NamedTuple
 
 import streamlit as st
 
-from core import identity
+from core.access import identity
 from core.errors import QlabError
 from core.storage import audit
 

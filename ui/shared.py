@@ -18,7 +18,7 @@ from pathlib import Path
 import streamlit as st
 from streamlit.errors import FragmentHandledException
 
-from core import hosting
+from core.access import hosting
 from core.errors import QlabError, first_line
 from core.measure.bench import QUICK
 from core.scenarios import DEFAULT as SCENARIO_DEFAULT
@@ -274,14 +274,14 @@ def remember_run(run_id: str) -> None:
 
 
 def person():
-    """The signed-in person (core.identity.Person; None when sign-in is off)."""
+    """The signed-in person (core.access.identity.Person; None when sign-in is off)."""
     from ui.auth import current_person
 
     return current_person()
 
 
 def is_admin() -> bool:
-    from core.identity import is_admin as admin
+    from core.access.identity import is_admin as admin
 
     return admin(person())
 
@@ -290,7 +290,7 @@ def opened_by_link(run_id: str | None) -> bool:
     """This session opened ``run_id`` through a share link and does not own it: it may only read it."""
     if not run_id or run_id not in (st.session_state.get("link_runs") or []):
         return False
-    from core.identity import may_act_on
+    from core.access.identity import may_act_on
     from core.storage import history
 
     who = person()
@@ -397,7 +397,7 @@ def budget_value(task: str) -> float:
 
 def recommend_batch(batch_sizes: list[int]) -> int:
     """The batch size the recommendation is made at: the one chosen on Models & variants if it is measured, else 1 or the first."""
-    from core.recommend import default_batch_size
+    from core.reporting.recommend import default_batch_size
 
     chosen = st.session_state.get("hw_rec_batch")
     return int(chosen) if chosen in batch_sizes else default_batch_size(batch_sizes)
@@ -437,7 +437,7 @@ def current_config(strict: bool = True) -> dict:
     budget = budget_value(task)
     if spec is not find_task(task, default=EMBEDDING).budget or abs(budget - float(spec.default)) > 1e-12:
         config["budgets"] = {spec.key: budget}
-    from core.recommend import default_batch_size
+    from core.reporting.recommend import default_batch_size
 
     rec_batch = recommend_batch(batches)
     if rec_batch != default_batch_size(batches):
@@ -448,7 +448,7 @@ def current_config(strict: bool = True) -> dict:
 # -- data -----------------------------------------------------------------------------------------
 def inspect_upload(name: str, blob: bytes) -> dict:
     """Check an uploaded file and detect its task. Returns the upload record; raises QlabError (one line)."""
-    from core import data as data_mod
+    from core.inputs import data as data_mod
 
     hosting.check_upload_size(name, len(blob))
     suffix = Path(name).suffix.lower().lstrip(".")
@@ -476,7 +476,7 @@ def inspect_upload(name: str, blob: bytes) -> dict:
 
 def check_dataset_limits(dataset) -> None:
     """Rows and tokens of a dataset against this deployment's limits (one-line QlabError)."""
-    from core import data as data_mod
+    from core.inputs import data as data_mod
 
     pol = policy()
     hosting.check_dataset_size(dataset.name, dataset.rows, None, pol)
@@ -486,7 +486,7 @@ def check_dataset_limits(dataset) -> None:
 
 def dataset_for(task: str):
     """The dataset a run of ``task`` would use (the upload parsed for that task, or the task's sample)."""
-    from core import data as data_mod
+    from core.inputs import data as data_mod
 
     up = st.session_state.get("upload")
     if st.session_state.get("data_source") == "upload" and up:

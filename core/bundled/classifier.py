@@ -20,13 +20,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from ..paths import SAMPLES
 from .build_utils import atomic_dir, torch_threads
 
 LABELS = ("world", "sports", "business", "science")
 ID2LABEL = {i: label for i, label in enumerate(LABELS)}
 LABEL2ID = {label: i for i, label in ID2LABEL.items()}
 
-SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
 TRAIN_CSV = SAMPLES / "classification_train.csv"
 TEST_CSV = SAMPLES / "classification_test.csv"
 

@@ -13,8 +13,6 @@ from .smollm2 import DESCRIPTION as SMOLLM2_DESCRIPTION
 from .smollm2 import MODEL_CARD as SMOLLM2_CARD
 from .smollm2 import NOTE as SMOLLM2_NOTE
 
-SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
-
 
 def _minilm_path() -> Path:
     try:

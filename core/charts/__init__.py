@@ -11,14 +11,22 @@
 * ``playground``          Playground: similarity heatmaps
 * ``html_report``         the standalone HTML report of a run (every Compare chart, plotly.js inline)
 
-Reading a report (its results, quality axis, speed cells, the rows against fp32, the Pareto front) is core/report_access.py,
+Reading a report (its results, quality axis, speed cells, the rows against fp32, the Pareto front) is core/charts/report_access.py,
 below the charts; its names are re-exported here with every chart's, so ``from core import charts; charts.x(...)`` works.
 Nothing here needs torch or Streamlit.
 """
 
 from __future__ import annotations
 
-from ..report_access import (
+from .common import EXTRA_COLORS, FONT, RECIPE_COLORS, REFERENCE_COLOR, fmt_bytes, point_words, recipe_of, report_colors, speed_words, variant_colors
+from .compare import budget_threshold, compare_figures, latency_batch_figure, latency_seq_figure, quality_latency_figure, size_figure
+from .compare_batching import batching_figure
+from .compare_generation import tokens_per_s_figure, ttft_figure
+from .cross_hardware import TARGET_COLORS, hardware_speedup_figure
+from .cross_run import RUN_COLORS, cross_run_figure, run_label
+from .html_report import export_html
+from .playground import difference_figure, similarity_figure
+from .report_access import (
     REFERENCE,
     batch_sizes,
     default_point,
@@ -37,14 +45,6 @@ from ..report_access import (
     shown_quality,
     target_label,
 )
-from .common import EXTRA_COLORS, FONT, RECIPE_COLORS, REFERENCE_COLOR, fmt_bytes, point_words, recipe_of, report_colors, speed_words, variant_colors
-from .compare import budget_threshold, compare_figures, latency_batch_figure, latency_seq_figure, quality_latency_figure, size_figure
-from .compare_batching import batching_figure
-from .compare_generation import tokens_per_s_figure, ttft_figure
-from .cross_hardware import TARGET_COLORS, hardware_speedup_figure
-from .cross_run import RUN_COLORS, cross_run_figure, run_label
-from .html_report import export_html
-from .playground import difference_figure, similarity_figure
 from .weights import SCHEME_COLORS, layer_error_figure, weight_histogram_figure
 from .weights_mixed import INT8_NODE_COLOR, KEPT_FP32_COLOR, TARGET_COLOR, fidelity_trail_figure, sensitivity_figure, sensitivity_summary, short_node_name
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from ..report_access import batch_sizes, is_reference, latency_points, ok_results, seq_lengths
 from ..tasks import EMBEDDING, find_task
 from .common import empty_figure, legend_below, legend_name, report_colors, style_figure, variant_marker
+from .report_access import batch_sizes, is_reference, latency_points, ok_results, seq_lengths
 
 WRONG_COLOR = "#d40000"
 

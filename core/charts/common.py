@@ -13,8 +13,8 @@ from typing import Iterable
 
 import plotly.graph_objects as go
 
-from ..report_access import is_reference, seq_lengths
 from ..scenarios import scenario_of
+from .report_access import is_reference, seq_lengths
 
 REFERENCE_COLOR = "#3b3b3b"
 from ..recipes.registry import COLORS as RECIPE_COLORS  # noqa: E402 - each recipe family declares its colours (core/recipes/<family>/)

@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from ..report_access import (
+from ..tasks import EMBEDDING, find_task
+from .cell_check import fidelity_figure, has_checks, wrong_markers
+from .common import REFERENCE_COLOR, empty_figure, legend_below, legend_name, point_words, report_colors, speed_words, style_figure, variant_marker
+from .compare_batching import batching_figure
+from .compare_generation import tokens_per_s_figure, ttft_figure
+from .report_access import (
     batch_sizes,
     default_point,
     is_generation,
@@ -20,11 +25,6 @@ from ..report_access import (
     seq_lengths,
     shown_quality,
 )
-from ..tasks import EMBEDDING, find_task
-from .cell_check import fidelity_figure, has_checks, wrong_markers
-from .common import REFERENCE_COLOR, empty_figure, legend_below, legend_name, point_words, report_colors, speed_words, style_figure, variant_marker
-from .compare_batching import batching_figure
-from .compare_generation import tokens_per_s_figure, ttft_figure
 
 
 def budget_threshold(report: dict, budgets: dict | None) -> tuple[float, str] | None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from ..report_access import ok_results
 from ..reporting.throughput import DatasetThroughput, ThroughputMode, throughput_summary
 from .common import empty_figure, legend_below, report_colors, style_figure
+from .report_access import ok_results
 
 
 def _spread(mode: ThroughputMode, median: float | None) -> tuple[float | None, float | None]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from ..report_access import default_point, generation_cells, is_reference, ok_results
 from .common import empty_figure, legend_name, report_colors, style_figure
+from .report_access import default_point, generation_cells, is_reference, ok_results
 
 
 def _generation_bars(report: dict, batch_size: int | None, *, field: str, p90: str | None, title: str, y_title: str, fmt: str,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from ..report_access import target_label
 from ..reporting.compare import cross_hardware_rows
 from .common import empty_figure, legend_below, style_figure
+from .report_access import target_label
 
 TARGET_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
 

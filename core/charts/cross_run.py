@@ -6,8 +6,8 @@ import html
 
 import plotly.graph_objects as go
 
-from ..report_access import default_point, latency_at, ok_results
 from .common import empty_figure, point_words, style_figure
+from .report_access import default_point, latency_at, ok_results
 
 RUN_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
 

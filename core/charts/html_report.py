@@ -9,13 +9,13 @@ from __future__ import annotations
 import html
 import re
 
-from ..report_access import is_generation, quality_spec, reference_rows
 from ..reporting.compare import cross_hardware_rows
 from ..reporting.results import Report
 from ..reporting.throughput_table import throughput_heading, throughput_rows
 from ..storage.history import HISTORY_KEY
 from .compare import compare_figures
 from .cross_hardware import hardware_speedup_figure
+from .report_access import is_generation, quality_spec, reference_rows
 
 
 def _table_html(rows: list[dict], columns: list[tuple[str, str]]) -> str:

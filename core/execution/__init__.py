@@ -10,5 +10,5 @@
     ray_cluster.py  the same worker on a chosen node of a Ray cluster (one qlab_bench slot per node)
     targets.py      hardware targets (local, cluster nodes) and one comparison across several of them
 
-Nothing here imports the engine (core.evaluate, core.runner, core.serving.jobs): it runs the worker the engine passes in.
+Nothing here imports the engine (core.engine.evaluate, core.engine.runner, core.serving.jobs): it runs the worker the engine passes in.
 """

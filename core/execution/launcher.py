@@ -6,13 +6,13 @@ A launcher runs whatever worker it is given, so ``execution/`` never imports the
 
 * ``worker`` is a callable ``worker(config, data_bytes, *, progress, should_stop) -> dict``, or the importable
   ``"module:function"`` name of one (``core.execution.worker``) (a name is what travels to another node, whose own checkout imports it). The
-  engine passes its own: ``core.evaluate.WORKER``.
+  engine passes its own: ``core.engine.evaluate.WORKER``.
 * ``config`` is picklable: an object with ``to_dict()`` (its fields without the data's bytes), or a plain dict.
   ``data_bytes`` (an upload) travels apart from it.
 
 Two implementations, one contract (the split optimum-benchmark makes between inline/process/torchrun launchers):
 
-* :class:`LocalLauncher`: this machine, no services: the worker runs here. ``core.evaluate``'s worker starts each
+* :class:`LocalLauncher`: this machine, no services: the worker runs here. ``core.engine.evaluate``'s worker starts each
   build and measurement in a fresh process through ``core.execution.local`` (own session, tree kill, dies with its
   parent).
 * :class:`RayLauncher`: a node of the Ray cluster (``core.execution.ray_cluster.run_on_node``): the same worker runs

@@ -3,22 +3,22 @@ one per variant of its default comparison); the CLI, benchmarks and tests start 
 unless the variable is set.
 
 A fresh process per measurement is kept. A pooled process is started with the measuring worker's environment
-(given by the engine, ``core.evaluate.fill_pool``: OMP/MKL thread counts, ``OMP_WAIT_POLICY``) in place *before*
+(given by the engine, ``core.engine.evaluate.fill_pool``: OMP/MKL thread counts, ``OMP_WAIT_POLICY``) in place *before*
 torch or ONNX Runtime is imported, imports torch, transformers (and its modeling code), ONNX Runtime and the worker's
-entry point (the engine's ``core.runner:main``, named by the engine: the pool imports no engine module itself), says
-it is ready, then waits, without using any CPU, for exactly one job, runs it as ``python -m core.runner JOB.json``
+entry point (the engine's ``core.engine.runner:main``, named by the engine: the pool imports no engine module itself), says
+it is ready, then waits, without using any CPU, for exactly one job, runs it as ``python -m core.engine.runner JOB.json``
 would, and exits. It is never reused.
 
 The pool lives in a folder (``<store root>/pool``), so the long-lived process (the web server's job queue, or a
 benchmark) keeps it filled while the machine is idle, and the short-lived job child (``python -m core.serving.jobs``) that
 measures takes from it:
 
-* ``fill(env, entry, root)`` (the job queue through ``core.evaluate.fill_pool``, at start and after every job) starts workers until ``N`` are ready or starting,
-  for the default thread settings; ``wait_ready(root)`` waits until none is still importing, so no import runs
+* ``fill(env, entry, root)`` (the job queue through ``core.engine.evaluate.fill_pool``, at start and after every job)
+  starts workers until ``N`` are ready or starting, for the default thread settings; ``wait_ready(root)`` waits until none is still importing, so no import runs
   while a comparison measures (the queue calls it before a job starts);
 * a pooled worker, once imported, makes a FIFO ``<key>-<pid>.fifo`` and marks itself ``<key>-<pid>.ready``, where
   ``key`` digests the thread settings it was started with; it blocks reading the FIFO;
-* ``take(env, job_path, log_path)`` (``core.evaluate.run_worker``) claims a ready worker of the same key by renaming
+* ``take(env, job_path, log_path)`` (``core.engine.evaluate.run_worker``) claims a ready worker of the same key by renaming
   its marker (atomic), writes it the job (paths, the events FIFO, the caller's environment, the caller's pid) and
   returns a handle with the ``LocalProcess`` interface; no ready worker means None, and a fresh process is
   started as before.
@@ -98,7 +98,7 @@ def fill(env: dict, entry: str, root: str | os.PathLike | None = None, n: int | 
     """Start workers until ``n`` (``QLAB_WORKER_POOL``) are ready or starting; returns how many were started.
 
     ``env`` is a fresh worker's environment (its thread settings) and ``entry`` the ``"module:function"`` the worker
-    runs with the job file's path as its one argument (the engine's, ``core.runner:main``): the pool knows neither."""
+    runs with the job file's path as its one argument (the engine's, ``core.engine.runner:main``): the pool knows neither."""
     n = size() if n is None else n
     if not n:
         return 0

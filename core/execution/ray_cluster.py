@@ -7,7 +7,7 @@
 * ``run_on_node()`` starts a :class:`NodeRunner` actor on the node (pinned, ``max_restarts=0``: a result must
   never carry another node's hardware). The actor takes the node's ``qlab_bench`` slot, so one comparison
   measures on a node at a time, and the host's measurement lock (nodes on one host share cores). It runs the
-  worker it was given there (the engine's, ``core.evaluate.WORKER``, runs ``run_evaluation``): the node builds
+  worker it was given there (the engine's, ``core.engine.evaluate.WORKER``, runs ``run_evaluation``): the node builds
   variants into its own store, computes its own fp32 reference, and measures each variant in a fresh local process with the thread settings it was given. Events
   are polled back; a node that dies gives :class:`NodeLost` naming the variant and phase it was in.
 

@@ -86,7 +86,7 @@ def choose(selection: list[str], targets: list[dict], allowed: list[str] | None 
 def run_across(config, chosen: list[dict], *, worker: Worker, progress: Callable[[dict], None] | None = None,
                should_stop: Callable[[], bool] | None = None) -> dict:
     """Run ``worker`` on the comparison ``config`` (an EvalConfig: ``data``, ``data_bytes``, ``model``, ``variants``)
-    on every chosen target; returns the (merged) report dict. The engine's worker is ``core.evaluate.WORKER``.
+    on every chosen target; returns the (merged) report dict. The engine's worker is ``core.engine.evaluate.WORKER``.
 
     One target without a cluster: today's one-machine report (the local launcher). Otherwise each target runs in
     its own thread through its launcher (core.execution.launcher), and the reports are merged (see the module

@@ -1,6 +1,6 @@
 """The one wire format between the lab's processes: progress events, errors and results, one encoder, one decoder.
 
-Every tier speaks it: a measuring worker (``core.runner``) to ``core.evaluate``, a job child (``core.serving.jobs``) to
+Every tier speaks it: a measuring worker (``core.engine.runner``) to ``core.engine.evaluate``, a job child (``core.serving.jobs``) to
 the job queue, a Ray node (``ray_cluster.NodeRunner``) to the driver, and each hardware target to
 ``targets.run_across``.
 

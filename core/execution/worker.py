@@ -2,7 +2,7 @@
 
     worker(config, data_bytes, *, progress, should_stop) -> report dict
 
-A name is what travels to another node (whose own checkout imports it); the engine's is ``core.evaluate.WORKER``.
+A name is what travels to another node (whose own checkout imports it); the engine's is ``core.engine.evaluate.WORKER``.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ class Param:
 class BuildContext:
     """What a build or load step may use: the source, its fp32 model (loaded on demand) and calibration texts."""
 
-    source: object                      # core.sources.Source
+    source: object                      # core.inputs.sources.Source
     device: str = "cpu"
     threads: int | None = None
     calibration_texts: list[str] = field(default_factory=list)
@@ -70,7 +70,7 @@ class BuildContext:
     progress: ProgressFn | None = None
     # ``with ctx.stored_variant("onnx-fp32") as entry:`` an entry of the model store a build may start from, verified
     # (a damaged copy is rebuilt first) and leased while the block runs; ``entry`` (a core.storage.store.StoreEntry) is None when
-    # the store does not hold it. Set by core.variants.get_variant; None for a build outside the store.
+    # the store does not hold it. Set by core.engine.variants.get_variant; None for a build outside the store.
     stored_variant: Callable[[str], AbstractContextManager] | None = None
     _loaded: object = None
     _tokenizer: object = None
@@ -83,7 +83,7 @@ class BuildContext:
     def loaded(self):
         """The fp32 model and tokenizer (eager attention, so exports and traces are clean); only builds need it."""
         if self._loaded is None:
-            from ..sources import load_model
+            from ..inputs.sources import load_model
 
             self._loaded = load_model(self.source)
             self._tokenizer = self._loaded.tokenizer
@@ -92,7 +92,7 @@ class BuildContext:
     def tokenizer(self):
         """The tokenizer alone: loading a stored variant must not load the fp32 model too."""
         if self._tokenizer is None:
-            from ..sources import load_tokenizer
+            from ..inputs.sources import load_tokenizer
 
             self._tokenizer = load_tokenizer(self.source)
         return self._tokenizer

@@ -4,7 +4,7 @@
 A :class:`Family` holds its recipes (parameters, availability, build and load: :class:`~core.recipes.base.Recipe`), how
 each recipe is exported and the load-and-run snippet that goes with it (:class:`Exporter`), the chart colour of each
 recipe, and the structured causes (:class:`Cause`) that explain why one of its variants is slower than fp32 here.
-The lab's tables (``core.export.EXPORTERS``, ``core.snippets.SNIPPETS`` / ``RUNTIMES``, the charts' ``RECIPE_COLORS``
+The lab's tables (``core.exporting.export.EXPORTERS``, ``core.exporting.snippets.SNIPPETS`` / ``RUNTIMES``, the charts' ``RECIPE_COLORS``
 and the slow-variant causes) are read from the families by ``registry``; nothing outside the folder names a recipe.
 """
 
@@ -61,7 +61,7 @@ def causes_from_notes(rules: Iterable[NoteCause], notes: Iterable[str]) -> list[
 
 # -- export -----------------------------------------------------------------------------------------
 SnippetFn = Callable[[str, dict], str]          # (task, details) -> the load-and-run code, at most snippets.MAX_LINES lines
-WriteFn = Callable[[object, Path], dict]        # (core.export.Job, folder) -> the recipe block of qlab.json
+WriteFn = Callable[[object, Path], dict]        # (core.exporting.export.Job, folder) -> the recipe block of qlab.json
 IoFn = Callable[[Path], tuple[list[dict], list[dict]]]   # the written folder -> (inputs, outputs) as qlab.json lists them
 
 
@@ -69,7 +69,7 @@ IoFn = Callable[[Path], tuple[list[dict], list[dict]]]   # the written folder ->
 class Exporter:
     """How a recipe's stored artifact becomes a folder that runs without the lab."""
 
-    kind: str                                   # the artifact kind: names the snippet (core.snippets.SNIPPETS) and its runtime
+    kind: str                                   # the artifact kind: names the snippet (core.exporting.snippets.SNIPPETS) and its runtime
     write: WriteFn                              # writes the weights into the folder; returns the recipe block of qlab.json
     snippet: SnippetFn                          # the load-and-run code for this kind
     runtime: tuple[str, ...]                    # the pip distributions the snippet imports (requirements.txt)

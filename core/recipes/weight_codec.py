@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..sources import skeleton
+from ..inputs.sources import skeleton
 from .base import BuildContext, read_json, write_json
 from .torch_common import save_state, tied_output_names
 

@@ -17,7 +17,7 @@
 Uploaded data lives in the job only: it is written to ``<store root>/uploads/<job id>/`` for the child to read
 and deleted when the job ends.
 
-Hosted limits (core/hosting.py) are asked here: ``hosting.admit`` before a new job is queued (queue length, jobs per
+Hosted limits (core/access/hosting.py) are asked here: ``hosting.admit`` before a new job is queued (queue length, jobs per
 visitor, with a "try again at" time), ``hosting.check_variants`` for its variants, ``hosting.deadline`` when it
 starts (the job is stopped at its wall time). Failure messages never carry server paths (the log path goes to the
 server's own log).
@@ -158,7 +158,7 @@ class JobQueue:
         """Queue a job (or join the identical one already queued/running, or answer from a saved run).
 
         A new job must pass the hosted limits (``hosting.admit``): raises ``hosting.QueueFull`` with a time to try again."""
-        from .. import hosting
+        from ..access import hosting
 
         if kind not in self.runners:
             raise QlabError(f"Unknown job kind '{kind}'.")
@@ -308,7 +308,7 @@ class JobQueue:
                 self._run(job)
             except Exception as err:  # noqa: BLE001 - a bug in the queue itself: fail the job, keep the worker alive
                 traceback.print_exc()
-                from ..hosting import redact
+                from ..access.hosting import redact
 
                 self._finish(job, "failed", f"The job queue failed ({err.__class__.__name__}: {redact(str(err))[:160]}); see the server log.")
             finally:
@@ -321,7 +321,7 @@ class JobQueue:
         long-lived thread, since they die with the thread that started them."""
         if pool.size():
             try:
-                from ..evaluate import fill_pool
+                from ..engine.evaluate import fill_pool
 
                 fill_pool(self.root)
             except Exception:  # only an optimisation: jobs start fresh workers without it
@@ -393,7 +393,7 @@ class JobQueue:
             if timer is not None:
                 timer.cancel()
         if job.timed_out:
-            from .. import hosting
+            from ..access import hosting
 
             self._finish(job, "failed", hosting.timed_out_message())
             return
@@ -403,7 +403,7 @@ class JobQueue:
         if error:
             if error.kind == wire.CANCELLED:
                 raise Cancelled("cancelled")
-            from ..hosting import redact
+            from ..access.hosting import redact
 
             message = redact(error.message or "the evaluation failed")
             if not error.for_user:
@@ -422,7 +422,7 @@ class JobQueue:
             if job.data_name is not None and isinstance(report.get("data"), dict):
                 report["data"]["path"] = f"uploaded: {job.data_name}"  # the temp copy is gone; the upload itself is not kept
             elif isinstance(report.get("data"), dict) and report["data"].get("path"):
-                from ..hosting import is_hosted
+                from ..access.hosting import is_hosted
 
                 if is_hosted():  # a shared report names the sample, not where the server keeps it
                     report["data"]["path"] = Path(str(report["data"]["path"])).name
@@ -436,7 +436,7 @@ class JobQueue:
 
     def _wall_timer(self, job: Job) -> threading.Timer | None:
         """Stop the job at its wall-time limit (hosting.deadline), if there is one: the launcher then ends its process tree."""
-        from .. import hosting
+        from ..access import hosting
 
         end = hosting.deadline(job.started or time.time())
         if end is None:
@@ -502,8 +502,8 @@ def _read_json(path: Path) -> dict | None:
 
 # -- runners (run inside the child process) --------------------------------------------------------
 def evaluate_runner(config: dict, progress, should_stop) -> dict:
-    from .. import hosting
-    from ..evaluate import WORKER, EvalConfig, run_evaluation, validate
+    from ..access import hosting
+    from ..engine.evaluate import WORKER, EvalConfig, run_evaluation, validate
 
     pol = hosting.policy()
     config = dict(config)
@@ -514,7 +514,7 @@ def evaluate_runner(config: dict, progress, should_stop) -> dict:
     if pol.max_model_bytes and config.get("model") not in _bundled_names():
         _check_model_size(config, pol)
     if config.get("data") and config.get("task"):  # the upload's rows and tokens, checked again where the work runs
-        from .. import data as data_mod
+        from ..inputs import data as data_mod
 
         dataset = data_mod.load_dataset(config["data"], config["task"])
         hosting.check_dataset_size(dataset.name, dataset.rows, data_mod.count_tokens(dataset, pol.max_tokens) if pol.max_tokens else None, pol)
@@ -535,8 +535,8 @@ def _bundled_names() -> set[str]:
 
 
 def _check_model_size(config: dict, pol) -> None:
-    from .. import hosting
-    from ..sources import resolve
+    from ..access import hosting
+    from ..inputs.sources import resolve
 
     source = resolve(config.get("model", ""), config.get("task"), allow_local=pol.allow_local)
     weights = sum(p.stat().st_size for p in Path(source.path).glob("*.safetensors"))
@@ -545,10 +545,10 @@ def _check_model_size(config: dict, pol) -> None:
 
 def build_runner(config: dict, progress, should_stop) -> dict:
     """Build (or find) variants in the store, so pages can load them without building in a script run."""
-    from .. import hosting
-    from ..sources import resolve
+    from ..access import hosting
+    from ..engine.variants import get_variant
+    from ..inputs.sources import resolve
     from ..storage.store import ModelStore
-    from ..variants import get_variant
 
     pol = hosting.policy()
     hosting.check_model_name(config.get("model", ""), pol)

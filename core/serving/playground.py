@@ -37,21 +37,21 @@ def bundled_needs_build(name: str) -> bool:
 
 def hub_not_downloaded(name: str) -> bool:
     """True for a hub id that is not in the local Hugging Face cache (resolving it would download it)."""
-    from .. import hosting
+    from ..access import hosting
     from ..bundled import BUNDLED
-    from ..sources import HUB_ID
+    from ..inputs.sources import HUB_ID
 
     name = (name or "").strip()
     if not name or name in BUNDLED or hosting.looks_local(name) or not HUB_ID.match(name):
         return False
-    from ..sources import cached_hub_snapshot
+    from ..inputs.sources import cached_hub_snapshot
 
     return cached_hub_snapshot(name, None) is None   # neither in the store's hub folder nor the user's HF cache
 
 
 def resolve_ready(name: str, task: str | None = None, *, allow_local: bool = True):
     """Resolve a model without training, building or downloading anything; raises QlabError if a job must fetch or build it first."""
-    from ..sources import resolve
+    from ..inputs.sources import resolve
 
     if hub_not_downloaded(name):
         raise QlabError(f"'{name}' is not downloaded yet: the first comparison with it downloads it in the background (Run page).")
@@ -62,8 +62,8 @@ def resolve_ready(name: str, task: str | None = None, *, allow_local: bool = Tru
 
 
 def stored_variants(source, specs: list[str]) -> dict[str, bool]:
+    from ..engine.variants import is_stored
     from ..storage.store import ModelStore
-    from ..variants import is_stored
 
     store = ModelStore()
     out = {}
@@ -85,9 +85,9 @@ class Ready:
 
 def load_stored(source, spec: str, *, device: str = "cpu", threads: int | None = None) -> Ready:
     """Load a variant that is already in the store (QlabError if it is not: build it with a job first)."""
-    from ..sources import load_tokenizer
+    from ..engine.variants import get_variant, is_stored
+    from ..inputs.sources import load_tokenizer
     from ..storage.store import ModelStore
-    from ..variants import get_variant, is_stored
 
     store = ModelStore()
     if not is_stored(source, spec, store):
@@ -224,7 +224,7 @@ def run_task(task: str, variant, tokenizer, text: str, *, labels=None, max_lengt
 # -- weights inspection (the Weights page) -------------------------------------------------------------
 def load_reference(source):
     """The fp32 model of a resolved source (for looking at its weights)."""
-    from ..sources import load_model
+    from ..inputs.sources import load_model
 
     return load_model(source).model
 

@@ -44,7 +44,7 @@ def _slug(text: str) -> str:
 
 
 def record(exported, origin: str = "cli", root=None) -> dict:
-    """Log one finished export (a core.export.Exported); returns the record."""
+    """Log one finished export (a core.exporting.export.Exported); returns the record."""
     meta = exported.meta
     rec = {
         "id": uuid.uuid4().hex, "origin": origin, "created": time.time(),

@@ -179,7 +179,7 @@ def run_owner(run_id: str, root=None) -> str | None:
 def delete_run(run_id: str, root=None, *, requester: str | None = None, pol=None, admin: bool = False, email: str | None = None) -> bool:
     """Delete a saved run. Hosted (``pol.owner_only_delete``), only the owner that created it may: anyone else, a
     holder of a share link included, gets a one-line HistoryError and the run stays."""
-    from .. import hosting
+    from ..access import hosting
 
     path = run_path(run_id, root)
     existed = path.is_file()

@@ -1,4 +1,4 @@
-"""The evaluation data a task reads (``core.data`` checks files and builds it; each task's ``read_table`` /
+"""The evaluation data a task reads (``core.inputs.data`` checks files and builds it; each task's ``read_table`` /
 ``read_text`` fills it in). Low level: imports only ``core.errors``."""
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ class _Probe:
     """Quantizes the fp32 graph with some nodes excluded and scores the result against fp32."""
 
     def __init__(self, ctx: BuildContext, fp32_graph: Path, work: Path, weight_type: str):
-        from ... import calibration
+        from ...inputs import calibration
 
         self.ctx, self.fp32, self.work, self.weight_type = ctx, fp32_graph, work, weight_type
         texts = calibration.texts_for(ctx)[:32]
@@ -75,7 +75,7 @@ def sensitivity(probe: _Probe, nodes: list[str], say=lambda f, m: None) -> list[
 
 
 def build_onnx_int8_mixed(ctx: BuildContext, params: dict, out: Path) -> dict:
-    from ... import calibration
+    from ...inputs import calibration
 
     target, cap = float(params["target"]), int(float(params["max_fp32"]))
     work = out / "work"

@@ -52,7 +52,7 @@ def table_bytes(graph: Path) -> int:
 
 def calibration_fidelity(ctx: BuildContext, fp32_graph: Path, graph: Path) -> float:
     """Output fidelity (mean cosine to fp32, as onnx-int8-mixed measures it) of ``graph`` on the calibration texts."""
-    from ... import calibration
+    from ...inputs import calibration
 
     texts = calibration.texts_for(ctx)[:32]
     enc = ctx.tokenizer()(texts, padding=True, truncation=True, max_length=ctx.max_length, return_tensors="np")
@@ -177,7 +177,7 @@ class _Calibration:
     """Feeds tokenized calibration batches to ONNX Runtime's static quantizer."""
 
     def __init__(self, ctx: BuildContext, session, batch_size: int = 8):
-        from ... import calibration
+        from ...inputs import calibration
 
         texts = calibration.texts_for(ctx)
         tok = ctx.tokenizer()
@@ -212,7 +212,7 @@ def build_onnx_int8_static(ctx: BuildContext, params: dict, out: Path) -> dict:
                 extra_options={"MatMulConstBOnly": True},
             )
     shutil.rmtree(tmp)
-    from ... import calibration
+    from ...inputs import calibration
 
     notes.append(f"Static QDQ int8: activation ranges fixed from {len(reader.batches)} calibration batches ({calibration.source_words(ctx)}, "
                  f"{params['calibration']}).")

@@ -118,7 +118,7 @@ def calibration_items(ctx: BuildContext, signature, texts: list[str]) -> list[di
 
 
 def build_openvino_int8(ctx: BuildContext, params: dict, out: Path) -> dict:
-    from ... import calibration
+    from ...inputs import calibration
 
     nncf = _nncf()
     texts = calibration.texts_for(ctx)

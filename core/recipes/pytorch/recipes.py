@@ -7,7 +7,7 @@ import importlib.util
 from pathlib import Path
 
 from ... import env
-from ...sources import model_class, skeleton
+from ...inputs.sources import model_class, skeleton
 from ..base import BuildContext, Param, Recipe, read_json, write_json
 from ..onednn_isa import isa_param
 from ..torch_common import conv1d_to_linear, example_inputs, make_wrapper, quantizable_linears, save_state, torch_variant

@@ -1,6 +1,6 @@
-"""One variant, measured in a fresh worker process: ``python -m core.runner JOB.json``.
+"""One variant, measured in a fresh worker process: ``python -m core.engine.runner JOB.json``.
 
-The parent (core.evaluate, through core.execution.local) writes a job file (JSON only; nothing user-supplied is
+The parent (core.engine.evaluate, through core.execution.local) writes a job file (JSON only; nothing user-supplied is
 ever pickled) and starts this module with OMP/MKL thread counts already in its environment, so torch and ONNX
 Runtime start with the right number of threads. The worker speaks the lab's event protocol
 (core.execution.wire) on its real stdout; anything libraries print is sent to stderr instead:
@@ -26,8 +26,8 @@ import time
 import traceback
 from pathlib import Path
 
-from .env import THREAD_VARS
-from .scenarios import get_scenario
+from ..env import THREAD_VARS
+from ..scenarios import get_scenario
 
 QUALITY_BATCH = 16
 
@@ -41,7 +41,7 @@ class Channel:
     stray prints, from Python or from C, cannot corrupt them)."""
 
     def __init__(self):
-        from .execution.wire import EventStream
+        from ..execution.wire import EventStream
 
         self._stream = EventStream()
 
@@ -81,7 +81,7 @@ def _current_rss() -> int | None:
 def _preimport(source, label: str) -> None:
     """Import what a torch variant's first from_pretrained would import lazily (transformers' modeling code, the
     architecture's module, optional integrations), so ``load_s`` times loading the weights, not importing libraries."""
-    from .recipes.registry import family_of
+    from ..recipes.registry import family_of
 
     family = family_of(label)
     if family is not None and not family.loads_transformers:
@@ -91,7 +91,7 @@ def _preimport(source, label: str) -> None:
         import transformers.modeling_utils  # noqa: F401
         from transformers import AutoConfig
 
-        from .sources import model_class
+        from ..inputs.sources import model_class
 
         config = AutoConfig.from_pretrained(str(source.path), trust_remote_code=False)
         model_class(source.task)._model_mapping[type(config)]
@@ -100,7 +100,7 @@ def _preimport(source, label: str) -> None:
 
 
 def _source(job: dict):
-    from .sources import Source
+    from ..inputs.sources import Source
 
     s = dict(job["source"])
     s["path"] = Path(s["path"])
@@ -123,8 +123,8 @@ def compute_quality(job: dict, variant, tokenizer, channel: Channel) -> dict:
     """Quality of ``variant`` on the dataset, against fp32's saved outputs (or saving them, for the reference)."""
     import numpy as np
 
-    from .measure import metrics
-    from .tasks import get_task
+    from ..measure import metrics
+    from ..tasks import get_task
 
     data = json.loads(Path(job["dataset"]).read_text(encoding="utf-8"))
     ref_dir = Path(job["ref_dir"])
@@ -157,7 +157,7 @@ def compute_quality(job: dict, variant, tokenizer, channel: Channel) -> dict:
     # a causal LM: perplexity over the raw text
     ids = tokenizer(data["raw_text"], add_special_tokens=False)["input_ids"]
     if len(ids) < 2:
-        from .errors import DataError
+        from ..errors import DataError
 
         raise DataError(f"'{job['data_name']}' is {len(ids)} token long; perplexity needs at least 2 tokens of text.")
     channel.progress("quality", 0.05, f"perplexity over {len(ids)} tokens (context {job['context']}, stride {job['stride']})")
@@ -167,7 +167,7 @@ def compute_quality(job: dict, variant, tokenizer, channel: Channel) -> dict:
         variant.sync()
         return out
 
-    from .measure import kl_stats
+    from ..measure import kl_stats
 
     collect = kl_stats.ReferenceWriter(ref_dir) if is_ref else kl_stats.Comparer(ref_dir)   # the llama.cpp KL statistics
     scores = metrics.causal_lm_scores(run, ids, job["context"], job["stride"], keep_predictions=True, on_logp=collect)
@@ -185,8 +185,8 @@ def compute_quality(job: dict, variant, tokenizer, channel: Channel) -> dict:
 def calibration_notes(job: dict, label: str, tokenizer) -> list[str]:
     """For a calibrated variant: the token lengths it was calibrated on, and the timed lengths beyond them (static
     int8's activation ranges were never seen there: the per-cell output check says whether that mattered)."""
-    from .calibration import job_texts
-    from .recipes import resolve
+    from ..inputs.calibration import job_texts
+    from ..recipes import resolve
 
     if not resolve(label)[0].calibrated:
         return []
@@ -215,14 +215,14 @@ def run_job(job: dict, channel: Channel) -> dict:
         except RuntimeError:
             pass
 
-    from .env import environment
-    from .recipes.registry import library_versions
-    from .sources import load_tokenizer, quiet_transformers
-    from .storage.store import ModelStore
+    from ..env import environment
+    from ..inputs.sources import load_tokenizer, quiet_transformers
+    from ..recipes.registry import library_versions
+    from ..storage.store import ModelStore
     from .variants import get_variant
 
     quiet_transformers()
-    from .recipes import BuildContext
+    from ..recipes import BuildContext
 
     source = _source(job)
     store = ModelStore()
@@ -235,7 +235,7 @@ def run_job(job: dict, channel: Channel) -> dict:
         channel.progress(phase["name"], fraction if phase["name"] == "build" else 0.5, message)
 
     if job["mode"] == "build":  # every missing artifact, sharing one fp32 model
-        from .execution import wire
+        from ..execution import wire
 
         context = BuildContext(source=source)
         builds = {}
@@ -289,14 +289,14 @@ def run_job(job: dict, channel: Channel) -> dict:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m core.runner JOB.json", file=sys.stderr)
+        print("usage: python -m core.engine.runner JOB.json", file=sys.stderr)
         return 2
     job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
     for key, value in thread_env(job.get("threads")).items():
         os.environ[key] = value
     channel = Channel()
     out = Path(job["result"])
-    from .execution import wire
+    from ..execution import wire
 
     started = time.perf_counter()
     try:

@@ -31,7 +31,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import QlabError
+from ..errors import QlabError
+from ..paths import PROJECT_ROOT
 
 TRUE = ("1", "true", "yes", "on")
 LOCAL_UPLOAD_MB = 50      # matches server.maxUploadSize in .streamlit/config.toml
@@ -465,7 +466,7 @@ def md(value, limit: int = 300) -> str:
 
 
 def _server_roots() -> list[str]:
-    roots = {tempfile.gettempdir(), str(Path.home()), str(Path(__file__).resolve().parent.parent), os.environ.get("QLAB_CACHE_DIR", "")}
+    roots = {tempfile.gettempdir(), str(Path.home()), str(PROJECT_ROOT), os.environ.get("QLAB_CACHE_DIR", "")}
     return sorted((r.rstrip("/") for r in roots if r and r != "/"), key=len, reverse=True)
 
 

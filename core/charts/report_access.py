@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import math
 
-from .reporting.compare import compare_to_reference
-from .reporting.results import REFERENCE
-from .scenarios import scenario_of
-from .tasks import EMBEDDING, find_task
+from ..reporting.compare import compare_to_reference
+from ..reporting.results import REFERENCE
+from ..scenarios import scenario_of
+from ..tasks import EMBEDDING, find_task
 
 
 def is_reference(variant: str) -> bool:

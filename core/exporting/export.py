@@ -19,7 +19,7 @@ entry, and writes ``out/``:
 * ``qlab.json``: the spec and parameters, source fingerprint, input and output names and dtypes, task,
   post-processing, library versions, the summary measured on this hardware (from a saved run, if one has this
   variant) and this machine's CPU and instruction sets;
-* ``README.md`` with a load-and-run snippet (``core.snippets``) and ``requirements.txt``.
+* ``README.md`` with a load-and-run snippet (``core.exporting.snippets``) and ``requirements.txt``.
 
 The folder is written beside ``out`` and renamed into place when complete; ``--zip`` adds ``out.zip`` holding the
 same folder. The store entry is only read, never written.
@@ -38,11 +38,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import env
-from .errors import ExportError, QlabError, RecipeError
-from .recipes.registry import EXPORTERS, NOT_EXPORTED, library_versions
+from .. import env
+from ..errors import ExportError, QlabError, RecipeError
+from ..recipes.registry import EXPORTERS, NOT_EXPORTED, library_versions
+from ..tasks import get_task
 from .snippets import MAX_LINES, OUTPUT, RUNTIMES, readme, snippet
-from .tasks import get_task
 
 FORMAT = 1
 META, README, REQUIREMENTS = "qlab.json", "README.md", "requirements.txt"
@@ -66,7 +66,7 @@ class Exported:
 class Job:
     """What a writer needs: the resolved source, the recipe and its parameters, and the stored entry (read only)."""
 
-    source: object          # core.sources.Source
+    source: object          # core.inputs.sources.Source
     recipe: object          # core.recipes.Recipe
     params: dict
     label: str
@@ -86,7 +86,7 @@ class Job:
 def write_tokenizer(job: Job, out: Path, needs_fast: bool) -> dict:
     """The lab's tokenizer (pad token and padding side as the lab sets them), with padding to the longest text and
     truncation at the lab's max length written into tokenizer.json, so the tokenizers library alone encodes alike."""
-    from .sources import load_tokenizer
+    from ..inputs.sources import load_tokenizer
 
     tok = load_tokenizer(job.source)
     tok.save_pretrained(str(out))
@@ -122,9 +122,9 @@ def measured_summary(model: str, task: str, label: str, size_bytes: int | None =
     A run whose artifact size differs from the stored entry's by more than 0.1% measured another build
     (the model changed since) and is skipped.
     """
-    from .reporting.compare import quality_delta, reference_quality
-    from .reporting.results import as_report
-    from .storage import history
+    from ..reporting.compare import quality_delta, reference_quality
+    from ..reporting.results import as_report
+    from ..storage import history
 
     cpu = env.cpu_info()
     folder = history.runs_dir(root)
@@ -230,7 +230,7 @@ def _verify(store, key: str) -> list[str]:
     check = getattr(store, "verify_entry", None)
     if callable(check):
         return [str(p) for p in check(key)]
-    from .storage.store import MANIFEST, folder_size
+    from ..storage.store import MANIFEST, folder_size
 
     path = store.artifact_dir(key)
     try:
@@ -284,10 +284,10 @@ def export_variant(model: str, spec: str, out, *, task: str | None = None, make_
     Builds the variant into the store first if it is missing (unless ``build`` is False), refuses a damaged store
     entry, and refuses a folder larger than ``max_bytes``. Raises ExportError / RecipeError / SourceError with one line.
     """
-    from .recipes import resolve as resolve_spec
-    from .sources import max_positions, resolve
-    from .storage.store import ModelStore
-    from .variants import get_variant, variant_key
+    from ..engine.variants import get_variant, variant_key
+    from ..inputs.sources import max_positions, resolve
+    from ..recipes import resolve as resolve_spec
+    from ..storage.store import ModelStore
 
     say = progress or (lambda message: None)
     recipe, params, label = resolve_spec(spec)

@@ -18,7 +18,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 
-from .errors import QlabError
+from ..errors import QlabError
 
 AUTH_ENV, ADMINS_ENV, DOMAINS_ENV = "QLAB_AUTH", "QLAB_ADMINS", "QLAB_ALLOWED_DOMAINS"
 MODES = ("none", "oidc")

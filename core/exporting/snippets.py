@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .recipes import registry as _registry
-from .tasks import all_tasks
+from ..recipes import registry as _registry
+from ..tasks import all_tasks
 
 MAX_LINES = 15
 OUTPUT = {t.name: t.snippet_output for t in all_tasks()}   # what each task's snippet ends with (the export tests read it)

@@ -14,9 +14,9 @@ Size breaks ties: when another variant within budget is as fast as the fastest o
 
 from __future__ import annotations
 
-from .reporting.cells import length, timed_cells
-from .reporting.results import REFERENCE, VariantResult, speed_unit
-from .tasks import EMBEDDING, default_budgets, find_task, get_task
+from ..tasks import EMBEDDING, default_budgets, find_task, get_task
+from .cells import length, timed_cells
+from .results import REFERENCE, VariantResult, speed_unit
 
 DEFAULT_BUDGETS = default_budgets()   # every task's budget key -> its default, as each task declares it (core/tasks)
 NOISE = 1.05          # p50s closer than this ratio are the same speed

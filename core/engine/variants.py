@@ -8,13 +8,13 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from .calibration import CALIBRATION_SET
-from .errors import RecipeError
-from .recipes import BuildContext, Recipe, Variant, get_recipe, resolve
-from .recipes.registry import family_of, library_versions
-from .sources import max_positions
-from .storage.store import Lease, ModelStore, StoreEntry, damage_note, make_key
-from .tasks import get_task
+from ..errors import RecipeError
+from ..inputs.calibration import CALIBRATION_SET
+from ..inputs.sources import max_positions
+from ..recipes import BuildContext, Recipe, Variant, get_recipe, resolve
+from ..recipes.registry import family_of, library_versions
+from ..storage.store import Lease, ModelStore, StoreEntry, damage_note, make_key
+from ..tasks import get_task
 
 RECIPE_FORMAT = 1  # bump when an artifact layout changes
 

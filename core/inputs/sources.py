@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .errors import QlabError, SourceError, first_line
-from .paths import default_store_root
-from .tasks import check_task, get_task, infer_task
+from ..errors import QlabError, SourceError, first_line
+from ..paths import default_store_root
+from ..tasks import check_task, get_task, infer_task
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 HUB_TIMEOUT_S = 3.0
@@ -171,7 +171,7 @@ def download_hub_model(hub_id: str, revision: str | None = None, *, pol=None, st
     the limits from the repository's file list, and within the hub time limit. Returns the snapshot folder."""
     from huggingface_hub import hf_hub_download
 
-    from . import hosting
+    from ..access import hosting
 
     pol = pol or hosting.policy()
     started = time.monotonic()
@@ -182,7 +182,7 @@ def download_hub_model(hub_id: str, revision: str | None = None, *, pol=None, st
 
     sha, files = _with_deadline(lambda: hub_file_list(hub_id, revision, timeout=min(30.0, budget)), budget, f"Listing the files of '{hub_id}'")
     if store_limit is None:
-        from .storage.store import default_size_limit
+        from ..storage.store import default_size_limit
 
         store_limit = default_size_limit()
     hosting.check_hub_download(hub_id, files, pol, store_limit=store_limit)
@@ -204,7 +204,7 @@ def download_hub_model(hub_id: str, revision: str | None = None, *, pol=None, st
 def hub_source(hub_id: str, task: str | None, revision: str | None = None) -> Source:
     path = cached_hub_snapshot(hub_id, revision)  # already downloaded once: no network needed
     if path is None:
-        from .bundled import BUNDLED
+        from ..bundled import BUNDLED
 
         if not hub_reachable():
             raise SourceError(
@@ -227,7 +227,7 @@ def hub_source(hub_id: str, task: str | None, revision: str | None = None) -> So
 # -- bundled models ---------------------------------------------------------------------------
 def bundled_source(name: str, task: str | None, *, store=None, progress=None) -> Source:
     """A bundled model as a Source (trained and stored first if it is one of the models built here)."""
-    from .bundled import BUNDLED, bundled_path, wrong_task
+    from ..bundled import BUNDLED, bundled_path, wrong_task
 
     model = BUNDLED[name]
     error = wrong_task(name, task)
@@ -239,7 +239,7 @@ def bundled_source(name: str, task: str | None, *, store=None, progress=None) ->
 # -- entry point ------------------------------------------------------------------------------
 def resolve(name: str, task: str | None = None, *, store=None, progress=None, allow_local: bool = True) -> Source:
     """Turn a bundled name, local folder or hub id into a :class:`Source` (building bundled models if needed)."""
-    from .bundled import BUNDLED
+    from ..bundled import BUNDLED
 
     name = (name or "").strip()
     if not name:

@@ -6,7 +6,7 @@
 Flow: ``validate`` checks everything cheap first (task, model, variants, numbers, data file) and raises a
 :class:`QlabError` subclass with a one-line message. ``run_evaluation`` then resolves the model (training a bundled
 one on first use), writes the dataset as JSON into a private temp folder, and for every variant starts
-``python -m core.runner`` (a build worker first when the artifact is not stored yet, then a measuring worker).
+``python -m core.engine.runner`` (a build worker first when the artifact is not stored yet, then a measuring worker).
 fp32 runs first: its outputs are saved as .npy and every other variant's quality is computed against them on the
 very same inputs. If fp32 is not among the requested variants it still runs, for quality only.
 """
@@ -25,26 +25,26 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from . import calibration as calibration_mod
-from . import data as data_mod
-from .bundled import BUNDLED, bundled_path, wrong_task
-from .env import cuda_available
-from .errors import QlabError, RecipeError, SourceError
-from .execution import local, pool, scratch, wire
-from .execution.events import PHASES, Cancelled
-from .measure.bench import Protocol
-from .measure.generation import DEFAULT_NEW_TOKENS, DEFAULT_PROMPT_LENGTHS, NO_KV_CACHE
-from .paths import PROJECT_ROOT
-from .recipes.family import causes_from_notes
-from .recipes.registry import slow_causes, whatif_notes
-from .recipes.registry import worker_env as recipe_worker_env
-from .recommend import budgets_for, default_batch_size, mark_cells, recommend, wrong_words
-from .reporting.results import REFERENCE, Report, VariantResult, finite, speed_unit
+from ..bundled import BUNDLED, bundled_path, wrong_task
+from ..env import cuda_available
+from ..errors import QlabError, RecipeError, SourceError
+from ..execution import local, pool, scratch, wire
+from ..execution.events import PHASES, Cancelled
+from ..inputs import calibration as calibration_mod
+from ..inputs import data as data_mod
+from ..inputs.sources import max_positions, resolve
+from ..measure.bench import Protocol
+from ..measure.generation import DEFAULT_NEW_TOKENS, DEFAULT_PROMPT_LENGTHS, NO_KV_CACHE
+from ..paths import PROJECT_ROOT
+from ..recipes.family import causes_from_notes
+from ..recipes.registry import slow_causes, whatif_notes
+from ..recipes.registry import worker_env as recipe_worker_env
+from ..reporting.recommend import budgets_for, default_batch_size, mark_cells, recommend, wrong_words
+from ..reporting.results import REFERENCE, Report, VariantResult, finite, speed_unit
+from ..scenarios import get_scenario
+from ..storage.store import ModelStore
+from ..tasks import TASKS, budget_keys, get_task, infer_task
 from .runner import thread_env
-from .scenarios import get_scenario
-from .sources import max_positions, resolve
-from .storage.store import ModelStore
-from .tasks import TASKS, budget_keys, get_task, infer_task
 from .variants import is_stored
 
 MAX_BATCH = 1024
@@ -89,7 +89,7 @@ class EvalConfig:
 @dataclass
 class Plan:
     config: EvalConfig
-    source: object | None            # core.sources.Source, None until a bundled model is built
+    source: object | None            # core.inputs.sources.Source, None until a bundled model is built
     dataset: data_mod.Dataset
     max_positions: int | None = None
 
@@ -112,7 +112,7 @@ def check_budgets(given: dict | None) -> dict:
         if not math.isfinite(budgets[key]) or not spec.valid_min <= budgets[key] <= spec.valid_max:
             raise QlabError(f"Budget {key}={value} is out of range ({spec.valid_min:g} to {spec.valid_max:g}).")
     for task in {t.name: t for t, _ in known.values()}.values():
-        # a picked measure beside the default one at its default is a validated config's shape (core.recommend.budgets_for)
+        # a picked measure beside the default one at its default is a validated config's shape (core.reporting.recommend.budgets_for)
         mine = [b for b in task.all_budgets if b.key in budgets and (b is not task.budget or abs(budgets[b.key] - b.default) > 1e-12)]
         if len(mine) > 1 or (len(mine) == 1 and mine[0] is task.budget and any(b.key in budgets for b in task.budgets)):
             raise QlabError(f"{task.name} takes one quality budget, on one measure; got {' and '.join(b.flag for b in mine)}: keep one.")
@@ -197,8 +197,8 @@ def _check_positions(config: EvalConfig, source, what: str = "Sequence length", 
 
 
 def _plan(config: EvalConfig, build: bool = False, progress=None) -> Plan:
-    from . import recipes
-    from .tasks import check_task
+    from .. import recipes
+    from ..tasks import check_task
 
     if config is None or not isinstance(config, EvalConfig):
         raise QlabError("Evaluation needs an EvalConfig.")
@@ -281,7 +281,7 @@ def _worker_env(threads: int | None) -> dict:
     return env
 
 
-POOL_ENTRY = "core.runner:main"   # what a pooled worker (core.execution.pool) runs on the job file it is handed
+POOL_ENTRY = "core.engine.runner:main"   # what a pooled worker (core.execution.pool) runs on the job file it is handed
 
 
 def fill_pool(root=None, n: int | None = None) -> int:
@@ -291,7 +291,7 @@ def fill_pool(root=None, n: int | None = None) -> int:
 
 def run_worker(job: dict, job_dir: Path, on_event: Callable[[dict], None] | None = None, should_stop: Callable[[], bool] | None = None,
                poll_s: float = 0.2) -> dict:
-    """Run ``python -m core.runner`` on ``job`` through the local launcher and return its result dict.
+    """Run ``python -m core.engine.runner`` on ``job`` through the local launcher and return its result dict.
 
     On request (``should_stop``) the worker's whole process tree is ended and :class:`Cancelled` is raised.
     """
@@ -309,7 +309,7 @@ def run_worker(job: dict, job_dir: Path, on_event: Callable[[dict], None] | None
     if job.get("mode") != "build":   # a variant measured as its runtime is deployed (Family.worker_env)
         env = recipe_worker_env(job["variant"], env)
     handle = pool.take(env, str(job_path), str(log_path))   # QLAB_WORKER_POOL=N: a pre-started fresh process, used once; else None
-    code = local.run("core.runner", str(job_path), env=env, log_path=log_path, on_event=forward,
+    code = local.run("core.engine.runner", str(job_path), env=env, log_path=log_path, on_event=forward,
                      should_stop=should_stop, poll_s=poll_s, grace_s=1.0, handle=handle)
     result_path = Path(job["result"])
     if result_path.is_file():
@@ -362,7 +362,7 @@ def _emit(progress, **event) -> None:
         progress(event)
 
 
-WORKER = "core.evaluate:evaluation_worker"   # the engine's worker for core.execution's launchers, by a name any node can import
+WORKER = "core.engine.evaluate:evaluation_worker"   # the engine's worker for core.execution's launchers, by a name any node can import
 
 
 def evaluation_worker(config: EvalConfig | dict, data_bytes: bytes | None = None, *, progress: Callable[[dict], None] | None = None,

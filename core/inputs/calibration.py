@@ -11,11 +11,10 @@ span those lengths too. ``CALIBRATION_SET`` names the recipe in store keys: a ch
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
-from .tasks import get_task
+from ..paths import SAMPLES
+from ..tasks import get_task
 
-SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
 FALLBACK = [
     "The central bank raised interest rates by a quarter point on Tuesday.",
     "Researchers found a new species of frog in the rainforest.",
@@ -53,7 +52,7 @@ RUN_TEXTS_LIMIT = 64
 
 def check_source(source: str) -> None:
     """A one-line QlabError for a calibration source other than those in SOURCES."""
-    from .errors import QlabError
+    from ..errors import QlabError
 
     if source not in SOURCES:
         raise QlabError(f"Unknown calibration source '{str(source)[:40]}': use one of {', '.join(SOURCES)}.")

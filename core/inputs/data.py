@@ -20,10 +20,10 @@ import threading
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import DataError
-from .tasks import CLASSIFICATION, EMBEDDING, Dataset, check_task, get_task
+from ..errors import DataError
+from ..paths import SAMPLES
+from ..tasks import CLASSIFICATION, EMBEDDING, Dataset, check_task, get_task
 
-SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 FORMATS = ("csv", "tsv", "jsonl", "txt")
 BINARY_MAGIC = {
@@ -294,7 +294,7 @@ def _reference_tokenizer():
     """The bundled MiniLM WordPiece tokenizer (tokenizers only: no transformers, no torch), the lab's reference count."""
     from tokenizers import Tokenizer
 
-    from .bundled.registry import BUNDLED
+    from ..bundled.registry import BUNDLED
 
     tok = Tokenizer.from_file(str(BUNDLED["minilm"].packaged_path() / "tokenizer.json"))
     tok.no_truncation()   # its file truncates to the model's 512 (or 128) tokens: a count must see everything
