@@ -2,7 +2,7 @@
 
 Each family is one folder (``pytorch/``, ``weight_only/``, ``onnxrt/``, ``genai/``, ``llamacpp/``, ``openvino/``) whose ``FAMILY`` declares its recipes,
 exporters and snippets, chart colours and slow-variant causes; adding a family is its folder and one line in
-``FAMILIES``. The tables the rest of the lab reads (``RECIPES`` here, ``core.export.EXPORTERS``, ``core.snippets.SNIPPETS``
+``FAMILIES``. The tables the rest of the lab reads (``RECIPES`` here, ``core.exporting.export.EXPORTERS``, ``core.exporting.snippets.SNIPPETS``
 and ``RUNTIMES``, ``core.charts.RECIPE_COLORS``) are filled from the families by :func:`install` and never written by hand.
 """
 
@@ -12,7 +12,7 @@ import importlib
 import os
 
 from ..errors import RecipeError
-from . import genai, llamacpp, onnxrt, openvino, pytorch, weight_only
+from . import genai, llamacpp, onnxrt, openvino, openvino_genai, pytorch, weight_only
 from .base import Recipe, VariantSpec, parse_spec
 from .family import Cause, Exporter, Family
 
@@ -23,6 +23,7 @@ FAMILIES: list[Family] = [
     genai.FAMILY,
     llamacpp.FAMILY,
     openvino.FAMILY,
+    openvino_genai.FAMILY,
 ]
 REFERENCE = "fp32"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from ...tasks import get_task
 from ..decoders import POSITIONS
 from ..export_kit import copy_file, texts_line
-from .quiet import openvino
+from ..openvino_quiet import openvino
 from .recipes import compile_precision
 from .runtime import BIN, INFO, XML
 

@@ -15,7 +15,7 @@ import functools
 from ... import env
 from ...errors import RecipeError
 from ..base import Param
-from .quiet import openvino
+from ..openvino_quiet import openvino
 
 PRECISIONS = ("f32", "bf16", "f16")   # the lab's names are OpenVINO's own (ov.Type.f32.get_type_name(), ...)
 CAPABILITY = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}   # each one's name in the CPU plugin's OPTIMIZATION_CAPABILITIES

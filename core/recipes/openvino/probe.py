@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .quiet import openvino
+from ..openvino_quiet import openvino
 
 
 def openvino_probe() -> dict:

@@ -24,9 +24,9 @@ from ..base import BuildContext, Param, Recipe, write_json
 from ..decoders import graph_feeds
 from ..onednn_isa import isa_param
 from ..onnx_common import GRAPH, export_onnx, fp32_graph, fusion_type, quiet
+from ..openvino_quiet import nncf as quiet_nncf
+from ..openvino_quiet import openvino
 from .precision import precision_param, refuse_params
-from .quiet import nncf as quiet_nncf
-from .quiet import openvino
 from .runtime import INFO, XML, Signature, cpu_only, load_openvino
 
 PRESETS = ("mixed", "performance")   # NNCF: mixed = symmetric weights, asymmetric activations (its default for transformers)
@@ -93,7 +93,7 @@ def save_ir(model, out: Path, notes: list[str], **info) -> None:
 
 
 def _nncf():
-    nncf = quiet_nncf()   # its telemetry off (core/recipes/openvino/quiet.py)
+    nncf = quiet_nncf()   # its telemetry off (core/recipes/openvino_quiet.py)
 
     nncf.set_log_level(logging.ERROR)
     return nncf

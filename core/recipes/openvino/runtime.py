@@ -18,9 +18,9 @@ import numpy as np
 from ...tasks import CAUSAL_LM
 from ..base import BuildContext, Variant, read_json
 from ..decoders import OnnxCacheDecoder, graph_feeds, has_past, logits_name
+from ..openvino_quiet import openvino
 from .kernels import kernel_reader
 from .precision import precision_notes, refuse_unoffered
-from .quiet import openvino
 
 XML, BIN = "model.xml", "model.bin"   # the IR: the graph, and its weights
 INFO = "openvino.json"                # the lab's notes on the build

@@ -1,4 +1,5 @@
-"""OpenVINO and NNCF imported without their usage telemetry.
+"""OpenVINO, NNCF, OpenVINO Tokenizers and OpenVINO GenAI imported without their usage telemetry (shared by the
+OpenVINO and OpenVINO GenAI families).
 
 ``import openvino`` starts OpenVINO's telemetry (its model converter's), which, with no consent file, writes an id
 and counters under ``~/intel`` and would send usage events where a network is. A lab that measures a team's models
@@ -49,5 +50,21 @@ def nncf():
     """The ``nncf`` module, its telemetry off."""
     _silence()
     import nncf as module
+
+    return module
+
+
+def openvino_tokenizers():
+    """The ``openvino_tokenizers`` module (it imports openvino), after the telemetry is declined."""
+    _silence()
+    import openvino_tokenizers as module
+
+    return module
+
+
+def openvino_genai():
+    """The ``openvino_genai`` module (it imports openvino), after the telemetry is declined."""
+    _silence()
+    import openvino_genai as module
 
     return module
