@@ -9,12 +9,11 @@ from core.access import hosting
 from core.errors import QlabError
 from core.inputs.calibration import SOURCES as CALIBRATION_SOURCES
 from core.measure.generation import MAX_NEW_TOKENS
+from core.recipes import RECIPES
 from core.tasks import EMBEDDING, TASKS, find_task
 from ui.shared import (
     BATCH_CHOICES,
-    ENGINES,
     MEASUREMENTS,
-    PARAM_SUGGESTIONS,
     PROMPT_CHOICES,
     SCENARIOS,
     SEQ_CHOICES,
@@ -96,7 +95,6 @@ def model_section(pol) -> None:
 
 def variants_section(pol, source) -> None:
     from core.engine.variants import is_stored
-    from core.recipes import RECIPES
 
     task, device = model_task(), st.session_state.get("hw_device") or "cpu"
     st.subheader("Variants")
@@ -128,7 +126,7 @@ def variants_section(pol, source) -> None:
                         continue
                     key = f"p_{name}_{p.name}"
                     st.session_state.setdefault(key, RECIPES[name].defaults()[p.name])
-                    options = p.options() or list(PARAM_SUGGESTIONS.get((name, p.name), []))
+                    options = p.options()
                     if options:
                         _keep_valid(key, options)
                         st.selectbox(p.name, options, key=key, help=p.help, persist_state="session",
@@ -204,14 +202,15 @@ def hardware_section() -> None:
         st.selectbox("Device", info["devices"], key="hw_device", persist_state="session",
                      help="CUDA appears here when a GPU is present.")
     with c2:
-        _keep_valid("hw_engine", ENGINES)
-        st.selectbox("Quantized engine (torch int8 variants)", ENGINES, key="hw_engine", persist_state="session",
+        engines = next(p for p in RECIPES["dynamic-int8"].params if p.name == "engine").options()
+        _keep_valid("hw_engine", engines)
+        st.selectbox("Quantized engine (torch int8 variants)", engines, key="hw_engine", persist_state="session",
                      help=f"x86/fbgemm/onednn are Intel/AMD kernels, qnnpack is ARM's. Suggested here: {info['engine']}.")
         st.number_input("Max length (tokens, for quality)", min_value=8, max_value=4096, step=8, key="hw_maxlen", persist_state="session")
         _keep_valid("hw_calibration", list(CALIBRATION_SOURCES))
         st.selectbox("Calibrate static int8 on", list(CALIBRATION_SOURCES), key="hw_calibration", persist_state="session",
                      format_func={"sample": "the bundled sample (held out)", "data": "this run's own texts"}.get,
-                     help="What onnx-int8-static, onnx-int8-mixed and openvino-int8 take their activation ranges from. "
+                     help=f"What {', '.join(r.name for r in RECIPES.values() if r.calibrated)} take their activation ranges from. "
                           + " ".join(f"{k}: {v}." for k, v in CALIBRATION_SOURCES.items()))
     scenario = chosen_scenario(model_task())
     with c3:

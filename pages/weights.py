@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.charts.weights import layer_error_figure, weight_histogram_figure
 from core.charts.weights_mixed import fidelity_trail_figure, sensitivity_figure, sensitivity_summary, short_node_name
-from ui.shared import PARAM_SUGGESTIONS, build_panel, current_config, md, model_name, model_task, policy, run_page, show_error, visitor
+from ui.shared import build_panel, current_config, md, model_name, model_task, policy, run_page, show_error, visitor
 
 MIXED = "onnx-int8-mixed"
 
@@ -59,7 +59,7 @@ def _choice(key: str, param: str, label: str, column, help: str) -> str:
     from core.recipes import RECIPES
 
     ss = st.session_state
-    options = PARAM_SUGGESTIONS[(MIXED, param)]
+    options = next(p for p in RECIPES[MIXED].params if p.name == param).options()
     if ss.get(key) not in options:
         chosen = ss.get(f"p_{MIXED}_{param}")
         ss[key] = chosen if chosen in options else RECIPES[MIXED].defaults()[param]

@@ -100,3 +100,16 @@ def test_unregistering_the_line_removes_the_family_everywhere(fake_registered):
     with pytest.raises(ValueError, match="'fake-int8' of family 'fake' is declared by 'fake' too"):
         registry.install([*registry.FAMILIES, FAMILY, FAMILY])   # a recipe declared twice is refused, and the tables stay as they were
     assert "fake-int8" not in RECIPES
+
+
+def test_a_family_is_named_one_way():
+    """Its Family.name is the family of each of its recipes in the registry, in `variants` and in export metadata: no
+    recipe declares a family of its own (the onnxruntime-genai family once showed as "onnx")."""
+    from core.recipes import FAMILIES, RECIPES, family_of
+
+    for family in FAMILIES:
+        for recipe in family.recipes:
+            assert recipe.family == "", f"{recipe.name} declares a family by hand"
+            assert RECIPES[recipe.name].family == family.name == family_of(recipe.name).name
+            assert RECIPES[recipe.name].describe()["family"] == family.name
+    assert RECIPES["onnx-genai"].family == "onnxruntime-genai" and RECIPES["fp32"].family == "pytorch"

@@ -33,15 +33,9 @@ BATCH_CHOICES = [1, 2, 4, 8, 16, 32, 64]
 SEQ_CHOICES = [8, 16, 32, 64, 128, 256, 512]
 PROMPT_CHOICES = [8, 16, 32, 64, 128, 256, 512]
 SCENARIOS = {s.name: s.title for s in SCENARIO_REGISTRY.values()}   # core/scenarios: the radio's choices and words
-ENGINES = ["x86", "fbgemm", "onednn", "qnnpack"]
 MEASUREMENTS = {"quick": "Quick (a few iterations; for demos)", "standard": "Standard (≥10 iterations and ≥0.5 s per cell)"}
 DEFAULT_VARIANTS = ["fp32", "dynamic-int8", "onnx-int8"]
 UPLOAD_TYPES = ["csv", "tsv", "jsonl", "json", "txt"]
-# values offered for recipe parameters that have no fixed choices (anything else is typed)
-PARAM_SUGGESTIONS = {
-    ("onnx-int8-mixed", "target"): ["0.99", "0.995", "0.998", "0.999", "0.9995", "0.9999", "0.99999"],
-    ("onnx-int8-mixed", "max_fp32"): ["1", "2", "4", "8", "16"],
-}
 
 
 def budget_of(task: str | None) -> Budget:
@@ -369,7 +363,7 @@ def variant_specs(strict: bool = True) -> list[str]:
             value = ss.get("hw_engine") if p.name == "engine" else ss.get(f"p_{name}_{p.name}")
             value = str(value).strip() if value is not None else None
             default = recipe.defaults()[p.name]
-            offered = p.options() or PARAM_SUGGESTIONS.get((name, p.name))
+            offered = p.options()
             if value and value != default and (not offered or value in offered):
                 parts.append(f"{p.name}={value}")
         specs.append(":".join(parts))

@@ -39,10 +39,12 @@ class Param:
     refuse: Callable[[str], str | None] | None = None   # why this value cannot run here (a CPU feature it lacks), or None
     note: Callable[[str], str | None] | None = None     # what the value does, in the loaded variant's notes (None: nothing to say)
     offered: Callable[[], list[str]] | None = None      # the choices that can run on this machine, for a picker (None: all of them)
+    suggestions: tuple[str, ...] = ()                   # values a picker offers for a parameter without fixed choices
 
     def options(self) -> list[str]:
-        """The choices a picker offers here (those this machine can run, when the parameter knows)."""
-        return list(self.offered()) if self.offered is not None else list(self.choices)
+        """What a picker offers here: the choices this machine can run (when the parameter knows), else its choices, else
+        its suggestions; empty for a value to type."""
+        return list(self.offered()) if self.offered is not None else list(self.choices or self.suggestions)
 
     def check(self, recipe: str, value: str) -> str:
         if self.choices and value not in self.choices:
@@ -141,7 +143,6 @@ class Variant:
 @dataclass(frozen=True)
 class Recipe:
     name: str
-    family: str
     summary: str
     build: Callable[[BuildContext, dict, Path], dict | None]
     load: Callable[[BuildContext, dict, Path], Variant]
@@ -155,6 +156,7 @@ class Recipe:
     # the recipe whose stored artifact this one loads (same build, same store entry), loaded its own way: e.g.
     # openvino-bf16 compiles openvino-fp32's IR in bf16. None: its own entry
     stores_as: str | None = None
+    family: str = ""   # its family's one name (Family.name), filled in by core.recipes.registry.install: never declared by hand
 
     def defaults(self) -> dict:
         return {p.name: p.default() if callable(p.default) else p.default for p in self.params}

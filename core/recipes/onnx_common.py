@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import env
 from ..storage.store import HASH_NAME, MANIFEST
-from ..tasks import CAUSAL_LM, EMBEDDING
+from ..tasks import get_task
 from .base import BuildContext, Variant, read_json
 from .decoders import POSITIONS, OnnxCacheDecoder, graph_feeds, has_past, logits_name, present_name
 from .export_graph import additive_encoder_wrapper, classic_attention_for, decoder_example, decoder_with_past
@@ -54,11 +54,12 @@ def export_onnx(ctx: BuildContext, path: Path) -> None:
         model = copy.deepcopy(model)
         conv1d_to_linear(model)
     ids, mask = example_inputs(loaded.tokenizer)
-    if ctx.task == CAUSAL_LM:
+    task = get_task(ctx.task)
+    if task.generates:
         return _export_decoder(model, ids, path)
     encoder = fusion_type(ctx) == "bert"
     wrapper = additive_encoder_wrapper(model, ctx.task) if encoder else make_wrapper(model, ctx.task)
-    out_axes = {0: "batch"} if ctx.task == "classification" else {0: "batch", 1: "sequence"}
+    out_axes = {0: "batch", 1: "sequence"} if task.per_position else {0: "batch"}
     attention = classic_attention_for(model) if encoder else contextlib.nullcontext()
     with torch.inference_mode(), quiet(), attention:
         torch.onnx.export(
@@ -242,7 +243,7 @@ def load_onnx(ctx: BuildContext, params: dict, art: Path) -> Variant:
 
     size = sum(p.stat().st_size for p in art.glob("*.onnx*"))
     decoder = (lambda: OnnxCacheDecoder(session, head_dim)) if has_past(session) else None
-    no_cache = "" if decoder or ctx.task != CAUSAL_LM else "this ONNX graph has no past key/values inputs, so it carries no KV cache"
+    no_cache = "" if decoder or not get_task(ctx.task).generates else "this ONNX graph has no past key/values inputs, so it carries no KV cache"
     return Variant(name="", task=ctx.task, run=run, param_bytes=size, notes=notes, device=ctx.device, module=session, decoder=decoder, no_cache_reason=no_cache)
 
 
@@ -253,7 +254,7 @@ def cpu_only(device: str) -> str | None:
 
 def fidelity(task: str, out: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> float:
     """Mean cosine to fp32: of mean-pooled embeddings for embedders, of each real position's output otherwise."""
-    if task == EMBEDDING:
+    if get_task(task).pooled:
         m = mask[..., None].astype(np.float32)
         a, b = (out * m).sum(1) / m.sum(1), (ref * m).sum(1) / m.sum(1)
     else:

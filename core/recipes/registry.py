@@ -8,6 +8,7 @@ and ``RUNTIMES``, ``core.charts.RECIPE_COLORS``) are filled from the families by
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 
@@ -45,7 +46,7 @@ def install(families: list[Family]) -> None:
         for recipe in family.recipes:
             if recipe.name in tables["recipes"]:
                 raise ValueError(f"recipe '{recipe.name}' of family '{family.name}' is declared by '{tables['family'][recipe.name].name}' too")
-            tables["recipes"][recipe.name] = recipe
+            tables["recipes"][recipe.name] = dataclasses.replace(recipe, family=family.name)   # the family's one name
             tables["family"][recipe.name] = family
         for name, exporter in family.exporters.items():
             known = tables["snippets"].get(exporter.kind)

@@ -142,6 +142,12 @@ class Task:
     example: str = ""                       # the Playground's example input
     budgets: tuple[Budget, ...] = ()        # the other measures a person may put the budget on instead
 
+    @property
+    def per_position(self) -> bool:
+        """Whether the model output the task reads has a sequence axis (hidden states, next-token logits), rather than
+        one row per text (a classifier's logits)."""
+        return self.pooled or self.generates
+
     # -- the primary metric against fp32 ------------------------------------------------------------
     def quality_delta(self, quality: dict, ref_quality: dict) -> tuple[float | None, str]:
         """(delta, unit) of the primary metric vs fp32's."""

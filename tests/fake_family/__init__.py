@@ -47,9 +47,9 @@ def snippet(task: str, d: dict) -> str:
 
 
 RECIPES = (
-    Recipe("fake-int8", "fake", "A fake int8 recipe: every logit is its scale", build, load,
+    Recipe("fake-int8", "A fake int8 recipe: every logit is its scale", build, load,
            params=(Param("scale", "1.0", help="the constant logit", number=(0.0, 10.0)),), tasks=(CLASSIFICATION,)),
-    Recipe("fake-int2", "fake", "A fake 2-bit recipe that needs hardware nobody has", build, load, tasks=(CLASSIFICATION,),
+    Recipe("fake-int2", "A fake 2-bit recipe that needs hardware nobody has", build, load, tasks=(CLASSIFICATION,),
            check=lambda device: "fake-int2 needs a fake accelerator."),
 )
 

@@ -36,7 +36,7 @@ def load(ctx, params: dict, art):
 
 
 RECIPES = (
-    Recipe("faulty-fp32", "faulty", "fp32 whose outputs are corrupted at one sequence length (tests only)", FP32.build, load,
+    Recipe("faulty-fp32", "fp32 whose outputs are corrupted at one sequence length (tests only)", FP32.build, load,
            params=(Param("at", "32", help="the sequence length whose outputs are corrupted", number=(2, 4096)),),
            tasks=(EMBEDDING, CLASSIFICATION, CAUSAL_LM)),
 )

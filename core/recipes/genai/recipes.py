@@ -94,7 +94,7 @@ def _version() -> str:
 
 RECIPES = [
     Recipe(
-        "onnx-genai", "onnx",
+        "onnx-genai",
         "onnxruntime-genai's model builder: a Llama-family LM as one fused ONNX decoder (GroupQueryAttention, packed MatMulNBits) with its KV cache",
         build_onnx_genai, load_onnx,
         params=(

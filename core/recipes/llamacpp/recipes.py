@@ -97,7 +97,7 @@ def load_gguf(ctx: BuildContext, params: dict, art: Path) -> Variant:
 
 RECIPES = [
     Recipe(
-        "gguf", "llama.cpp",
+        "gguf",
         "llama.cpp (prebuilt xllamacpp wheel) on a GGUF: the one the model shipped as, or one written and quantized here by the gguf package",
         build_gguf, load_gguf,
         params=(

@@ -113,12 +113,13 @@ def read_sensitivity(artifact_dir: Path) -> dict | None:
 
 RECIPES = [
     Recipe(
-        "onnx-int8-mixed", "onnx",
+        "onnx-int8-mixed",
         "ONNX Runtime dynamic int8 with the most sensitive layers kept fp32, chosen by per-layer sensitivity to meet a fidelity target",
         build_onnx_int8_mixed, load_onnx,
         params=(
-            Param("target", "0.995", help="output fidelity (cosine to fp32) to reach on the calibration texts", number=(0.0, 1.0)),
-            Param("max_fp32", "4", help="most weight nodes left in fp32", number=(0, 1000)),
+            Param("target", "0.995", help="output fidelity (cosine to fp32) to reach on the calibration texts", number=(0.0, 1.0),
+                  suggestions=("0.99", "0.995", "0.998", "0.999", "0.9995", "0.9999", "0.99999")),
+            Param("max_fp32", "4", help="most weight nodes left in fp32", number=(0, 1000), suggestions=("1", "2", "4", "8", "16")),
         ),
         check=cpu_only, calibrated=True,   # the sensitivity search scores layers on the calibration texts
     ),

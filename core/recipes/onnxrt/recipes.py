@@ -232,10 +232,10 @@ def _ort_check(device: str) -> str | None:
 
 
 RECIPES = [
-    Recipe("onnx-fp32", "onnx", "Exported graph in ONNX Runtime with transformer fusions (attention, LayerNorm, GELU)", build_onnx_fp32, load_onnx,
+    Recipe("onnx-fp32", "Exported graph in ONNX Runtime with transformer fusions (attention, LayerNorm, GELU)", build_onnx_fp32, load_onnx,
            check=_ort_check),
     Recipe(
-        "onnx-int8", "onnx", "ONNX Runtime dynamic int8 quantization of the fused graph, per-channel", build_onnx_int8, load_onnx,
+        "onnx-int8", "ONNX Runtime dynamic int8 quantization of the fused graph, per-channel", build_onnx_int8, load_onnx,
         params=(
             Param("weight_type", "auto", ("auto", "int8", "uint8"), "auto: int8 with VNNI, uint8 on AVX2-only CPUs"),
             Param("per_channel", "true", ("true", "false"), "one scale per output channel"),
@@ -247,7 +247,7 @@ RECIPES = [
         check=cpu_only,
     ),
     Recipe(
-        "onnx-int4", "onnx", "ONNX Runtime block-wise 4-bit weight-only quantization (MatMulNBits), embedding tables too", build_onnx_int4, load_onnx,
+        "onnx-int4", "ONNX Runtime block-wise 4-bit weight-only quantization (MatMulNBits), embedding tables too", build_onnx_int4, load_onnx,
         params=(
             Param("block_size", "32", ("32", "64", "128"), "weights per block sharing one scale (and zero point)"),
             Param("symmetric", "false", ("true", "false"), "symmetric blocks (no zero point) or asymmetric (4-bit zero point per block)"),
@@ -260,7 +260,7 @@ RECIPES = [
         check=cpu_only,
     ),
     Recipe(
-        "onnx-int8-static", "onnx", "ONNX Runtime static QDQ int8, activation ranges calibrated on sample texts", build_onnx_int8_static, load_onnx,
+        "onnx-int8-static", "ONNX Runtime static QDQ int8, activation ranges calibrated on sample texts", build_onnx_int8_static, load_onnx,
         params=(Param("calibration", "minmax", ("minmax", "entropy", "percentile"), "how activation ranges are chosen"),),
         check=cpu_only, calibrated=True,
     ),

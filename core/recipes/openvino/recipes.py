@@ -236,12 +236,12 @@ def _nncf_check(device: str) -> str | None:
 FIXED_PRECISION = {"openvino-bf16": "bf16"}   # recipes that are one precision, without the parameter
 
 RECIPES = [
-    Recipe("openvino-fp32", "openvino", "The exported fp32 graph as an OpenVINO IR, run by OpenVINO's CPU plugin (f32 unless its precision says otherwise)",
+    Recipe("openvino-fp32", "The exported fp32 graph as an OpenVINO IR, run by OpenVINO's CPU plugin (f32 unless its precision says otherwise)",
            build_openvino_fp32, load_openvino_fp32, params=(precision_param("f32"), isa_param()), check=cpu_only, refuse=refuse_params),
-    Recipe("openvino-bf16", "openvino", "openvino-fp32's IR (the same stored entry) compiled by OpenVINO's CPU plugin in bf16 inference precision",
+    Recipe("openvino-bf16", "openvino-fp32's IR (the same stored entry) compiled by OpenVINO's CPU plugin in bf16 inference precision",
            build_openvino_fp32, load_openvino_bf16, params=(isa_param(),), check=cpu_only, stores_as="openvino-fp32"),
     Recipe(
-        "openvino-int8", "openvino", "OpenVINO static int8 through NNCF (transformer patterns), activation ranges calibrated on sample texts",
+        "openvino-int8", "OpenVINO static int8 through NNCF (transformer patterns), activation ranges calibrated on sample texts",
         build_openvino_int8, load_openvino_int8,
         params=(
             Param("preset", "mixed", PRESETS, "mixed: symmetric weights, asymmetric activations (NNCF's default for transformers); "
@@ -251,11 +251,11 @@ RECIPES = [
         ),
         check=_nncf_check, refuse=refuse_params, calibrated=True,
     ),
-    Recipe("openvino-int8-wo", "openvino", "OpenVINO with NNCF weight-only int8 (per-channel asymmetric), activations float",
+    Recipe("openvino-int8-wo", "OpenVINO with NNCF weight-only int8 (per-channel asymmetric), activations float",
            build_openvino_int8_wo, load_openvino_int8_wo, params=(precision_param("f32"), isa_param()), tasks=(CAUSAL_LM,), check=_nncf_check,
            refuse=refuse_params),
     Recipe(
-        "openvino-int4", "openvino", "OpenVINO with NNCF weight-only int4 in groups (embeddings and output layer int8), activations float",
+        "openvino-int4", "OpenVINO with NNCF weight-only int4 in groups (embeddings and output layer int8), activations float",
         build_openvino_int4, load_openvino_int4,
         params=(
             Param("mode", "asym", INT4_MODES, "asymmetric groups (a scale and a zero point each) or symmetric (a scale each)"),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...tasks import CAUSAL_LM
+from ...tasks import get_task
 from ..base import BuildContext, Variant, read_json
 from ..decoders import OnnxCacheDecoder, graph_feeds, has_past, logits_name
 from ..openvino_quiet import openvino
@@ -122,6 +122,6 @@ def load_openvino(ctx: BuildContext, params: dict, art: Path, precision: str | N
 
     size = sum((art / name).stat().st_size for name in (XML, BIN))
     decoder = (lambda: OnnxCacheDecoder(OvSession(compiled))) if has_past(session) else None
-    no_cache = "" if decoder or ctx.task != CAUSAL_LM else "this OpenVINO model has no past key/values inputs, so it carries no KV cache"
+    no_cache = "" if decoder or not get_task(ctx.task).generates else "this OpenVINO model has no past key/values inputs, so it carries no KV cache"
     return Variant(name="", task=ctx.task, run=run, param_bytes=size, notes=notes, device="cpu", module=compiled, decoder=decoder,
                    no_cache_reason=no_cache, kernels=kernel_reader(compiled, run))

@@ -200,7 +200,7 @@ def refuse(params: dict) -> str | None:
 
 RECIPES = [
     Recipe(
-        NAME, "openvino-genai",
+        NAME,
         "OpenVINO GenAI's stateful model (the KV cache in the CPU plugin), NNCF int8 or int4 weights, the folder openvino_genai.LLMPipeline loads",
         build_openvino_genai, load_openvino_genai,
         params=(

@@ -91,8 +91,11 @@ def _bf16_check(device: str) -> str | None:
 
 
 # -- dynamic int8 (torch.ao) -----------------------------------------------------------------
+ENGINES = ("x86", "fbgemm", "onednn", "qnnpack")   # PyTorch's quantized kernel libraries (torch.backends.quantized.engine)
+
+
 def _engine_param() -> Param:
-    return Param("engine", env.default_quant_engine(), ("x86", "fbgemm", "onednn", "qnnpack"), "PyTorch quantized kernel library")
+    return Param("engine", env.default_quant_engine(), ENGINES, "PyTorch quantized kernel library")
 
 
 def _dynamic_qconfig(engine: str):
@@ -300,25 +303,25 @@ def load_torchscript(ctx: BuildContext, params: dict, art: Path):
 
 
 RECIPES = [
-    Recipe("fp32", "torch", "PyTorch float32: the reference every other variant is compared with", _save_pretrained("float32"), _load_pretrained("float32"),
+    Recipe("fp32", "PyTorch float32: the reference every other variant is compared with", _save_pretrained("float32"), _load_pretrained("float32"),
            params=(isa_param(torch=True),), reference=True),
-    Recipe("bf16", "torch", "PyTorch bfloat16 weights and activations (CPU and CUDA)", _save_pretrained("bfloat16"), _load_pretrained("bfloat16", _bf16_notes),
+    Recipe("bf16", "PyTorch bfloat16 weights and activations (CPU and CUDA)", _save_pretrained("bfloat16"), _load_pretrained("bfloat16", _bf16_notes),
            params=(isa_param(torch=True),), check=_bf16_check),
-    Recipe("fp16", "torch", "PyTorch float16 (CUDA only)", _save_pretrained("float16"), _load_pretrained("float16"), check=_needs_cuda),
+    Recipe("fp16", "PyTorch float16 (CUDA only)", _save_pretrained("float16"), _load_pretrained("float16"), check=_needs_cuda),
     Recipe(
-        "dynamic-int8", "torch", "PyTorch post-training dynamic quantization of Linear layers (int8 weights, activations quantized on the fly)",
+        "dynamic-int8", "PyTorch post-training dynamic quantization of Linear layers (int8 weights, activations quantized on the fly)",
         build_dynamic_int8, load_dynamic_int8, params=(_engine_param(), isa_param(torch=True)),
         check=lambda d: "dynamic-int8 runs on CPU only." if d != "cpu" else None,
         deprecated=AO_DEPRECATION,
     ),
     Recipe(
-        "torchao-int8", "torch", "torchao int8 dynamic activations + int8 weights (the maintained successor of torch.ao)",
+        "torchao-int8", "torchao int8 dynamic activations + int8 weights (the maintained successor of torch.ao)",
         build_torchao_int8, load_torchao_int8, check=_torchao_check,
     ),
     Recipe(
-        "torchao-int4", "torch", "torchao int4 weight-only (Int4WeightOnlyConfig), where torchao has a kernel for the device",
+        "torchao-int4", "torchao int4 weight-only (Int4WeightOnlyConfig), where torchao has a kernel for the device",
         build_torchao_int4, load_torchao_int4, params=(Param("group_size", "128", ("32", "64", "128"), "weights per group sharing one scale"),),
         check=_torchao_int4_check,
     ),
-    Recipe("torchscript", "torch", "TorchScript trace of the fp32 model", _save_pretrained("float32"), load_torchscript, deprecated=TS_DEPRECATION),
+    Recipe("torchscript", "TorchScript trace of the fp32 model", _save_pretrained("float32"), load_torchscript, deprecated=TS_DEPRECATION),
 ]

@@ -63,12 +63,12 @@ def _params(granularity: str):
 
 
 RECIPES = [
-    Recipe("absmax-int8", "weight-only", "Symmetric absmax round-to-nearest int8 weights (scale = 127 / max|W|)",
+    Recipe("absmax-int8", "Symmetric absmax round-to-nearest int8 weights (scale = 127 / max|W|)",
            _builder("absmax", 8), _loader("absmax", 8), params=_params("channel")),
-    Recipe("zeropoint-int8", "weight-only", "Asymmetric zero-point round-to-nearest int8 weights (scale = 255 / (max - min))",
+    Recipe("zeropoint-int8", "Asymmetric zero-point round-to-nearest int8 weights (scale = 255 / (max - min))",
            _builder("zeropoint", 8), _loader("zeropoint", 8), params=_params("channel")),
-    Recipe("absmax-int4", "weight-only", "Symmetric absmax round-to-nearest int4 weights (scale = 7 / max|W|), packed two per byte",
+    Recipe("absmax-int4", "Symmetric absmax round-to-nearest int4 weights (scale = 7 / max|W|), packed two per byte",
            _builder("absmax", 4), _loader("absmax", 4), params=_params("group")),
-    Recipe("zeropoint-int4", "weight-only", "Asymmetric zero-point round-to-nearest int4 weights (scale = 15 / (max - min)), packed two per byte",
+    Recipe("zeropoint-int4", "Asymmetric zero-point round-to-nearest int4 weights (scale = 15 / (max - min)), packed two per byte",
            _builder("zeropoint", 4), _loader("zeropoint", 4), params=_params("group")),
 ]
