@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 
 from ..errors import QlabError
-from ..paths import PROJECT_ROOT, store_root
+from ..paths import PROJECT_ROOT, atomic_write_text, store_root
 
 log = logging.getLogger("qlab.exports")
 PREPARE_TIMEOUT_S = 900
@@ -59,10 +59,7 @@ def record(exported, origin: str = "cli", root=None) -> dict:
 
 
 def _write(rec: dict, root=None) -> dict:
-    path = _log_dir(root) / f"{rec['id']}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(rec, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(_log_dir(root) / f"{rec['id']}.json", json.dumps(rec, indent=2))
     return rec
 
 

@@ -52,7 +52,7 @@ import filelock
 import xxhash
 
 from ..errors import QlabError
-from ..paths import default_store_root
+from ..paths import atomic_write_text, default_store_root, fsync_path
 
 DEFAULT_SIZE_LIMIT = 10 * 1024**3
 DEFAULT_LEASE_S = 180.0
@@ -128,24 +128,9 @@ def _manifest_digest(manifest: dict) -> str:
     return xxhash.xxh3_128(json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
-def _fsync_path(path: Path, directory: bool = False) -> None:
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_json_atomic(path: Path, data) -> None:
-    """Write JSON next to ``path``, fsync it, rename it over ``path``, fsync the folder."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(data, indent=2, default=str))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_path(path.parent, directory=True)
+    """``data`` as JSON at ``path``, written whole and flushed to disk (core.paths.atomic_write_text)."""
+    atomic_write_text(path, json.dumps(data, indent=2, default=str))
 
 
 def _walk_files(root: Path) -> Iterator[tuple[str, Path]]:
@@ -542,7 +527,7 @@ class ModelStore:
             if final.exists():  # an unadoptable leftover: out of the way first
                 self._to_trash(final)
             os.rename(tmp, final)
-            _fsync_path(final.parent, directory=True)
+            fsync_path(final.parent, directory=True)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             lease.release()
@@ -574,7 +559,7 @@ class ModelStore:
             fh.flush()
             os.fsync(fh.fileno())
         for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
-            _fsync_path(d, directory=True)
+            fsync_path(d, directory=True)
 
     def _adopt_orphan(self, key: str) -> StoreEntry | None:
         """An artifacts/<key> folder with no index entry (a publish killed after its rename): index it again from its
