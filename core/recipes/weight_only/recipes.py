@@ -1,21 +1,8 @@
-"""Weight-only round-to-nearest int8 and int4: absmax (symmetric) and zero-point (asymmetric).
-
-Formulas, with ``qmax = 2**(bits-1) - 1`` (127 at 8 bits, 7 at 4 bits) and ``levels = 2**bits - 1`` (255, 15):
-
-* absmax:     scale = qmax / max|W|;                q = round(W * scale);                       W' = q / scale
-* zero-point: scale = levels / (max - min);         zp = round(-scale * min) - 2**(bits-1);
-              q = clip(round(W * scale + zp), -2**(bits-1), qmax);                                 W' = (q - zp) / scale
-
-One scale per tensor (``granularity=tensor``), per output channel (``channel``: rows of a [out, in] weight)
-or per group of ``group_size`` consecutive input weights of a row (``group``, as GPTQ/AWQ/GGUF do). For
-zero-point the range is widened to include 0 (as ONNX Runtime and PyTorch do), so 0 stays exact and the
-zero point fits the integer range; for real weights, whose rows and groups span 0, that changes nothing.
-
-The artifact keeps ``q`` plus float32 scales and integer zero points in safetensors, so its size shows the
-saving. At 4 bits ``q`` and the zero points are truly packed, two values per byte (see :func:`pack_int4`).
-At load the weights are dequantized to float32 for the matmuls.
-By default only Linear / GPT-2 Conv1D weights are quantized; ``scope=all`` quantizes every
-floating-point parameter (LayerNorms, embeddings, biases), the common mistake, to show its cost.
+"""The weight-only recipes: absmax (symmetric) and zero-point (asymmetric) round-to-nearest int8 and packed int4,
+per tensor, channel or group, dequantized to float32 at load, so only the file shrinks. The rounding, its formulas
+and the stored format are core/recipes/weight_codec.py. By default only Linear / GPT-2 Conv1D weights are quantized;
+``scope=all`` quantizes every floating-point parameter (LayerNorms, embeddings, biases), the common mistake, to show
+its cost.
 """
 
 from __future__ import annotations
