@@ -77,9 +77,10 @@ def _wrong(task, cell: dict, budgets: dict | None) -> bool:
     """Whether a cell's outputs break ``budgets`` (the run's own verdict when none are given)."""
     if budgets is None:
         return bool(cell.get("out_wrong"))
-    from ..reporting.cells import LatencyCell
+    from ..reporting.cells import GenerationCell, LatencyCell
 
-    ok, _ = task.cell_verdict(LatencyCell.from_dict(cell), budgets)
+    kind = GenerationCell if "prompt_len" in cell else LatencyCell   # a generation cell has a prompt length instead
+    ok, _ = task.cell_verdict(kind.from_dict(cell), budgets)
     return ok is False
 
 
