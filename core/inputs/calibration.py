@@ -98,4 +98,4 @@ def texts_for(ctx) -> list[str]:
 
 def source_words(ctx) -> str:
     """Where ``texts_for(ctx)`` came from, for a variant's notes."""
-    return ("this run's own texts" if ctx.calibration_texts else "the bundled calibration sample") + ", some joined to span 32-128 tokens"
+    return "this run's own texts" if ctx.calibration_texts else "the bundled calibration sample"   # their lengths: the runner's note
