@@ -102,3 +102,20 @@ def chromium_or_skip(what: str = "the browser tests") -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{message} CI must run {what}.")
     pytest.skip(message)
+
+
+@pytest.fixture()
+def faulty(monkeypatch):
+    """The test-only family whose outputs go wrong at one sequence length (tests/faulty_family), registered for this
+    test and its workers (QLAB_PLUGIN_FAMILIES, and tests/ on their PYTHONPATH)."""
+    import os
+    from pathlib import Path
+
+    from core.recipes import registry
+
+    monkeypatch.setenv(registry.PLUGINS_VAR, "faulty_family")
+    here = str(Path(__file__).resolve().parent)   # the workers import the plug-in from tests/
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
+    registry.install([*registry.FAMILIES, *registry.plugin_families()])
+    yield
+    registry.install(registry.FAMILIES)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -100,32 +99,26 @@ def test_a_retrieval_budget_changes_the_recommendation_on_real_minilm_measuremen
     assert f"{expected} is faster still but its retrieval agreement {quality[expected]['retrieval_agreement']:.4f} < 0.95" in by_retrieval["reason"]
 
 
-@pytest.fixture()
-def faulty(monkeypatch):
-    from core.recipes import registry
-
-    monkeypatch.setenv(registry.PLUGINS_VAR, "faulty_family")
-    here = str(Path(__file__).resolve().parent)
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")])))
-    registry.install([*registry.FAMILIES, *registry.plugin_families()])
-    yield
-    registry.install(registry.FAMILIES)
-
-
-def test_cell_marks_follow_the_measure_and_small_batches_fall_back_to_cosine(faulty, tiny_embedder_dir):
+def test_cell_marks_follow_the_measure_and_small_batches_fall_back_to_cosine(request):
     """Reversed hidden dimensions keep every dot product, so the faulty cells keep fp32's neighbours: wrong by cosine,
-    right by retrieval agreement where the batch has 8 texts to rank; batch 1 has none and is judged by cosine."""
-    from core.engine.evaluate import EvalConfig, run_evaluation
+    right by retrieval agreement where the batch has 8 texts to rank; batch 1 has none and is judged by cosine. The
+    run is tests/test_cell_check.py's embedding run of the faulty family (made here when that module did not run)."""
     from core.reporting.table import format_table
+    from test_cell_check import RUNS
 
-    report = run_evaluation(EvalConfig(task="embedding", model=str(tiny_embedder_dir), variants=["fp32", "faulty-fp32:at=16"],
-                                       batch_sizes=[1, 8], seq_lengths=[8, 16], protocol=QUICK, budgets={"min_retrieval_agreement": 0.95}))
-    assert report["budgets"]["min_retrieval_agreement"] == 0.95
-    bad = report["results"][1]
-    cells = {(c["batch_size"], c["seq_len"]): c for c in bad["latency"]}
-    assert cells[(8, 16)]["out_cosine_mean"] < 0.9 and cells[(8, 16)]["out_retrieval_agreement"] == pytest.approx(1.0)
-    assert cells[(1, 16)].get("out_retrieval_agreement") is None        # one text: no neighbours to rank
-    assert {k: c["out_wrong"] for k, c in cells.items()} == {(1, 8): False, (1, 16): True, (8, 8): False, (8, 16): False}
+    if "embedding" not in RUNS:
+        from test_cell_check import test_a_variant_wrong_at_one_timed_shape_is_marked_and_never_recommended_there as run_it
+
+        request.getfixturevalue("faulty")
+        run_it("embedding", None, *(request.getfixturevalue(n) for n in ("tiny_embedder_dir", "tiny_classifier_dir", "tiny_gpt2_dir", "tmp_path")))
+    report = dict(RUNS["embedding"], budgets={"min_cosine": 0.99, "min_retrieval_agreement": 0.95})
+    results = [VariantResult.from_dict(r) for r in copy.deepcopy(report["results"])]
+    mark_cells(results, "embedding", report["budgets"])
+    cells = {(c.batch_size, c.seq_len): c for c in results[1].latency}
+    assert cells[(8, 16)].out_cosine_mean < 0.9 and cells[(8, 16)].out_retrieval_agreement == pytest.approx(1.0)
+    assert cells[(1, 16)].out_retrieval_agreement is None        # one text: no neighbours to rank
+    assert {k: c.out_wrong for k, c in cells.items()} == {(1, 8): False, (1, 16): True, (8, 8): False, (8, 16): False}
+    report["results"] = [r.to_dict() for r in results]
     table = format_table(report)
     assert "retrieval agreement; WRONG: beyond the budget, retrieval agreement >= 0.95" in table
     assert "(cosine) WRONG" in table                                    # batch 1 shows the figure it was judged by
@@ -133,7 +126,7 @@ def test_cell_marks_follow_the_measure_and_small_batches_fall_back_to_cosine(fau
     by_cosine = [VariantResult.from_dict(r) for r in copy.deepcopy(report["results"])]
     mark_cells(by_cosine, "embedding", {"min_cosine": 0.99})
     assert {(c.batch_size, c.seq_len): c.out_wrong for c in by_cosine[1].latency} == {(1, 8): False, (1, 16): True, (8, 8): False, (8, 16): True}
-    why = get_task("embedding").cell_verdict(VariantResult.from_dict(bad).latency[1], report["budgets"])[1]
+    why = get_task("embedding").cell_verdict(cells[(1, 16)], report["budgets"])[1]
     assert why.startswith("cosine ") and "too few texts for retrieval agreement; judged by cosine fidelity >= 0.99" in why
 
 
