@@ -60,16 +60,28 @@ def additive_encoder_wrapper(model, task: str):
 
 
 # -- causal LMs: a decoder with past key/values ---------------------------------------------------
-def decoder_with_past(model):
+def decoder_with_past(model, fill: str = "update"):
     """forward(input_ids, attention_mask, position_ids, past.0.key, past.0.value, ...) -> (logits, present.0.key, ...),
-    the model's KV cache as plain tensors, for an ONNX decoder that generates one token per call.
+    the model's KV cache as plain tensors, for a decoder that generates one token per call.
 
     The past is [batch, kv_heads, past_len, head_dim] per layer; a zero-length past makes it a whole-sequence pass
-    (the prompt, or perplexity), so one graph serves quality, prefill and decoding."""
+    (the prompt, or perplexity), so one graph serves quality, prefill and decoding. ``fill``: how the pasts enter
+    transformers' cache: ``update`` (the ONNX export) or ``assign`` (each layer's keys and values set directly: update
+    concatenates onto an empty 1-D tensor, which PyTorch allows and OpenVINO's Concat rejects; the stateful export)."""
     import torch
     from transformers import DynamicCache
 
     layers = model.config.num_hidden_layers
+
+    def cache_of(past):
+        if fill == "update":
+            return DynamicCache([(past[2 * i], past[2 * i + 1]) for i in range(layers)], config=model.config)
+        cache = DynamicCache(config=model.config)
+        for i, layer in enumerate(cache.layers):
+            key, value = past[2 * i], past[2 * i + 1]
+            layer.lazy_initialization(key, value)
+            layer.keys, layer.values = key, value
+        return cache
 
     class DecoderWithPast(torch.nn.Module):
         def __init__(self):
@@ -77,8 +89,8 @@ def decoder_with_past(model):
             self.model = model
 
         def forward(self, input_ids, attention_mask, position_ids, *past):
-            cache = DynamicCache([(past[2 * i], past[2 * i + 1]) for i in range(layers)], config=model.config)
-            out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=cache, use_cache=True)
+            out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=cache_of(past),
+                             use_cache=True)
             presents = []
             for layer in out.past_key_values.layers:
                 presents += [layer.keys, layer.values]

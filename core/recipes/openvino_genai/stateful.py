@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import RecipeError
-from ..export_graph import decoder_example, kv_shape
+from ..export_graph import decoder_example, decoder_with_past, kv_shape
 from ..onnx_common import quiet
 from ..openvino_quiet import openvino
 from ..torch_common import example_inputs
@@ -43,34 +43,6 @@ def plain_cache_or_refuse(model, name: str) -> None:
                           "the lab's stateful export covers full-attention causal LMs only (its cache is plain DynamicLayer per layer).")
 
 
-def decoder_with_past(model):
-    """forward(input_ids, attention_mask, position_ids, past.0.key, past.0.value, ...) -> (logits, present.0.key, ...).
-
-    Like ``export_graph.decoder_with_past``, but the cache layers are filled by assignment, not ``update``: transformers'
-    update concatenates the pasts onto an empty 1-D tensor, which PyTorch allows and OpenVINO's Concat rejects."""
-    import torch
-    from transformers import DynamicCache
-
-    class DecoderWithPast(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids, attention_mask, position_ids, *past):
-            cache = DynamicCache(config=model.config)
-            for i, layer in enumerate(cache.layers):
-                key, value = past[2 * i], past[2 * i + 1]
-                layer.lazy_initialization(key, value)
-                layer.keys, layer.values = key, value
-            out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, past_key_values=cache, use_cache=True)
-            presents = []
-            for layer in out.past_key_values.layers:
-                presents += [layer.keys, layer.values]
-            return (out.logits, *presents)
-
-    return DecoderWithPast().eval()
-
-
 def convert(model, tokenizer, name: str):
     """The causal LM as an OpenVINO model with past key/values as inputs and presents as outputs, named as above."""
     import torch
@@ -86,7 +58,7 @@ def convert(model, tokenizer, name: str):
         ids, _ = example_inputs(tokenizer)
         args, pasts = decoder_example(model, ids)   # a non-empty past, so the cache's concatenation is traced
         with torch.inference_mode(), quiet():
-            ov_model = openvino().convert_model(decoder_with_past(model), example_input=args)
+            ov_model = openvino().convert_model(decoder_with_past(model, fill="assign"), example_input=args)
     finally:
         model.set_attn_implementation(before)
     names_in = ["input_ids", "attention_mask", "position_ids", *pasts]
