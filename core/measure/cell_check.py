@@ -89,16 +89,17 @@ def compare(task, reduced: np.ndarray, reference: np.ndarray) -> dict:
     return {"out_agreement": float(same.mean()), "out_max_logit_diff": float(np.abs(reduced.astype(np.float64) - reference).max())}
 
 
-def reference_path(ref_dir, batch_size: int, seq_len: int) -> Path:
+def reference_path(ref_dir, name: str) -> Path:
+    """Where fp32's reference outputs called ``name`` are kept beside the job (``<ref_dir>/cells/<name>.npy``)."""
     folder = Path(ref_dir) / "cells"
     folder.mkdir(parents=True, exist_ok=True)
-    return folder / f"b{batch_size}_s{seq_len}.npy"
+    return folder / f"{name}.npy"
 
 
 def check_cell(task, job: dict, batch_size: int, seq_len: int, output, attention_mask) -> dict:
     """Save (fp32) or compare (any other variant) one cell's output; returns the figures to put on the cell ({} for fp32)."""
     reduced = reduce(task, output, attention_mask)
-    path = reference_path(job["ref_dir"], batch_size, seq_len)
+    path = reference_path(job["ref_dir"], f"b{batch_size}_s{seq_len}")
     if job.get("reference"):
         np.save(path, reduced, allow_pickle=False)
         return {}
@@ -118,9 +119,8 @@ def check_generation(job: dict, batch_size: int, prompt_len: int, step_logits: l
     k = generation_steps(batch_size, len(step_logits))
     logp = np.stack([log_softmax(x) for x in step_logits[:k]])   # [steps, batch, vocab]
     tokens = np.asarray(tokens, dtype=np.int64)[:, :k]
-    folder = Path(job["ref_dir"]) / "cells"
-    folder.mkdir(parents=True, exist_ok=True)
-    logp_path, tokens_path = folder / f"gen_b{batch_size}_p{prompt_len}.npy", folder / f"gen_b{batch_size}_p{prompt_len}_tokens.npy"
+    name = f"gen_b{batch_size}_p{prompt_len}"
+    logp_path, tokens_path = reference_path(job["ref_dir"], name), reference_path(job["ref_dir"], f"{name}_tokens")
     if job.get("reference"):
         np.save(logp_path, logp, allow_pickle=False)
         np.save(tokens_path, tokens, allow_pickle=False)
