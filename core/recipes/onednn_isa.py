@@ -41,10 +41,11 @@ def refuse(value: str | None, flags: frozenset[str] | set[str] | None = None) ->
     """Why ``isa=value`` cannot run here (a level this CPU lacks), in one line listing the ones it has; None where it can."""
     if value in (None, DEFAULT):
         return None
+    flags = env.read_cpuinfo()[1] if flags is None else flags
     have = available(flags)
     if value in have:
         return None
-    lacks = [f for f in LEVELS.get(value, ()) if f not in (env.read_cpuinfo()[1] if flags is None else flags)]
+    lacks = [f for f in LEVELS.get(value, ()) if f not in flags]
     return (f"isa={value} needs CPU flags this CPU lacks ({', '.join(lacks)}); on this CPU choose one of {', '.join(have)}.")
 
 
